@@ -1,0 +1,337 @@
+//! The `ai` policy: LLM handling for an `ai` backend. It classifies each call with the
+//! `ai.routes` suffix table; chat completions get the model override, usage injection for
+//! streams and token accounting; `models` and `passthrough` calls are forwarded untouched.
+
+pub mod request;
+pub mod usage;
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use serde::Deserialize;
+
+use super::registry::{build_with, FilterSpec};
+use super::{BodyAccess, Filter, FilterAction, RequestCtx};
+use crate::config::types::Unsupported;
+use crate::errors::json_error;
+use crate::llm::{LlmExchange, RouteType};
+use crate::runtime::{AiTarget, BackendTarget};
+use usage::{event_data, ResponseView, SseSplitter};
+
+/// Registry entry for `ai`.
+pub const SPEC: FilterSpec = FilterSpec {
+    name: "ai",
+    order: 200,
+    build: |d| build_with(d, |c: AiPolicyConfig| AiPolicy::compile(c)),
+};
+
+/// The YAML block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiPolicyConfig {
+    /// Path suffix → route type; `"*"` matches everything else.
+    pub routes: Option<IndexMap<String, RouteTypeName>>,
+    /// Not supported yet.
+    pub prompt_guard: Option<Unsupported>,
+    /// Not supported yet.
+    pub defaults: Option<Unsupported>,
+    /// Not supported yet.
+    pub overrides: Option<Unsupported>,
+    /// Not supported yet.
+    pub transformations: Option<Unsupported>,
+    /// Not supported yet.
+    pub final_transformations: Option<Unsupported>,
+    /// Not supported yet.
+    pub prompts: Option<Unsupported>,
+    /// Not supported yet.
+    pub model_aliases: Option<Unsupported>,
+    /// Not supported yet.
+    pub prompt_caching: Option<Unsupported>,
+}
+
+/// Route type names as agentgateway spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RouteTypeName {
+    /// Chat completions.
+    Completions,
+    /// Model listing.
+    Models,
+    /// Untouched.
+    Passthrough,
+    /// Not supported yet.
+    Messages,
+    /// Not supported yet.
+    Detect,
+    /// Not supported yet.
+    Responses,
+    /// Not supported yet.
+    Embeddings,
+    /// Not supported yet.
+    Realtime,
+    /// Not supported yet.
+    AnthropicTokenCount,
+    /// Not supported yet.
+    GenerateContent,
+    /// Not supported yet.
+    GeminiCountTokens,
+    /// Not supported yet.
+    Rerank,
+}
+
+/// Compiled `ai` policy.
+#[derive(Debug, Default)]
+pub struct AiPolicy {
+    /// `None`: every path is a completion (agentgateway's default for the binds dialect).
+    routes: Option<Vec<(String, RouteType)>>,
+}
+
+impl AiPolicy {
+    fn compile(c: AiPolicyConfig) -> std::result::Result<Self, String> {
+        let Some(routes) = c.routes else { return Ok(AiPolicy { routes: None }) };
+        let mut out = Vec::new();
+        for (suffix, name) in routes {
+            let kind = match name {
+                RouteTypeName::Completions => RouteType::Completions,
+                RouteTypeName::Models => RouteType::Models,
+                RouteTypeName::Passthrough => RouteType::Passthrough,
+                other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
+            };
+            out.push((suffix, kind));
+        }
+        // Longest suffix wins; "*" is the fallback.
+        out.sort_by_key(|(s, _)| std::cmp::Reverse(if s == "*" { 0 } else { s.len() + 1 }));
+        Ok(AiPolicy { routes: Some(out) })
+    }
+
+    /// The route type for a request path, or `None` when the table has no entry for it.
+    pub fn route_type(&self, path: &str) -> Option<RouteType> {
+        let Some(routes) = &self.routes else { return Some(RouteType::Completions) };
+        routes.iter().find(|(s, _)| s == "*" || path.ends_with(s.as_str())).map(|(_, k)| *k)
+    }
+}
+
+/// Per-request state of a chat completion.
+#[derive(Default, Clone)]
+struct CompletionState {
+    request_body: Vec<u8>,
+    injected_usage: bool,
+    response: ResponseMode,
+    response_body: Vec<u8>,
+    sse: SseSplitter,
+}
+
+#[derive(Default, Clone, PartialEq, Eq)]
+enum ResponseMode {
+    /// Not a successful completion: pass through untouched.
+    #[default]
+    Untouched,
+    /// One JSON document.
+    Json,
+    /// Server-sent events.
+    Sse,
+}
+
+/// Upper bound on a non-streamed response copied for usage parsing.
+const MAX_RESPONSE_COPY: usize = 8 * 1024 * 1024;
+
+fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<String> {
+    let api_path = match kind {
+        RouteType::Completions => "/chat/completions",
+        RouteType::Models => "/models",
+        RouteType::Passthrough => return None,
+    };
+    if kind == RouteType::Completions {
+        if let Some(p) = &ai.path_override {
+            return Some(p.clone());
+        }
+    }
+    if let Some(prefix) = &ai.path_prefix {
+        return Some(format!("{}{api_path}", prefix.trim_end_matches('/')));
+    }
+    (!ai.host_overridden && !client_path.starts_with("/v1/")).then(|| format!("/v1{api_path}"))
+}
+
+fn set_path(session: &mut Session, path: &str) -> Result<()> {
+    let req = session.req_header_mut();
+    let pq = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = http::Uri::builder()
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| Error::because(ErrorType::InternalError, "invalid upstream path", e))?;
+    req.set_uri(uri);
+    Ok(())
+}
+
+#[async_trait]
+impl Filter for AiPolicy {
+    fn body_access(&self) -> BodyAccess {
+        BodyAccess { request: true, response: true }
+    }
+
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        let Some(BackendTarget::Ai(ai)) = ctx.backend.as_ref().map(|b| &b.target) else {
+            return Ok(FilterAction::Continue);
+        };
+        let ai = ai.clone();
+        let Some(kind) = self.route_type(&ctx.original_path) else {
+            let msg = format!("no ai route for path {}", ctx.original_path);
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 404, "not_found", &msg)));
+        };
+        let mut exchange = LlmExchange::new("openai", &ai.name, kind);
+        exchange.override_model = ai.model.clone();
+        ctx.llm = Some(exchange);
+        if let Some(path) = upstream_path(&ai, kind, &ctx.original_path) {
+            set_path(session, &path)?;
+        }
+        if kind != RouteType::Completions || session.req_header().method != http::Method::POST {
+            return Ok(FilterAction::Continue);
+        }
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > ctx.max_buffer) {
+            let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+        }
+        ctx.extensions.insert(CompletionState::default());
+        Ok(FilterAction::Continue)
+    }
+
+    fn on_upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.extensions.get::<CompletionState>().is_some() {
+            // The body is rewritten, so its length changes; Pingora sends it chunked.
+            req.remove_header(&http::header::CONTENT_LENGTH);
+            // Usage is read from the response: ask for it uncompressed.
+            req.remove_header(&http::header::ACCEPT_ENCODING);
+        }
+        Ok(())
+    }
+
+    fn on_request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        let max = ctx.max_buffer;
+        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        if let Some(chunk) = body.take() {
+            if state.request_body.len() + chunk.len() > max {
+                return Error::e_explain(ErrorType::HTTPStatus(413), format!("request body exceeds the {max} byte limit"));
+            }
+            state.request_body.extend_from_slice(&chunk);
+        }
+        if !end {
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut state.request_body);
+        let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
+        let rewritten = request::rewrite_completion_request(&raw, model.as_deref())
+            .map_err(|msg| Error::explain(ErrorType::HTTPStatus(400), msg))?;
+        state.injected_usage = rewritten.injected_usage;
+        if let Some(llm) = ctx.llm.as_mut() {
+            llm.request_model = rewritten.request_model;
+            llm.streaming = rewritten.streaming;
+            llm.params = rewritten.params;
+        }
+        *body = Some(Bytes::from(rewritten.body));
+        Ok(())
+    }
+
+    fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        if !resp.status.is_success() {
+            return Ok(());
+        }
+        let is_sse = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        state.response = if is_sse { ResponseMode::Sse } else { ResponseMode::Json };
+        if is_sse && state.injected_usage {
+            // An event the client did not ask for is dropped, so the length changes.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        Ok(())
+    }
+
+    fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        let started = ctx.started;
+        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        let Some(llm) = ctx.llm.as_mut() else { return Ok(()) };
+        if llm.time_to_first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
+            llm.time_to_first_byte = Some(Instant::now().duration_since(started));
+        }
+        match state.response {
+            ResponseMode::Untouched => {}
+            ResponseMode::Json => {
+                if let Some(b) = body.as_ref() {
+                    if state.response_body.len() + b.len() <= MAX_RESPONSE_COPY {
+                        state.response_body.extend_from_slice(b);
+                    }
+                }
+                if end {
+                    record(llm, &ResponseView::parse(&state.response_body));
+                    state.response_body = Vec::new();
+                }
+            }
+            ResponseMode::Sse => scan_sse(state, llm, body, end),
+        }
+        Ok(())
+    }
+}
+
+fn record(llm: &mut LlmExchange, view: &ResponseView) {
+    if let Some(m) = &view.model {
+        llm.response_model.get_or_insert_with(|| m.clone());
+    }
+    if let Some(u) = &view.usage {
+        llm.usage = Some(u.to_usage());
+    }
+}
+
+/// Reads usage from each complete event. Chunks pass through as they are, unless the gateway
+/// injected `include_usage`: then complete events pass and the usage-only one is dropped.
+fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool) {
+    let incoming = body.take().unwrap_or_default();
+    let mut out = Vec::with_capacity(incoming.len());
+    let mut events = state.sse.push(&incoming);
+    if end {
+        let rest = state.sse.take_rest();
+        if !rest.is_empty() {
+            events.push(rest);
+        }
+    }
+    for event in events {
+        let keep = match event_data(&event) {
+            Some(data) if data.as_slice() != b"[DONE]" => {
+                let view = ResponseView::parse(&data);
+                record(llm, &view);
+                !(state.injected_usage && view.is_usage_only())
+            }
+            _ => true,
+        };
+        if keep && state.injected_usage {
+            out.extend_from_slice(&event);
+        }
+    }
+    *body = if !state.injected_usage {
+        Some(incoming)
+    } else if out.is_empty() {
+        None
+    } else {
+        Some(Bytes::from(out))
+    };
+    if end && body.is_none() {
+        *body = Some(Bytes::new());
+    }
+}

@@ -1,0 +1,100 @@
+//! Rewriting an OpenAI chat-completions request body: override the model, ask for usage
+//! in streams, and read the fields the gateway records. Only the top level is parsed;
+//! `messages` stays raw, so a megabyte prompt costs one validation pass, not a tree.
+
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+
+use crate::llm::LlmParams;
+
+/// The rewritten body and what was learnt from it.
+#[derive(Debug)]
+pub struct RewrittenRequest {
+    /// Bytes to send upstream.
+    pub body: Vec<u8>,
+    /// `model` as the client sent it.
+    pub request_model: Option<String>,
+    /// `stream: true`.
+    pub streaming: bool,
+    /// The gateway added `stream_options.include_usage`; the usage-only chunk is not the client's.
+    pub injected_usage: bool,
+    /// Sampling parameters.
+    pub params: LlmParams,
+}
+
+type TopLevel = IndexMap<String, Box<RawValue>>;
+
+/// Rewrites a chat-completions request. The error is a message for a 400.
+pub fn rewrite_completion_request(raw: &[u8], model_override: Option<&str>) -> Result<RewrittenRequest, String> {
+    let mut top: TopLevel = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let request_model = field::<String>(&top, "model")?;
+    let streaming = field::<bool>(&top, "stream")?.unwrap_or(false);
+    let params = LlmParams {
+        temperature: field(&top, "temperature")?,
+        top_p: field(&top, "top_p")?,
+        max_tokens: field(&top, "max_completion_tokens")?.or(field(&top, "max_tokens")?),
+        frequency_penalty: field(&top, "frequency_penalty")?,
+        presence_penalty: field(&top, "presence_penalty")?,
+        seed: field(&top, "seed")?,
+    };
+    if let Some(model) = model_override {
+        top.insert("model".into(), to_raw(&model)?);
+    }
+    let mut injected_usage = false;
+    if streaming {
+        let mut opts: serde_json::Map<String, serde_json::Value> = field(&top, "stream_options")?.unwrap_or_default();
+        if opts.get("include_usage").and_then(|v| v.as_bool()) != Some(true) {
+            opts.insert("include_usage".into(), true.into());
+            top.insert("stream_options".into(), to_raw(&opts)?);
+            injected_usage = true;
+        }
+    }
+    let body = serde_json::to_vec(&top).map_err(|e| e.to_string())?;
+    Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params })
+}
+
+/// Reads one top-level field; `null` and absent are `None`, a wrong type is an error.
+fn field<T: serde::de::DeserializeOwned>(top: &TopLevel, name: &str) -> Result<Option<T>, String> {
+    match top.get(name) {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|e| format!("invalid `{name}`: {e}")),
+    }
+}
+
+fn to_raw<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(value).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_model_and_injects_usage() {
+        let raw = br#"{"model":"any","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5}"#;
+        let out = rewrite_completion_request(raw, Some("qwen-plus")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(v["model"], "qwen-plus");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["messages"][0]["content"], "hi");
+        assert_eq!(out.request_model.as_deref(), Some("any"));
+        assert!(out.streaming && out.injected_usage);
+        assert_eq!(out.params.temperature, Some(0.5));
+    }
+
+    #[test]
+    fn keeps_client_usage_request_and_order() {
+        let raw = br#"{"messages":[],"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let out = rewrite_completion_request(raw, None).unwrap();
+        assert!(!out.injected_usage);
+        assert!(std::str::from_utf8(&out.body).unwrap().starts_with(r#"{"messages":[],"model":"m""#));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(rewrite_completion_request(b"{not json", None).is_err());
+        assert!(rewrite_completion_request(b"[1,2]", None).is_err());
+        assert!(rewrite_completion_request(br#"{"model": 5}"#, None).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Reading usage and the answering model from OpenAI responses, whole (JSON) or
+//! streamed (SSE), without holding the stream back.
+
+use serde::Deserialize;
+
+use crate::llm::Usage;
+
+/// The parts of a response or stream chunk the gateway records.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResponseView {
+    /// Model that answered.
+    pub model: Option<String>,
+    /// Usage, if in this object.
+    pub usage: Option<UsageView>,
+    /// Choices; an empty list plus usage marks the final usage-only stream chunk.
+    pub choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// OpenAI's usage object.
+#[derive(Debug, Default, Deserialize)]
+pub struct UsageView {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+impl UsageView {
+    /// Normalised usage.
+    pub fn to_usage(&self) -> Usage {
+        let input = self.prompt_tokens.unwrap_or(0);
+        let output = self.completion_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: input,
+            output_tokens: output,
+            total_tokens: self.total_tokens.unwrap_or(input + output),
+            cached_input_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens),
+            reasoning_tokens: self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+impl ResponseView {
+    /// Parses a JSON object; anything unparsable yields an empty view.
+    pub fn parse(bytes: &[u8]) -> ResponseView {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    /// A chunk that only carries usage (what `include_usage` adds at the end of a stream).
+    pub fn is_usage_only(&self) -> bool {
+        self.usage.is_some() && self.choices.as_ref().is_some_and(|c| c.is_empty())
+    }
+}
+
+/// Splits an SSE byte stream into complete events, keeping the incomplete tail.
+#[derive(Debug, Default, Clone)]
+pub struct SseSplitter {
+    pending: Vec<u8>,
+}
+
+impl SseSplitter {
+    /// Feeds bytes; returns each complete event (terminator included).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = event_end(&self.pending) {
+            events.push(self.pending.drain(..end).collect());
+        }
+        events
+    }
+
+    /// The bytes of an unterminated last event.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Bytes held for an incomplete event.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Index just past the first blank-line terminator (`\n\n` or `\r\n\r\n`).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some(i + 2);
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The joined `data:` payload of one event, if any.
+pub fn event_data(event: &[u8]) -> Option<Vec<u8>> {
+    let mut data: Option<Vec<u8>> = None;
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            let d = data.get_or_insert_with(Vec::new);
+            if !d.is_empty() {
+                d.push(b'\n');
+            }
+            d.extend_from_slice(rest);
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_events_across_chunks() {
+        let mut s = SseSplitter::default();
+        assert!(s.push(b"data: {\"a\"").is_empty());
+        let ev = s.push(b":1}\n\ndata: [DONE]\n\n");
+        assert_eq!(ev.len(), 2);
+        assert_eq!(event_data(&ev[0]).unwrap(), b"{\"a\":1}");
+        assert_eq!(event_data(&ev[1]).unwrap(), b"[DONE]");
+        let ev = s.push(b"data: x\r\n\r\n");
+        assert_eq!(event_data(&ev[0]).unwrap(), b"x");
+    }
+
+    #[test]
+    fn reads_usage() {
+        let v = ResponseView::parse(br#"{"model":"qwen-plus","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30,"prompt_tokens_details":{"cached_tokens":0}}}"#);
+        assert!(v.is_usage_only());
+        let u = v.usage.unwrap().to_usage();
+        assert_eq!((u.input_tokens, u.output_tokens, u.total_tokens, u.cached_input_tokens), (10, 20, 30, Some(0)));
+        assert_eq!(v.model.as_deref(), Some("qwen-plus"));
+    }
+}

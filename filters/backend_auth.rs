@@ -1,0 +1,97 @@
+//! `backendAuth`: attach the provider credential upstream (`Authorization: Bearer <key>`),
+//! replacing whatever the client sent. The key never appears in logs.
+
+use async_trait::async_trait;
+use http::HeaderValue;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde::de;
+use serde::Deserialize;
+
+use super::registry::{build_with, FilterSpec};
+use super::{Filter, FilterAction, RequestCtx};
+use crate::config::types::{FileOrInline, Unsupported};
+
+/// Registry entry for `backendAuth`.
+pub const SPEC: FilterSpec = FilterSpec {
+    name: "backendAuth",
+    order: 110,
+    build: |d| build_with(d, |c: BackendAuthConfig| BackendAuth::compile(c)),
+};
+
+/// The YAML block: one credential kind.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendAuthConfig {
+    /// A static key: `"sk-..."`, `{file: path}` or `{value: ..., location: ...}`.
+    pub key: Option<KeySource>,
+    /// Not supported yet.
+    pub passthrough: Option<Unsupported>,
+    /// Not supported yet.
+    pub gcp: Option<Unsupported>,
+    /// Not supported yet.
+    pub aws: Option<Unsupported>,
+    /// Not supported yet.
+    pub azure: Option<Unsupported>,
+    /// Not supported yet.
+    pub copilot: Option<Unsupported>,
+    /// Not supported yet.
+    pub jwt_sign: Option<Unsupported>,
+    /// Not supported yet.
+    pub oauth_token_exchange: Option<Unsupported>,
+    /// Not supported yet.
+    pub cross_app_access: Option<Unsupported>,
+    /// Not supported yet.
+    pub credentials: Option<Unsupported>,
+}
+
+/// Where the key comes from.
+#[derive(Debug)]
+pub struct KeySource(pub FileOrInline);
+
+impl<'de> Deserialize<'de> for KeySource {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[allow(dead_code)] // `location` exists only to fail the load when used.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Long {
+            value: FileOrInline,
+            location: Option<Unsupported>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Long(Long),
+            Short(FileOrInline),
+        }
+        match Either::deserialize(d).map_err(|_| {
+            de::Error::custom("key must be a string, {file: path} or {value: string | {file: path}}")
+        })? {
+            Either::Long(l) => Ok(KeySource(l.value)),
+            Either::Short(s) => Ok(KeySource(s)),
+        }
+    }
+}
+
+/// Sets the upstream Authorization header.
+pub struct BackendAuth {
+    header: HeaderValue,
+}
+
+impl BackendAuth {
+    fn compile(c: BackendAuthConfig) -> std::result::Result<Self, String> {
+        let key = c.key.ok_or("backendAuth needs `key` (other kinds are not supported yet)")?;
+        let key = key.0 .0.trim().to_string();
+        let mut header = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "key is not a valid header value")?;
+        header.set_sensitive(true);
+        Ok(BackendAuth { header })
+    }
+}
+
+#[async_trait]
+impl Filter for BackendAuth {
+    async fn on_request(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<FilterAction> {
+        session.req_header_mut().insert_header(http::header::AUTHORIZATION, self.header.clone())?;
+        Ok(FilterAction::Continue)
+    }
+}

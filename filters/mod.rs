@@ -1,0 +1,94 @@
+//! Filters: every policy (built-in or plugin), the LLM handling and the MCP handling
+//! implement one trait, [`Filter`], and are built by name from YAML through the
+//! [`registry`]. The proxy calls a route's filters in order at each Pingora hook.
+
+pub mod ai;
+pub mod backend_auth;
+pub mod backend_tls;
+pub mod cors;
+pub mod direct_response;
+pub mod header_modifier;
+pub mod registry;
+pub mod request_redirect;
+pub mod response;
+pub mod timeout;
+pub mod url_rewrite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::Result;
+
+pub use crate::ctx::RequestCtx;
+pub use response::LocalResponse;
+
+/// Which bodies a filter must see. The proxy only runs body hooks for a request
+/// whose filters ask for them, so routes without body work pay nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyAccess {
+    /// The filter reads or rewrites the request body.
+    pub request: bool,
+    /// The filter reads or rewrites the response body.
+    pub response: bool,
+}
+
+impl BodyAccess {
+    /// Union of two needs.
+    pub fn union(self, other: BodyAccess) -> BodyAccess {
+        BodyAccess { request: self.request || other.request, response: self.response || other.response }
+    }
+}
+
+/// What to do after a filter's request hook.
+#[derive(Debug)]
+pub enum FilterAction {
+    /// Go on to the next filter and then upstream.
+    Continue,
+    /// Answer the client now with this response; nothing goes upstream.
+    Respond(LocalResponse),
+}
+
+/// A request/response filter. Every hook has a no-op default; implement the ones you need.
+///
+/// Hooks run in this order for one request: [`Filter::on_request`] (request headers, before the
+/// upstream is chosen; may answer directly), [`Filter::on_upstream_request`] (the header about to
+/// be sent upstream), [`Filter::on_request_body`] (each request body chunk, if
+/// [`BodyAccess::request`]), [`Filter::on_response`] (response header), [`Filter::on_response_body`]
+/// (each response chunk, if [`BodyAccess::response`]), [`Filter::on_log`] (after the request ends).
+#[async_trait]
+pub trait Filter: Send + Sync + 'static {
+    /// Bodies this filter needs to see.
+    fn body_access(&self) -> BodyAccess {
+        BodyAccess::default()
+    }
+
+    /// Request headers arrived. Mutating `session.req_header_mut()` changes what goes upstream.
+    async fn on_request(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<FilterAction> {
+        Ok(FilterAction::Continue)
+    }
+
+    /// The request header about to be sent upstream (after hop-by-hop headers were removed).
+    fn on_upstream_request(&self, _req: &mut RequestHeader, _ctx: &mut RequestCtx) -> Result<()> {
+        Ok(())
+    }
+
+    /// A request body chunk. Never set `*body = None` before the end: that ends the upstream
+    /// body. To hold bytes back, take them and leave `Some(Bytes::new())`.
+    fn on_request_body(&self, _body: &mut Option<Bytes>, _end: bool, _ctx: &mut RequestCtx) -> Result<()> {
+        Ok(())
+    }
+
+    /// The response header about to be sent downstream.
+    fn on_response(&self, _resp: &mut ResponseHeader, _ctx: &mut RequestCtx) -> Result<()> {
+        Ok(())
+    }
+
+    /// A response body chunk about to be sent downstream; `None` sends nothing now.
+    fn on_response_body(&self, _body: &mut Option<Bytes>, _end: bool, _ctx: &mut RequestCtx) -> Result<()> {
+        Ok(())
+    }
+
+    /// The request is over (success or failure); record what it did.
+    fn on_log(&self, _ctx: &mut RequestCtx) {}
+}

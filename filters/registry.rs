@@ -1,0 +1,77 @@
+//! The filter registry: policy name → builder. Built-in policies and plugins are
+//! listed the same way; a plugin is enabled by adding one [`FilterSpec`] line to
+//! [`FILTERS`] (behind its Cargo feature) and then naming it under `policies:`.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::Filter;
+
+/// Builds a filter from its YAML block. Errors are reported with the block's line and path.
+pub type BuildFn = fn(&mut dyn erased_serde::Deserializer) -> Result<Arc<dyn Filter>, erased_serde::Error>;
+
+/// A registered filter kind.
+#[derive(Debug)]
+pub struct FilterSpec {
+    /// The key under `policies:`.
+    pub name: &'static str,
+    /// Position in the chain (lower runs first); built-ins follow agentgateway's policy order.
+    pub order: u16,
+    /// Parses the block and builds the filter.
+    pub build: BuildFn,
+}
+
+/// Parses a filter's config block with serde and hands it to `make`; for use in [`BuildFn`]s.
+pub fn build_with<C, F>(
+    d: &mut dyn erased_serde::Deserializer,
+    make: impl FnOnce(C) -> Result<F, String>,
+) -> Result<Arc<dyn Filter>, erased_serde::Error>
+where
+    C: DeserializeOwned,
+    F: Filter,
+{
+    let config: C = erased_serde::deserialize(d)?;
+    make(config)
+        .map(|f| Arc::new(f) as Arc<dyn Filter>)
+        .map_err(<erased_serde::Error as serde::de::Error>::custom)
+}
+
+/// Every filter tollgate can build, in no particular order.
+pub static FILTERS: &[FilterSpec] = &[
+    super::timeout::SPEC,
+    super::cors::SPEC,
+    super::header_modifier::REQUEST_SPEC,
+    super::url_rewrite::SPEC,
+    super::request_redirect::SPEC,
+    super::direct_response::SPEC,
+    super::backend_tls::SPEC,
+    super::backend_auth::SPEC,
+    super::header_modifier::RESPONSE_SPEC,
+    super::ai::SPEC,
+];
+
+/// Looks a filter up by its policy name.
+pub fn find(name: &str) -> Option<&'static FilterSpec> {
+    FILTERS.iter().find(|s| s.name == name)
+}
+
+/// All registered names, sorted, for error messages.
+pub fn names() -> Vec<&'static str> {
+    let mut v: Vec<_> = FILTERS.iter().map(|s| s.name).collect();
+    v.sort_unstable();
+    v
+}
+
+/// agentgateway policies tollgate knows by name but has not implemented yet.
+const AGENTGATEWAY_POLICIES: &[&str] = &[
+    "requestMirror", "mcpAuthorization", "mcpGuardrails", "authorization", "mcpAuthentication",
+    "a2a", "backendTunnel", "localRateLimit", "remoteRateLimit", "jwtAuth", "oidc", "basicAuth",
+    "apiKey", "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
+    "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
+];
+
+/// Whether `name` is an agentgateway policy that is not implemented here yet.
+pub fn is_agentgateway_policy(name: &str) -> bool {
+    AGENTGATEWAY_POLICIES.contains(&name)
+}

@@ -1,0 +1,35 @@
+//! Command line: agentgateway-compatible where the two overlap (`-f`, `--validate-only`,
+//! `-V`), plus Pingora's process controls (`-u` upgrade, `-d` daemon).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// tollgate: an HTTP gateway for AI traffic (LLM and MCP) on Pingora.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (agentgateway's local format, YAML or JSON).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Config given inline instead of a file.
+    #[arg(short = 'c', long = "config", value_name = "YAML", conflicts_with = "file")]
+    pub config: Option<String>,
+
+    /// Parse and compile the config, print what is wrong, and exit (non-zero on error).
+    #[arg(long)]
+    pub validate_only: bool,
+
+    /// Take the listening sockets over from a running tollgate (then send it SIGQUIT).
+    #[arg(short = 'u', long)]
+    pub upgrade: bool,
+
+    /// Run in the background.
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+
+    /// Directory for the pid file and the upgrade socket.
+    #[arg(long, env = "TOLLGATE_RUNTIME_DIR", default_value = "/tmp/tollgate", value_name = "DIR")]
+    pub runtime_dir: PathBuf,
+}

@@ -1,0 +1,174 @@
+//! Route backends: `host`, `ai` (LLM provider) and `mcp`, each with a weight and its own policies.
+
+use serde::de;
+use serde::Deserialize;
+
+use super::policies::Policies;
+use super::types::{AnyValue, Unsupported};
+
+/// A backend as written in the file, reduced to exactly one kind.
+#[derive(Debug)]
+pub struct LocalBackend {
+    /// Relative share of traffic (default 1).
+    pub weight: u32,
+    /// Policies that apply when this backend is chosen (override the route's).
+    pub policies: Policies,
+    /// What the backend is.
+    pub kind: BackendKind,
+}
+
+/// The backend kinds tollgate serves.
+#[derive(Debug)]
+pub enum BackendKind {
+    /// `host: "addr:port"`: plain HTTP proxying.
+    Host(String),
+    /// An LLM provider.
+    Ai(Box<AiBackend>),
+    /// MCP targets behind one endpoint.
+    Mcp(Box<McpBackend>),
+}
+
+// The `Unsupported` fields exist only to fail the load with a clear message.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LocalBackendRaw {
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    policies: Policies,
+    host: Option<String>,
+    ai: Option<Box<AiBackend>>,
+    mcp: Option<Box<McpBackend>>,
+    service: Option<Unsupported>,
+    backend: Option<Unsupported>,
+    internal: Option<Unsupported>,
+    dynamic: Option<Unsupported>,
+    aws: Option<Unsupported>,
+    route_group: Option<Unsupported>,
+    invalid: Option<Unsupported>,
+}
+
+impl<'de> Deserialize<'de> for LocalBackend {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = LocalBackendRaw::deserialize(d)?;
+        let kind = match (raw.host, raw.ai, raw.mcp) {
+            (Some(h), None, None) => {
+                validate_host_port(&h).map_err(de::Error::custom)?;
+                BackendKind::Host(h)
+            }
+            (None, Some(a), None) => BackendKind::Ai(a),
+            (None, None, Some(m)) => BackendKind::Mcp(m),
+            _ => return Err(de::Error::custom("a backend needs exactly one of host, ai, mcp")),
+        };
+        let weight = raw.weight.unwrap_or(1);
+        Ok(LocalBackend { weight, policies: raw.policies, kind })
+    }
+}
+
+/// Checks `host:port` (IPv6 as `[::1]:port`) without resolving anything.
+pub fn validate_host_port(text: &str) -> Result<(), String> {
+    split_host_port(text).map(|_| ())
+}
+
+/// Splits `host:port`; the port is required.
+pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
+    let bad = || format!("`{text}` is not host:port");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `ai:` an LLM provider backend.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiBackend {
+    /// Name, for logs and metrics.
+    pub name: String,
+    /// Which provider API this backend speaks.
+    pub provider: Provider,
+    /// `host:port` to send to instead of the provider's default.
+    pub host_override: Option<String>,
+    /// Replaces the upstream path entirely.
+    pub path_override: Option<String>,
+    /// Base path in front of the provider's API paths.
+    pub path_prefix: Option<String>,
+    /// Policies for this provider (e.g. `ai.routes`).
+    #[serde(default)]
+    pub policies: Policies,
+    /// Not supported yet.
+    pub tokenize: Option<Unsupported>,
+    /// Not supported yet.
+    pub groups: Option<Unsupported>,
+}
+
+/// Exactly one provider kind.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provider {
+    /// OpenAI or any OpenAI-compatible API.
+    #[serde(rename = "openAI")]
+    pub open_ai: Option<OpenAiProvider>,
+    /// Not supported yet.
+    pub gemini: Option<Unsupported>,
+    /// Not supported yet.
+    pub vertex: Option<Unsupported>,
+    /// Not supported yet.
+    pub anthropic: Option<Unsupported>,
+    /// Not supported yet.
+    pub bedrock: Option<Unsupported>,
+    /// Not supported yet.
+    pub azure: Option<Unsupported>,
+    /// Not supported yet.
+    pub copilot: Option<Unsupported>,
+    /// Not supported yet.
+    pub custom: Option<Unsupported>,
+}
+
+/// `provider.openAI`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenAiProvider {
+    /// Model that replaces whatever the client asked for.
+    pub model: Option<String>,
+    /// Not supported yet.
+    pub moderation: Option<Unsupported>,
+}
+
+/// `mcp:` targets federated behind one endpoint (served by the MCP module).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpBackend {
+    /// Upstream MCP servers.
+    pub targets: Vec<McpTarget>,
+    /// `stateful` (default) or `stateless`.
+    pub stateful_mode: Option<String>,
+    /// `conditional` (default), `always` or `never`.
+    pub prefix_mode: Option<String>,
+    /// `failClosed` (default) or `failOpen`.
+    pub failure_mode: Option<String>,
+    /// Reject foreign Host headers.
+    pub dns_rebinding_protection: Option<bool>,
+}
+
+/// One MCP target; exactly one transport.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpTarget {
+    /// Target name (used to prefix tool names).
+    pub name: String,
+    /// Streamable HTTP transport.
+    pub mcp: Option<AnyValue>,
+    /// Legacy SSE transport.
+    pub sse: Option<AnyValue>,
+    /// Child process transport.
+    pub stdio: Option<AnyValue>,
+    /// OpenAPI operations as tools.
+    pub openapi: Option<AnyValue>,
+    /// Transport policies.
+    pub policies: Option<AnyValue>,
+}

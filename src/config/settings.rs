@@ -1,0 +1,215 @@
+//! The `config:` section of agentgateway's local file: process-wide settings
+//! (logging, tracing, admin/stats/readiness addresses, worker threads, sessions).
+//! Fields tollgate does not implement are typed [`Unsupported`] so using them is an error.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::types::{AnyValue, GoDuration, Unsupported};
+
+/// The `config:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Access-log settings (level, CEL fields, format).
+    pub logging: Option<LoggingSettings>,
+    /// OTLP tracing settings.
+    pub tracing: Option<TracingSettings>,
+    /// Prometheus metric customisation.
+    pub metrics: Option<MetricsSettings>,
+    /// Admin endpoint address (`ip:port`, `localhost:port` or `off`).
+    pub admin_addr: Option<String>,
+    /// Prometheus endpoint address.
+    pub stats_addr: Option<String>,
+    /// Readiness endpoint address.
+    pub readiness_addr: Option<String>,
+    /// Listen on IPv6 as well as IPv4 (default true).
+    pub enable_ipv6: Option<bool>,
+    /// Worker threads: a number or `"N%"` of the CPUs.
+    pub worker_threads: Option<AnyValue>,
+    /// Session id encryption key (hex, 32 bytes) for MCP sessions.
+    pub session: Option<SessionSettings>,
+    /// MCP settings.
+    pub mcp: Option<McpSettings>,
+    /// How long in-flight connections may drain on shutdown or upgrade.
+    pub connection_termination_deadline: Option<GoDuration>,
+    /// Minimum time to keep serving during shutdown.
+    pub connection_min_termination_deadline: Option<GoDuration>,
+    /// Upstream connection defaults.
+    pub backend: Option<BackendSettings>,
+    /// Headers treated as secrets in logs.
+    pub sensitive_headers: Option<Vec<String>>,
+    /// Not supported yet.
+    pub histograms: Option<Unsupported>,
+    /// Not supported yet.
+    pub dns: Option<Unsupported>,
+    /// Not supported yet.
+    pub local_xds_path: Option<Unsupported>,
+    /// Not supported yet.
+    pub model_catalog: Option<Unsupported>,
+    /// Not supported yet.
+    pub database: Option<Unsupported>,
+    /// Not supported yet.
+    pub storage: Option<Unsupported>,
+    /// Not supported yet.
+    pub ca_address: Option<Unsupported>,
+    /// Not supported yet.
+    pub ca_auth_token: Option<Unsupported>,
+    /// Not supported yet.
+    pub xds_address: Option<Unsupported>,
+    /// Not supported yet.
+    pub xds_auth_token: Option<Unsupported>,
+    /// Not supported yet.
+    pub spiffe: Option<Unsupported>,
+    /// Not supported yet.
+    pub namespace: Option<Unsupported>,
+    /// Not supported yet.
+    pub gateway: Option<Unsupported>,
+    /// Not supported yet.
+    pub trust_domain: Option<Unsupported>,
+    /// Not supported yet.
+    pub additional_trust_domains: Option<Unsupported>,
+    /// Not supported yet.
+    pub skip_validate_trust_domain: Option<Unsupported>,
+    /// Not supported yet.
+    pub service_account: Option<Unsupported>,
+    /// Not supported yet.
+    pub cluster_id: Option<Unsupported>,
+    /// Not supported yet.
+    pub network: Option<Unsupported>,
+    /// Not supported yet.
+    pub standard_attributes: Option<Unsupported>,
+    /// Not supported yet.
+    pub custom_functions: Option<Unsupported>,
+    /// Not supported yet.
+    pub hbone: Option<Unsupported>,
+}
+
+/// `config.logging`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// Log level / filter directives (`info`, `debug`, `info,tollgate=trace`).
+    pub level: Option<LevelSpec>,
+    /// CEL expression deciding whether a request is logged.
+    pub filter: Option<String>,
+    /// Access-log fields to add (name → CEL) or remove.
+    pub fields: Option<FieldsSettings>,
+    /// `text` or `json`.
+    pub format: Option<LogFormat>,
+    /// Not supported yet.
+    pub database: Option<Unsupported>,
+}
+
+/// A level given as one string or a list of directives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LevelSpec {
+    /// `"info,pingora=warn"`.
+    One(String),
+    /// `["info", "pingora=warn"]`.
+    Many(Vec<String>),
+}
+
+impl LevelSpec {
+    /// The directives as one `EnvFilter` string.
+    pub fn directives(&self) -> String {
+        match self {
+            LevelSpec::One(s) => s.clone(),
+            LevelSpec::Many(v) => v.join(","),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `fields: {add, remove}` for logs, traces and metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldsSettings {
+    /// Field name → CEL expression.
+    #[serde(default)]
+    pub add: IndexMap<String, String>,
+    /// Default fields to drop.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `config.tracing`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TracingSettings {
+    /// Collector URL, e.g. `http://collector:4317`.
+    pub otlp_endpoint: Option<String>,
+    /// Extra headers sent to the collector.
+    pub headers: Option<IndexMap<String, String>>,
+    /// `grpc` (default) or `http`.
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// Span attributes (name → CEL).
+    pub fields: Option<FieldsSettings>,
+    /// bool, ratio 0..1 or CEL.
+    pub random_sampling: Option<AnyValue>,
+    /// bool, ratio or CEL: honour the client's `traceparent` sampling flag.
+    pub client_sampling: Option<AnyValue>,
+    /// HTTP export path (default `/v1/traces`).
+    pub path: Option<String>,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC.
+    Grpc,
+    /// OTLP over HTTP (protobuf).
+    Http,
+}
+
+/// `config.metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Metric names to drop.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Extra labels (name → CEL).
+    pub fields: Option<FieldsSettings>,
+}
+
+/// `config.session`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionSettings {
+    /// 32-byte hex key for AES-256-GCM session ids.
+    pub key: Option<String>,
+}
+
+/// `config.mcp`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpSettings {
+    /// Idle session lifetime (default 30m).
+    pub session_ttl: Option<GoDuration>,
+}
+
+/// `config.backend`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendSettings {
+    /// TCP connect timeout (default 10s).
+    pub connect_timeout: Option<GoDuration>,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Option<GoDuration>,
+    /// Not supported yet.
+    pub keepalives: Option<Unsupported>,
+    /// Not supported yet.
+    pub pool_max_size: Option<Unsupported>,
+}

@@ -1,0 +1,103 @@
+//! Small value types shared by the config schema: durations, file-or-inline secrets,
+//! and the marker for agentgateway fields tollgate does not implement yet.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::load_context;
+
+/// An agentgateway field that tollgate knows by name but does not implement yet.
+/// Deserializing it always fails, so the loader reports file, line and path instead
+/// of silently ignoring configuration the user expects to take effect.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsupported;
+
+impl<'de> Deserialize<'de> for Unsupported {
+    fn deserialize<D: Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom(
+            "is an agentgateway field that tollgate does not support yet",
+        ))
+    }
+}
+
+/// A Go-style duration (`1s`, `100ms`, `1m30s`), as agentgateway writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_go_duration(&text).map(GoDuration).map_err(de::Error::custom)
+    }
+}
+
+/// Parses a Go duration string; negative durations are rejected.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let nanos = go_parse_duration::parse_duration(text.trim())
+        .map_err(|_| format!("invalid duration `{text}` (expected Go style, e.g. `10s`, `1m30s`, `250ms`)"))?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("duration `{text}` must not be negative"))
+}
+
+/// A secret or document given inline or as `{file: path}`; files are read at load time
+/// (relative paths resolve against the config file's directory).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileOrInline(pub String);
+
+impl fmt::Debug for FileOrInline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileOrInline(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for FileOrInline {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileOrInline;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or {file: path}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileOrInline, E> {
+                Ok(FileOrInline(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileOrInline, A::Error> {
+                let mut file: Option<String> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "file" => file = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &["file"])),
+                    }
+                }
+                let file = file.ok_or_else(|| de::Error::missing_field("file"))?;
+                read_config_file(&file).map(FileOrInline).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Resolves a path named in the config: relative paths are taken from the config file's directory.
+pub fn resolve_config_path(path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        load_context::base_dir().join(p)
+    }
+}
+
+/// Reads a file named in the config, with an error that names it.
+pub fn read_config_file(path: &str) -> Result<String, String> {
+    let full = resolve_config_path(path);
+    std::fs::read_to_string(&full).map_err(|e| format!("cannot read file `{}`: {e}", full.display()))
+}
+
+/// Accepts any YAML value without interpreting it; used where tollgate parses a block now
+/// and a later stage (or issue) gives it meaning, e.g. MCP target transports.
+pub type AnyValue = serde_yaml_ng::Value;

@@ -1,0 +1,107 @@
+//! The per-request context: everything the hooks of one request share, from the matched
+//! route to the upstream plan and the LLM accounting. Filters read and write it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::llm::LlmExchange;
+use crate::runtime::{CompiledBackend, CompiledRoute, FilterChain};
+
+/// Where and how to connect upstream; filled in by the backend and request filters,
+/// turned into a Pingora `HttpPeer` in `upstream_peer`.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamPlan {
+    /// Host name or IP literal to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// TLS towards the upstream, if any.
+    pub tls: Option<Arc<TlsPlan>>,
+    /// TCP (+TLS) connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Longest wait for any single read or write on the upstream connection.
+    pub io_timeout: Option<Duration>,
+}
+
+/// Upstream TLS settings (from `backendTLS` or a provider default).
+#[derive(Debug, Clone, Default)]
+pub struct TlsPlan {
+    /// SNI and verification name; when unset the upstream `Host` (or the target host) is used.
+    pub sni: Option<String>,
+    /// Trusted roots; `None` means the system roots.
+    pub roots: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// Client certificate for mutual TLS.
+    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+    /// Skip certificate verification entirely.
+    pub insecure: bool,
+    /// Verify the chain but not the host name.
+    pub insecure_host: bool,
+}
+
+/// How errors are rendered to this caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorFormat {
+    /// `{"error": {"message", "type", "code"}}` (OpenAI's shape; also the generic default).
+    #[default]
+    OpenAi,
+}
+
+/// State shared by every hook of one request.
+pub struct RequestCtx {
+    /// When the request arrived.
+    pub started: Instant,
+    /// The matched route.
+    pub route: Option<Arc<CompiledRoute>>,
+    /// The chosen backend.
+    pub backend: Option<Arc<CompiledBackend>>,
+    /// The filters that apply: the backend's chain, or the route's when it has no backend.
+    pub chain: Option<Arc<FilterChain>>,
+    /// Path as received, before any rewrite.
+    pub original_path: String,
+    /// The path prefix the route matched on, for `urlRewrite.path.prefix`.
+    pub matched_prefix: Option<String>,
+    /// Where the request goes.
+    pub upstream: UpstreamPlan,
+    /// Overall deadline (from `timeout.requestTimeout`).
+    pub deadline: Option<Instant>,
+    /// Largest request body the gateway will buffer.
+    pub max_buffer: usize,
+    /// The LLM exchange, when the backend is an LLM provider.
+    pub llm: Option<LlmExchange>,
+    /// Error rendering for this caller.
+    pub error_format: ErrorFormat,
+    /// Status sent downstream.
+    pub status: Option<u16>,
+    /// Free slots for filters (built-in or plugin) to keep per-request state.
+    pub extensions: http::Extensions,
+}
+
+/// Default request-body buffer limit (agentgateway's `maxBufferSize`).
+pub const DEFAULT_MAX_BUFFER: usize = 2 * 1024 * 1024;
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            backend: None,
+            chain: None,
+            original_path: String::new(),
+            matched_prefix: None,
+            upstream: UpstreamPlan::default(),
+            deadline: None,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            llm: None,
+            error_format: ErrorFormat::default(),
+            status: None,
+            extensions: http::Extensions::new(),
+        }
+    }
+}
+
+impl RequestCtx {
+    /// Time left before the request deadline, if one is set.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}

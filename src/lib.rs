@@ -1,0 +1,17 @@
+//! tollgate: an HTTP gateway for AI traffic (LLM and MCP) on Cloudflare's Pingora,
+//! configured with agentgateway's local config file.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod ctx;
+pub mod errors;
+pub mod llm;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+
+#[path = "../filters/mod.rs"]
+pub mod filters;

@@ -1,0 +1,90 @@
+//! What one LLM exchange did: provider, models, streaming, token usage and timing.
+//! Filled in by the AI filter, read by logging and metrics.
+
+use std::time::Duration;
+
+/// The kind of LLM API call, from the `ai.routes` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteType {
+    /// `/v1/chat/completions`: parsed, model overridden, usage recorded.
+    Completions,
+    /// `/v1/models`: forwarded untouched.
+    Models,
+    /// Anything else the provider serves: forwarded untouched.
+    Passthrough,
+}
+
+/// Token counts reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt (input) tokens.
+    pub input_tokens: u64,
+    /// Completion (output) tokens.
+    pub output_tokens: u64,
+    /// Total tokens.
+    pub total_tokens: u64,
+    /// Prompt tokens served from the provider's cache, when reported.
+    pub cached_input_tokens: Option<u64>,
+    /// Reasoning tokens, when reported.
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// Sampling parameters from the request, for logs and span attributes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmParams {
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `top_p`.
+    pub top_p: Option<f64>,
+    /// `max_tokens` or `max_completion_tokens`.
+    pub max_tokens: Option<u64>,
+    /// `frequency_penalty`.
+    pub frequency_penalty: Option<f64>,
+    /// `presence_penalty`.
+    pub presence_penalty: Option<f64>,
+    /// `seed`.
+    pub seed: Option<i64>,
+}
+
+/// The record of one LLM exchange.
+#[derive(Debug, Clone)]
+pub struct LlmExchange {
+    /// Provider name (`openai`).
+    pub provider: &'static str,
+    /// Backend name from the config.
+    pub backend: String,
+    /// What kind of call it is.
+    pub route: RouteType,
+    /// Model the client asked for.
+    pub request_model: Option<String>,
+    /// Model sent upstream, when the gateway replaced it.
+    pub override_model: Option<String>,
+    /// Model the provider says answered.
+    pub response_model: Option<String>,
+    /// Whether the client asked for a stream.
+    pub streaming: bool,
+    /// Token usage, once known.
+    pub usage: Option<Usage>,
+    /// Sampling parameters.
+    pub params: LlmParams,
+    /// Time from request start to the first response body bytes.
+    pub time_to_first_byte: Option<Duration>,
+}
+
+impl LlmExchange {
+    /// A fresh record for a call to `backend` of kind `route`.
+    pub fn new(provider: &'static str, backend: &str, route: RouteType) -> Self {
+        LlmExchange {
+            provider,
+            backend: backend.to_string(),
+            route,
+            request_model: None,
+            override_model: None,
+            response_model: None,
+            streaming: false,
+            usage: None,
+            params: LlmParams::default(),
+            time_to_first_byte: None,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The `tollgate` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use tollgate::cli::Cli;
+use tollgate::{logging, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, gateway) = match server::load(&cli) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.validate_only {
+        println!("config is valid: {} bind(s)", gateway.binds.len());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.config.logging.as_ref());
+    match server::run(cli, config, gateway) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

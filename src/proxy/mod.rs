@@ -1,0 +1,217 @@
+//! The one `ProxyHttp` implementation: maps a matched route and its filter chain onto
+//! Pingora's hooks. Per request: match (request_filter) → peer (upstream_peer) →
+//! header and body filters → access log (logging).
+
+pub mod access_log;
+pub mod peer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, Result};
+
+use crate::ctx::{RequestCtx, TlsPlan};
+use crate::errors::{classify, json_error};
+use crate::filters::{FilterAction, LocalResponse};
+use crate::router::host_without_port;
+use crate::runtime::{BackendTarget, FilterChain, Gateway};
+
+/// Serves one bind (listening port) from the current runtime tables.
+pub struct TollgateProxy {
+    /// The port this service listens on; selects the bind in the tables.
+    pub port: u16,
+    /// The live tables, swapped whole on reload.
+    pub gateway: Arc<ArcSwap<Gateway>>,
+}
+
+/// The request's filter chain, as a handle that does not borrow the context
+/// (so filters may take `&mut ctx`); one reference-count increment.
+fn chain_owned(ctx: &RequestCtx) -> Arc<FilterChain> {
+    ctx.chain.clone().unwrap_or_default()
+}
+
+impl TollgateProxy {
+    /// Finds the route and backend; `Err(response)` when there is none.
+    fn route_request(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), LocalResponse> {
+        let gateway = self.gateway.load();
+        let req = session.req_header();
+        let host_header = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let host = host_without_port(host_header);
+        let not_found = || json_error(ctx.error_format, 404, "not_found", "no route matches this request");
+        let bind = gateway.binds.iter().find(|b| b.port == self.port).ok_or_else(not_found)?;
+        let listener = bind
+            .listeners
+            .iter()
+            .find(|l| l.hostname.as_ref().is_none_or(|p| p.score(host).is_some()))
+            .ok_or_else(not_found)?;
+        let selected = listener.routes.select(req, host).ok_or_else(not_found)?;
+        let route = selected.route.clone();
+        ctx.original_path = req.uri.path().to_string();
+        ctx.matched_prefix = selected.matched_prefix;
+        ctx.backend = route.pick_backend().cloned();
+        ctx.chain = Some(match &ctx.backend {
+            Some(b) => b.chain.clone(),
+            None => route.chain_without_backend.clone(),
+        });
+        ctx.route = Some(route);
+        if let Some(backend) = &ctx.backend {
+            match &backend.target {
+                BackendTarget::Host { host, port } => {
+                    ctx.upstream.host = host.clone();
+                    ctx.upstream.port = *port;
+                }
+                BackendTarget::Ai(ai) => {
+                    ctx.upstream.host = ai.host.clone();
+                    ctx.upstream.port = ai.port;
+                    if !ai.host_overridden {
+                        // The provider's public endpoint: TLS with the system roots.
+                        ctx.upstream.tls = Some(Arc::new(TlsPlan::default()));
+                    }
+                }
+                BackendTarget::Mcp => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn respond(session: &mut Session, ctx: &mut RequestCtx, resp: LocalResponse) -> Result<bool> {
+        ctx.status = Some(resp.status);
+        resp.write(session).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for TollgateProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(resp) = self.route_request(session, ctx) {
+            return Self::respond(session, ctx, resp).await;
+        }
+        for filter in chain_owned(ctx).filters.iter() {
+            if let FilterAction::Respond(resp) = filter.on_request(session, ctx).await? {
+                return Self::respond(session, ctx, resp).await;
+            }
+        }
+        match ctx.backend.as_ref().map(|b| &b.target) {
+            None => {
+                let resp = json_error(ctx.error_format, 503, "no_backend", "the matched route has no backend");
+                Self::respond(session, ctx, resp).await
+            }
+            Some(BackendTarget::Mcp) => {
+                let body = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"MCP backends are not served by this tollgate build yet"}}"#;
+                Self::respond(session, ctx, LocalResponse::json(501, body)).await
+            }
+            Some(_) => Ok(false),
+        }
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let host = session.req_header().headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
+        peer::build_peer(&ctx.upstream, host).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for filter in chain_owned(ctx).filters.iter() {
+            filter.on_upstream_request(req, ctx)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let chain = chain_owned(ctx);
+        if !chain.body.request {
+            return Ok(());
+        }
+        for filter in chain.filters.iter() {
+            filter.on_request_body(body, end, ctx)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        ctx.status = Some(resp.status.as_u16());
+        for filter in chain_owned(ctx).filters.iter() {
+            filter.on_response(resp, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        let chain = chain_owned(ctx);
+        if chain.body.response {
+            for filter in chain.filters.iter() {
+                filter.on_response_body(body, end, ctx)?;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let (status, kind, message) = classify(e);
+        if status == 0 {
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
+        if let Some(sent) = session.response_written() {
+            // Mid-response: the status is gone. End an event stream with an error event and a
+            // proper terminator so clients see a clean end rather than a broken connection.
+            let is_sse = sent
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if is_sse {
+                let event = serde_json::json!({"error": {"message": message, "type": kind, "code": status.to_string()}});
+                let bytes = Bytes::from(format!("data: {event}\n\n"));
+                let _ = session.write_response_body(Some(bytes), true).await;
+            }
+            return FailToProxy { error_code: status, can_reuse_downstream: false };
+        }
+        ctx.status = Some(status);
+        let resp = json_error(ctx.error_format, status, kind, &message);
+        if let Err(err) = resp.write(session).await {
+            log::debug!("could not send error response: {err}");
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        for filter in chain_owned(ctx).filters.iter() {
+            filter.on_log(ctx);
+        }
+        access_log::write(session, e, ctx);
+    }
+}

@@ -1,0 +1,232 @@
+//! Compiled runtime tables: the loaded config turned into immutable structures the
+//! proxy reads on every request (binds → listeners → route tables → backends with
+//! their filter chains). A reload builds a new [`Gateway`] and swaps it in whole.
+
+use std::sync::Arc;
+
+use crate::config::backend::{split_host_port, AiBackend, BackendKind, LocalBackend};
+use crate::config::policies::{Policies, PolicyEntry};
+use crate::config::LocalConfig;
+use crate::filters::{registry, BodyAccess, Filter};
+use crate::router::{HostPattern, RouteTable};
+
+pub mod picker;
+
+use picker::WeightedPicker;
+
+/// Everything the proxy needs to serve, for one version of the config.
+#[derive(Debug)]
+pub struct Gateway {
+    /// One entry per listening port.
+    pub binds: Vec<Arc<CompiledBind>>,
+}
+
+/// A listening port.
+#[derive(Debug)]
+pub struct CompiledBind {
+    /// TCP port.
+    pub port: u16,
+    /// Virtual hosts, most specific host pattern first.
+    pub listeners: Vec<CompiledListener>,
+}
+
+/// A virtual host on a port.
+#[derive(Debug)]
+pub struct CompiledListener {
+    /// Host pattern; `None` answers any host.
+    pub hostname: Option<HostPattern>,
+    /// Its routes.
+    pub routes: RouteTable,
+}
+
+/// A route: its name and where it sends traffic.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    /// Name for logs (`route0` style when unnamed).
+    pub name: String,
+    /// Backends and the weighted choice between them.
+    pub backends: Vec<Arc<CompiledBackend>>,
+    /// Picks a backend when there are several.
+    pub picker: Option<WeightedPicker>,
+    /// Filters for a route with no backends (e.g. only a `directResponse`).
+    pub chain_without_backend: Arc<FilterChain>,
+}
+
+impl CompiledRoute {
+    /// Chooses a backend for one request.
+    pub fn pick_backend(&self) -> Option<&Arc<CompiledBackend>> {
+        match (&self.picker, self.backends.len()) {
+            (_, 0) => None,
+            (Some(p), _) => self.backends.get(p.pick()),
+            (None, _) => self.backends.first(),
+        }
+    }
+}
+
+/// A backend with the filter chain that applies when it is chosen.
+#[derive(Debug)]
+pub struct CompiledBackend {
+    /// Name for logs.
+    pub name: String,
+    /// Where it is.
+    pub target: BackendTarget,
+    /// Route policies merged with the backend's own (backend wins), in execution order.
+    pub chain: Arc<FilterChain>,
+}
+
+/// The kinds of upstream.
+#[derive(Debug, Clone)]
+pub enum BackendTarget {
+    /// Plain HTTP to `host:port`.
+    Host {
+        /// Host name or IP.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// An LLM provider.
+    Ai(AiTarget),
+    /// MCP targets; served by the MCP module.
+    Mcp,
+}
+
+/// An LLM provider backend, ready for the `ai` filter.
+#[derive(Debug, Clone)]
+pub struct AiTarget {
+    /// Backend name.
+    pub name: String,
+    /// Model that replaces the client's.
+    pub model: Option<String>,
+    /// Host to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// `hostOverride` was given: keep the client's path and use TLS only if `backendTLS` says so.
+    pub host_overridden: bool,
+    /// Replaces the path of completions.
+    pub path_override: Option<String>,
+    /// Base path for provider API paths.
+    pub path_prefix: Option<String>,
+}
+
+/// Ordered filters and the body access they need together.
+#[derive(Clone, Default)]
+pub struct FilterChain {
+    /// In execution order.
+    pub filters: Vec<Arc<dyn Filter>>,
+    /// Union of the filters' body needs.
+    pub body: BodyAccess,
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FilterChain({} filters)", self.filters.len())
+    }
+}
+
+impl FilterChain {
+    fn from_entries(mut entries: Vec<PolicyEntry>) -> FilterChain {
+        entries.sort_by_key(|e| e.spec.order);
+        let body = entries.iter().fold(BodyAccess::default(), |acc, e| acc.union(e.filter.body_access()));
+        FilterChain { filters: entries.into_iter().map(|e| e.filter).collect(), body }
+    }
+}
+
+/// Route policies overridden by backend policies of the same name.
+fn merge(route: &Policies, backend: &Policies) -> Vec<PolicyEntry> {
+    let mut out: Vec<PolicyEntry> =
+        route.0.iter().filter(|r| backend.get(r.spec.name).is_none()).cloned().collect();
+    out.extend(backend.0.iter().cloned());
+    out
+}
+
+/// Builds the runtime tables from a parsed config.
+pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
+    let mut binds = Vec::new();
+    for (bi, bind) in config.binds.iter().enumerate() {
+        if binds.iter().any(|b: &Arc<CompiledBind>| b.port == bind.port) {
+            return Err(format!("binds[{bi}]: port {} is bound twice", bind.port));
+        }
+        let mut listeners = Vec::new();
+        for (li, listener) in bind.listeners.iter().enumerate() {
+            let mut routes = RouteTable::default();
+            for (ri, route) in listener.routes.iter().enumerate() {
+                let at = format!("binds[{bi}].listeners[{li}].routes[{ri}]");
+                let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
+                let compiled = compile_route(name, &route.policies, &route.backends).map_err(|e| format!("{at}: {e}"))?;
+                routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
+            }
+            listeners.push(CompiledListener { hostname: listener.hostname.as_deref().map(HostPattern::parse), routes });
+        }
+        // Most specific host first; host-less listeners last.
+        listeners.sort_by_key(|l| match &l.hostname {
+            Some(HostPattern::Exact(_)) => 0,
+            Some(HostPattern::Wildcard(_)) => 1,
+            None => 2,
+        });
+        binds.push(Arc::new(CompiledBind { port: bind.port, listeners }));
+    }
+    Ok(Gateway { binds })
+}
+
+fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -> Result<CompiledRoute, String> {
+    let mut compiled = Vec::new();
+    for (i, b) in backends.iter().enumerate() {
+        let mut entries = merge(policies, &b.policies);
+        let (bname, target) = match &b.kind {
+            BackendKind::Host(h) => {
+                let (host, port) = split_host_port(h)?;
+                (h.clone(), BackendTarget::Host { host, port })
+            }
+            BackendKind::Ai(ai) => {
+                entries = merge(policies, &merge_ai_policies(&b.policies, &ai.policies));
+                if !entries.iter().any(|e| e.spec.name == "ai") {
+                    entries.push(default_ai_policy()?);
+                }
+                (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?))
+            }
+            BackendKind::Mcp(_) => (format!("mcp{i}"), BackendTarget::Mcp),
+        };
+        compiled.push(Arc::new(CompiledBackend { name: bname, target, chain: Arc::new(FilterChain::from_entries(entries)) }));
+    }
+    let picker = (compiled.len() > 1).then(|| WeightedPicker::new(&backends.iter().map(|b| b.weight).collect::<Vec<_>>()));
+    let picker = picker.transpose()?;
+    Ok(CompiledRoute {
+        name,
+        backends: compiled,
+        picker,
+        chain_without_backend: Arc::new(FilterChain::from_entries(policies.0.clone())),
+    })
+}
+
+/// An `ai` backend's own `policies` sit inside the `ai:` block; both places count.
+fn merge_ai_policies(outer: &Policies, inner: &Policies) -> Policies {
+    Policies(merge(outer, inner))
+}
+
+fn default_ai_policy() -> Result<PolicyEntry, String> {
+    let spec = registry::find("ai").ok_or("the ai filter is not registered")?;
+    let mut de = serde_json::Deserializer::from_str("{}");
+    let filter = (spec.build)(&mut <dyn erased_serde::Deserializer>::erase(&mut de)).map_err(|e| e.to_string())?;
+    Ok(PolicyEntry { spec, filter })
+}
+
+fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
+    let openai = ai.provider.open_ai.as_ref().ok_or("ai.provider: exactly one provider is required (openAI)")?;
+    let (host, port, host_overridden) = match &ai.host_override {
+        Some(h) => {
+            let (host, port) = split_host_port(h)?;
+            (host, port, true)
+        }
+        None => ("api.openai.com".to_string(), 443, false),
+    };
+    Ok(AiTarget {
+        name: ai.name.clone(),
+        model: openai.model.clone(),
+        host,
+        port,
+        host_overridden,
+        path_override: ai.path_override.clone(),
+        path_prefix: ai.path_prefix.clone(),
+    })
+}

@@ -1,0 +1,97 @@
+//! The process: load the config, build one Pingora proxy service per bind, and run.
+//! Pingora's server handles signals: SIGTERM drains, SIGINT exits, SIGQUIT hands the
+//! listening sockets to a new process started with `-u`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::TcpSocketOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+use crate::cli::Cli;
+use crate::config::{self, LocalConfig};
+use crate::proxy::TollgateProxy;
+use crate::runtime::{self, Gateway};
+
+/// Default drain time on shutdown and upgrade (agentgateway's `connectionTerminationDeadline`).
+const DEFAULT_GRACE_SECONDS: u64 = 5;
+
+/// Loads and compiles the config named on the command line.
+pub fn load(cli: &Cli) -> Result<(LocalConfig, Gateway), String> {
+    let parsed = match (&cli.file, &cli.config) {
+        (Some(f), _) => config::load_file(f),
+        (None, Some(inline)) => config::parse_str(inline, "<inline>"),
+        (None, None) => return Err("no config: pass -f FILE (see --help)".into()),
+    }
+    .map_err(|e| e.to_string())?;
+    let name = cli.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<inline>".into());
+    let gateway = runtime::compile(&parsed).map_err(|e| format!("{name}: {e}"))?;
+    Ok((parsed, gateway))
+}
+
+/// Pingora's server settings from the config and the command line.
+pub fn server_conf(config: &LocalConfig, runtime_dir: &Path) -> Result<ServerConf, String> {
+    let mut conf = ServerConf::default();
+    conf.threads = worker_threads(config)?;
+    let grace = config.config.connection_termination_deadline.map(|d| d.0.as_secs()).unwrap_or(DEFAULT_GRACE_SECONDS);
+    conf.grace_period_seconds = Some(grace);
+    conf.graceful_shutdown_timeout_seconds = Some(grace.max(1));
+    std::fs::create_dir_all(runtime_dir).map_err(|e| format!("cannot create runtime dir {}: {e}", runtime_dir.display()))?;
+    conf.pid_file = runtime_dir.join("tollgate.pid").display().to_string();
+    conf.upgrade_sock = runtime_dir.join("upgrade.sock").display().to_string();
+    conf.error_log = Some(runtime_dir.join("error.log").display().to_string());
+    Ok(conf)
+}
+
+/// `workerThreads`: a number, or `"N%"` of the CPUs; default all CPUs.
+fn worker_threads(config: &LocalConfig) -> Result<usize, String> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let Some(v) = &config.config.worker_threads else { return Ok(cpus) };
+    let bad = || format!("config.workerThreads: expected a number or \"N%\", got {v:?}");
+    match v {
+        serde_yaml_ng::Value::Number(n) => n.as_u64().filter(|n| *n > 0).map(|n| n as usize).ok_or_else(bad),
+        serde_yaml_ng::Value::String(s) => {
+            let pct: f64 = s.strip_suffix('%').and_then(|p| p.trim().parse().ok()).ok_or_else(bad)?;
+            Ok(((cpus as f64 * pct / 100.0).round() as usize).max(1))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Whether this host can listen on IPv6 (then `[::]` also accepts IPv4).
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind("[::]:0").is_ok()
+}
+
+/// Runs the gateway until it is told to stop. Returns only on start-up failure.
+pub fn run(cli: Cli, config: LocalConfig, gateway: Gateway) -> Result<(), String> {
+    let conf = server_conf(&config, &cli.runtime_dir)?;
+    let opt = Opt { upgrade: cli.upgrade, daemon: cli.daemon, nocapture: false, test: false, conf: None };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let shared = Arc::new(ArcSwap::from_pointee(gateway));
+    let v6 = config.config.enable_ipv6.unwrap_or(true) && ipv6_available();
+    for bind in &config.binds {
+        let proxy = TollgateProxy { port: bind.port, gateway: shared.clone() };
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
+            .name(format!("bind {}", bind.port))
+            .server_options(options)
+            .build();
+        if v6 {
+            let mut sock = TcpSocketOptions::default();
+            sock.ipv6_only = Some(false);
+            service.add_tcp_with_settings(&format!("[::]:{}", bind.port), sock);
+        } else {
+            service.add_tcp(&format!("0.0.0.0:{}", bind.port));
+        }
+        server.add_service(service);
+        tracing::info!(target: "tollgate", port = bind.port, "listening");
+    }
+    server.run_forever()
+}
