@@ -1,0 +1,128 @@
+//! Loader tests: the seed config field by field, strictness, errors with line and path.
+
+use super::backend::BackendKind;
+use super::*;
+
+const SEED: &str = include_str!("../../conf/seed.yaml");
+
+fn parse(text: &str) -> Result<LocalConfig, ConfigError> {
+    parse_str(text, "test.yaml")
+}
+
+#[test]
+fn seed_loads_with_every_field() {
+    let c = parse(SEED).expect("seed config loads");
+    let logging = c.config.logging.as_ref().unwrap();
+    assert_eq!(logging.level.as_ref().unwrap().directives(), "debug");
+    let fields = &logging.fields.as_ref().unwrap().add;
+    assert_eq!(fields.len(), 10);
+    assert_eq!(fields["span.name"], r#""openai.chat""#);
+    assert_eq!(fields["llm.input_messages"], r#"flattenRecursive(llm.prompt.map(c, {"message": c}))"#);
+    assert_eq!(c.config.admin_addr.as_deref(), Some("0.0.0.0:15000"));
+    let tracing = c.config.tracing.as_ref().unwrap();
+    assert_eq!(tracing.otlp_endpoint.as_deref(), Some("http://tracing:4317"));
+    assert_eq!(tracing.random_sampling, Some(serde_yaml_ng::Value::Bool(true)));
+    assert_eq!(tracing.client_sampling, Some(serde_yaml_ng::Value::Bool(true)));
+    assert_eq!(tracing.fields.as_ref().unwrap().add.len(), 10);
+
+    assert_eq!(c.binds.len(), 2);
+    let llm = &c.binds[0];
+    assert_eq!(llm.port, 3100);
+    let route = &llm.listeners[0].routes[0];
+    let names: Vec<_> = route.policies.0.iter().map(|p| p.spec.name).collect();
+    assert_eq!(names, ["urlRewrite", "requestHeaderModifier", "backendTLS", "backendAuth"]);
+    let BackendKind::Ai(ai) = &route.backends[0].kind else { panic!("ai backend") };
+    assert_eq!(ai.name, "qwen-plus");
+    assert_eq!(ai.host_override.as_deref(), Some("dashscope.aliyuncs.com:443"));
+    assert_eq!(ai.provider.open_ai.as_ref().unwrap().model.as_deref(), Some("qwen-plus"));
+    assert!(ai.policies.get("ai").is_some());
+
+    let mcp = &c.binds[1];
+    assert_eq!(mcp.port, 3101);
+    let route = &mcp.listeners[0].routes[0];
+    assert!(route.policies.get("cors").is_some());
+    assert!(route.policies.get("requestHeaderModifier").is_some());
+    let BackendKind::Mcp(m) = &route.backends[0].kind else { panic!("mcp backend") };
+    assert_eq!(m.targets[0].name, "home-assistant");
+}
+
+#[test]
+fn seed_compiles() {
+    let c = parse(SEED).unwrap();
+    let g = crate::runtime::compile(&c).unwrap();
+    assert_eq!(g.binds.iter().map(|b| b.port).collect::<Vec<_>>(), [3100, 3101]);
+}
+
+#[test]
+fn misspelt_key_names_line_and_path() {
+    let bad = SEED.replace("allowOrigins:", "allowOrigin:");
+    let e = parse(&bad).unwrap_err();
+    let line = bad.lines().position(|l| l.contains("allowOrigin:")).unwrap() + 1;
+    assert_eq!(e.line, Some(line));
+    assert_eq!(e.path, "binds[1].listeners[0].routes[0].policies.cors.allowOrigin");
+    assert!(e.message.contains("unknown field `allowOrigin`"), "{e}");
+    assert!(e.to_string().starts_with(&format!("test.yaml:{line}:")), "{e}");
+}
+
+#[test]
+fn misspelt_policy_names_line() {
+    let bad = SEED.replace("backendAuth:", "backendAuht:");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(e.line, Some(bad.lines().position(|l| l.contains("backendAuht:")).unwrap() + 1));
+    assert!(e.message.contains("unknown policy `backendAuht`"), "{e}");
+}
+
+#[test]
+fn unsupported_fields_are_errors_not_ignored() {
+    let e = parse("config:\n  xdsAddress: http://x\n").unwrap_err();
+    assert_eq!(e.path, "config.xdsAddress");
+    assert!(e.message.contains("not support"), "{e}");
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        localRateLimit: []\n").unwrap_err();
+    assert!(e.message.contains("localRateLimit") && e.message.contains("not support"), "{e}");
+    assert_eq!(e.line, Some(6));
+}
+
+#[test]
+fn durations_and_values_are_validated() {
+    let yaml = |t: &str| format!("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        timeout: {{requestTimeout: {t}}}\n      backends: [{{host: 127.0.0.1:9}}]\n");
+    assert!(parse(&yaml("1m30s")).is_ok());
+    let e = parse(&yaml("soon")).unwrap_err();
+    assert!(e.message.contains("invalid duration"), "{e}");
+    assert!(e.path.ends_with("timeout.requestTimeout"), "{}", e.path);
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: nohost}]\n").unwrap_err();
+    assert!(e.message.contains("host:port"), "{e}");
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - matches: [{path: {regex: '('}}]\n").unwrap_err();
+    assert!(e.message.contains("invalid regex"), "{e}");
+}
+
+#[test]
+fn env_vars_expand() {
+    std::env::set_var("TOLLGATE_TEST_KEY", "sk-from-env");
+    let text = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {key: \"${TOLLGATE_TEST_KEY}\"}\n        directResponse: {status: 200, body: \"cost $$5\"}\n";
+    assert!(parse(text).is_ok());
+    assert_eq!(expand_env("a: $TOLLGATE_TEST_KEY $$x", "f").unwrap(), "a: sk-from-env $x");
+    let e = expand_env("a: 1\nb: ${TOLLGATE_SURELY_UNSET_VAR}\n", "f").unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert!(e.message.contains("TOLLGATE_SURELY_UNSET_VAR"));
+}
+
+#[test]
+fn backend_auth_key_forms() {
+    let dir = std::env::temp_dir().join(format!("tollgate-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key.txt"), "sk-file\n").unwrap();
+    for key in ["sk-inline", "{file: key.txt}", "{value: {file: key.txt}}", "{value: sk-x}"] {
+        let text = format!("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {{key: {key}}}\n");
+        let f = dir.join("c.yaml");
+        std::fs::write(&f, text).unwrap();
+        load_file(&f).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
+#[test]
+fn backend_needs_exactly_one_kind() {
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: 'a:1', service: {name: x, port: 1}}]\n").unwrap_err();
+    assert!(e.message.contains("not support"), "{e}");
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{weight: 2}]\n").unwrap_err();
+    assert!(e.message.contains("exactly one"), "{e}");
+}
