@@ -72,6 +72,9 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// Status sent downstream.
     pub status: Option<u16>,
+    /// Why a filter failed the request, for the client's error body (Pingora replaces an
+    /// error's context with the peer address as it propagates).
+    pub failure_message: Option<String>,
     /// Free slots for filters (built-in or plugin) to keep per-request state.
     pub extensions: http::Extensions,
 }
@@ -94,12 +97,21 @@ impl Default for RequestCtx {
             llm: None,
             error_format: ErrorFormat::default(),
             status: None,
+            failure_message: None,
             extensions: http::Extensions::new(),
         }
     }
 }
 
 impl RequestCtx {
+    /// Fails the request with an HTTP status and a message for the client; for body and
+    /// response hooks, which cannot answer directly.
+    pub fn reject(&mut self, status: u16, message: impl Into<String>) -> Box<pingora::Error> {
+        let message = message.into();
+        self.failure_message = Some(message.clone());
+        pingora::Error::explain(pingora::ErrorType::HTTPStatus(status), message)
+    }
+
     /// Time left before the request deadline, if one is set.
     pub fn time_left(&self) -> Option<Duration> {
         self.deadline.map(|d| d.saturating_duration_since(Instant::now()))

@@ -24,6 +24,7 @@ pub fn init(settings: Option<&LoggingSettings>) {
         _ => EnvFilter::new(directives(settings)),
     };
     let json = settings.and_then(|s| s.format) == Some(LogFormat::Json);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }

@@ -224,7 +224,7 @@ impl Filter for AiPolicy {
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         if let Some(chunk) = body.take() {
             if state.request_body.len() + chunk.len() > max {
-                return Error::e_explain(ErrorType::HTTPStatus(413), format!("request body exceeds the {max} byte limit"));
+                return Err(ctx.reject(413, format!("request body exceeds the {max} byte limit")));
             }
             state.request_body.extend_from_slice(&chunk);
         }
@@ -234,8 +234,11 @@ impl Filter for AiPolicy {
         }
         let raw = std::mem::take(&mut state.request_body);
         let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
-        let rewritten = request::rewrite_completion_request(&raw, model.as_deref())
-            .map_err(|msg| Error::explain(ErrorType::HTTPStatus(400), msg))?;
+        let rewritten = match request::rewrite_completion_request(&raw, model.as_deref()) {
+            Ok(r) => r,
+            Err(msg) => return Err(ctx.reject(400, msg)),
+        };
+        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         state.injected_usage = rewritten.injected_usage;
         if let Some(llm) = ctx.llm.as_mut() {
             llm.request_model = rewritten.request_model;

@@ -181,7 +181,10 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let (status, kind, message) = classify(e);
+        let (status, kind, mut message) = classify(e);
+        if let Some(m) = ctx.failure_message.take() {
+            message = m;
+        }
         if status == 0 {
             return FailToProxy { error_code: 0, can_reuse_downstream: false };
         }

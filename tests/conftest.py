@@ -1,0 +1,208 @@
+"""Test harness: starts the real tollgate binary and real upstreams on 127.0.0.1.
+
+Every server here listens on loopback only. Ports come from the OS, except the seed
+config's fixed 3100/3101, so tests that use the seed run one at a time (the suite is
+sequential).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(os.environ.get("TOLLGATE_BIN", ROOT / "target" / "debug" / "tollgate"))
+SEED = ROOT / "conf" / "seed.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc=None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+class Proc:
+    """A child process with its output in a file; stopped at teardown."""
+
+    def __init__(self, args, log: Path, env=None, cwd=None):
+        self.log_path = log
+        self.log_file = open(log, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     env=env, cwd=cwd, start_new_session=True)
+
+    def output(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=5)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def workdir():
+    d = Path(tempfile.mkdtemp(prefix="tollgate-test-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Tollgate:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.procs = []
+
+    def start(self, config_text: str, ports, name="config.yaml", extra_env=None) -> Proc:
+        cfg = self.workdir / name
+        cfg.write_text(config_text)
+        env = dict(os.environ, RUST_LOG=os.environ.get("TOLLGATE_TEST_LOG", "info"))
+        env.update(extra_env or {})
+        p = Proc([str(BIN), "-f", str(cfg), "--runtime-dir", str(self.workdir / "run")],
+                 self.workdir / f"{name}.log", env=env)
+        self.procs.append(p)
+        for port in ports:
+            wait_port(port, proc=p.proc)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            p.stop()
+
+
+@pytest.fixture
+def tollgate(workdir):
+    t = Tollgate(workdir)
+    yield t
+    t.stop()
+
+
+class Llmock:
+    def __init__(self, port: int, proc: Proc):
+        self.port = port
+        self.proc = proc
+        self.base = f"http://127.0.0.1:{port}"
+
+    def journal(self):
+        return requests.get(f"{self.base}/_llmock/requests", timeout=5).json()["requests"]
+
+    def scenario(self, behaviors):
+        requests.post(f"{self.base}/_llmock/reset", timeout=5)
+        r = requests.post(f"{self.base}/_llmock/scenario", json={"behaviors": behaviors}, timeout=5)
+        r.raise_for_status()
+
+
+@pytest.fixture
+def llmock(workdir):
+    port = free_port()
+    p = Proc([str(VENV_BIN / "llmock"), "serve", "--host", "127.0.0.1", "--port", str(port),
+              "--log-level", "warning", "--response-style", "hello", "--stream-chunk-delay-ms", "20"],
+             workdir / "llmock.log")
+    wait_port(port, proc=p.proc)
+    yield Llmock(port, p)
+    p.stop()
+
+
+def make_tls(workdir: Path, name: str):
+    """A test CA and a leaf certificate for `name` signed by it (rustls rejects a CA as leaf)."""
+    ca_key, ca_crt = workdir / "ca.key", workdir / "ca.pem"
+    key, csr, crt = workdir / "leaf.key", workdir / "leaf.csr", workdir / "leaf.pem"
+    ext = workdir / "leaf.ext"
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=tollgate test CA",
+        "-keyout", str(ca_key), "-out", str(ca_crt))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return ca_crt, crt, key
+
+
+class Nginx:
+    def __init__(self, port, proc, access_log: Path):
+        self.port = port
+        self.proc = proc
+        self.access_log = access_log
+
+    def entries(self):
+        return [json.loads(l) for l in self.access_log.read_text().splitlines() if l.strip()]
+
+
+@pytest.fixture
+def provider_front(workdir, llmock):
+    """nginx terminating TLS as dashscope.aliyuncs.com and forwarding /compatible-mode/v1/ to llmock's /v1/."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    ca, crt, key = make_tls(workdir, "dashscope.aliyuncs.com")
+    port = free_port()
+    ng = workdir / "nginx"
+    ng.mkdir()
+    access = ng / "access.log"
+    conf = ng / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {ng}/nginx.pid;
+error_log {ng}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  client_body_temp_path {ng}/body; proxy_temp_path {ng}/proxy; fastcgi_temp_path {ng}/fcgi;
+  uwsgi_temp_path {ng}/uwsgi; scgi_temp_path {ng}/scgi;
+  client_max_body_size 16m;
+  log_format probe escape=json '{{"sni":"$ssl_server_name","host":"$http_host","auth":"$http_authorization",'
+                               '"uri":"$request_uri","status":"$status","te":"$http_transfer_encoding","length":"$request_length"}}';
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    server_name dashscope.aliyuncs.com;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    access_log {access} probe;
+    location /compatible-mode/v1/ {{
+      proxy_pass http://127.0.0.1:{llmock.port}/v1/;
+      proxy_http_version 1.1;
+      proxy_buffering off;
+    }}
+  }}
+}}
+""")
+    p = Proc([nginx, "-c", str(conf), "-p", str(ng)], workdir / "nginx.out")
+    wait_port(port, proc=p.proc)
+    yield Nginx(port, p, access), ca
+    p.stop()
+
+
+def seed_with_local_hosts(provider_port: int, ca: Path, mcp_port: int = 9, otlp_port: int = 9) -> str:
+    """The seed config with only its hosts pointed at 127.0.0.1 (and the test CA as TLS root)."""
+    text = SEED.read_text()
+    replaced = (text.replace("hostOverride: dashscope.aliyuncs.com:443", f"hostOverride: 127.0.0.1:{provider_port}")
+                .replace("backendTLS: {}", f"backendTLS: {{root: {ca}}}")
+                .replace("http://192.168.1.68:8123/api/mcp", f"http://127.0.0.1:{mcp_port}/api/mcp")
+                .replace("http://tracing:4317", f"http://127.0.0.1:{otlp_port}"))
+    assert replaced.count("127.0.0.1") == text.count("127.0.0.1") + 3, "seed layout changed; update the test's host replacement"
+    return replaced

@@ -1,0 +1,54 @@
+"""The binary's command line on the seed config, and the seed's MCP port CORS preflight."""
+import subprocess
+
+import requests
+
+from conftest import BIN, SEED
+
+
+def run(*args):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=30)
+
+
+def test_seed_validates():
+    r = run("--validate-only", "-f", str(SEED))
+    assert r.returncode == 0, r.stderr
+
+
+def test_misspelt_key_fails_with_line_and_path(workdir):
+    text = SEED.read_text().replace("allowHeaders:", "allowHeader:")
+    line = next(i + 1 for i, l in enumerate(text.splitlines()) if "allowHeader:" in l)
+    bad = workdir / "bad.yaml"
+    bad.write_text(text)
+    r = run("--validate-only", "-f", str(bad))
+    assert r.returncode != 0
+    assert f"bad.yaml:{line}:" in r.stderr, r.stderr
+    assert "binds[1].listeners[0].routes[0].policies.cors.allowHeader" in r.stderr, r.stderr
+
+
+def test_unsupported_agentgateway_field_is_an_error(workdir):
+    cfg = workdir / "c.yaml"
+    cfg.write_text("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        jwtAuth: {issuer: x}\n")
+    r = run("--validate-only", "-f", str(cfg))
+    assert r.returncode != 0 and "jwtAuth" in r.stderr and "not support" in r.stderr
+
+
+def test_help_and_version():
+    h = run("--help").stdout
+    for flag in ("--file", "--validate-only", "--upgrade", "--daemon", "--version"):
+        assert flag in h
+    assert run("-V").stdout.startswith("tollgate ")
+
+
+def test_seed_cors_preflight_answered_locally(tollgate):
+    """The unchanged seed config: the preflight is answered by tollgate itself."""
+    tollgate.start(SEED.read_text(), ports=[3100, 3101])
+    r = requests.options("http://127.0.0.1:3101/mcp", timeout=5, headers={
+        "Origin": "http://localhost:6274",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,mcp-protocol-version",
+    })
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["access-control-allow-headers"] == "mcp-protocol-version,content-type,cache-control"
+    assert r.elapsed.total_seconds() < 1
