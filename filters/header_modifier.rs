@@ -65,19 +65,6 @@ impl HeaderEdits {
             .collect::<Result<_, _>>()?;
         Ok(HeaderEdits { add: pairs(&c.add)?, set: pairs(&c.set)?, remove })
     }
-
-    /// Applies the edits to a header map: set, then add, then remove.
-    pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for (n, v) in &self.set {
-            headers.insert(n.clone(), v.clone());
-        }
-        for (n, v) in &self.add {
-            headers.append(n.clone(), v.clone());
-        }
-        for n in &self.remove {
-            headers.remove(n);
-        }
-    }
 }
 
 /// Edits the request before it goes upstream.

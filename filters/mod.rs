@@ -23,6 +23,28 @@ use pingora::Result;
 pub use crate::ctx::RequestCtx;
 pub use response::LocalResponse;
 
+/// The request's authority: the `Host` header, else the URI's authority, else empty.
+pub fn request_host(req: &RequestHeader) -> &str {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// Replaces the request path, keeping the query string.
+pub fn set_request_path(req: &mut RequestHeader, path: &str) -> Result<()> {
+    let pq = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = http::Uri::builder().path_and_query(pq).build().map_err(|e| {
+        pingora::Error::because(pingora::ErrorType::InternalError, "rewritten path is not a valid URI", e)
+    })?;
+    req.set_uri(uri);
+    Ok(())
+}
+
 /// Which bodies a filter must see. The proxy only runs body hooks for a request
 /// whose filters ask for them, so routes without body work pay nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::registry::{build_with, FilterSpec};
 use super::url_rewrite::{AuthorityRewrite, PathRewrite};
-use super::{Filter, FilterAction, LocalResponse, RequestCtx};
+use super::{request_host, Filter, FilterAction, LocalResponse, RequestCtx};
 
 /// Registry entry for `requestRedirect`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -45,12 +45,7 @@ pub struct RequestRedirect(RedirectConfig);
 impl Filter for RequestRedirect {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
         let req = session.req_header();
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let host = request_host(req).to_string();
         let authority = match &self.0.authority {
             Some(a) => a.apply(&host).unwrap_or(host),
             None => host,

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 use serde::de;
 use serde::Deserialize;
 
 use super::registry::{build_with, FilterSpec};
-use super::{Filter, FilterAction, RequestCtx};
+use super::{request_host, set_request_path, Filter, FilterAction, RequestCtx};
 
 /// Registry entry for `urlRewrite`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -167,28 +167,13 @@ impl Filter for UrlRewrite {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
         let req = session.req_header_mut();
         if let Some(auth) = &self.0.authority {
-            let current = req
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("")
-                .to_string();
-            if let Some(new) = auth.apply(&current) {
+            if let Some(new) = auth.apply(request_host(req)) {
                 req.insert_header(http::header::HOST, new)?;
             }
         }
         if let Some(path) = &self.0.path {
             let new_path = path.apply(req.uri.path(), ctx.matched_prefix.as_deref());
-            let pq = match req.uri.query() {
-                Some(q) => format!("{new_path}?{q}"),
-                None => new_path,
-            };
-            let uri = http::Uri::builder()
-                .path_and_query(pq)
-                .build()
-                .map_err(|e| Error::because(ErrorType::InternalError, "urlRewrite produced an invalid path", e))?;
-            req.set_uri(uri);
+            set_request_path(req, &new_path)?;
         }
         Ok(FilterAction::Continue)
     }

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 use serde::Deserialize;
 
 use super::registry::{build_with, FilterSpec};
-use super::{BodyAccess, Filter, FilterAction, RequestCtx};
+use super::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
 use crate::config::types::Unsupported;
 use crate::errors::json_error;
 use crate::llm::{LlmExchange, RouteType};
@@ -157,20 +157,6 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
     (!ai.host_overridden && !client_path.starts_with("/v1/")).then(|| format!("/v1{api_path}"))
 }
 
-fn set_path(session: &mut Session, path: &str) -> Result<()> {
-    let req = session.req_header_mut();
-    let pq = match req.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let uri = http::Uri::builder()
-        .path_and_query(pq)
-        .build()
-        .map_err(|e| Error::because(ErrorType::InternalError, "invalid upstream path", e))?;
-    req.set_uri(uri);
-    Ok(())
-}
-
 #[async_trait]
 impl Filter for AiPolicy {
     fn body_access(&self) -> BodyAccess {
@@ -190,7 +176,7 @@ impl Filter for AiPolicy {
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
         if let Some(path) = upstream_path(&ai, kind, &ctx.original_path) {
-            set_path(session, &path)?;
+            set_request_path(session.req_header_mut(), &path)?;
         }
         if kind != RouteType::Completions || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);

@@ -64,14 +64,17 @@ pub struct LocalBind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelProtocol;
 
+/// Accepts exactly `only`; any other agentgateway value is "not supported yet".
+fn only_value<'de, D: de::Deserializer<'de>>(d: D, what: &str, only: &str) -> Result<(), D::Error> {
+    match String::deserialize(d)?.as_str() {
+        v if v == only => Ok(()),
+        other => Err(de::Error::custom(format!("{what} `{other}` is not supported yet (only `{only}`)"))),
+    }
+}
+
 impl<'de> Deserialize<'de> for TunnelProtocol {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "direct" => Ok(TunnelProtocol),
-            other => Err(de::Error::custom(format!(
-                "tunnel protocol `{other}` is not supported yet (only `direct`)"
-            ))),
-        }
+        only_value(d, "tunnel protocol", "direct").map(|_| TunnelProtocol)
     }
 }
 
@@ -104,12 +107,7 @@ pub struct ListenerProtocol;
 
 impl<'de> Deserialize<'de> for ListenerProtocol {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "HTTP" => Ok(ListenerProtocol),
-            other => Err(de::Error::custom(format!(
-                "listener protocol `{other}` is not supported yet (only `HTTP`)"
-            ))),
-        }
+        only_value(d, "listener protocol", "HTTP").map(|_| ListenerProtocol)
     }
 }
 

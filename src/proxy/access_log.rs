@@ -14,38 +14,24 @@ pub fn write(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let status = ctx.status.unwrap_or(0);
     let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let error = error.map(|e| e.etype().as_str()).unwrap_or("");
-    match &ctx.llm {
-        Some(llm) => {
-            let usage = llm.usage.unwrap_or_default();
-            tracing::info!(
-                target: "access",
-                method = %req.method,
-                path = %ctx.original_path,
-                status,
-                route,
-                backend,
-                duration_ms,
-                error,
-                llm.provider = llm.provider,
-                llm.request_model = llm.request_model.as_deref().unwrap_or(""),
-                llm.response_model = llm.response_model.as_deref().unwrap_or(""),
-                llm.streaming = llm.streaming,
-                llm.input_tokens = usage.input_tokens,
-                llm.output_tokens = usage.output_tokens,
-                llm.total_tokens = usage.total_tokens,
-                "request"
-            );
-        }
-        None => tracing::info!(
-            target: "access",
-            method = %req.method,
-            path = %ctx.original_path,
-            status,
-            route,
-            backend,
-            duration_ms,
-            error,
-            "request"
-        ),
-    }
+    let llm = ctx.llm.as_ref();
+    let usage = llm.and_then(|l| l.usage).unwrap_or_default();
+    tracing::info!(
+        target: "access",
+        method = %req.method,
+        path = %ctx.original_path,
+        status,
+        route,
+        backend,
+        duration_ms,
+        error,
+        llm.provider = llm.map(|l| l.provider).unwrap_or(""),
+        llm.request_model = llm.and_then(|l| l.request_model.as_deref()).unwrap_or(""),
+        llm.response_model = llm.and_then(|l| l.response_model.as_deref()).unwrap_or(""),
+        llm.streaming = llm.is_some_and(|l| l.streaming),
+        llm.input_tokens = usage.input_tokens,
+        llm.output_tokens = usage.output_tokens,
+        llm.total_tokens = usage.total_tokens,
+        "request"
+    );
 }

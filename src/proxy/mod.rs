@@ -18,7 +18,7 @@ use pingora::{Error, Result};
 
 use crate::ctx::{RequestCtx, TlsPlan};
 use crate::errors::{classify, json_error};
-use crate::filters::{FilterAction, LocalResponse};
+use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
 use crate::runtime::{BackendTarget, FilterChain, Gateway};
 
@@ -41,13 +41,7 @@ impl TollgateProxy {
     fn route_request(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), LocalResponse> {
         let gateway = self.gateway.load();
         let req = session.req_header();
-        let host_header = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        let host = host_without_port(host_header);
+        let host = host_without_port(request_host(req));
         let not_found = || json_error(ctx.error_format, 404, "not_found", "no route matches this request");
         let bind = gateway.binds.iter().find(|b| b.port == self.port).ok_or_else(not_found)?;
         let listener = bind
