@@ -206,3 +206,32 @@ def seed_with_local_hosts(provider_port: int, ca: Path, mcp_port: int = 9, otlp_
                 .replace("http://tracing:4317", f"http://127.0.0.1:{otlp_port}"))
     assert replaced.count("127.0.0.1") == text.count("127.0.0.1") + 3, "seed layout changed; update the test's host replacement"
     return replaced
+
+
+@pytest.fixture
+def echo_upstreams(workdir):
+    """Two nginx servers that answer with what they received (path, Host, a few headers) as JSON."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    ports = [free_port(), free_port()]
+    ng = workdir / "echo"
+    ng.mkdir()
+    servers = "".join(f"""
+  server {{
+    listen 127.0.0.1:{port};
+    default_type application/json;
+    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop"}}'; }}
+  }}""" for i, port in enumerate(ports))
+    conf = ng / "nginx.conf"
+    conf.write_text(f"""
+daemon off; master_process off; worker_processes 1; pid {ng}/nginx.pid; error_log {ng}/error.log warn;
+events {{ worker_connections 128; }}
+http {{
+  access_log off; client_body_temp_path {ng}/b; proxy_temp_path {ng}/p; fastcgi_temp_path {ng}/f;
+  uwsgi_temp_path {ng}/u; scgi_temp_path {ng}/s;{servers}
+}}
+""")
+    p = Proc([nginx, "-c", str(conf), "-p", str(ng)], workdir / "echo.out")
+    for port in ports:
+        wait_port(port, proc=p.proc)
+    yield ports
+    p.stop()
