@@ -35,16 +35,17 @@ pub fn load(cli: &Cli) -> Result<(LocalConfig, Gateway), String> {
 
 /// Pingora's server settings from the config and the command line.
 pub fn server_conf(config: &LocalConfig, runtime_dir: &Path) -> Result<ServerConf, String> {
-    let mut conf = ServerConf::default();
-    conf.threads = worker_threads(config)?;
     let grace = config.config.connection_termination_deadline.map(|d| d.0.as_secs()).unwrap_or(DEFAULT_GRACE_SECONDS);
-    conf.grace_period_seconds = Some(grace);
-    conf.graceful_shutdown_timeout_seconds = Some(grace.max(1));
     std::fs::create_dir_all(runtime_dir).map_err(|e| format!("cannot create runtime dir {}: {e}", runtime_dir.display()))?;
-    conf.pid_file = runtime_dir.join("tollgate.pid").display().to_string();
-    conf.upgrade_sock = runtime_dir.join("upgrade.sock").display().to_string();
-    conf.error_log = Some(runtime_dir.join("error.log").display().to_string());
-    Ok(conf)
+    Ok(ServerConf {
+        threads: worker_threads(config)?,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        pid_file: runtime_dir.join("tollgate.pid").display().to_string(),
+        upgrade_sock: runtime_dir.join("upgrade.sock").display().to_string(),
+        error_log: Some(runtime_dir.join("error.log").display().to_string()),
+        ..ServerConf::default()
+    })
 }
 
 /// `workerThreads`: a number, or `"N%"` of the CPUs; default all CPUs.

@@ -80,7 +80,9 @@ fn precedence_table() {
         ("host-exact", vec!["api.example.com"], vec![path(PathMatch::Prefix("/".into()))]),
         ("host-wild", vec!["*.example.com"], vec![path(PathMatch::Prefix("/v1".into()))]),
     ]);
-    let cases: &[(&str, &str, &str, &[(&str, &str)], Option<&str>)] = &[
+    // (method, uri, host, headers, expected route)
+    type Case = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str)], Option<&'static str>);
+    let cases: &[Case] = &[
         ("GET", "/v1/models", "h", &[], Some("exact-models")),
         ("GET", "/v1/models/x", "h", &[], Some("prefix-v1")),
         ("GET", "/v1/chat/completions", "h", &[], Some("prefix-v1-chat")),
