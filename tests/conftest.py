@@ -235,3 +235,12 @@ http {{
         wait_port(port, proc=p.proc)
     yield ports
     p.stop()
+
+
+def serve_listeners(tollgate: "Tollgate", listeners: str, settings: str = "") -> str:
+    """Starts tollgate with one bind on a free port holding `listeners` (YAML list items,
+    indented two spaces); returns the base URL."""
+    port = free_port()
+    config = f"{settings}\nbinds:\n- port: {port}\n  listeners:\n{listeners}"
+    tollgate.start(config, ports=[port])
+    return f"http://127.0.0.1:{port}"

@@ -5,6 +5,7 @@
 pub mod request;
 pub mod usage;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use super::registry::{build_with, FilterSpec};
 use super::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
 use crate::config::types::Unsupported;
+use crate::ctx::TlsPlan;
 use crate::errors::json_error;
 use crate::llm::{LlmExchange, RouteType};
 use crate::runtime::{AiTarget, BackendTarget};
@@ -164,10 +166,15 @@ impl Filter for AiPolicy {
     }
 
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
-        let Some(BackendTarget::Ai(ai)) = ctx.backend.as_ref().map(|b| &b.target) else {
-            return Ok(FilterAction::Continue);
-        };
-        let ai = ai.clone();
+        // One reference-count increment; the target itself is not copied.
+        let Some(backend) = ctx.backend.clone() else { return Ok(FilterAction::Continue) };
+        let BackendTarget::Ai(ai) = &backend.target else { return Ok(FilterAction::Continue) };
+        ctx.upstream.host.clone_from(&ai.host);
+        ctx.upstream.port = ai.port;
+        if !ai.host_overridden && ctx.upstream.tls.is_none() {
+            // The provider's public endpoint: TLS with the system roots unless backendTLS says otherwise.
+            ctx.upstream.tls = Some(Arc::new(TlsPlan::default()));
+        }
         let Some(kind) = self.route_type(&ctx.original_path) else {
             let msg = format!("no ai route for path {}", ctx.original_path);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 404, "not_found", &msg)));
@@ -175,7 +182,7 @@ impl Filter for AiPolicy {
         let mut exchange = LlmExchange::new("openai", &ai.name, kind);
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
-        if let Some(path) = upstream_path(&ai, kind, &ctx.original_path) {
+        if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
             set_request_path(session.req_header_mut(), &path)?;
         }
         if kind != RouteType::Completions || session.req_header().method != http::Method::POST {

@@ -16,7 +16,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
-use crate::ctx::{RequestCtx, TlsPlan};
+use crate::ctx::RequestCtx;
 use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
@@ -59,22 +59,10 @@ impl TollgateProxy {
             None => route.chain_without_backend.clone(),
         });
         ctx.route = Some(route);
-        if let Some(backend) = &ctx.backend {
-            match &backend.target {
-                BackendTarget::Host { host, port } => {
-                    ctx.upstream.host = host.clone();
-                    ctx.upstream.port = *port;
-                }
-                BackendTarget::Ai(ai) => {
-                    ctx.upstream.host = ai.host.clone();
-                    ctx.upstream.port = ai.port;
-                    if !ai.host_overridden {
-                        // The provider's public endpoint: TLS with the system roots.
-                        ctx.upstream.tls = Some(Arc::new(TlsPlan::default()));
-                    }
-                }
-                BackendTarget::Mcp => {}
-            }
+        // Plain hosts are the target as written; AI and MCP filters set their own.
+        if let Some(BackendTarget::Host { host, port }) = ctx.backend.as_ref().map(|b| &b.target) {
+            ctx.upstream.host.clone_from(host);
+            ctx.upstream.port = *port;
         }
         Ok(())
     }

@@ -172,20 +172,21 @@ pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
 fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -> Result<CompiledRoute, String> {
     let mut compiled = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        let mut entries = merge(policies, &b.policies);
-        let (bname, target) = match &b.kind {
+        let (bname, target, entries) = match &b.kind {
             BackendKind::Host(h) => {
                 let (host, port) = split_host_port(h)?;
-                (h.clone(), BackendTarget::Host { host, port })
+                (h.clone(), BackendTarget::Host { host, port }, merge(policies, &b.policies))
             }
             BackendKind::Ai(ai) => {
-                entries = merge(policies, &merge_ai_policies(&b.policies, &ai.policies));
+                // An ai backend's policies may sit beside `ai:` or inside it (as in the seed).
+                let own = Policies(merge(&b.policies, &ai.policies));
+                let mut entries = merge(policies, &own);
                 if !entries.iter().any(|e| e.spec.name == "ai") {
                     entries.push(default_ai_policy()?);
                 }
-                (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?))
+                (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries)
             }
-            BackendKind::Mcp(_) => (format!("mcp{i}"), BackendTarget::Mcp),
+            BackendKind::Mcp(_) => (format!("mcp{i}"), BackendTarget::Mcp, merge(policies, &b.policies)),
         };
         compiled.push(Arc::new(CompiledBackend { name: bname, target, chain: Arc::new(FilterChain::from_entries(entries)) }));
     }
@@ -197,11 +198,6 @@ fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -
         picker,
         chain_without_backend: Arc::new(FilterChain::from_entries(policies.0.clone())),
     })
-}
-
-/// An `ai` backend's own `policies` sit inside the `ai:` block; both places count.
-fn merge_ai_policies(outer: &Policies, inner: &Policies) -> Policies {
-    Policies(merge(outer, inner))
 }
 
 fn default_ai_policy() -> Result<PolicyEntry, String> {
