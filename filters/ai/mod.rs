@@ -23,7 +23,7 @@ use crate::ctx::TlsPlan;
 use crate::errors::json_error;
 use crate::llm::{LlmExchange, RouteType};
 use crate::runtime::{AiTarget, BackendTarget};
-use usage::{event_data, ResponseView, SseSplitter};
+use usage::{event_data, has_usage_object, ResponseView, SseSplitter};
 
 /// Registry entry for `ai`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -309,7 +309,8 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
     }
     for event in events {
         let keep = match event_data(&event) {
-            Some(data) if data.as_slice() != b"[DONE]" => {
+            // Parse only the first event (for the model) and events that carry usage.
+            Some(data) if data.as_slice() != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
                 let view = ResponseView::parse(&data);
                 record(llm, &view);
                 !(state.injected_usage && view.is_usage_only())

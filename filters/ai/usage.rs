@@ -63,6 +63,25 @@ impl ResponseView {
     }
 }
 
+/// Whether a JSON document carries a non-null `usage` object: a cheap byte scan so that
+/// stream chunks without usage (all but the last, normally) are not parsed at all.
+pub fn has_usage_object(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut rest = data;
+    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        let after = &rest[i + KEY.len()..];
+        let value = after.iter().find(|b| !(b.is_ascii_whitespace() || **b == b':'));
+        if value == Some(&b'{') {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
+/// Largest SSE event held back while waiting for its end.
+pub const MAX_EVENT: usize = 1024 * 1024;
+
 /// Splits an SSE byte stream into complete events, keeping the incomplete tail.
 #[derive(Debug, Default, Clone)]
 pub struct SseSplitter {
@@ -70,12 +89,20 @@ pub struct SseSplitter {
 }
 
 impl SseSplitter {
-    /// Feeds bytes; returns each complete event (terminator included).
+    /// Feeds bytes; returns each complete event (terminator included). An unterminated event
+    /// larger than [`MAX_EVENT`] is returned as it is, so a misbehaving upstream cannot make
+    /// the gateway buffer without bound.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = event_end(&self.pending) {
-            events.push(self.pending.drain(..end).collect());
+        let mut start = 0;
+        while let Some(len) = event_end(&self.pending[start..]) {
+            events.push(self.pending[start..start + len].to_vec());
+            start += len;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_EVENT {
+            events.push(std::mem::take(&mut self.pending));
         }
         events
     }
@@ -139,6 +166,24 @@ mod tests {
         assert_eq!(event_data(&ev[1]).unwrap(), b"[DONE]");
         let ev = s.push(b"data: x\r\n\r\n");
         assert_eq!(event_data(&ev[0]).unwrap(), b"x");
+    }
+
+    #[test]
+    fn oversize_event_is_not_held_forever() {
+        let mut s = SseSplitter::default();
+        assert!(s.push(&vec![b'a'; MAX_EVENT]).is_empty());
+        let ev = s.push(b"bb");
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].len(), MAX_EVENT + 2);
+        assert_eq!(s.pending_len(), 0);
+    }
+
+    #[test]
+    fn finds_usage_objects_only() {
+        assert!(has_usage_object(br#"{"choices":[],"usage": {"prompt_tokens":1}}"#));
+        assert!(!has_usage_object(br#"{"choices":[{"delta":{}}],"usage":null}"#));
+        assert!(!has_usage_object(br#"{"choices":[{"delta":{"content":"usage"}}]}"#));
+        assert!(has_usage_object(br#"{"x":"\"usage\" in text","usage":{"total_tokens":3}}"#));
     }
 
     #[test]
