@@ -46,6 +46,43 @@ pub enum ErrorFormat {
     OpenAi,
 }
 
+/// What the configured telemetry needs a request to keep (decided once, at config load,
+/// from the CEL expressions), so unused fields cost nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureNeeds {
+    /// The client's request headers, before any policy changed them.
+    pub request_headers: bool,
+    /// The client's request body, before any rewrite.
+    pub request_body: bool,
+    /// The response headers sent to the client.
+    pub response_headers: bool,
+    /// The response body sent to the client.
+    pub response_body: bool,
+    /// The LLM prompt messages.
+    pub llm_prompt: bool,
+    /// The LLM completion text.
+    pub llm_completion: bool,
+}
+
+/// What the request kept for telemetry, bounded by [`RequestCtx::max_buffer`].
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Method, URI and Host as the client sent them.
+    pub method: http::Method,
+    /// The URI as the client sent it.
+    pub uri: http::Uri,
+    /// The HTTP version the client used.
+    pub version: http::Version,
+    /// The client's headers, when needed.
+    pub request_headers: Option<http::HeaderMap>,
+    /// The client's body, when needed.
+    pub request_body: Option<Vec<u8>>,
+    /// The response headers, when needed.
+    pub response_headers: Option<http::HeaderMap>,
+    /// The response body, when needed.
+    pub response_body: Option<Vec<u8>>,
+}
+
 /// State shared by every hook of one request.
 pub struct RequestCtx {
     /// When the request arrived.
@@ -77,6 +114,10 @@ pub struct RequestCtx {
     pub failure_message: Option<String>,
     /// Free slots for filters (built-in or plugin) to keep per-request state.
     pub extensions: http::Extensions,
+    /// What telemetry needs captured for this request.
+    pub needs: CaptureNeeds,
+    /// What was captured.
+    pub captured: Captured,
 }
 
 /// Default request-body buffer limit (agentgateway's `maxBufferSize`).
@@ -99,11 +140,20 @@ impl Default for RequestCtx {
             status: None,
             failure_message: None,
             extensions: http::Extensions::new(),
+            needs: CaptureNeeds::default(),
+            captured: Captured::default(),
         }
     }
 }
 
 impl RequestCtx {
+    /// Appends to a capture buffer without exceeding the buffer limit.
+    pub fn capture_into(buf: &mut Option<Vec<u8>>, bytes: &[u8], limit: usize) {
+        let b = buf.get_or_insert_with(Vec::new);
+        let room = limit.saturating_sub(b.len());
+        b.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
     /// Fails the request with an HTTP status and a message for the client; for body and
     /// response hooks, which cannot answer directly.
     pub fn reject(&mut self, status: u16, message: impl Into<String>) -> Box<pingora::Error> {

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod telemetry;
 
 #[path = "../filters/mod.rs"]
 pub mod filters;

@@ -69,6 +69,19 @@ pub struct LlmExchange {
     pub params: LlmParams,
     /// Time from request start to the first response body bytes.
     pub time_to_first_byte: Option<Duration>,
+    /// The prompt messages, when telemetry asks for them.
+    pub prompt: Option<Vec<PromptMessage>>,
+    /// The completion text per choice, when telemetry asks for it.
+    pub completion: Option<Vec<String>>,
+}
+
+/// One prompt message as logged: role and text content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PromptMessage {
+    /// `system`, `user`, `assistant`, `tool`.
+    pub role: String,
+    /// Text content (parts joined); non-text parts are left out.
+    pub content: String,
 }
 
 impl LlmExchange {
@@ -85,6 +98,8 @@ impl LlmExchange {
             usage: None,
             params: LlmParams::default(),
             time_to_first_byte: None,
+            prompt: None,
+            completion: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::ctx::TlsPlan;
 use crate::errors::json_error;
 use crate::llm::{LlmExchange, RouteType};
 use crate::runtime::{AiTarget, BackendTarget};
-use usage::{event_data, has_usage_object, ResponseView, SseSplitter};
+use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
 
 /// Registry entry for `ai`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -227,7 +227,8 @@ impl Filter for AiPolicy {
         }
         let raw = std::mem::take(&mut state.request_body);
         let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
-        let rewritten = match request::rewrite_completion_request(&raw, model.as_deref()) {
+        let want_prompt = ctx.needs.llm_prompt;
+        let rewritten = match request::rewrite_completion_request(&raw, model.as_deref(), want_prompt) {
             Ok(r) => r,
             Err(msg) => return Err(ctx.reject(400, msg)),
         };
@@ -237,6 +238,7 @@ impl Filter for AiPolicy {
             llm.request_model = rewritten.request_model;
             llm.streaming = rewritten.streaming;
             llm.params = rewritten.params;
+            llm.prompt = rewritten.prompt;
         }
         *body = Some(Bytes::from(rewritten.body));
         Ok(())
@@ -262,6 +264,7 @@ impl Filter for AiPolicy {
 
     fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
         let started = ctx.started;
+        let want_completion = ctx.needs.llm_completion;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         let Some(llm) = ctx.llm.as_mut() else { return Ok(()) };
         if llm.time_to_first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
@@ -277,10 +280,13 @@ impl Filter for AiPolicy {
                 }
                 if end {
                     record(llm, &ResponseView::parse(&state.response_body));
+                    if want_completion {
+                        ChoicesView::append_to(&state.response_body, llm.completion.get_or_insert_with(Vec::new));
+                    }
                     state.response_body = Vec::new();
                 }
             }
-            ResponseMode::Sse => scan_sse(state, llm, body, end),
+            ResponseMode::Sse => scan_sse(state, llm, body, end, want_completion),
         }
         Ok(())
     }
@@ -297,7 +303,7 @@ fn record(llm: &mut LlmExchange, view: &ResponseView) {
 
 /// Reads usage from each complete event. Chunks pass through as they are, unless the gateway
 /// injected `include_usage`: then complete events pass and the usage-only one is dropped.
-fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool) {
+fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
     let incoming = body.take().unwrap_or_default();
     let mut out = Vec::with_capacity(incoming.len());
     let mut events = state.sse.push(&incoming);
@@ -308,7 +314,11 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
         }
     }
     for event in events {
-        let keep = match event_data(&event) {
+        let data = event_data(&event);
+        if let (true, Some(d)) = (want_completion, &data) {
+            ChoicesView::append_to(d, llm.completion.get_or_insert_with(Vec::new));
+        }
+        let keep = match data {
             // Parse only the first event (for the model) and events that carry usage.
             Some(data) if data.as_slice() != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
                 let view = ResponseView::parse(&data);

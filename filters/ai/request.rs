@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
-use crate::llm::LlmParams;
+use crate::llm::{LlmParams, PromptMessage};
 
 /// The rewritten body and what was learnt from it.
 #[derive(Debug)]
@@ -20,12 +20,19 @@ pub struct RewrittenRequest {
     pub injected_usage: bool,
     /// Sampling parameters.
     pub params: LlmParams,
+    /// The prompt messages, when asked for.
+    pub prompt: Option<Vec<PromptMessage>>,
 }
 
 type TopLevel = IndexMap<String, Box<RawValue>>;
 
-/// Rewrites a chat-completions request. The error is a message for a 400.
-pub fn rewrite_completion_request(raw: &[u8], model_override: Option<&str>) -> Result<RewrittenRequest, String> {
+/// Rewrites a chat-completions request; `want_prompt` also extracts the messages for telemetry.
+/// The error is a message for a 400.
+pub fn rewrite_completion_request(
+    raw: &[u8],
+    model_override: Option<&str>,
+    want_prompt: bool,
+) -> Result<RewrittenRequest, String> {
     let mut top: TopLevel = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let request_model = field::<String>(&top, "model")?;
     let streaming = field::<bool>(&top, "stream")?.unwrap_or(false);
@@ -49,8 +56,36 @@ pub fn rewrite_completion_request(raw: &[u8], model_override: Option<&str>) -> R
             injected_usage = true;
         }
     }
+    let prompt = if want_prompt { Some(prompt_messages(field(&top, "messages")?.unwrap_or_default())) } else { None };
     let body = serde_json::to_vec(&top).map_err(|e| e.to_string())?;
-    Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params })
+    Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params, prompt })
+}
+
+/// A message as clients send it: `content` is a string or a list of typed parts.
+#[derive(serde::Deserialize)]
+struct MessageIn {
+    role: String,
+    #[serde(default)]
+    content: serde_json::Value,
+}
+
+/// Role and text of each message; text parts of multi-part content are joined.
+fn prompt_messages(messages: Vec<MessageIn>) -> Vec<PromptMessage> {
+    messages
+        .into_iter()
+        .map(|m| {
+            let content = match m.content {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+            PromptMessage { role: m.role, content }
+        })
+        .collect()
 }
 
 /// Reads one top-level field; `null` and absent are `None`, a wrong type is an error.
@@ -73,7 +108,8 @@ mod tests {
     #[test]
     fn overrides_model_and_injects_usage() {
         let raw = br#"{"model":"any","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5}"#;
-        let out = rewrite_completion_request(raw, Some("qwen-plus")).unwrap();
+        let out = rewrite_completion_request(raw, Some("qwen-plus"), true).unwrap();
+        assert_eq!(out.prompt.unwrap(), vec![PromptMessage { role: "user".into(), content: "hi".into() }]);
         let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(v["model"], "qwen-plus");
         assert_eq!(v["stream_options"]["include_usage"], true);
@@ -86,15 +122,22 @@ mod tests {
     #[test]
     fn keeps_client_usage_request_and_order() {
         let raw = br#"{"messages":[],"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
-        let out = rewrite_completion_request(raw, None).unwrap();
+        let out = rewrite_completion_request(raw, None, false).unwrap();
         assert!(!out.injected_usage);
         assert!(std::str::from_utf8(&out.body).unwrap().starts_with(r#"{"messages":[],"model":"m""#));
     }
 
     #[test]
+    fn multipart_prompt_text_is_joined() {
+        let raw = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{}},{"type":"text","text":"b"}]}]}"#;
+        let out = rewrite_completion_request(raw, None, true).unwrap();
+        assert_eq!(out.prompt.unwrap()[0].content, "a\nb");
+    }
+
+    #[test]
     fn rejects_malformed() {
-        assert!(rewrite_completion_request(b"{not json", None).is_err());
-        assert!(rewrite_completion_request(b"[1,2]", None).is_err());
-        assert!(rewrite_completion_request(br#"{"model": 5}"#, None).is_err());
+        assert!(rewrite_completion_request(b"{not json", None, false).is_err());
+        assert!(rewrite_completion_request(b"[1,2]", None, false).is_err());
+        assert!(rewrite_completion_request(br#"{"model": 5}"#, None, false).is_err());
     }
 }

@@ -16,6 +16,42 @@ pub struct ResponseView {
     pub choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
+/// The text of each choice: `message.content` (whole responses) or `delta.content` (chunks).
+#[derive(Debug, Default, Deserialize)]
+pub struct ChoicesView {
+    #[serde(default)]
+    choices: Vec<ChoiceView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChoiceView {
+    #[serde(default)]
+    index: usize,
+    message: Option<ContentView>,
+    delta: Option<ContentView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ContentView {
+    content: Option<String>,
+}
+
+impl ChoicesView {
+    /// Appends this document's text to `out`, one string per choice index.
+    pub fn append_to(bytes: &[u8], out: &mut Vec<String>) {
+        let view: ChoicesView = serde_json::from_slice(bytes).unwrap_or_default();
+        for c in view.choices {
+            let text = c.message.or(c.delta).and_then(|m| m.content);
+            if let Some(text) = text {
+                if out.len() <= c.index {
+                    out.resize(c.index + 1, String::new());
+                }
+                out[c.index].push_str(&text);
+            }
+        }
+    }
+}
+
 /// OpenAI's usage object.
 #[derive(Debug, Default, Deserialize)]
 pub struct UsageView {

@@ -106,10 +106,22 @@ fn split_message(full: &str) -> (String, Option<(usize, usize)>) {
 /// When an error is reported at the start of a block, move it to the line of the key the
 /// path ends in, if that key is a direct child written in block style below it.
 fn refine_location(text: &str, line: usize, column: usize, path: &str) -> (usize, usize) {
-    let Some(key) = path.rsplit(['.', ']']).next().filter(|k| !k.is_empty()) else { return (line, column) };
-    let lines: Vec<&str> = text.lines().collect();
+    // Keys may contain dots (`llm.system`), so try the longest trailing segments first.
+    let tail = path.rsplit(']').next().unwrap_or(path);
+    let segments: Vec<&str> = tail.split('.').filter(|s| !s.is_empty()).collect();
+    for k in (1..=segments.len().min(4)).rev() {
+        let key = segments[segments.len() - k..].join(".");
+        if let Some(found) = find_child_key(text, line, column, &key) {
+            return found;
+        }
+    }
+    (line, column)
+}
+
+/// The position of `key:` written in block style at the block's indentation, below `line`.
+fn find_child_key(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
     let indent = column.saturating_sub(1);
-    for (i, l) in lines.iter().enumerate().skip(line.saturating_sub(1)) {
+    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
         let trimmed = l.trim_start();
         let this_indent = l.len() - trimmed.len();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -119,11 +131,11 @@ fn refine_location(text: &str, line: usize, column: usize, path: &str) -> (usize
             break;
         }
         let bare = trimmed.trim_start_matches("- ");
-        if this_indent == indent && (bare.starts_with(&format!("{key}:")) || bare.starts_with(&format!("\"{key}\":"))) {
-            return (i + 1, this_indent + 1);
+        if this_indent >= indent && (bare.starts_with(&format!("{key}:")) || bare.starts_with(&format!("\"{key}\":"))) {
+            return Some((i + 1, this_indent + 1));
         }
     }
-    (line, column)
+    None
 }
 
 /// Expands `$VAR` and `${VAR}` from the environment, as agentgateway does for the whole

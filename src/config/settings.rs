@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::types::{AnyValue, GoDuration, Unsupported};
+use crate::telemetry::cel::Expression;
 
 /// The `config:` block.
 #[derive(Debug, Default, Deserialize)]
@@ -92,7 +93,7 @@ pub struct LoggingSettings {
     /// Log level / filter directives (`info`, `debug`, `info,tollgate=trace`).
     pub level: Option<LevelSpec>,
     /// CEL expression deciding whether a request is logged.
-    pub filter: Option<String>,
+    pub filter: Option<Expression>,
     /// Access-log fields to add (name → CEL) or remove.
     pub fields: Option<FieldsSettings>,
     /// `text` or `json`.
@@ -135,9 +136,9 @@ pub enum LogFormat {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldsSettings {
-    /// Field name → CEL expression.
+    /// Field name → CEL expression (compiled at load).
     #[serde(default)]
-    pub add: IndexMap<String, String>,
+    pub add: IndexMap<String, Expression>,
     /// Default fields to drop.
     #[serde(default)]
     pub remove: Vec<String>,

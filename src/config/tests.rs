@@ -16,8 +16,8 @@ fn seed_loads_with_every_field() {
     assert_eq!(logging.level.as_ref().unwrap().directives(), "debug");
     let fields = &logging.fields.as_ref().unwrap().add;
     assert_eq!(fields.len(), 10);
-    assert_eq!(fields["span.name"], r#""openai.chat""#);
-    assert_eq!(fields["llm.input_messages"], r#"flattenRecursive(llm.prompt.map(c, {"message": c}))"#);
+    assert_eq!(fields["span.name"].source, r#""openai.chat""#);
+    assert_eq!(fields["llm.input_messages"].source, r#"flattenRecursive(llm.prompt.map(c, {"message": c}))"#);
     assert_eq!(c.config.admin_addr.as_deref(), Some("0.0.0.0:15000"));
     let tracing = c.config.tracing.as_ref().unwrap();
     assert_eq!(tracing.otlp_endpoint.as_deref(), Some("http://tracing:4317"));
@@ -62,6 +62,15 @@ fn misspelt_key_names_line_and_path() {
     assert_eq!(e.path, "binds[1].listeners[0].routes[0].policies.cors.allowOrigin");
     assert!(e.message.contains("unknown field `allowOrigin`"), "{e}");
     assert!(e.to_string().starts_with(&format!("test.yaml:{line}:")), "{e}");
+}
+
+#[test]
+fn bad_cel_names_line_and_field() {
+    let bad = SEED.replace("'llm.provider'", "'llm.provider +'");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(e.path, "config.logging.fields.add.llm.system");
+    assert_eq!(e.line, Some(bad.lines().position(|l| l.contains("'llm.provider +'")).unwrap() + 1));
+    assert!(e.message.contains("invalid CEL expression"), "{e}");
 }
 
 #[test]

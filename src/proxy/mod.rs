@@ -2,7 +2,6 @@
 //! Pingora's hooks. Per request: match (request_filter) → peer (upstream_peer) →
 //! header and body filters → access log (logging).
 
-pub mod access_log;
 pub mod peer;
 
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
 use crate::runtime::{BackendTarget, FilterChain, Gateway};
+use crate::telemetry::access_log::AccessLog;
 
 /// Serves one bind (listening port) from the current runtime tables.
 pub struct TollgateProxy {
@@ -28,6 +28,8 @@ pub struct TollgateProxy {
     pub port: u16,
     /// The live tables, swapped whole on reload.
     pub gateway: Arc<ArcSwap<Gateway>>,
+    /// The access log (process-wide, from `config.logging`).
+    pub access_log: Arc<AccessLog>,
 }
 
 /// The request's filter chain, as a handle that does not borrow the context
@@ -83,6 +85,15 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.needs = self.access_log.needs();
+        let req = session.req_header();
+        ctx.captured.method = req.method.clone();
+        ctx.captured.uri = req.uri.clone();
+        ctx.captured.version = req.version;
+        if ctx.needs.request_headers {
+            // Before any policy adds credentials or rewrites the Host.
+            ctx.captured.request_headers = Some(req.headers.clone());
+        }
         if let Err(resp) = self.route_request(session, ctx) {
             return Self::respond(session, ctx, resp).await;
         }
@@ -128,6 +139,11 @@ impl ProxyHttp for TollgateProxy {
         end: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.needs.request_body {
+            if let Some(b) = body.as_ref() {
+                RequestCtx::capture_into(&mut ctx.captured.request_body, b, ctx.max_buffer);
+            }
+        }
         let chain = chain_owned(ctx);
         if !chain.body.request {
             return Ok(());
@@ -143,6 +159,9 @@ impl ProxyHttp for TollgateProxy {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_response(resp, ctx)?;
         }
+        if ctx.needs.response_headers {
+            ctx.captured.response_headers = Some(resp.headers.clone());
+        }
         Ok(())
     }
 
@@ -157,6 +176,11 @@ impl ProxyHttp for TollgateProxy {
         if chain.body.response {
             for filter in chain.filters.iter() {
                 filter.on_response_body(body, end, ctx)?;
+            }
+        }
+        if ctx.needs.response_body {
+            if let Some(b) = body.as_ref() {
+                RequestCtx::capture_into(&mut ctx.captured.response_body, b, ctx.max_buffer);
             }
         }
         Ok(None)
@@ -197,6 +221,7 @@ impl ProxyHttp for TollgateProxy {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_log(ctx);
         }
-        access_log::write(session, e, ctx);
+        let source = session.client_addr().and_then(|a| a.as_inet()).copied();
+        self.access_log.write(source, e, ctx);
     }
 }

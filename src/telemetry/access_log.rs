@@ -1,0 +1,244 @@
+//! The access log: one line per request after it ends (streams included), with default
+//! fields plus the CEL fields of `config.logging.fields`, written to stdout as text or JSON.
+//! Secrets in headers are redacted unless an expression names the header.
+
+use std::io::Write;
+
+use pingora::Error;
+use serde_json::{Map, Value as Json};
+
+use super::cel::{as_flatten, new_context, Expression};
+use super::vars::{self, Facts, DEFAULT_SENSITIVE};
+use crate::config::settings::{LogFormat, LoggingSettings};
+use crate::ctx::{CaptureNeeds, RequestCtx};
+
+/// The compiled access-log configuration.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    json: bool,
+    add: Vec<(String, Expression)>,
+    remove: Vec<String>,
+    filter: Option<Expression>,
+    redact: Vec<String>,
+    needs: CaptureNeeds,
+}
+
+impl AccessLog {
+    /// Builds the log from `config.logging` and `config.sensitiveHeaders`.
+    pub fn new(settings: Option<&LoggingSettings>, sensitive: &[String]) -> AccessLog {
+        let Some(s) = settings else { return AccessLog::default() };
+        let (add, remove) = match &s.fields {
+            Some(f) => (f.add.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(), f.remove.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let exprs: Vec<&Expression> = add.iter().map(|(_, e)| e).chain(s.filter.as_ref()).collect();
+        let mentions = |p: &str| exprs.iter().any(|e| e.mentions(p));
+        let needs = CaptureNeeds {
+            request_headers: mentions("request.headers") || mentions("request.host"),
+            request_body: mentions("request.body"),
+            response_headers: mentions("response.headers"),
+            response_body: mentions("response.body"),
+            llm_prompt: mentions("llm.prompt"),
+            llm_completion: mentions("llm.completion"),
+        };
+        // A sensitive header stays hidden unless some expression asks for it by name.
+        let redact = DEFAULT_SENSITIVE
+            .iter()
+            .map(|h| h.to_string())
+            .chain(sensitive.iter().map(|h| h.to_ascii_lowercase()))
+            .filter(|h| !exprs.iter().any(|e| e.source.to_ascii_lowercase().contains(&format!("\"{h}\""))))
+            .collect();
+        AccessLog { json: s.format == Some(LogFormat::Json), add, remove, filter: s.filter.clone(), redact, needs }
+    }
+
+    /// What requests must capture for these fields.
+    pub fn needs(&self) -> CaptureNeeds {
+        self.needs
+    }
+
+    /// Writes the line for a finished request, if access logging is on at `info`.
+    pub fn write(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &RequestCtx) {
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        let mut fields = default_fields(error, ctx);
+        if !self.add.is_empty() || self.filter.is_some() {
+            let facts = Facts { source, redact: &self.redact };
+            let mut cel = new_context();
+            cel.add_variable_from_value("request", to_cel(vars::request(ctx, &facts)));
+            cel.add_variable_from_value("response", to_cel(vars::response(ctx, &facts)));
+            cel.add_variable_from_value("source", to_cel(vars::source(&facts)));
+            cel.add_variable_from_value("backend", to_cel(vars::backend(ctx)));
+            if let Some(l) = &ctx.llm {
+                cel.add_variable_from_value("llm", to_cel(vars::llm(l)));
+            }
+            if let Some(f) = &self.filter {
+                if f.eval(&cel).ok() != Some(cel::Value::Bool(true)) {
+                    return;
+                }
+            }
+            for (name, expr) in &self.add {
+                match expr.eval(&cel) {
+                    Ok(v) => add_field(&mut fields, name, &v),
+                    Err(e) => tracing::debug!(target: "tollgate", field = %name, error = %e, "access-log field not evaluated"),
+                }
+            }
+        }
+        for name in &self.remove {
+            fields.retain(|(k, _)| k != name);
+        }
+        let line = if self.json { json_line(&fields) } else { text_line(&fields) };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+fn to_cel(j: Json) -> cel::Value {
+    cel::to_value(j).unwrap_or(cel::Value::Null)
+}
+
+fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)> {
+    let c = &ctx.captured;
+    let mut f: Vec<(String, Json)> = vec![
+        ("http.method".into(), c.method.as_str().into()),
+        ("http.path".into(), ctx.original_path.clone().into()),
+        ("http.status".into(), ctx.status.unwrap_or(0).into()),
+        ("route".into(), ctx.route.as_ref().map(|r| r.name.clone()).into()),
+        ("backend".into(), ctx.backend.as_ref().map(|b| b.name.clone()).into()),
+        ("duration_ms".into(), ((ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0).into()),
+    ];
+    if let Some(e) = error {
+        f.push(("error".into(), e.etype().as_str().into()));
+    }
+    if let Some(l) = &ctx.llm {
+        f.push(("gen_ai.provider.name".into(), l.provider.into()));
+        f.push(("gen_ai.request.model".into(), l.request_model.clone().into()));
+        f.push(("gen_ai.response.model".into(), l.response_model.clone().into()));
+        f.push(("gen_ai.streaming".into(), l.streaming.into()));
+        if let Some(u) = l.usage {
+            f.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
+            f.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
+            f.push(("gen_ai.usage.total_tokens".into(), u.total_tokens.into()));
+        }
+    }
+    f.retain(|(_, v)| !v.is_null());
+    f
+}
+
+/// Adds a CEL result under `name`; `flatten`/`flattenRecursive` results become dotted keys.
+fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
+    fields.retain(|(k, _)| k != name);
+    match as_flatten(v) {
+        Some((recursive, inner)) => {
+            let Ok(j) = inner.json() else { return };
+            flatten_into(fields, name, &j, recursive);
+        }
+        None => {
+            if let Ok(j) = v.json() {
+                if !j.is_null() {
+                    fields.push((name.to_string(), j));
+                }
+            }
+        }
+    }
+}
+
+fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: &Json, recursive: bool) {
+    let children: Vec<(String, &Json)> = match v {
+        Json::Array(items) => items.iter().enumerate().map(|(i, x)| (i.to_string(), x)).collect(),
+        Json::Object(m) => {
+            let mut keys: Vec<_> = m.iter().map(|(k, x)| (k.clone(), x)).collect();
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            keys
+        }
+        Json::Null => return,
+        leaf => {
+            fields.push((prefix.to_string(), leaf.clone()));
+            return;
+        }
+    };
+    for (k, child) in children {
+        let key = format!("{prefix}.{k}");
+        if recursive {
+            flatten_into(fields, &key, child, true);
+        } else if !child.is_null() {
+            fields.push((key, child.clone()));
+        }
+    }
+}
+
+fn timestamp() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros())
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn json_line(fields: &[(String, Json)]) -> String {
+    let mut m = Map::new();
+    m.insert("time".into(), timestamp().into());
+    m.insert("level".into(), "info".into());
+    m.insert("target".into(), "access".into());
+    for (k, v) in fields {
+        m.insert(k.clone(), v.clone());
+    }
+    let mut s = Json::Object(m).to_string();
+    s.push('\n');
+    s
+}
+
+fn text_line(fields: &[(String, Json)]) -> String {
+    let mut s = format!("{} info access request", timestamp());
+    for (k, v) in fields {
+        let text = match v {
+            Json::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        if text.is_empty() || text.contains([' ', '"', '=']) {
+            s.push_str(&format!(" {k}={}", Json::String(text)));
+        } else {
+            s.push_str(&format!(" {k}={text}"));
+        }
+    }
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattens_recursively_with_dotted_keys() {
+        let mut f = Vec::new();
+        let v = serde_json::json!([{"message": {"role": "user", "content": "Hello!"}}]);
+        flatten_into(&mut f, "llm.input_messages", &v, true);
+        assert_eq!(
+            f,
+            vec![
+                ("llm.input_messages.0.message.content".to_string(), Json::from("Hello!")),
+                ("llm.input_messages.0.message.role".to_string(), Json::from("user")),
+            ]
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+    }
+}

@@ -1,0 +1,209 @@
+//! CEL for log and trace fields: one shared environment with agentgateway's extra
+//! functions, expressions compiled at config load, evaluated against per-request variables.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use cel::extractors::Arguments;
+use cel::objects::{Key, Map};
+use cel::{Context, Env, ExecutionError, Program, Value};
+
+/// Key of the marker map `flatten` / `flattenRecursive` return; the log writer expands it.
+pub const FLATTEN_MARKER: &str = "__tollgate_flatten";
+
+/// The shared CEL environment (standard library plus extensions).
+pub fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(Env::stdlib()))
+}
+
+/// A compiled expression with its source (for errors and `/config_dump`).
+#[derive(Clone)]
+pub struct Expression {
+    /// The text as written in the config.
+    pub source: String,
+    program: Arc<Program>,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expression({:?})", self.source)
+    }
+}
+
+impl Expression {
+    /// Compiles `source`; the error is a message for the config loader.
+    pub fn compile(source: &str) -> Result<Expression, String> {
+        let program = env().compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
+        Ok(Expression { source: source.to_string(), program: Arc::new(program) })
+    }
+
+    /// Evaluates against `ctx`.
+    pub fn eval(&self, ctx: &Context) -> Result<Value, ExecutionError> {
+        self.program.execute(ctx)
+    }
+
+    /// Whether the expression mentions `path` (e.g. `request.body`), textually. Used to decide
+    /// what a request must capture; conservative for the forms agentgateway documents.
+    pub fn mentions(&self, path: &str) -> bool {
+        let (root, field) = path.split_once('.').unwrap_or((path, ""));
+        self.source.contains(path) || self.source.contains(&format!("{root}[\"{field}\"]"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Expression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(d)?;
+        Expression::compile(&source).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A context holding the extension functions; variables are added per evaluation.
+pub fn new_context() -> Context<'static, 'static> {
+    let mut ctx = Context::with_env(env().clone());
+    register_functions(&mut ctx);
+    ctx
+}
+
+fn register_functions(ctx: &mut Context<'static, 'static>) {
+    // Registration only fails on a name clash with the standard library, which these avoid.
+    let _ = ctx.add_function("flattenRecursive", |v: Value| marker("recursive", v));
+    let _ = ctx.add_function("flatten", |v: Value| marker("one", v));
+    let _ = ctx.add_function("json", json_parse);
+    let _ = ctx.add_function("toJson", to_json);
+    let _ = ctx.add_function("default", |v: Value, fallback: Value| if v == Value::Null { fallback } else { v });
+    let _ = ctx.add_function("coalesce", |Arguments(args): Arguments| {
+        args.iter().find(|v| **v != Value::Null).cloned().unwrap_or(Value::Null)
+    });
+    let _ = ctx.add_function("merge", merge);
+    let _ = ctx.add_function("regexReplace", regex_replace);
+    let _ = ctx.add_function("base64.encode", base64_encode);
+    let _ = ctx.add_function("base64.decode", base64_decode);
+    let _ = ctx.add_function("random", random);
+    let _ = ctx.add_function("uuid", uuid);
+}
+
+fn marker(kind: &str, v: Value) -> Value {
+    let mut m = HashMap::new();
+    m.insert(Key::String(Arc::new(FLATTEN_MARKER.to_string())), Value::String(Arc::new(kind.to_string())));
+    m.insert(Key::String(Arc::new("value".to_string())), v);
+    Value::Map(Map { map: Arc::new(m) })
+}
+
+/// If `v` is a `flatten`/`flattenRecursive` marker: (recursive?, inner value).
+pub fn as_flatten(v: &Value) -> Option<(bool, &Value)> {
+    let Value::Map(m) = v else { return None };
+    let kind = m.map.get(&Key::String(Arc::new(FLATTEN_MARKER.to_string())))?;
+    let inner = m.map.get(&Key::String(Arc::new("value".to_string())))?;
+    Some((matches!(kind, Value::String(s) if s.as_str() == "recursive"), inner))
+}
+
+fn err(name: &str, msg: impl ToString) -> ExecutionError {
+    ExecutionError::function_error(name, msg)
+}
+
+fn string_arg(name: &str, v: &Value) -> Result<String, ExecutionError> {
+    match v {
+        Value::String(s) => Ok(s.to_string()),
+        Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        other => Err(err(name, format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn json_parse(v: Value) -> Result<Value, ExecutionError> {
+    let text = string_arg("json", &v)?;
+    let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| err("json", e))?;
+    cel::to_value(parsed).map_err(|e| err("json", e))
+}
+
+fn to_json(v: Value) -> Result<Value, ExecutionError> {
+    let j = v.json().map_err(|e| err("toJson", e.to_string()))?;
+    Ok(Value::String(Arc::new(j.to_string())))
+}
+
+fn merge(a: Value, b: Value) -> Result<Value, ExecutionError> {
+    match (a, b) {
+        (Value::Map(a), Value::Map(b)) => {
+            let mut m: HashMap<Key, Value> = (*a.map).clone();
+            m.extend(b.map.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(Value::Map(Map { map: Arc::new(m) }))
+        }
+        _ => Err(err("merge", "expected two maps")),
+    }
+}
+
+fn regex_replace(s: Value, pattern: Value, replacement: Value) -> Result<Value, ExecutionError> {
+    let (s, p, r) = (string_arg("regexReplace", &s)?, string_arg("regexReplace", &pattern)?, string_arg("regexReplace", &replacement)?);
+    let re = regex::Regex::new(&p).map_err(|e| err("regexReplace", e))?;
+    Ok(Value::String(Arc::new(re.replace_all(&s, r.as_str()).into_owned())))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(v: Value) -> Result<Value, ExecutionError> {
+    let bytes = match &v {
+        Value::Bytes(b) => b.to_vec(),
+        other => string_arg("base64.encode", other)?.into_bytes(),
+    };
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    Ok(Value::String(Arc::new(out)))
+}
+
+fn base64_decode(v: Value) -> Result<Value, ExecutionError> {
+    let text = string_arg("base64.decode", &v)?;
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let val = B64.iter().position(|b| *b == c).ok_or_else(|| err("base64.decode", "invalid base64"))? as u32;
+        bits = (bits << 6) | val;
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+        }
+    }
+    Ok(Value::Bytes(Arc::new(out)))
+}
+
+/// A random float in [0, 1).
+fn random() -> Value {
+    Value::Float((random_u64() >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// A random (version 4) UUID.
+fn uuid() -> Value {
+    let (a, b) = (random_u64(), random_u64());
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let s = format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    );
+    Value::String(Arc::new(s))
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per instance: good enough for sampling and ids in logs.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! Telemetry: CEL-defined access-log fields (and, later, traces and metrics).
+
+pub mod access_log;
+pub mod cel;
+pub mod vars;

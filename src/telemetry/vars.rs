@@ -1,0 +1,128 @@
+//! The CEL variables of one request (`request`, `response`, `llm`, `source`, `backend`),
+//! in agentgateway's shape. Built once per logged request, only when fields are configured.
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::ctx::RequestCtx;
+use crate::llm::{LlmExchange, RouteType};
+use crate::runtime::BackendTarget;
+
+/// Header values shown instead of secrets.
+pub const REDACTED: &str = "<redacted>";
+
+/// Headers redacted unless an expression names them.
+pub const DEFAULT_SENSITIVE: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"];
+
+/// Request facts the proxy knows besides the context.
+pub struct Facts<'a> {
+    /// Client address, if known.
+    pub source: Option<std::net::SocketAddr>,
+    /// Headers to redact (lowercase), minus those an expression asks for.
+    pub redact: &'a [String],
+}
+
+fn headers_json(headers: &http::HeaderMap, redact: &[String]) -> Json {
+    let mut m = Map::new();
+    for name in headers.keys() {
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let value = if redact.iter().any(|r| r == name.as_str()) { REDACTED.to_string() } else { joined };
+        m.insert(name.as_str().to_string(), Json::String(value));
+    }
+    Json::Object(m)
+}
+
+fn body_json(body: &Option<Vec<u8>>) -> Json {
+    body.as_ref().map_or(Json::Null, |b| Json::String(String::from_utf8_lossy(b).into_owned()))
+}
+
+/// `request.*`.
+pub fn request(ctx: &RequestCtx, facts: &Facts) -> Json {
+    let c = &ctx.captured;
+    let host = c
+        .request_headers
+        .as_ref()
+        .and_then(|h| h.get(http::header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| c.uri.authority().map(|a| a.to_string()));
+    json!({
+        "method": c.method.as_str(),
+        "uri": c.uri.to_string(),
+        "path": c.uri.path(),
+        "pathAndQuery": c.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "host": host,
+        "scheme": "http",
+        "version": format!("{:?}", c.version),
+        "headers": c.request_headers.as_ref().map_or(Json::Null, |h| headers_json(h, facts.redact)),
+        "body": body_json(&c.request_body),
+        "startTime": humantime_rfc3339(ctx),
+    })
+}
+
+fn humantime_rfc3339(ctx: &RequestCtx) -> String {
+    let now = std::time::SystemTime::now();
+    let started = now.checked_sub(ctx.started.elapsed()).unwrap_or(now);
+    let d = started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+/// `response.*`.
+pub fn response(ctx: &RequestCtx, facts: &Facts) -> Json {
+    let c = &ctx.captured;
+    json!({
+        "code": ctx.status,
+        "headers": c.response_headers.as_ref().map_or(Json::Null, |h| headers_json(h, facts.redact)),
+        "body": body_json(&c.response_body),
+    })
+}
+
+/// `source.*`.
+pub fn source(facts: &Facts) -> Json {
+    match facts.source {
+        Some(a) => json!({"address": a.ip().to_string(), "port": a.port()}),
+        None => json!({}),
+    }
+}
+
+/// `backend.*`.
+pub fn backend(ctx: &RequestCtx) -> Json {
+    let Some(b) = &ctx.backend else { return json!({}) };
+    let (kind, protocol) = match b.target {
+        BackendTarget::Host { .. } => ("static", "http"),
+        BackendTarget::Ai(_) => ("ai", "llm"),
+        BackendTarget::Mcp => ("mcp", "mcp"),
+    };
+    json!({"name": b.name, "type": kind, "protocol": protocol})
+}
+
+/// `llm.*` (absent for non-LLM requests). Unset params are present as null so that
+/// `default(llm.params.temperature, 1.0)` works.
+pub fn llm(l: &LlmExchange) -> Json {
+    let u = l.usage.unwrap_or_default();
+    let has_usage = l.usage.is_some();
+    let p = &l.params;
+    json!({
+        "provider": l.provider,
+        "requestModel": l.request_model,
+        "responseModel": l.response_model,
+        "streaming": l.streaming,
+        "inputTokens": has_usage.then_some(u.input_tokens),
+        "outputTokens": has_usage.then_some(u.output_tokens),
+        "totalTokens": has_usage.then_some(u.total_tokens),
+        "cachedInputTokens": u.cached_input_tokens,
+        "reasoningTokens": u.reasoning_tokens,
+        "timeToFirstToken": l.time_to_first_byte.map(|d| d.as_millis() as u64),
+        "prompt": l.prompt,
+        "completion": l.completion,
+        "params": {
+            "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
+            "frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty, "seed": p.seed,
+        },
+        "operation": match l.route { RouteType::Completions => "chat", RouteType::Models => "models", RouteType::Passthrough => "passthrough" },
+    })
+}

@@ -1,0 +1,92 @@
+"""The seed config's CEL access-log fields, for the article's request, streamed and not."""
+import json
+import time
+
+import openai
+import pytest
+
+from conftest import seed_with_local_hosts
+
+BASE = "http://127.0.0.1:3100/compatible-mode/v1"
+
+
+def start_seed(tollgate, provider_front, json_format: bool):
+    nginx, ca = provider_front
+    cfg = seed_with_local_hosts(nginx.port, ca)
+    if json_format:
+        cfg = cfg.replace("    level: debug\n", "    level: debug\n    format: json\n", 1)
+    return tollgate.start(cfg, ports=[3100, 3101])
+
+
+def access_records(proc, count=1, timeout=5.0):
+    deadline = time.time() + timeout
+    while True:
+        records = [json.loads(l) for l in proc.output().splitlines() if l.startswith("{") and '"target":"access"' in l]
+        if len(records) >= count or time.time() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+def client():
+    return openai.OpenAI(base_url=BASE, api_key="sk-client-key", max_retries=0, timeout=20)
+
+
+def assert_seed_fields(rec, completion_text):
+    assert rec["span.name"] == "openai.chat"
+    assert rec["llm.system"] == "openai"
+    assert rec["llm.input_messages.0.message.role"] == "user"
+    assert rec["llm.input_messages.0.message.content"] == "Hello!"
+    assert rec["gen_ai.prompt.0.role"] == "user"
+    assert rec["gen_ai.prompt.0.content"] == "Hello!"
+    assert rec["llm.output_messages.0.role"] == "assistant"
+    assert rec["llm.output_messages.0.content"] == completion_text
+    assert rec["llm.completion"] == [completion_text]
+    assert json.loads(rec["request.body"])["model"] == "any-model-name"  # what the client sent
+    assert rec["request.headers"]["content-type"] == "application/json"
+    assert rec["gen_ai.request.model"] == "any-model-name"
+    assert rec["gen_ai.response.model"] == "qwen-plus"
+    assert rec["http.status"] == 200
+
+
+def test_json_access_log_has_every_seed_field(tollgate, provider_front, llmock):
+    proc = start_seed(tollgate, provider_front, json_format=True)
+    r = client().chat.completions.create(model="any-model-name", temperature=0.3,
+                                         messages=[{"role": "user", "content": "Hello!"}])
+    rec = access_records(proc)[-1]
+    assert_seed_fields(rec, r.choices[0].message.content)
+    assert rec["llm.params.temperature"] == 0.3
+    assert json.loads(rec["request.response.body"])["model"] == "qwen-plus"
+    assert rec["gen_ai.usage.input_tokens"] == r.usage.prompt_tokens
+    assert rec["gen_ai.usage.output_tokens"] == r.usage.completion_tokens
+    assert rec["gen_ai.streaming"] is False
+    # The client's key is redacted and the provider key never appears.
+    assert rec["request.headers"]["authorization"] == "<redacted>"
+    out = proc.output()
+    assert "sk-abc" not in out and "sk-client-key" not in out
+
+
+def test_streaming_line_is_written_when_the_stream_ends(tollgate, provider_front, llmock):
+    proc = start_seed(tollgate, provider_front, json_format=True)
+    chunks = list(client().chat.completions.create(
+        model="any-model-name", messages=[{"role": "user", "content": "Hello!"}],
+        stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    rec = access_records(proc)[-1]
+    assert_seed_fields(rec, text)
+    assert rec["gen_ai.streaming"] is True
+    assert rec["gen_ai.usage.output_tokens"] == chunks[-1].usage.completion_tokens
+    assert "llm.params.temperature" not in rec  # not sent, so not logged
+    assert "sk-abc" not in proc.output()
+
+
+def test_unchanged_seed_logging_is_text_with_flattened_keys(tollgate, provider_front, llmock):
+    proc = start_seed(tollgate, provider_front, json_format=False)
+    client().chat.completions.create(model="any-model-name", messages=[{"role": "user", "content": "Hello!"}])
+    deadline = time.time() + 5
+    while " access request " not in proc.output() and time.time() < deadline:
+        time.sleep(0.05)
+    line = next(l for l in proc.output().splitlines() if " access request " in l)
+    assert " llm.input_messages.0.message.role=user " in line
+    assert " llm.input_messages.0.message.content=Hello! " in line
+    assert " span.name=openai.chat " in line
+    assert "sk-abc" not in proc.output()
