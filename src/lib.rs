@@ -2,6 +2,7 @@
 //! configured with agentgateway's local config file.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod ctx;

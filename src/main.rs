@@ -9,7 +9,7 @@ use tollgate::{logging, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (config, gateway) = match server::load(&cli) {
+    let loaded = match server::load(&cli) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
@@ -17,11 +17,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.validate_only {
-        println!("config is valid: {} bind(s)", gateway.binds.len());
+        println!("config is valid: {} bind(s)", loaded.gateway.binds.len());
         return ExitCode::SUCCESS;
     }
-    logging::init(config.config.logging.as_ref());
-    match server::run(cli, config, gateway) {
+    let log_control = logging::init(loaded.config.config.logging.as_ref());
+    match server::run(cli, loaded, log_control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

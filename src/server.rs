@@ -12,7 +12,12 @@ use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
+use pingora::services::listening::Service;
+
+use crate::admin::{self, AdminApp, ReadinessApp, StatsApp};
 use crate::cli::Cli;
+use crate::logging::LogControl;
+use crate::telemetry::metrics::Metrics;
 use crate::config::{self, LocalConfig};
 use crate::proxy::TollgateProxy;
 use crate::runtime::{self, Gateway};
@@ -21,17 +26,28 @@ use crate::telemetry::access_log::AccessLog;
 /// Default drain time on shutdown and upgrade (agentgateway's `connectionTerminationDeadline`).
 const DEFAULT_GRACE_SECONDS: u64 = 5;
 
+/// A loaded config: parsed, compiled, and dumped for `/config_dump`.
+pub struct Loaded {
+    /// The parsed file.
+    pub config: LocalConfig,
+    /// The runtime tables.
+    pub gateway: Gateway,
+    /// The effective config as redacted JSON.
+    pub dump: serde_json::Value,
+}
+
 /// Loads and compiles the config named on the command line.
-pub fn load(cli: &Cli) -> Result<(LocalConfig, Gateway), String> {
-    let parsed = match (&cli.file, &cli.config) {
-        (Some(f), _) => config::load_file(f),
-        (None, Some(inline)) => config::parse_str(inline, "<inline>"),
+pub fn load(cli: &Cli) -> Result<Loaded, String> {
+    let (parsed, text) = match (&cli.file, &cli.config) {
+        (Some(f), _) => (config::load_file(f), std::fs::read_to_string(f).unwrap_or_default()),
+        (None, Some(inline)) => (config::parse_str(inline, "<inline>"), inline.clone()),
         (None, None) => return Err("no config: pass -f FILE (see --help)".into()),
-    }
-    .map_err(|e| e.to_string())?;
+    };
+    let parsed = parsed.map_err(|e| e.to_string())?;
     let name = cli.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<inline>".into());
     let gateway = runtime::compile(&parsed).map_err(|e| format!("{name}: {e}"))?;
-    Ok((parsed, gateway))
+    let expanded = config::expand_env(&text, &name).map_err(|e| e.to_string())?;
+    Ok(Loaded { config: parsed, gateway, dump: admin::dump::dump(&expanded) })
 }
 
 /// Pingora's server settings from the config and the command line.
@@ -64,13 +80,44 @@ fn worker_threads(config: &LocalConfig) -> Result<usize, String> {
     }
 }
 
+/// Admin, stats and readiness endpoints, each on its configured address (or `off`).
+fn add_operator_services(
+    server: &mut Server,
+    config: &LocalConfig,
+    v6: bool,
+    dump: serde_json::Value,
+    logging: Arc<LogControl>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let c = &config.config;
+    let default_any = |port: u16| if v6 { format!("[::]:{port}") } else { format!("0.0.0.0:{port}") };
+    if let Some(addr) = admin::parse_addr(c.admin_addr.as_deref(), "localhost:15000", v6).map_err(|e| format!("config.adminAddr: {e}"))? {
+        let mut s = Service::new("admin".into(), AdminApp { config_dump: Arc::new(dump), logging });
+        s.add_tcp(&addr);
+        server.add_service(s);
+    }
+    if let Some(addr) = admin::parse_addr(c.stats_addr.as_deref(), &default_any(15020), v6).map_err(|e| format!("config.statsAddr: {e}"))? {
+        let mut s = Service::new("stats".into(), StatsApp { metrics });
+        s.add_tcp(&addr);
+        server.add_service(s);
+    }
+    if let Some(addr) = admin::parse_addr(c.readiness_addr.as_deref(), &default_any(15021), v6).map_err(|e| format!("config.readinessAddr: {e}"))? {
+        let ports = config.binds.iter().map(|b| b.port).collect();
+        let mut s = Service::new("readiness".into(), ReadinessApp::new(ports));
+        s.add_tcp(&addr);
+        server.add_service(s);
+    }
+    Ok(())
+}
+
 /// Whether this host can listen on IPv6 (then `[::]` also accepts IPv4).
 fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::]:0").is_ok()
 }
 
 /// Runs the gateway until it is told to stop. Returns only on start-up failure.
-pub fn run(cli: Cli, config: LocalConfig, gateway: Gateway) -> Result<(), String> {
+pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), String> {
+    let Loaded { config, gateway, dump } = loaded;
     let conf = server_conf(&config, &cli.runtime_dir)?;
     let opt = Opt { upgrade: cli.upgrade, daemon: cli.daemon, nocapture: false, test: false, conf: None };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -78,9 +125,15 @@ pub fn run(cli: Cli, config: LocalConfig, gateway: Gateway) -> Result<(), String
     let shared = Arc::new(ArcSwap::from_pointee(gateway));
     let sensitive = config.config.sensitive_headers.clone().unwrap_or_default();
     let access_log = Arc::new(AccessLog::new(config.config.logging.as_ref(), &sensitive));
+    let metrics = Arc::new(Metrics::default());
     let v6 = config.config.enable_ipv6.unwrap_or(true) && ipv6_available();
     for bind in &config.binds {
-        let proxy = TollgateProxy { port: bind.port, gateway: shared.clone(), access_log: access_log.clone() };
+        let proxy = TollgateProxy {
+            port: bind.port,
+            gateway: shared.clone(),
+            access_log: access_log.clone(),
+            metrics: metrics.clone(),
+        };
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
@@ -97,5 +150,6 @@ pub fn run(cli: Cli, config: LocalConfig, gateway: Gateway) -> Result<(), String
         server.add_service(service);
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
+    add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     server.run_forever()
 }

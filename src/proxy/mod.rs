@@ -21,6 +21,7 @@ use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
 use crate::runtime::{BackendTarget, FilterChain, Gateway};
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
 
 /// Serves one bind (listening port) from the current runtime tables.
 pub struct TollgateProxy {
@@ -30,6 +31,8 @@ pub struct TollgateProxy {
     pub gateway: Arc<ArcSwap<Gateway>>,
     /// The access log (process-wide, from `config.logging`).
     pub access_log: Arc<AccessLog>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The request's filter chain, as a handle that does not borrow the context
@@ -223,5 +226,6 @@ impl ProxyHttp for TollgateProxy {
         }
         let source = session.client_addr().and_then(|a| a.as_inet()).copied();
         self.access_log.write(source, e, ctx);
+        self.metrics.record(ctx);
     }
 }

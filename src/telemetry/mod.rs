@@ -2,4 +2,5 @@
 
 pub mod access_log;
 pub mod cel;
+pub mod metrics;
 pub mod vars;

@@ -1,0 +1,130 @@
+//! Prometheus metrics (served on `statsAddr` at `/metrics`): requests by route, backend and
+//! status, and the OpenTelemetry GenAI client/server metrics for LLM calls.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::ctx::RequestCtx;
+use crate::llm::RouteType;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    backend: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GenAiLabels {
+    gen_ai_operation_name: &'static str,
+    gen_ai_system: &'static str,
+    gen_ai_request_model: String,
+    gen_ai_response_model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    gen_ai_token_type: &'static str,
+    gen_ai_operation_name: &'static str,
+    gen_ai_system: &'static str,
+    gen_ai_request_model: String,
+    gen_ai_response_model: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The process's metrics; cloned handles share the same series.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RequestLabels>,
+    token_usage: HistogramFamily<TokenLabels>,
+    llm_duration: HistogramFamily<GenAiLabels>,
+    time_to_first_token: HistogramFamily<GenAiLabels>,
+    time_per_output_token: HistogramFamily<GenAiLabels>,
+}
+
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+fn tokens() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 4.0, 14))
+}
+
+fn per_token_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration: HistogramFamily<RequestLabels> = Family::new_with_constructor(seconds);
+        let token_usage: HistogramFamily<TokenLabels> = Family::new_with_constructor(tokens);
+        let llm_duration: HistogramFamily<GenAiLabels> = Family::new_with_constructor(seconds);
+        let time_to_first_token: HistogramFamily<GenAiLabels> = Family::new_with_constructor(seconds);
+        let time_per_output_token: HistogramFamily<GenAiLabels> = Family::new_with_constructor(per_token_seconds);
+        registry.register("tollgate_requests", "Requests handled, by route, backend and status", requests.clone());
+        registry.register("tollgate_request_duration_seconds", "Request duration until the response ended", request_duration.clone());
+        registry.register("gen_ai_client_token_usage", "Tokens used per LLM call (input or output)", token_usage.clone());
+        registry.register("gen_ai_server_request_duration_seconds", "LLM call duration", llm_duration.clone());
+        registry.register("gen_ai_server_time_to_first_token_seconds", "Time to the first response bytes of an LLM call", time_to_first_token.clone());
+        registry.register("gen_ai_server_time_per_output_token_seconds", "Time per output token after the first", time_per_output_token.clone());
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token }
+    }
+}
+
+impl Metrics {
+    /// Records a finished request.
+    pub fn record(&self, ctx: &RequestCtx) {
+        let elapsed = ctx.started.elapsed();
+        let labels = RequestLabels {
+            route: ctx.route.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+            backend: ctx.backend.as_ref().map(|b| b.name.clone()).unwrap_or_default(),
+            status: ctx.status.unwrap_or(0),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        let Some(llm) = &ctx.llm else { return };
+        if llm.route != RouteType::Completions {
+            return;
+        }
+        let gen = GenAiLabels {
+            gen_ai_operation_name: "chat",
+            gen_ai_system: llm.provider,
+            gen_ai_request_model: llm.request_model.clone().unwrap_or_default(),
+            gen_ai_response_model: llm.response_model.clone().unwrap_or_default(),
+        };
+        self.llm_duration.get_or_create(&gen).observe(elapsed.as_secs_f64());
+        if let Some(ttft) = llm.time_to_first_byte {
+            self.time_to_first_token.get_or_create(&gen).observe(ttft.as_secs_f64());
+            if let Some(u) = llm.usage.filter(|u| u.output_tokens > 1) {
+                let after_first = elapsed.saturating_sub(ttft).as_secs_f64();
+                self.time_per_output_token.get_or_create(&gen).observe(after_first / (u.output_tokens - 1) as f64);
+            }
+        }
+        if let Some(u) = llm.usage {
+            for (kind, n) in [("input", u.input_tokens), ("output", u.output_tokens)] {
+                let labels = TokenLabels {
+                    gen_ai_token_type: kind,
+                    gen_ai_operation_name: gen.gen_ai_operation_name,
+                    gen_ai_system: gen.gen_ai_system,
+                    gen_ai_request_model: gen.gen_ai_request_model.clone(),
+                    gen_ai_response_model: gen.gen_ai_response_model.clone(),
+                };
+                self.token_usage.get_or_create(&labels).observe(n as f64);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

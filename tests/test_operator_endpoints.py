@@ -1,0 +1,70 @@
+"""Admin, stats and readiness endpoints on the seed config's addresses (admin 0.0.0.0:15000,
+stats 15020, readiness 15021 by default)."""
+import time
+
+import openai
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import seed_with_local_hosts
+
+ADMIN, STATS, READY = "http://127.0.0.1:15000", "http://127.0.0.1:15020", "http://127.0.0.1:15021"
+
+
+def start(tollgate, provider_front):
+    nginx, ca = provider_front
+    return tollgate.start(seed_with_local_hosts(nginx.port, ca), ports=[3100, 3101, 15000, 15020, 15021])
+
+
+def samples(name):
+    text = requests.get(f"{STATS}/metrics", timeout=5).text
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
+
+
+def test_metrics_count_requests_and_tokens(tollgate, provider_front, llmock):
+    start(tollgate, provider_front)
+    c = openai.OpenAI(base_url="http://127.0.0.1:3100/compatible-mode/v1", api_key="x", max_retries=0)
+    r = c.chat.completions.create(model="any-model-name", messages=[{"role": "user", "content": "Hello!"}])
+    out = [s for s in samples("gen_ai_client_token_usage_sum") if s.labels["gen_ai_token_type"] == "output"]
+    assert len(out) == 1
+    assert out[0].value == r.usage.completion_tokens
+    assert out[0].labels["gen_ai_request_model"] == "any-model-name"
+    assert out[0].labels["gen_ai_response_model"] == "qwen-plus"
+    inp = [s for s in samples("gen_ai_client_token_usage_count") if s.labels["gen_ai_token_type"] == "input"]
+    assert [s.value for s in inp] == [1.0]
+    reqs = [s for s in samples("tollgate_requests_total") if s.labels["status"] == "200"]
+    assert sum(s.value for s in reqs) == 1
+    assert samples("gen_ai_server_time_to_first_token_seconds_count")[0].value == 1
+
+
+def test_admin_readiness_logging_and_quit(tollgate, provider_front, llmock):
+    proc = start(tollgate, provider_front)
+    assert requests.get(f"{READY}/healthz/ready", timeout=5).status_code == 200
+    dump = requests.get(f"{ADMIN}/config_dump", timeout=5).json()
+    route = dump["binds"][0]["listeners"][0]["routes"][0]
+    assert route["backends"][0]["ai"]["name"] == "qwen-plus"
+    assert "sk-abc" not in str(dump) and "Bearer abc" not in str(dump)
+    assert "<html" in requests.get(f"{ADMIN}/", timeout=5).text
+
+    def access_lines():
+        return proc.output().count(" access request ")
+
+    def lines_after_one_request(expected_min, settle=0.5):
+        requests.get("http://127.0.0.1:3100/compatible-mode/v1/models", timeout=5)
+        deadline = time.time() + settle
+        while time.time() < deadline and access_lines() < expected_min:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        return access_lines()
+
+    before = lines_after_one_request(1)
+    assert before >= 1
+    assert requests.post(f"{ADMIN}/logging?level=warn", timeout=5).status_code == 200
+    assert lines_after_one_request(before + 1) == before, "access lines still written at warn"
+    assert requests.post(f"{ADMIN}/logging?level=info", timeout=5).status_code == 200
+    assert lines_after_one_request(before + 1, settle=3) == before + 1
+    assert requests.post(f"{ADMIN}/logging?level=no=such=level", timeout=5).status_code == 400
+
+    assert requests.post(f"{ADMIN}/quitquitquit", timeout=5).status_code == 200
+    proc.proc.wait(timeout=20)
+    assert proc.proc.returncode == 0
