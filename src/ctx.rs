@@ -118,6 +118,8 @@ pub struct RequestCtx {
     pub needs: CaptureNeeds,
     /// What was captured.
     pub captured: Captured,
+    /// The request's trace span, when tracing is on.
+    pub span: Option<crate::telemetry::traces::RequestSpan>,
 }
 
 /// Default request-body buffer limit (agentgateway's `maxBufferSize`).
@@ -142,6 +144,7 @@ impl Default for RequestCtx {
             extensions: http::Extensions::new(),
             needs: CaptureNeeds::default(),
             captured: Captured::default(),
+            span: None,
         }
     }
 }

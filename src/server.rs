@@ -21,7 +21,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::config::{self, LocalConfig};
 use crate::proxy::TollgateProxy;
 use crate::runtime::{self, Gateway};
-use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::Telemetry;
 
 /// Default drain time on shutdown and upgrade (agentgateway's `connectionTerminationDeadline`).
 const DEFAULT_GRACE_SECONDS: u64 = 5;
@@ -123,16 +123,14 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let shared = Arc::new(ArcSwap::from_pointee(gateway));
-    let sensitive = config.config.sensitive_headers.clone().unwrap_or_default();
-    let access_log = Arc::new(AccessLog::new(config.config.logging.as_ref(), &sensitive));
-    let metrics = Arc::new(Metrics::default());
+    let telemetry = Arc::new(Telemetry::new(&config.config)?);
+    let metrics = telemetry.metrics.clone();
     let v6 = config.config.enable_ipv6.unwrap_or(true) && ipv6_available();
     for bind in &config.binds {
         let proxy = TollgateProxy {
             port: bind.port,
             gateway: shared.clone(),
-            access_log: access_log.clone(),
-            metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
         };
         let mut options = HttpServerOptions::default();
         options.h2c = true;

@@ -176,7 +176,8 @@ http {{
   uwsgi_temp_path {ng}/uwsgi; scgi_temp_path {ng}/scgi;
   client_max_body_size 16m;
   log_format probe escape=json '{{"sni":"$ssl_server_name","host":"$http_host","auth":"$http_authorization",'
-                               '"uri":"$request_uri","status":"$status","te":"$http_transfer_encoding","length":"$request_length"}}';
+                               '"uri":"$request_uri","status":"$status","te":"$http_transfer_encoding","length":"$request_length",'
+                               '"traceparent":"$http_traceparent"}}';
   server {{
     listen 127.0.0.1:{port} ssl;
     server_name dashscope.aliyuncs.com;
@@ -197,7 +198,7 @@ http {{
     p.stop()
 
 
-def seed_with_local_hosts(provider_port: int, ca: Path, mcp_port: int = 9, otlp_port: int = 9) -> str:
+def seed_with_local_hosts(provider_port: int, ca: Path, mcp_port: int = 9, otlp_port: int = 9, otlp_http: bool = False) -> str:
     """The seed config with only its hosts pointed at 127.0.0.1 (and the test CA as TLS root)."""
     text = SEED.read_text()
     replaced = (text.replace("hostOverride: dashscope.aliyuncs.com:443", f"hostOverride: 127.0.0.1:{provider_port}")
@@ -205,6 +206,9 @@ def seed_with_local_hosts(provider_port: int, ca: Path, mcp_port: int = 9, otlp_
                 .replace("http://192.168.1.68:8123/api/mcp", f"http://127.0.0.1:{mcp_port}/api/mcp")
                 .replace("http://tracing:4317", f"http://127.0.0.1:{otlp_port}"))
     assert replaced.count("127.0.0.1") == text.count("127.0.0.1") + 3, "seed layout changed; update the test's host replacement"
+    if otlp_http:
+        replaced = replaced.replace("    # otlpProtocol: http\n", "    otlpProtocol: http\n")
+        assert "    otlpProtocol: http\n" in replaced
     return replaced
 
 
@@ -244,3 +248,30 @@ def serve_listeners(tollgate: "Tollgate", listeners: str, settings: str = "") ->
     config = f"{settings}\nbinds:\n- port: {port}\n  listeners:\n{listeners}"
     tollgate.start(config, ports=[port])
     return f"http://127.0.0.1:{port}"
+
+
+IN_NETNS = os.environ.get("TOLLGATE_TEST_NETNS") == "1"
+needs_netns = pytest.mark.skipif(not IN_NETNS, reason="resolves or dials non-loopback names: private network namespace only")
+
+
+class OtlpReceiver:
+    def __init__(self, grpc_port, http_port, proc):
+        self.grpc_port, self.http_port, self.proc = grpc_port, http_port, proc
+
+    def spans(self, count=1, timeout=15.0):
+        deadline = time.time() + timeout
+        while True:
+            spans = [json.loads(l) for l in self.proc.output().splitlines() if l.startswith("{")]
+            if len(spans) >= count or time.time() > deadline:
+                return spans
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def otlp_receiver(workdir):
+    g, h = free_port(), free_port()
+    p = Proc([sys.executable, str(ROOT / "tests" / "otlp_receiver.py"), str(g), str(h)], workdir / "otlp.log")
+    wait_port(g, proc=p.proc)
+    wait_port(h, proc=p.proc)
+    yield OtlpReceiver(g, h, p)
+    p.stop()

@@ -3,7 +3,7 @@ import subprocess
 
 import requests
 
-from conftest import BIN, SEED
+from conftest import BIN, SEED, needs_netns
 
 
 def run(*args):
@@ -40,6 +40,7 @@ def test_help_and_version():
     assert run("-V").stdout.startswith("tollgate ")
 
 
+@needs_netns  # the unchanged seed exports traces to `tracing:4317`: a DNS lookup
 def test_seed_cors_preflight_answered_locally(tollgate):
     """The unchanged seed config: the preflight is answered by tollgate itself."""
     tollgate.start(SEED.read_text(), ports=[3100, 3101])

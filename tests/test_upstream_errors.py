@@ -1,12 +1,9 @@
 """Upstream failures become JSON errors with the right status, quickly, and never crash tollgate."""
 import time
 
-import os
-
-import pytest
 import requests
 
-from conftest import free_port, serve_listeners
+from conftest import free_port, needs_netns, serve_listeners
 
 
 def serve_llm(tollgate, upstream: str, timeout: str = "2s") -> str:
@@ -37,8 +34,7 @@ def test_upstream_down_gets_502_json(tollgate):
     assert r.json()["error"]["type"] == "upstream_unreachable"
 
 
-@pytest.mark.skipif(os.environ.get("TOLLGATE_TEST_NETNS") != "1",
-                    reason="a DNS lookup may leave the machine outside a private network namespace")
+@needs_netns
 def test_unresolvable_upstream_gets_502_json(tollgate):
     url = serve_llm(tollgate, "no-such-host.invalid:443")
     r = requests.post(url, json=BODY, timeout=15)

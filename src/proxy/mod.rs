@@ -20,8 +20,7 @@ use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
 use crate::runtime::{BackendTarget, FilterChain, Gateway};
-use crate::telemetry::access_log::AccessLog;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
 
 /// Serves one bind (listening port) from the current runtime tables.
 pub struct TollgateProxy {
@@ -29,10 +28,8 @@ pub struct TollgateProxy {
     pub port: u16,
     /// The live tables, swapped whole on reload.
     pub gateway: Arc<ArcSwap<Gateway>>,
-    /// The access log (process-wide, from `config.logging`).
-    pub access_log: Arc<AccessLog>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+    /// Access log, traces and metrics (process-wide, from `config:`).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The request's filter chain, as a handle that does not borrow the context
@@ -88,8 +85,9 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.needs = self.access_log.needs();
+        ctx.needs = self.telemetry.needs();
         let req = session.req_header();
+        self.telemetry.start(req, ctx);
         ctx.captured.method = req.method.clone();
         ctx.captured.uri = req.uri.clone();
         ctx.captured.version = req.version;
@@ -132,7 +130,7 @@ impl ProxyHttp for TollgateProxy {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_upstream_request(req, ctx)?;
         }
-        Ok(())
+        self.telemetry.upstream_request(req, ctx)
     }
 
     async fn request_body_filter(
@@ -225,7 +223,6 @@ impl ProxyHttp for TollgateProxy {
             filter.on_log(ctx);
         }
         let source = session.client_addr().and_then(|a| a.as_inet()).copied();
-        self.access_log.write(source, e, ctx);
-        self.metrics.record(ctx);
+        self.telemetry.finish(source, e, ctx);
     }
 }

@@ -7,78 +7,56 @@ use std::io::Write;
 use pingora::Error;
 use serde_json::{Map, Value as Json};
 
-use super::cel::{as_flatten, new_context, Expression};
-use super::vars::{self, Facts, DEFAULT_SENSITIVE};
+use cel::Context;
+
+use super::cel::{as_flatten, Expression};
 use crate::config::settings::{LogFormat, LoggingSettings};
-use crate::ctx::{CaptureNeeds, RequestCtx};
+use crate::ctx::RequestCtx;
 
 /// The compiled access-log configuration.
 #[derive(Debug, Default)]
 pub struct AccessLog {
     json: bool,
-    add: Vec<(String, Expression)>,
+    /// Field name → CEL.
+    pub add: Vec<(String, Expression)>,
     remove: Vec<String>,
-    filter: Option<Expression>,
-    redact: Vec<String>,
-    needs: CaptureNeeds,
+    /// Requests are logged only when this is true.
+    pub filter: Option<Expression>,
 }
 
 impl AccessLog {
-    /// Builds the log from `config.logging` and `config.sensitiveHeaders`.
-    pub fn new(settings: Option<&LoggingSettings>, sensitive: &[String]) -> AccessLog {
+    /// Builds the log from `config.logging`.
+    pub fn new(settings: Option<&LoggingSettings>) -> AccessLog {
         let Some(s) = settings else { return AccessLog::default() };
         let (add, remove) = match &s.fields {
             Some(f) => (f.add.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(), f.remove.clone()),
             None => (Vec::new(), Vec::new()),
         };
-        let exprs: Vec<&Expression> = add.iter().map(|(_, e)| e).chain(s.filter.as_ref()).collect();
-        let mentions = |p: &str| exprs.iter().any(|e| e.mentions(p));
-        let needs = CaptureNeeds {
-            request_headers: mentions("request.headers") || mentions("request.host"),
-            request_body: mentions("request.body"),
-            response_headers: mentions("response.headers"),
-            response_body: mentions("response.body"),
-            llm_prompt: mentions("llm.prompt"),
-            llm_completion: mentions("llm.completion"),
-        };
-        // A sensitive header stays hidden unless some expression asks for it by name.
-        let redact = DEFAULT_SENSITIVE
-            .iter()
-            .map(|h| h.to_string())
-            .chain(sensitive.iter().map(|h| h.to_ascii_lowercase()))
-            .filter(|h| !exprs.iter().any(|e| e.source.to_ascii_lowercase().contains(&format!("\"{h}\""))))
-            .collect();
-        AccessLog { json: s.format == Some(LogFormat::Json), add, remove, filter: s.filter.clone(), redact, needs }
+        AccessLog { json: s.format == Some(LogFormat::Json), add, remove, filter: s.filter.clone() }
     }
 
-    /// What requests must capture for these fields.
-    pub fn needs(&self) -> CaptureNeeds {
-        self.needs
+    /// Every expression this log evaluates.
+    pub fn expressions(&self) -> impl Iterator<Item = &Expression> {
+        self.add.iter().map(|(_, e)| e).chain(self.filter.as_ref())
     }
 
-    /// Writes the line for a finished request, if access logging is on at `info`.
-    pub fn write(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &RequestCtx) {
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-            return;
-        }
+    /// Whether lines are written at all (the `access` target is on at `info`).
+    pub fn enabled(&self) -> bool {
+        tracing::enabled!(target: "access", tracing::Level::INFO)
+    }
+
+    /// Writes the line for a finished request. `cel` holds the request's variables when the
+    /// log has expressions.
+    pub fn write(&self, cel: Option<&Context>, error: Option<&Error>, ctx: &RequestCtx) {
         let mut fields = default_fields(error, ctx);
-        if !self.add.is_empty() || self.filter.is_some() {
-            let facts = Facts { source, redact: &self.redact };
-            let mut cel = new_context();
-            cel.add_variable_from_value("request", to_cel(vars::request(ctx, &facts)));
-            cel.add_variable_from_value("response", to_cel(vars::response(ctx, &facts)));
-            cel.add_variable_from_value("source", to_cel(vars::source(&facts)));
-            cel.add_variable_from_value("backend", to_cel(vars::backend(ctx)));
-            if let Some(l) = &ctx.llm {
-                cel.add_variable_from_value("llm", to_cel(vars::llm(l)));
-            }
+        if let Some(cel) = cel {
             if let Some(f) = &self.filter {
-                if f.eval(&cel).ok() != Some(cel::Value::Bool(true)) {
+                if f.eval(cel).ok() != Some(cel::Value::Bool(true)) {
                     return;
                 }
             }
             for (name, expr) in &self.add {
-                match expr.eval(&cel) {
+                match expr.eval(cel) {
                     Ok(v) => add_field(&mut fields, name, &v),
                     Err(e) => tracing::debug!(target: "tollgate", field = %name, error = %e, "access-log field not evaluated"),
                 }
@@ -91,10 +69,6 @@ impl AccessLog {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(line.as_bytes());
     }
-}
-
-fn to_cel(j: Json) -> cel::Value {
-    cel::to_value(j).unwrap_or(cel::Value::Null)
 }
 
 fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)> {
@@ -126,7 +100,7 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
 }
 
 /// Adds a CEL result under `name`; `flatten`/`flattenRecursive` results become dotted keys.
-fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
+pub fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
     fields.retain(|(k, _)| k != name);
     match as_flatten(v) {
         Some((recursive, inner)) => {

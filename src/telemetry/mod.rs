@@ -1,6 +1,199 @@
-//! Telemetry: CEL-defined access-log fields (and, later, traces and metrics).
+//! Telemetry: CEL-defined access-log fields and span attributes, OTLP traces and
+//! Prometheus metrics, fed from the per-request context when a request ends.
 
 pub mod access_log;
 pub mod cel;
 pub mod metrics;
+pub mod traces;
 pub mod vars;
+
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::KeyValue;
+use pingora::http::RequestHeader;
+use pingora::Error;
+use serde_json::Value as Json;
+
+use crate::config::settings::Settings;
+use crate::ctx::{CaptureNeeds, RequestCtx};
+use access_log::AccessLog;
+use cel::Expression;
+use metrics::Metrics;
+use traces::{TraceConfig, Tracing};
+use vars::{Facts, DEFAULT_SENSITIVE};
+
+/// Everything the proxy reports about requests.
+pub struct Telemetry {
+    access_log: AccessLog,
+    /// Prometheus metrics (also served by the stats endpoint).
+    pub metrics: Arc<Metrics>,
+    trace_config: Option<TraceConfig>,
+    tracing: OnceLock<Option<Tracing>>,
+    needs: CaptureNeeds,
+    redact: Vec<String>,
+}
+
+impl Telemetry {
+    /// Builds telemetry from `config:`. Starts the trace exporter's thread, so call it after
+    /// the process has daemonized.
+    pub fn new(settings: &Settings) -> Result<Telemetry, String> {
+        let access_log = AccessLog::new(settings.logging.as_ref());
+        let trace_config = match &settings.tracing {
+            Some(t) => TraceConfig::from_settings(t)?,
+            None => None,
+        };
+        let exprs: Vec<&Expression> =
+            access_log.expressions().chain(trace_config.iter().flat_map(|t| t.fields.iter().map(|(_, e)| e))).collect();
+        let mentions = |p: &str| exprs.iter().any(|e| e.mentions(p));
+        let needs = CaptureNeeds {
+            request_headers: mentions("request.headers") || mentions("request.host"),
+            request_body: mentions("request.body"),
+            response_headers: mentions("response.headers"),
+            response_body: mentions("response.body"),
+            llm_prompt: mentions("llm.prompt"),
+            llm_completion: mentions("llm.completion"),
+        };
+        // A sensitive header stays hidden unless some expression asks for it by name.
+        let sensitive = settings.sensitive_headers.clone().unwrap_or_default();
+        let redact = DEFAULT_SENSITIVE
+            .iter()
+            .map(|h| h.to_string())
+            .chain(sensitive.iter().map(|h| h.to_ascii_lowercase()))
+            .filter(|h| !exprs.iter().any(|e| e.source.to_ascii_lowercase().contains(&format!("\"{h}\""))))
+            .collect();
+        Ok(Telemetry { access_log, metrics: Arc::new(Metrics::default()), trace_config, tracing: OnceLock::new(), needs, redact })
+    }
+
+    /// What requests must capture.
+    pub fn needs(&self) -> CaptureNeeds {
+        self.needs
+    }
+
+    /// The tracer, started on first use (in the serving process, after any daemonizing fork).
+    fn tracer(&self) -> Option<&Tracing> {
+        let config = self.trace_config.as_ref()?;
+        self.tracing
+            .get_or_init(|| {
+                // On a thread of its own: this may run inside Pingora's runtime, where another
+                // runtime can neither be started nor waited on.
+                let config = config.clone();
+                let started = std::thread::spawn(move || config.start())
+                    .join()
+                    .unwrap_or_else(|_| Err("the trace exporter panicked while starting".into()));
+                started.map_err(|e| tracing::error!(target: "tollgate", error = %e, "tracing disabled")).ok()
+            })
+            .as_ref()
+    }
+
+    /// Called when a request arrives: starts its span.
+    pub fn start(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
+        if let Some(t) = self.tracer() {
+            let parent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+            ctx.span = Some(t.start(parent));
+        }
+    }
+
+    /// Propagates the trace to the upstream.
+    pub fn upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+        if let Some(span) = &ctx.span {
+            req.insert_header("traceparent", span.traceparent())?;
+        }
+        Ok(())
+    }
+
+    /// Called when a request has ended: metrics, the access-log line and the span.
+    pub fn finish(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &mut RequestCtx) {
+        self.metrics.record(ctx);
+        let log = self.access_log.enabled();
+        let span = ctx.span.take().filter(|s| s.is_recording());
+        let tracing = self.tracer().zip(self.trace_config.as_ref()).zip(span);
+        let needs_cel = (log && self.access_log.expressions().next().is_some())
+            || tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());
+        let cel = needs_cel.then(|| self.cel_context(source, ctx));
+        if log {
+            self.access_log.write(cel.as_ref(), error, ctx);
+        }
+        if let Some(((t, config), span)) = tracing {
+            let (name, attributes) = span_attributes(&config.fields, cel.as_ref(), ctx);
+            t.finish(span, name, attributes, error.is_some());
+        }
+    }
+
+    fn cel_context(&self, source: Option<std::net::SocketAddr>, ctx: &RequestCtx) -> ::cel::Context<'static, 'static> {
+        let facts = Facts { source, redact: &self.redact };
+        let to_cel = |j: Json| ::cel::to_value(j).unwrap_or(::cel::Value::Null);
+        let mut c = cel::new_context();
+        c.add_variable_from_value("request", to_cel(vars::request(ctx, &facts)));
+        c.add_variable_from_value("response", to_cel(vars::response(ctx, &facts)));
+        c.add_variable_from_value("source", to_cel(vars::source(&facts)));
+        c.add_variable_from_value("backend", to_cel(vars::backend(ctx)));
+        if let Some(l) = &ctx.llm {
+            c.add_variable_from_value("llm", to_cel(vars::llm(l)));
+        }
+        c
+    }
+}
+
+/// The span name (from a `span.name` field) and its attributes: OpenTelemetry HTTP and GenAI
+/// attributes, then the configured fields (flattened like log fields).
+fn span_attributes(
+    fields: &[(String, Expression)],
+    cel: Option<&::cel::Context>,
+    ctx: &RequestCtx,
+) -> (Option<String>, Vec<KeyValue>) {
+    let mut kv: Vec<(String, Json)> = vec![
+        ("http.request.method".into(), ctx.captured.method.as_str().into()),
+        ("url.path".into(), ctx.original_path.clone().into()),
+        ("http.response.status_code".into(), ctx.status.unwrap_or(0).into()),
+    ];
+    if let Some(r) = &ctx.route {
+        kv.push(("tollgate.route".into(), r.name.clone().into()));
+    }
+    if let Some(l) = &ctx.llm {
+        kv.push(("gen_ai.operation.name".into(), "chat".into()));
+        kv.push(("gen_ai.system".into(), l.provider.into()));
+        kv.push(("gen_ai.provider.name".into(), l.provider.into()));
+        if let Some(m) = &l.request_model {
+            kv.push(("gen_ai.request.model".into(), m.clone().into()));
+        }
+        if let Some(m) = &l.response_model {
+            kv.push(("gen_ai.response.model".into(), m.clone().into()));
+        }
+        if let Some(t) = l.params.temperature {
+            kv.push(("gen_ai.request.temperature".into(), t.into()));
+        }
+        if let Some(t) = l.params.max_tokens {
+            kv.push(("gen_ai.request.max_tokens".into(), t.into()));
+        }
+        if let Some(u) = l.usage {
+            kv.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
+            kv.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
+        }
+    }
+    if let Some(cel) = cel {
+        for (name, expr) in fields {
+            if let Ok(v) = expr.eval(cel) {
+                access_log::add_field(&mut kv, name, &v);
+            }
+        }
+    }
+    let name = kv.iter().position(|(k, _)| k == "span.name").map(|i| kv.remove(i).1).map(|v| match v {
+        Json::String(s) => s,
+        other => other.to_string(),
+    });
+    let attributes = kv.into_iter().map(|(k, v)| KeyValue::new(k, to_attribute(v))).collect();
+    (name, attributes)
+}
+
+fn to_attribute(v: Json) -> opentelemetry::Value {
+    match v {
+        Json::Bool(b) => b.into(),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.into(),
+            (None, Some(f)) => f.into(),
+            _ => n.to_string().into(),
+        },
+        Json::String(s) => s.into(),
+        other => other.to_string().into(),
+    }
+}

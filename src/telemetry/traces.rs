@@ -1,0 +1,282 @@
+//! Traces: one span per request, exported over OTLP (gRPC by default, or HTTP) on a small
+//! runtime of its own, so a slow, down or unresolvable collector never touches request
+//! handling: spans queue in a bounded buffer and are dropped when it is full, and a failing
+//! collector is reported once (and once more when it recovers), not once per batch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _,
+    TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{span_processor_with_async_runtime::BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+
+use super::cel::Expression;
+use crate::config::settings::{OtlpProtocol, TracingSettings};
+
+/// The request's span, started when the request arrived.
+pub struct RequestSpan {
+    span: opentelemetry_sdk::trace::Span,
+}
+
+impl RequestSpan {
+    /// The `traceparent` value for the upstream request (W3C trace context).
+    pub fn traceparent(&self) -> String {
+        let sc = self.span.span_context();
+        format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+    }
+
+    /// Whether the span is sampled (recorded and exported).
+    pub fn is_recording(&self) -> bool {
+        self.span.is_recording()
+    }
+}
+
+impl std::fmt::Debug for RequestSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestSpan")
+    }
+}
+
+/// A running tracer and its exporter's runtime.
+pub struct Tracing {
+    tracer: SdkTracer,
+    provider: SdkTracerProvider,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracing")
+    }
+}
+
+/// A root sampler from `randomSampling`: bool or ratio (default: off).
+fn root_sampler(v: Option<&serde_yaml_ng::Value>) -> Result<Sampler, String> {
+    match v {
+        None | Some(serde_yaml_ng::Value::Bool(false)) => Ok(Sampler::AlwaysOff),
+        Some(serde_yaml_ng::Value::Bool(true)) => Ok(Sampler::AlwaysOn),
+        Some(serde_yaml_ng::Value::Number(n)) => match n.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => Ok(Sampler::TraceIdRatioBased(r)),
+            _ => Err("config.tracing.randomSampling: a ratio must be between 0 and 1".into()),
+        },
+        Some(serde_yaml_ng::Value::String(s)) => match s.as_str() {
+            "true" => Ok(Sampler::AlwaysOn),
+            "false" => Ok(Sampler::AlwaysOff),
+            other => other
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .map(Sampler::TraceIdRatioBased)
+                .ok_or_else(|| "config.tracing.randomSampling: CEL sampling is not supported yet (use a bool or a ratio)".into()),
+        },
+        Some(_) => Err("config.tracing.randomSampling: expected a bool or a ratio".into()),
+    }
+}
+
+fn is_true(v: Option<&serde_yaml_ng::Value>, default: bool) -> bool {
+    match v {
+        None => default,
+        Some(serde_yaml_ng::Value::Bool(b)) => *b,
+        Some(serde_yaml_ng::Value::String(s)) => s == "true",
+        Some(_) => default,
+    }
+}
+
+/// Validated tracing settings; the exporter starts on first use (after any daemonizing fork,
+/// since it runs a thread of its own).
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    endpoint: String,
+    protocol: OtlpProtocol,
+    path: String,
+    headers: Vec<(String, String)>,
+    sampler: Sampler,
+    /// Span attributes (name → CEL); `span.name` names the span.
+    pub fields: Vec<(String, Expression)>,
+}
+
+impl TraceConfig {
+    /// Checks `config.tracing`; `None` when no collector is configured.
+    pub fn from_settings(s: &TracingSettings) -> Result<Option<TraceConfig>, String> {
+        let Some(endpoint) = s.otlp_endpoint.clone() else { return Ok(None) };
+        let root = root_sampler(s.random_sampling.as_ref())?;
+        let sampler = if is_true(s.client_sampling.as_ref(), true) { Sampler::ParentBased(Box::new(root)) } else { root };
+        Ok(Some(TraceConfig {
+            endpoint,
+            protocol: s.otlp_protocol.unwrap_or(OtlpProtocol::Grpc),
+            path: s.path.clone().unwrap_or_else(|| "/v1/traces".into()),
+            headers: s.headers.clone().unwrap_or_default().into_iter().collect(),
+            sampler,
+            fields: s.fields.as_ref().map(|f| f.add.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        }))
+    }
+
+    /// Starts the exporter and returns the tracer.
+    pub fn start(&self) -> Result<Tracing, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tollgate-otlp")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the trace exporter: {e}"))?;
+        let provider = runtime.block_on(async {
+            let exporter = self.exporter()?;
+            let processor = BatchSpanProcessor::builder(QuietExporter::new(exporter, self.endpoint.clone()), opentelemetry_sdk::runtime::Tokio).build();
+            Ok::<_, String>(
+                SdkTracerProvider::builder()
+                    .with_sampler(self.sampler.clone())
+                    .with_span_processor(processor)
+                    .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("tollgate").build())
+                    .build(),
+            )
+        })?;
+        let tracer = provider.tracer("tollgate");
+        Ok(Tracing { tracer, provider, _runtime: runtime })
+    }
+
+    fn exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, String> {
+        match self.protocol {
+            OtlpProtocol::Grpc => {
+                let mut map = http::HeaderMap::new();
+                for (k, v) in &self.headers {
+                    if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
+                        map.insert(k, v);
+                    }
+                }
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(self.endpoint.clone())
+                    .with_timeout(Duration::from_secs(5))
+                    .with_metadata(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
+                    .build()
+            }
+            OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{}{}", self.endpoint.trim_end_matches('/'), self.path))
+                .with_timeout(Duration::from_secs(5))
+                .with_headers(self.headers.iter().cloned().collect())
+                .build(),
+        }
+        .map_err(|e| format!("config.tracing: {e}"))
+    }
+}
+
+impl Tracing {
+    /// Starts the span for a request, as a child of the client's `traceparent` when present.
+    pub fn start(&self, traceparent: Option<&str>) -> RequestSpan {
+        let parent = traceparent.and_then(parse_traceparent).map_or_else(Context::new, |sc| Context::new().with_remote_span_context(sc));
+        let span = self
+            .tracer
+            .span_builder("request")
+            .with_kind(SpanKind::Server)
+            .with_start_time(SystemTime::now())
+            .start_with_context(&self.tracer, &parent);
+        RequestSpan { span }
+    }
+
+    /// Ends a span with its name, attributes and status.
+    pub fn finish(&self, mut span: RequestSpan, name: Option<String>, attributes: Vec<KeyValue>, error: bool) {
+        if !span.span.is_recording() {
+            return;
+        }
+        if let Some(n) = name {
+            span.span.update_name(n);
+        }
+        span.span.set_attributes(attributes);
+        if error {
+            span.span.set_status(Status::error("request failed"));
+        }
+        span.span.end();
+    }
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Parses a W3C `traceparent` header.
+pub fn parse_traceparent(v: &str) -> Option<SpanContext> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2 || trace.len() != 32 || span.len() != 16 || flags.len() != 2 || version == "ff" {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok().filter(|t| *t != TraceId::INVALID)?;
+    let span_id = SpanId::from_hex(span).ok().filter(|s| *s != SpanId::INVALID)?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, TraceState::default()))
+}
+
+/// Reports the first failed export and the first success after failures; silent otherwise.
+#[derive(Debug)]
+struct QuietExporter<E> {
+    inner: E,
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl<E> QuietExporter<E> {
+    fn new(inner: E, endpoint: String) -> Self {
+        QuietExporter { inner, endpoint, failing: AtomicBool::new(false) }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+                target: "tollgate",
+                endpoint = %self.endpoint,
+                error = %e,
+                "trace export failed; dropping spans until the collector answers (reported once)"
+            ),
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!(target: "tollgate", endpoint = %self.endpoint, spans = n, "trace export recovered")
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parsing() {
+        let sc = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(sc.is_sampled() && sc.is_remote());
+        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("garbage").is_none());
+    }
+
+    #[test]
+    fn sampling_settings() {
+        assert!(matches!(root_sampler(None), Ok(Sampler::AlwaysOff)));
+        assert!(matches!(root_sampler(Some(&serde_yaml_ng::Value::Bool(true))), Ok(Sampler::AlwaysOn)));
+        assert!(root_sampler(Some(&serde_yaml_ng::Value::String("request.path == '/'".into()))).is_err());
+    }
+}

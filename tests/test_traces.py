@@ -1,0 +1,74 @@
+"""OTLP traces from the seed config: the span reaches a real receiver over gRPC and HTTP with
+the seed's attributes, continues the client's trace, and a dead collector costs nothing."""
+import time
+
+import openai
+import pytest
+import requests
+
+from conftest import SEED, needs_netns, seed_with_local_hosts
+
+BASE = "http://127.0.0.1:3100/compatible-mode/v1"
+PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN = "00f067aa0ba902b7"
+
+
+def ask(headers=None):
+    c = openai.OpenAI(base_url=BASE, api_key="x", max_retries=0, default_headers=headers or {})
+    return c.chat.completions.create(model="any-model-name", temperature=0.5,
+                                     messages=[{"role": "user", "content": "Hello!"}])
+
+
+@pytest.mark.parametrize("http", [False, True], ids=["grpc", "http"])
+def test_span_has_seed_attributes(tollgate, provider_front, llmock, otlp_receiver, http):
+    nginx, ca = provider_front
+    port = otlp_receiver.http_port if http else otlp_receiver.grpc_port
+    tollgate.start(seed_with_local_hosts(nginx.port, ca, otlp_port=port, otlp_http=http), ports=[3100])
+    r = ask()
+    spans = otlp_receiver.spans()
+    assert spans, "no span exported"
+    s = spans[-1]
+    assert s["via"] == ("http" if http else "grpc")
+    assert s["service"] == "tollgate"
+    assert s["name"] == "openai.chat"
+    a = s["attributes"]
+    assert a["llm.system"] == "openai"
+    assert a["llm.params.temperature"] == 0.5
+    assert a["llm.input_messages.0.message.role"] == "user"
+    assert a["llm.input_messages.0.message.content"] == "Hello!"
+    assert a["llm.output_messages.0.content"] == r.choices[0].message.content
+    assert a["gen_ai.request.model"] == "any-model-name"
+    assert a["gen_ai.response.model"] == "qwen-plus"
+    assert a["gen_ai.usage.output_tokens"] == r.usage.completion_tokens
+    assert a["gen_ai.operation.name"] == "chat"
+    assert "sk-abc" not in str(spans)
+
+
+def test_client_traceparent_is_the_parent_and_propagates(tollgate, provider_front, llmock, otlp_receiver):
+    nginx, ca = provider_front
+    tollgate.start(seed_with_local_hosts(nginx.port, ca, otlp_port=otlp_receiver.grpc_port), ports=[3100])
+    ask({"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
+    s = otlp_receiver.spans()[-1]
+    assert s["trace_id"] == PARENT_TRACE
+    assert s["parent_span_id"] == PARENT_SPAN
+    upstream = nginx.entries()[-1]["traceparent"]
+    assert upstream == f"00-{PARENT_TRACE}-{s['span_id']}-01"
+
+
+@needs_netns
+def test_unresolvable_collector_costs_nothing(tollgate, provider_front, llmock):
+    """The seed's own collector address, `tracing:4317`, does not resolve here."""
+    nginx, ca = provider_front
+    cfg = seed_with_local_hosts(nginx.port, ca).replace("http://127.0.0.1:9", "http://tracing:4317")
+    assert "http://tracing:4317" in cfg and SEED.read_text().count("tracing:4317") == 1
+    proc = tollgate.start(cfg, ports=[3100])
+    start = time.monotonic()
+    with requests.Session() as s:
+        for _ in range(200):
+            r = s.get(f"{BASE}/models", timeout=5)
+            assert r.status_code == 200
+    elapsed = time.monotonic() - start
+    assert elapsed < 20, f"200 requests took {elapsed:.1f}s"
+    time.sleep(12)  # two export rounds of the batch processor
+    warnings = [l for l in proc.output().splitlines() if "trace export failed" in l]
+    assert len(warnings) == 1, warnings
