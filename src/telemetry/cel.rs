@@ -11,10 +11,19 @@ use cel::{Context, Env, ExecutionError, Program, Value};
 /// Key of the marker map `flatten` / `flattenRecursive` return; the log writer expands it.
 pub const FLATTEN_MARKER: &str = "__tollgate_flatten";
 
-/// The shared CEL environment (standard library plus extensions).
+/// The shared CEL environment: the standard library plus the strings, math and encoders
+/// extensions (`lowerAscii`, `split`, `math.greatest`, `base64.encode`, ...).
 pub fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| Arc::new(Env::stdlib()))
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        for ext in [cel::extensions::strings, cel::extensions::math, cel::extensions::encoders] {
+            if let Err(e) = env.add_extension(ext) {
+                tracing::warn!(target: "tollgate", error = ?e, "CEL extension not loaded");
+            }
+        }
+        Arc::new(env)
+    })
 }
 
 /// A compiled expression with its source (for errors and `/config_dump`).
@@ -77,8 +86,6 @@ fn register_functions(ctx: &mut Context<'static, 'static>) {
     });
     let _ = ctx.add_function("merge", merge);
     let _ = ctx.add_function("regexReplace", regex_replace);
-    let _ = ctx.add_function("base64.encode", base64_encode);
-    let _ = ctx.add_function("base64.decode", base64_decode);
     let _ = ctx.add_function("random", random);
     let _ = ctx.add_function("uuid", uuid);
 }
@@ -136,44 +143,6 @@ fn regex_replace(s: Value, pattern: Value, replacement: Value) -> Result<Value, 
     let (s, p, r) = (string_arg("regexReplace", &s)?, string_arg("regexReplace", &pattern)?, string_arg("regexReplace", &replacement)?);
     let re = regex::Regex::new(&p).map_err(|e| err("regexReplace", e))?;
     Ok(Value::String(Arc::new(re.replace_all(&s, r.as_str()).into_owned())))
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(v: Value) -> Result<Value, ExecutionError> {
-    let bytes = match &v {
-        Value::Bytes(b) => b.to_vec(),
-        other => string_arg("base64.encode", other)?.into_bytes(),
-    };
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    Ok(Value::String(Arc::new(out)))
-}
-
-fn base64_decode(v: Value) -> Result<Value, ExecutionError> {
-    let text = string_arg("base64.decode", &v)?;
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let val = B64.iter().position(|b| *b == c).ok_or_else(|| err("base64.decode", "invalid base64"))? as u32;
-        bits = (bits << 6) | val;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-        }
-    }
-    Ok(Value::Bytes(Arc::new(out)))
 }
 
 /// A random float in [0, 1).

@@ -33,8 +33,10 @@ fn default_and_coalesce() {
 fn maps_strings_and_encodings() {
     assert_eq!(eval("merge({'a': 1, 'b': 1}, {'b': 2})"), json!({"a": 1, "b": 2}));
     assert_eq!(eval("regexReplace('sk-abc123 used', 'sk-[a-z0-9]+', '<key>')"), json!("<key> used"));
-    assert_eq!(eval("base64.encode('hello!?')"), json!("aGVsbG8hPw=="));
+    assert_eq!(eval("base64.encode(b'hello!?')"), json!("aGVsbG8hPw=="));
     assert_eq!(eval("string(base64.decode('aGVsbG8hPw=='))"), json!("hello!?"));
+    assert_eq!(eval("'A,b'.lowerAscii().split(',')"), json!(["a", "b"]));
+    assert_eq!(eval("math.greatest(1, 5, 3)"), json!(5));
     let u = eval("uuid()");
     let u = u.as_str().unwrap();
     assert_eq!(u.len(), 36);
