@@ -8,6 +8,8 @@ use cel::extractors::Arguments;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
+pub mod macros;
+
 /// Key of the marker map `flatten` / `flattenRecursive` return; the log writer expands it.
 pub const FLATTEN_MARKER: &str = "__tollgate_flatten";
 
@@ -20,6 +22,11 @@ pub fn env() -> &'static Arc<Env> {
         for ext in [cel::extensions::strings, cel::extensions::math, cel::extensions::encoders] {
             if let Err(e) = env.add_extension(ext) {
                 tracing::warn!(target: "tollgate", error = ?e, "CEL extension not loaded");
+            }
+        }
+        for m in macros::all() {
+            if let Err(e) = env.add_macro(m) {
+                tracing::warn!(target: "tollgate", error = ?e, "CEL macro not loaded");
             }
         }
         Arc::new(env)
@@ -85,6 +92,7 @@ fn register_functions(ctx: &mut Context<'static, 'static>) {
         args.iter().find(|v| **v != Value::Null).cloned().unwrap_or(Value::Null)
     });
     let _ = ctx.add_function("merge", merge);
+    let _ = ctx.add_function(macros::FROM_PAIRS, from_pairs);
     let _ = ctx.add_function("regexReplace", regex_replace);
     let _ = ctx.add_function("random", random);
     let _ = ctx.add_function("uuid", uuid);
@@ -137,6 +145,23 @@ fn merge(a: Value, b: Value) -> Result<Value, ExecutionError> {
         }
         _ => Err(err("merge", "expected two maps")),
     }
+}
+
+fn from_pairs(pairs: Value) -> Result<Value, ExecutionError> {
+    let Value::List(items) = pairs else { return Err(err(macros::FROM_PAIRS, "expected a list")) };
+    let mut m = HashMap::new();
+    for item in items.iter() {
+        let Value::List(kv) = item else { return Err(err(macros::FROM_PAIRS, "expected pairs")) };
+        let key = match kv.first() {
+            Some(Value::String(s)) => Key::String(s.clone()),
+            Some(Value::Int(i)) => Key::Int(*i),
+            Some(Value::UInt(u)) => Key::Uint(*u),
+            Some(Value::Bool(b)) => Key::Bool(*b),
+            _ => return Err(err(macros::FROM_PAIRS, "unsupported key")),
+        };
+        m.insert(key, kv.get(1).cloned().unwrap_or(Value::Null));
+    }
+    Ok(Value::Map(Map { map: Arc::new(m) }))
 }
 
 fn regex_replace(s: Value, pattern: Value, replacement: Value) -> Result<Value, ExecutionError> {

@@ -105,3 +105,14 @@ fn mentions_decides_capture() {
     assert!(Expression::compile(r#"request["body"]"#).unwrap().mentions("request.body"));
     assert!(Expression::compile("llm.prompt +").is_err());
 }
+
+#[test]
+fn binding_and_map_macros() {
+    assert_eq!(eval("(1 + 2).with(x, x * x)"), json!(9));
+    assert_eq!(eval("{'a': 1, 'b': 2}.filterKeys(k, k != 'b')"), json!({"a": 1}));
+    assert_eq!(eval("{'a': 1, 'b': 2}.mapValues(v, v * 10)"), json!({"a": 10, "b": 20}));
+    let headers = json!({"x-tenant": "acme", "content-type": "json", "x-trace": "1"});
+    let v = eval_with("request.headers.filterKeys(k, k.startsWith('x-')).mapValues(v, v.upperAscii())", &[("request", json!({"headers": headers}))]);
+    assert_eq!(v.json().unwrap(), json!({"x-tenant": "ACME", "x-trace": "1"}));
+    assert!(Expression::compile("{'a': 1}.filterKeys(1, true)").is_err());
+}
