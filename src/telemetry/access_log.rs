@@ -7,9 +7,7 @@ use std::io::Write;
 use pingora::Error;
 use serde_json::{Map, Value as Json};
 
-use cel::Context;
-
-use super::cel::{as_flatten, Expression};
+use super::cel::{as_flatten, Evaluator, Expression};
 use crate::config::settings::{LogFormat, LoggingSettings};
 use crate::ctx::RequestCtx;
 
@@ -45,20 +43,18 @@ impl AccessLog {
         tracing::enabled!(target: "access", tracing::Level::INFO)
     }
 
-    /// Writes the line for a finished request. `cel` holds the request's variables when the
-    /// log has expressions.
-    pub fn write(&self, cel: Option<&Context>, error: Option<&Error>, ctx: &RequestCtx) {
+    /// Writes the line for a finished request; `cel` evaluates the configured expressions.
+    pub fn write<'e>(&'e self, cel: Option<&mut Evaluator<'e, '_, '_>>, error: Option<&Error>, ctx: &RequestCtx) {
         let mut fields = default_fields(error, ctx);
         if let Some(cel) = cel {
             if let Some(f) = &self.filter {
-                if f.eval(cel).ok() != Some(cel::Value::Bool(true)) {
+                if cel.eval(f) != Some(&cel::Value::Bool(true)) {
                     return;
                 }
             }
             for (name, expr) in &self.add {
-                match expr.eval(cel) {
-                    Ok(v) => add_field(&mut fields, name, &v),
-                    Err(e) => tracing::debug!(target: "tollgate", field = %name, error = %e, "access-log field not evaluated"),
+                if let Some(v) = cel.eval(expr) {
+                    add_field(&mut fields, name, v);
                 }
             }
         }

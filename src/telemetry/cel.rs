@@ -39,6 +39,8 @@ pub struct Expression {
     /// The text as written in the config.
     pub source: String,
     program: Arc<Program>,
+    /// The top-level variables it reads (`request`, `llm`, ...).
+    pub roots: Vec<String>,
 }
 
 impl std::fmt::Debug for Expression {
@@ -51,7 +53,8 @@ impl Expression {
     /// Compiles `source`; the error is a message for the config loader.
     pub fn compile(source: &str) -> Result<Expression, String> {
         let program = env().compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
-        Ok(Expression { source: source.to_string(), program: Arc::new(program) })
+        let roots = program.references().variables().into_iter().map(str::to_string).collect();
+        Ok(Expression { source: source.to_string(), program: Arc::new(program), roots })
     }
 
     /// Evaluates against `ctx`.
@@ -79,6 +82,49 @@ pub fn new_context() -> Context<'static, 'static> {
     let mut ctx = Context::with_env(env().clone());
     register_functions(&mut ctx);
     ctx
+}
+
+thread_local! {
+    /// Per worker thread: the functions are registered once, not per request.
+    static ROOT: Context<'static, 'static> = new_context();
+}
+
+/// Evaluates expressions against one request's variables, each distinct expression once
+/// (the seed config logs and traces the same ten fields).
+pub struct Evaluator<'e, 's, 'c> {
+    ctx: &'s Context<'c, 'static>,
+    memo: Vec<(&'e str, Option<Value>)>,
+}
+
+impl<'e> Evaluator<'e, '_, '_> {
+    /// The value of `expr`, or `None` when it fails (a missing key, a type error).
+    pub fn eval(&mut self, expr: &'e Expression) -> Option<&Value> {
+        let i = match self.memo.iter().position(|(src, _)| *src == expr.source) {
+            Some(i) => i,
+            None => {
+                let v = expr
+                    .eval(self.ctx)
+                    .map_err(|e| tracing::debug!(target: "tollgate", expr = %expr.source, error = %e, "CEL field not evaluated"))
+                    .ok();
+                self.memo.push((&expr.source, v));
+                self.memo.len() - 1
+            }
+        };
+        self.memo[i].1.as_ref()
+    }
+}
+
+/// Runs `f` with an evaluator whose variables `bind` adds, on this thread's function registry.
+pub fn with_evaluator<'e, R>(
+    bind: impl FnOnce(&mut Context<'_, 'static>),
+    f: impl for<'s, 'c> FnOnce(&mut Evaluator<'e, 's, 'c>) -> R,
+) -> R {
+    ROOT.with(|root| {
+        let mut scope = root.new_inner_scope();
+        bind(&mut scope);
+        let mut ev = Evaluator { ctx: &scope, memo: Vec::new() };
+        f(&mut ev)
+    })
 }
 
 fn register_functions(ctx: &mut Context<'static, 'static>) {

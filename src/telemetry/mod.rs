@@ -31,6 +31,8 @@ pub struct Telemetry {
     tracing: OnceLock<Option<Tracing>>,
     needs: CaptureNeeds,
     redact: Vec<String>,
+    /// The CEL variables any expression reads.
+    roots: Vec<String>,
 }
 
 impl Telemetry {
@@ -61,7 +63,18 @@ impl Telemetry {
             .chain(sensitive.iter().map(|h| h.to_ascii_lowercase()))
             .filter(|h| !exprs.iter().any(|e| e.source.to_ascii_lowercase().contains(&format!("\"{h}\""))))
             .collect();
-        Ok(Telemetry { access_log, metrics: Arc::new(Metrics::default()), trace_config, tracing: OnceLock::new(), needs, redact })
+        let mut roots: Vec<String> = exprs.iter().flat_map(|e| e.roots.iter().cloned()).collect();
+        roots.sort();
+        roots.dedup();
+        Ok(Telemetry {
+            access_log,
+            metrics: Arc::new(Metrics::default()),
+            trace_config,
+            tracing: OnceLock::new(),
+            needs,
+            redact,
+            roots,
+        })
     }
 
     /// What requests must capture.
@@ -107,38 +120,59 @@ impl Telemetry {
         let log = self.access_log.enabled();
         let span = ctx.span.take().filter(|s| s.is_recording());
         let tracing = self.tracer().zip(self.trace_config.as_ref()).zip(span);
-        let needs_cel = (log && self.access_log.expressions().next().is_some())
-            || tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());
-        let cel = needs_cel.then(|| self.cel_context(source, ctx));
+        let log_cel = log && self.access_log.expressions().next().is_some();
+        let trace_cel = tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());
+        let ctx = &*ctx;
+        if log_cel || trace_cel {
+            cel::with_evaluator(|scope| self.bind(scope, source, ctx), |ev| self.report(Some(ev), log, tracing, error, ctx));
+        } else {
+            self.report(None, log, tracing, error, ctx);
+        }
+    }
+
+    fn report<'e>(
+        &'e self,
+        mut cel: Option<&mut cel::Evaluator<'e, '_, '_>>,
+        log: bool,
+        tracing: Option<((&Tracing, &'e TraceConfig), traces::RequestSpan)>,
+        error: Option<&Error>,
+        ctx: &RequestCtx,
+    ) {
         if log {
-            self.access_log.write(cel.as_ref(), error, ctx);
+            self.access_log.write(cel.as_deref_mut(), error, ctx);
         }
         if let Some(((t, config), span)) = tracing {
-            let (name, attributes) = span_attributes(&config.fields, cel.as_ref(), ctx);
+            let (name, attributes) = span_attributes(&config.fields, cel, ctx);
             t.finish(span, name, attributes, error.is_some());
         }
     }
 
-    fn cel_context(&self, source: Option<std::net::SocketAddr>, ctx: &RequestCtx) -> ::cel::Context<'static, 'static> {
+    /// Adds the variables the expressions read (only those) to a CEL scope.
+    fn bind(&self, scope: &mut ::cel::Context<'_, 'static>, source: Option<std::net::SocketAddr>, ctx: &RequestCtx) {
         let facts = Facts { source, redact: &self.redact };
         let to_cel = |j: Json| ::cel::to_value(j).unwrap_or(::cel::Value::Null);
-        let mut c = cel::new_context();
-        c.add_variable_from_value("request", to_cel(vars::request(ctx, &facts)));
-        c.add_variable_from_value("response", to_cel(vars::response(ctx, &facts)));
-        c.add_variable_from_value("source", to_cel(vars::source(&facts)));
-        c.add_variable_from_value("backend", to_cel(vars::backend(ctx)));
-        if let Some(l) = &ctx.llm {
-            c.add_variable_from_value("llm", to_cel(vars::llm(l)));
+        for root in &self.roots {
+            let value = match root.as_str() {
+                "request" => vars::request(ctx, &facts),
+                "response" => vars::response(ctx, &facts),
+                "source" => vars::source(&facts),
+                "backend" => vars::backend(ctx),
+                "llm" => match &ctx.llm {
+                    Some(l) => vars::llm(l),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            scope.add_variable_from_value(root.as_str(), to_cel(value));
         }
-        c
     }
 }
 
 /// The span name (from a `span.name` field) and its attributes: OpenTelemetry HTTP and GenAI
 /// attributes, then the configured fields (flattened like log fields).
-fn span_attributes(
-    fields: &[(String, Expression)],
-    cel: Option<&::cel::Context>,
+fn span_attributes<'e>(
+    fields: &'e [(String, Expression)],
+    cel: Option<&mut cel::Evaluator<'e, '_, '_>>,
     ctx: &RequestCtx,
 ) -> (Option<String>, Vec<KeyValue>) {
     let mut kv: Vec<(String, Json)> = vec![
@@ -172,8 +206,8 @@ fn span_attributes(
     }
     if let Some(cel) = cel {
         for (name, expr) in fields {
-            if let Ok(v) = expr.eval(cel) {
-                access_log::add_field(&mut kv, name, &v);
+            if let Some(v) = cel.eval(expr) {
+                access_log::add_field(&mut kv, name, v);
             }
         }
     }
