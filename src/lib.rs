@@ -10,6 +10,7 @@ pub mod errors;
 pub mod llm;
 pub mod logging;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;

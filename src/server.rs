@@ -12,11 +12,13 @@ use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminApp, ReadinessApp, StatsApp};
 use crate::cli::Cli;
 use crate::logging::LogControl;
+use crate::reload::ConfigWatcher;
 use crate::telemetry::metrics::Metrics;
 use crate::config::{self, LocalConfig};
 use crate::proxy::TollgateProxy;
@@ -149,5 +151,9 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
     add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
+    if let Some(path) = &cli.file {
+        let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone() };
+        server.add_service(background_service("config watcher", watcher));
+    }
     server.run_forever()
 }
