@@ -11,6 +11,8 @@ pub mod header_modifier;
 pub mod registry;
 pub mod request_redirect;
 pub mod response;
+#[cfg(feature = "plugin-tenant-tag")]
+pub mod tenant_tag;
 pub mod timeout;
 pub mod url_rewrite;
 

@@ -49,6 +49,9 @@ pub static FILTERS: &[FilterSpec] = &[
     super::backend_auth::SPEC,
     super::header_modifier::RESPONSE_SPEC,
     super::ai::SPEC,
+    // Plugins: one line each, behind their Cargo feature.
+    #[cfg(feature = "plugin-tenant-tag")]
+    super::tenant_tag::SPEC,
 ];
 
 /// Looks a filter up by its policy name.

@@ -223,7 +223,7 @@ def echo_upstreams(workdir):
   server {{
     listen 127.0.0.1:{port};
     default_type application/json;
-    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop"}}'; }}
+    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop","tenant":"$http_x_tenant"}}'; }}
   }}""" for i, port in enumerate(ports))
     conf = ng / "nginx.conf"
     conf.write_text(f"""
