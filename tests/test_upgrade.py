@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from conftest import BIN, Proc, free_port, wait_port
+from conftest import BIN, VENV_BIN, Proc, free_port, wait_port
 
 
 def test_upgrade_hands_listening_socket_over(workdir):
@@ -48,3 +48,107 @@ binds:
         old.stop()
         if new:
             new.stop()
+
+
+def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstreams):
+    """15 s of load (new and keep-alive connections) with a binary upgrade midway, and a 10 s
+    streaming completion started before it: nothing fails, both processes serve, the stream ends
+    intact on the old process."""
+    import threading
+
+    echo, _ = echo_upstreams
+    llm = free_port()
+    slow = Proc([str(VENV_BIN / "llmock"), "serve", "--host", "127.0.0.1", "--port", str(llm), "--log-level", "warning",
+                 "--response-style", "echo", "--stream-chunk-delay-ms", "500"], workdir / "llmock.log")
+    port = free_port()
+    cfg = workdir / "c.yaml"
+    cfg.write_text(f"""
+config:
+  connectionTerminationDeadline: 10s
+  adminAddr: "off"
+  statsAddr: "off"
+  readinessAddr: "off"
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - matches: [{{path: {{pathPrefix: /v1}}}}]
+      backends: [{{ai: {{name: slow, hostOverride: "127.0.0.1:{llm}", provider: {{openAI: {{}}}}}}}}]
+    - backends: [{{host: 127.0.0.1:{echo}}}]
+""")
+    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(workdir / "run")]
+    old = Proc(args, workdir / "old.log")
+    new = None
+    try:
+        wait_port(llm, proc=slow.proc)
+        wait_port(port, proc=old.proc)
+        url = f"http://127.0.0.1:{port}/"
+        stop = threading.Event()
+        ok, failures, retries = [0], [], [0]
+
+        def load(keep_alive):
+            s = requests.Session()
+            while not stop.is_set():
+                try:
+                    if keep_alive:
+                        try:
+                            r = s.get(url, timeout=5)
+                        except requests.ConnectionError:
+                            # A keep-alive connection closed by the old process: replay once.
+                            retries[0] += 1
+                            s = requests.Session()
+                            r = s.get(url, timeout=5)
+                    else:
+                        r = requests.get(url, timeout=5, headers={"connection": "close"})
+                    if r.status_code == 200:
+                        ok[0] += 1
+                    else:
+                        failures.append(r.status_code)
+                except requests.RequestException as e:
+                    failures.append(repr(e))
+
+        stream_result = {}
+
+        def stream():
+            words = " ".join(f"word{i}" for i in range(20))  # echoed back: ~20 chunks, 0.5 s apart
+            body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": words}]}
+            started = time.monotonic()
+            with requests.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, stream=True, timeout=60) as r:
+                lines = [l for l in r.iter_lines() if l]
+            stream_result["lines"] = lines
+            stream_result["seconds"] = time.monotonic() - started
+
+        threads = [threading.Thread(target=load, args=(ka,)) for ka in (True, True, False, False)]
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        for t in threads:
+            t.start()
+        time.sleep(4)
+        handover = time.monotonic()
+        new = Proc(args + ["-u"], workdir / "new.log")
+        time.sleep(1)
+        os.kill(old.proc.pid, signal.SIGQUIT)
+        time.sleep(11)
+        stop.set()
+        for t in threads:
+            t.join()
+        streamer.join(timeout=30)
+        old.proc.wait(timeout=30)
+        old_exit = time.monotonic() - handover
+
+        assert failures == [], failures[:5]
+        lines = stream_result.get("lines", [])
+        assert lines and lines[-1] == b"data: [DONE]", lines[-3:]
+        assert stream_result["seconds"] > 8, f"the stream took only {stream_result['seconds']:.1f}s"
+        served_old = old.output().count(" access request ")
+        served_new = new.output().count(" access request ")
+        assert served_old > 0 and served_new > 0, (served_old, served_new)
+        assert served_old + served_new >= ok[0]
+        assert new.proc.poll() is None
+        print(f"upgrade: {ok[0]} requests ok ({served_old} old, {served_new} new), {retries[0]} keep-alive replays, "
+              f"old process exited {old_exit:.1f}s after the new one started")
+    finally:
+        old.stop()
+        if new:
+            new.stop()
+        slow.stop()
