@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(short = 'u', long)]
     pub upgrade: bool,
 
+    /// One-step upgrade: take the sockets over from the tollgate running with the same
+    /// `--runtime-dir` and tell it to drain and exit (implies `--upgrade`).
+    #[arg(long)]
+    pub take_over: bool,
+
     /// Run in the background.
     #[arg(short = 'd', long)]
     pub daemon: bool,

@@ -82,6 +82,27 @@ fn worker_threads(config: &LocalConfig) -> Result<usize, String> {
     }
 }
 
+/// Sends SIGQUIT to the running tollgate shortly after this process starts waiting for its
+/// sockets: the old process hands them over, keeps serving what it has, and exits.
+fn signal_running(pid_file: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(pid_file).map_err(|e| format!("--take-over: cannot read {}: {e}", pid_file.display()))?;
+    let pid: i32 = text.trim().parse().map_err(|_| format!("--take-over: {} holds no pid", pid_file.display()))?;
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return Err(format!("--take-over: no running tollgate with pid {pid}"));
+    }
+    std::thread::spawn(move || {
+        // Give bootstrap time to start listening on the upgrade socket; the old process
+        // retries its connection for 5 s anyway.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: as above, with SIGQUIT: Pingora's graceful upgrade signal.
+        unsafe {
+            libc::kill(pid, libc::SIGQUIT);
+        }
+    });
+    Ok(())
+}
+
 /// Admin, stats and readiness endpoints, each on its configured address (or `off`).
 fn add_operator_services(
     server: &mut Server,
@@ -121,9 +142,18 @@ fn ipv6_available() -> bool {
 pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), String> {
     let Loaded { config, gateway, dump } = loaded;
     let conf = server_conf(&config, &cli.runtime_dir)?;
-    let opt = Opt { upgrade: cli.upgrade, daemon: cli.daemon, nocapture: false, test: false, conf: None };
+    let pid_file = cli.runtime_dir.join("tollgate.pid");
+    let upgrade = cli.upgrade || cli.take_over;
+    if cli.take_over {
+        signal_running(&pid_file)?;
+    }
+    let opt = Opt { upgrade, daemon: cli.daemon, nocapture: false, test: false, conf: None };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    if !cli.daemon {
+        // Pingora writes the pid file only when daemonizing; `--take-over` needs it either way.
+        let _ = std::fs::write(&pid_file, std::process::id().to_string());
+    }
     let shared = Arc::new(ArcSwap::from_pointee(gateway));
     let telemetry = Arc::new(Telemetry::new(&config.config)?);
     let metrics = telemetry.metrics.clone();

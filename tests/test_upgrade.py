@@ -10,7 +10,7 @@ import requests
 from conftest import BIN, VENV_BIN, Proc, free_port, wait_port
 
 
-def test_upgrade_hands_listening_socket_over(workdir):
+def test_take_over_hands_listening_socket_over(workdir):
     port = free_port()
     cfg = workdir / "c.yaml"
     cfg.write_text(f"""
@@ -29,9 +29,8 @@ binds:
     try:
         wait_port(port, proc=old.proc)
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "up"
-        new = Proc(args + ["-u"], workdir / "new.log")
-        time.sleep(1)  # the new process waits on the upgrade socket
-        os.kill(old.proc.pid, signal.SIGQUIT)
+        # One command: the new process takes the sockets over and tells the old one to drain.
+        new = Proc(args + ["--take-over"], workdir / "new.log")
         deadline = time.time() + 20
         failures = 0
         while old.proc.poll() is None and time.time() < deadline:
