@@ -8,6 +8,7 @@ pub mod backend_tls;
 pub mod cors;
 pub mod direct_response;
 pub mod header_modifier;
+pub mod mcp;
 pub mod registry;
 pub mod request_redirect;
 pub mod response;

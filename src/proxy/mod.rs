@@ -108,10 +108,6 @@ impl ProxyHttp for TollgateProxy {
                 let resp = json_error(ctx.error_format, 503, "no_backend", "the matched route has no backend");
                 Self::respond(session, ctx, resp).await
             }
-            Some(BackendTarget::Mcp) => {
-                let body = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"MCP backends are not served by this tollgate build yet"}}"#;
-                Self::respond(session, ctx, LocalResponse::json(501, body)).await
-            }
             Some(_) => Ok(false),
         }
     }

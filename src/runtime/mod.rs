@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::backend::{split_host_port, AiBackend, BackendKind, LocalBackend};
 use crate::config::policies::{Policies, PolicyEntry};
 use crate::config::LocalConfig;
+use crate::filters::mcp::McpProxy;
 use crate::filters::{registry, BodyAccess, Filter};
 use crate::router::{HostPattern, RouteTable};
 
@@ -86,7 +87,7 @@ pub enum BackendTarget {
     },
     /// An LLM provider.
     Ai(AiTarget),
-    /// MCP targets; served by the MCP module.
+    /// MCP targets; served by the `mcp` filter.
     Mcp,
 }
 
@@ -186,7 +187,12 @@ fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -
                 }
                 (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries)
             }
-            BackendKind::Mcp(_) => (format!("mcp{i}"), BackendTarget::Mcp, merge(policies, &b.policies)),
+            BackendKind::Mcp(m) => {
+                let mut entries = merge(policies, &b.policies);
+                let proxy = McpProxy::compile(m)?;
+                entries.push(PolicyEntry { spec: &crate::filters::mcp::SPEC, filter: Arc::new(proxy) });
+                (format!("mcp{i}"), BackendTarget::Mcp, entries)
+            }
         };
         compiled.push(Arc::new(CompiledBackend { name: bname, target, chain: Arc::new(FilterChain::from_entries(entries)) }));
     }
