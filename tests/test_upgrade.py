@@ -2,12 +2,13 @@
 one gets SIGQUIT; requests keep being answered and the old process exits on its own."""
 import os
 import signal
+import sys
 import subprocess
 import time
 
 import requests
 
-from conftest import BIN, VENV_BIN, Proc, free_port, wait_port
+from conftest import BIN, ROOT, VENV_BIN, Proc, free_port, wait_port
 
 
 def test_take_over_hands_listening_socket_over(workdir):
@@ -151,3 +152,52 @@ binds:
         if new:
             new.stop()
         slow.stop()
+
+
+def test_mcp_session_survives_upgrade(workdir):
+    """An MCP session opened before the upgrade keeps working on the new process."""
+    import asyncio
+
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    mcp_port = free_port()
+    headers = workdir / "h.log"
+    server = Proc([sys.executable, str(ROOT / "tests" / "mcp_server.py"), str(mcp_port), "/mcp", str(headers)],
+                  workdir / "mcp.log")
+    port = free_port()
+    cfg = workdir / "c.yaml"
+    cfg.write_text(f"""
+config: {{connectionTerminationDeadline: 2s, adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends: [{{mcp: {{targets: [{{name: py, mcp: {{host: "http://127.0.0.1:{mcp_port}/mcp"}}}}]}}}}]
+""")
+    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(workdir / "run")]
+    old = Proc(args, workdir / "old.log")
+    new = None
+    try:
+        wait_port(mcp_port, proc=server.proc)
+        wait_port(port, proc=old.proc)
+
+        async def run():
+            nonlocal new
+            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp"), mode="legacy") as c:
+                before = await c.call_tool("add", {"a": 1, "b": 2})
+                new = Proc(args + ["--take-over"], workdir / "new.log")
+                await asyncio.to_thread(old.proc.wait, 30)
+                after = await c.call_tool("add", {"a": 20, "b": 22})
+                return before, after
+
+        before, after = asyncio.run(run())
+        assert before.content[0].text == "3"
+        assert after.content[0].text == "42"
+        assert old.proc.returncode == 0
+        assert new.output().count(" access request ") >= 1, "the call after the upgrade went to the new process"
+    finally:
+        old.stop()
+        if new:
+            new.stop()
+        server.stop()
