@@ -11,10 +11,17 @@ import requests
 from conftest import BIN, ROOT, VENV_BIN, Proc, free_port, wait_port
 
 
+def start_old(workdir, config_text):
+    """Writes the config and starts the process to be upgraded; returns its argv and process."""
+    cfg = workdir / "c.yaml"
+    cfg.write_text(config_text)
+    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(workdir / "run")]
+    return args, Proc(args, workdir / "old.log")
+
+
 def test_take_over_hands_listening_socket_over(workdir):
     port = free_port()
-    cfg = workdir / "c.yaml"
-    cfg.write_text(f"""
+    args, old = start_old(workdir, f"""
 config:
   connectionTerminationDeadline: 1s
 binds:
@@ -23,9 +30,6 @@ binds:
   - routes:
     - policies: {{directResponse: {{status: 200, body: up}}}}
 """)
-    run_dir = workdir / "run"
-    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(run_dir)]
-    old = Proc(args, workdir / "old.log")
     new = None
     try:
         wait_port(port, proc=old.proc)
@@ -61,8 +65,7 @@ def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstrea
     slow = Proc([str(VENV_BIN / "llmock"), "serve", "--host", "127.0.0.1", "--port", str(llm), "--log-level", "warning",
                  "--response-style", "echo", "--stream-chunk-delay-ms", "500"], workdir / "llmock.log")
     port = free_port()
-    cfg = workdir / "c.yaml"
-    cfg.write_text(f"""
+    args, old = start_old(workdir, f"""
 config:
   connectionTerminationDeadline: 10s
   adminAddr: "off"
@@ -76,8 +79,6 @@ binds:
       backends: [{{ai: {{name: slow, hostOverride: "127.0.0.1:{llm}", provider: {{openAI: {{}}}}}}}}]
     - backends: [{{host: 127.0.0.1:{echo}}}]
 """)
-    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(workdir / "run")]
-    old = Proc(args, workdir / "old.log")
     new = None
     try:
         wait_port(llm, proc=slow.proc)
@@ -166,8 +167,7 @@ def test_mcp_session_survives_upgrade(workdir):
     server = Proc([sys.executable, str(ROOT / "tests" / "mcp_server.py"), str(mcp_port), "/mcp", str(headers)],
                   workdir / "mcp.log")
     port = free_port()
-    cfg = workdir / "c.yaml"
-    cfg.write_text(f"""
+    args, old = start_old(workdir, f"""
 config: {{connectionTerminationDeadline: 2s, adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
 binds:
 - port: {port}
@@ -175,8 +175,6 @@ binds:
   - routes:
     - backends: [{{mcp: {{targets: [{{name: py, mcp: {{host: "http://127.0.0.1:{mcp_port}/mcp"}}}}]}}}}]
 """)
-    args = [str(BIN), "-f", str(cfg), "--runtime-dir", str(workdir / "run")]
-    old = Proc(args, workdir / "old.log")
     new = None
     try:
         wait_port(mcp_port, proc=server.proc)
