@@ -135,3 +135,11 @@ fn backend_needs_exactly_one_kind() {
     let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{weight: 2}]\n").unwrap_err();
     assert!(e.message.contains("exactly one"), "{e}");
 }
+
+#[test]
+fn backend_connect_timeout_reaches_the_runtime() {
+    let g = crate::runtime::compile(&parse("config: {backend: {connectTimeout: 3s}}\n").unwrap()).unwrap();
+    assert_eq!(g.connect_timeout, std::time::Duration::from_secs(3));
+    let g = crate::runtime::compile(&parse("binds: []\n").unwrap()).unwrap();
+    assert_eq!(g.connect_timeout, std::time::Duration::from_secs(10));
+}

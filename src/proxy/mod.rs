@@ -53,6 +53,7 @@ impl TollgateProxy {
             .ok_or_else(not_found)?;
         let selected = listener.routes.select(req, host).ok_or_else(not_found)?;
         let route = selected.route.clone();
+        ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
         ctx.original_path = req.uri.path().to_string();
         ctx.matched_prefix = selected.matched_prefix;
         ctx.backend = route.pick_backend().cloned();

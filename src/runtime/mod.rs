@@ -20,6 +20,8 @@ use picker::WeightedPicker;
 pub struct Gateway {
     /// One entry per listening port.
     pub binds: Vec<Arc<CompiledBind>>,
+    /// Upstream connect timeout (`config.backend.connectTimeout`, default 10 s).
+    pub connect_timeout: std::time::Duration,
 }
 
 /// A listening port.
@@ -167,7 +169,13 @@ pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
         });
         binds.push(Arc::new(CompiledBind { port: bind.port, listeners }));
     }
-    Ok(Gateway { binds })
+    let connect_timeout = config
+        .config
+        .backend
+        .as_ref()
+        .and_then(|b| b.connect_timeout)
+        .map_or(crate::proxy::peer::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+    Ok(Gateway { binds, connect_timeout })
 }
 
 fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -> Result<CompiledRoute, String> {
