@@ -72,3 +72,18 @@ def test_unresolvable_collector_costs_nothing(tollgate, provider_front, llmock):
     time.sleep(12)  # two export rounds of the batch processor
     warnings = [l for l in proc.output().splitlines() if "trace export failed" in l]
     assert len(warnings) == 1, warnings
+
+
+def test_cel_random_sampling_decides_per_request(tollgate, provider_front, llmock, otlp_receiver):
+    nginx, ca = provider_front
+    cfg = seed_with_local_hosts(nginx.port, ca, otlp_port=otlp_receiver.grpc_port)
+    cfg = cfg.replace("    randomSampling: true\n", "    randomSampling: 'request.path.endsWith(\"/chat/completions\")'\n", 1)
+    assert "endsWith" in cfg
+    tollgate.start(cfg, ports=[3100])
+    for _ in range(3):
+        requests.get(f"{BASE}/models", timeout=5)
+    ask()
+    spans = otlp_receiver.spans()
+    time.sleep(6)  # one more export round: nothing else may arrive
+    spans = otlp_receiver.spans()
+    assert [s["attributes"]["url.path"] for s in spans] == ["/compatible-mode/v1/chat/completions"]

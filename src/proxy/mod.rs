@@ -88,7 +88,6 @@ impl ProxyHttp for TollgateProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.needs = self.telemetry.needs();
         let req = session.req_header();
-        self.telemetry.start(req, ctx);
         ctx.captured.method = req.method.clone();
         ctx.captured.uri = req.uri.clone();
         ctx.captured.version = req.version;
@@ -96,6 +95,7 @@ impl ProxyHttp for TollgateProxy {
             // Before any policy adds credentials or rewrites the Host.
             ctx.captured.request_headers = Some(req.headers.clone());
         }
+        self.telemetry.start(req, ctx);
         if let Err(resp) = self.route_request(session, ctx) {
             return Self::respond(session, ctx, resp).await;
         }

@@ -218,7 +218,12 @@ fn regex_replace(s: Value, pattern: Value, replacement: Value) -> Result<Value, 
 
 /// A random float in [0, 1).
 fn random() -> Value {
-    Value::Float((random_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    Value::Float(random_unit())
+}
+
+/// A random float in [0, 1), for sampling.
+pub fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A random (version 4) UUID.

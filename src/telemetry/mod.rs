@@ -44,8 +44,10 @@ impl Telemetry {
             Some(t) => TraceConfig::from_settings(t)?,
             None => None,
         };
-        let exprs: Vec<&Expression> =
-            access_log.expressions().chain(trace_config.iter().flat_map(|t| t.fields.iter().map(|(_, e)| e))).collect();
+        let exprs: Vec<&Expression> = access_log
+            .expressions()
+            .chain(trace_config.iter().flat_map(|t| t.fields.iter().map(|(_, e)| e).chain(t.sampling_expr.as_ref())))
+            .collect();
         let mentions = |p: &str| exprs.iter().any(|e| e.mentions(p));
         let needs = CaptureNeeds {
             request_headers: mentions("request.headers") || mentions("request.host"),
@@ -98,12 +100,30 @@ impl Telemetry {
             .as_ref()
     }
 
-    /// Called when a request arrives: starts its span.
+    /// Called when a request arrives: starts its span (if sampled).
     pub fn start(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
-        if let Some(t) = self.tracer() {
-            let parent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
-            ctx.span = Some(t.start(parent));
+        let (Some(t), Some(config)) = (self.tracer(), self.trace_config.as_ref()) else { return };
+        let parent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+        if let Some(expr) = &config.sampling_expr {
+            let parent_decides = config.client_sampling && parent.and_then(traces::parse_traceparent).is_some();
+            if !parent_decides && !self.sampled_by(expr, ctx) {
+                return;
+            }
         }
+        ctx.span = Some(t.start(parent));
+    }
+
+    /// Evaluates a CEL `randomSampling`: a bool, or a ratio in [0, 1].
+    fn sampled_by(&self, expr: &Expression, ctx: &RequestCtx) -> bool {
+        cel::with_evaluator(
+            |scope| self.bind(scope, None, ctx),
+            |ev| match ev.eval(expr) {
+                Some(::cel::Value::Bool(b)) => *b,
+                Some(::cel::Value::Float(r)) => cel::random_unit() < *r,
+                Some(::cel::Value::Int(i)) => *i >= 1,
+                _ => false,
+            },
+        )
     }
 
     /// Propagates the trace to the upstream.

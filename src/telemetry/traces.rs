@@ -55,6 +55,21 @@ impl std::fmt::Debug for Tracing {
     }
 }
 
+/// `randomSampling`: a fixed root sampler, or a CEL expression decided per request.
+enum RootSampling {
+    Fixed(Sampler),
+    Cel(Expression),
+}
+
+fn root_sampling(v: Option<&serde_yaml_ng::Value>) -> Result<RootSampling, String> {
+    match v {
+        Some(serde_yaml_ng::Value::String(s)) if !matches!(s.as_str(), "true" | "false") && s.parse::<f64>().is_err() => {
+            Expression::compile(s).map(RootSampling::Cel).map_err(|e| format!("config.tracing.randomSampling: {e}"))
+        }
+        other => root_sampler(other).map(RootSampling::Fixed),
+    }
+}
+
 /// A root sampler from `randomSampling`: bool or ratio (default: off).
 fn root_sampler(v: Option<&serde_yaml_ng::Value>) -> Result<Sampler, String> {
     match v {
@@ -72,7 +87,7 @@ fn root_sampler(v: Option<&serde_yaml_ng::Value>) -> Result<Sampler, String> {
                 .ok()
                 .filter(|r| (0.0..=1.0).contains(r))
                 .map(Sampler::TraceIdRatioBased)
-                .ok_or_else(|| "config.tracing.randomSampling: CEL sampling is not supported yet (use a bool or a ratio)".into()),
+                .ok_or_else(|| "config.tracing.randomSampling: expected a bool, a ratio or a CEL expression".into()),
         },
         Some(_) => Err("config.tracing.randomSampling: expected a bool or a ratio".into()),
     }
@@ -98,14 +113,23 @@ pub struct TraceConfig {
     sampler: Sampler,
     /// Span attributes (name → CEL); `span.name` names the span.
     pub fields: Vec<(String, Expression)>,
+    /// `randomSampling` as CEL over the request: true/false, or a ratio.
+    pub sampling_expr: Option<Expression>,
+    /// Whether a client's sampled `traceparent` decides.
+    pub client_sampling: bool,
 }
 
 impl TraceConfig {
     /// Checks `config.tracing`; `None` when no collector is configured.
     pub fn from_settings(s: &TracingSettings) -> Result<Option<TraceConfig>, String> {
         let Some(endpoint) = s.otlp_endpoint.clone() else { return Ok(None) };
-        let root = root_sampler(s.random_sampling.as_ref())?;
-        let sampler = if is_true(s.client_sampling.as_ref(), true) { Sampler::ParentBased(Box::new(root)) } else { root };
+        let (root, sampling_expr) = match root_sampling(s.random_sampling.as_ref())? {
+            RootSampling::Fixed(sampler) => (sampler, None),
+            // The expression decides before the span starts; the SDK then records what starts.
+            RootSampling::Cel(expr) => (Sampler::AlwaysOn, Some(expr)),
+        };
+        let client_sampling = is_true(s.client_sampling.as_ref(), true);
+        let sampler = if client_sampling { Sampler::ParentBased(Box::new(root)) } else { root };
         Ok(Some(TraceConfig {
             endpoint,
             protocol: s.otlp_protocol.unwrap_or(OtlpProtocol::Grpc),
@@ -113,6 +137,8 @@ impl TraceConfig {
             headers: s.headers.clone().unwrap_or_default().into_iter().collect(),
             sampler,
             fields: s.fields.as_ref().map(|f| f.add.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            sampling_expr,
+            client_sampling,
         }))
     }
 
@@ -277,6 +303,11 @@ mod tests {
     fn sampling_settings() {
         assert!(matches!(root_sampler(None), Ok(Sampler::AlwaysOff)));
         assert!(matches!(root_sampler(Some(&serde_yaml_ng::Value::Bool(true))), Ok(Sampler::AlwaysOn)));
-        assert!(root_sampler(Some(&serde_yaml_ng::Value::String("request.path == '/'".into()))).is_err());
+        assert!(matches!(
+            root_sampling(Some(&serde_yaml_ng::Value::String("request.path == '/'".into()))),
+            Ok(RootSampling::Cel(_))
+        ));
+        assert!(root_sampling(Some(&serde_yaml_ng::Value::String("request.path ==".into()))).is_err());
+        assert!(matches!(root_sampling(Some(&serde_yaml_ng::Value::String("0.5".into()))), Ok(RootSampling::Fixed(_))));
     }
 }
