@@ -60,15 +60,14 @@ pub fn request(ctx: &RequestCtx, facts: &Facts) -> Json {
         "version": format!("{:?}", c.version),
         "headers": c.request_headers.as_ref().map_or(Json::Null, |h| headers_json(h, facts.redact)),
         "body": body_json(&c.request_body),
-        "startTime": humantime_rfc3339(ctx),
+        "startTime": start_time(ctx),
     })
 }
 
-fn humantime_rfc3339(ctx: &RequestCtx) -> String {
+/// When the request arrived, as an RFC 3339 timestamp.
+fn start_time(ctx: &RequestCtx) -> String {
     let now = std::time::SystemTime::now();
-    let started = now.checked_sub(ctx.started.elapsed()).unwrap_or(now);
-    let d = started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+    super::access_log::rfc3339(now.checked_sub(ctx.started.elapsed()).unwrap_or(now))
 }
 
 /// `response.*`.
