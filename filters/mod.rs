@@ -72,6 +72,9 @@ pub enum FilterAction {
     Continue,
     /// Answer the client now with this response; nothing goes upstream.
     Respond(LocalResponse),
+    /// The filter has written the whole response itself (e.g. a stream it produces, as the
+    /// MCP gateway does) and set `ctx.status`; nothing goes upstream.
+    Handled,
 }
 
 /// A request/response filter. Every hook has a no-op default; implement the ones you need.

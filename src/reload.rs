@@ -26,6 +26,8 @@ pub struct ConfigWatcher {
     pub path: PathBuf,
     /// The live tables.
     pub gateway: Arc<ArcSwap<Gateway>>,
+    /// State new tables share with the old (MCP sessions).
+    pub shared: runtime::Shared,
 }
 
 /// What a reload did.
@@ -38,12 +40,12 @@ pub enum ReloadOutcome {
 }
 
 /// Loads `path` and, if it is valid and keeps the same ports, swaps it in.
-pub fn reload(path: &Path, gateway: &ArcSwap<Gateway>) -> ReloadOutcome {
+pub fn reload(path: &Path, gateway: &ArcSwap<Gateway>, shared: &runtime::Shared) -> ReloadOutcome {
     let parsed = match config::load_file(path) {
         Ok(c) => c,
         Err(e) => return ReloadOutcome::Rejected(e.to_string()),
     };
-    let compiled = match runtime::compile(&parsed) {
+    let compiled = match runtime::compile_with(&parsed, shared) {
         Ok(g) => g,
         Err(e) => return ReloadOutcome::Rejected(format!("{}: {e}", path.display())),
     };
@@ -98,7 +100,7 @@ impl BackgroundService for ConfigWatcher {
                     }
                     tokio::time::sleep(SETTLE).await;
                     while rx.try_recv().is_ok() {}
-                    match reload(&self.path, &self.gateway) {
+                    match reload(&self.path, &self.gateway, &self.shared) {
                         ReloadOutcome::Applied => tracing::info!(target: "tollgate", file = %self.path.display(), "config reloaded"),
                         ReloadOutcome::Rejected(why) => {
                             tracing::error!(target: "tollgate", "config reload failed, the running config keeps serving: {why}")

@@ -34,6 +34,8 @@ pub struct Loaded {
     pub config: LocalConfig,
     /// The runtime tables.
     pub gateway: Gateway,
+    /// State that outlives reloads (MCP sessions).
+    pub shared: runtime::Shared,
     /// The effective config as redacted JSON.
     pub dump: serde_json::Value,
 }
@@ -47,9 +49,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     };
     let parsed = parsed.map_err(|e| e.to_string())?;
     let name = cli.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<inline>".into());
-    let gateway = runtime::compile(&parsed).map_err(|e| format!("{name}: {e}"))?;
+    let shared = runtime::Shared::from_config(&parsed).map_err(|e| format!("{name}: {e}"))?;
+    let gateway = runtime::compile_with(&parsed, &shared).map_err(|e| format!("{name}: {e}"))?;
     let expanded = config::expand_env(&text, &name).map_err(|e| e.to_string())?;
-    Ok(Loaded { config: parsed, gateway, dump: admin::dump::dump(&expanded) })
+    Ok(Loaded { config: parsed, gateway, shared, dump: admin::dump::dump(&expanded) })
 }
 
 /// Pingora's server settings from the config and the command line.
@@ -140,7 +143,7 @@ fn ipv6_available() -> bool {
 
 /// Runs the gateway until it is told to stop. Returns only on start-up failure.
 pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), String> {
-    let Loaded { config, gateway, dump } = loaded;
+    let Loaded { config, gateway, shared: runtime_shared, dump } = loaded;
     let conf = server_conf(&config, &cli.runtime_dir)?;
     let pid_file = cli.runtime_dir.join("tollgate.pid");
     let upgrade = cli.upgrade || cli.take_over;
@@ -182,7 +185,7 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
     }
     add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     if let Some(path) = &cli.file {
-        let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone() };
+        let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone(), shared: runtime_shared.clone() };
         server.add_service(background_service("config watcher", watcher));
     }
     server.run_forever()

@@ -4,7 +4,8 @@ use serde::de;
 use serde::Deserialize;
 
 use super::policies::Policies;
-use super::types::{AnyValue, Unsupported};
+pub use super::mcp::McpBackend;
+use super::types::Unsupported;
 
 /// A backend as written in the file, reduced to exactly one kind.
 #[derive(Debug)]
@@ -139,36 +140,3 @@ pub struct OpenAiProvider {
     pub moderation: Option<Unsupported>,
 }
 
-/// `mcp:` targets federated behind one endpoint (served by the MCP module).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpBackend {
-    /// Upstream MCP servers.
-    pub targets: Vec<McpTarget>,
-    /// `stateful` (default) or `stateless`.
-    pub stateful_mode: Option<String>,
-    /// `conditional` (default), `always` or `never`.
-    pub prefix_mode: Option<String>,
-    /// `failClosed` (default) or `failOpen`.
-    pub failure_mode: Option<String>,
-    /// Reject foreign Host headers.
-    pub dns_rebinding_protection: Option<bool>,
-}
-
-/// One MCP target; exactly one transport.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpTarget {
-    /// Target name (used to prefix tool names).
-    pub name: String,
-    /// Streamable HTTP transport.
-    pub mcp: Option<AnyValue>,
-    /// Legacy SSE transport.
-    pub sse: Option<AnyValue>,
-    /// Child process transport.
-    pub stdio: Option<AnyValue>,
-    /// OpenAPI operations as tools.
-    pub openapi: Option<AnyValue>,
-    /// Transport policies.
-    pub policies: Option<AnyValue>,
-}

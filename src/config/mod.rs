@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod load_context;
+pub mod mcp;
 pub mod policies;
 pub mod schema;
 pub mod settings;

@@ -100,8 +100,10 @@ impl ProxyHttp for TollgateProxy {
             return Self::respond(session, ctx, resp).await;
         }
         for filter in chain_owned(ctx).filters.iter() {
-            if let FilterAction::Respond(resp) = filter.on_request(session, ctx).await? {
-                return Self::respond(session, ctx, resp).await;
+            match filter.on_request(session, ctx).await? {
+                FilterAction::Continue => {}
+                FilterAction::Respond(resp) => return Self::respond(session, ctx, resp).await,
+                FilterAction::Handled => return Ok(true),
             }
         }
         match ctx.backend.as_ref().map(|b| &b.target) {

@@ -144,7 +144,31 @@ fn merge(route: &Policies, backend: &Policies) -> Vec<PolicyEntry> {
 }
 
 /// Builds the runtime tables from a parsed config.
+/// Process-wide state that compiled tables refer to and that outlives a reload: MCP
+/// sessions stay usable when the routes are swapped.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// MCP client sessions.
+    pub mcp_sessions: Arc<crate::filters::mcp::session::SessionStore>,
+}
+
+impl Shared {
+    /// Builds the shared state from the `config:` section (read once, at start).
+    pub fn from_config(config: &LocalConfig) -> Result<Shared, String> {
+        let key = config.config.session.as_ref().and_then(|s| s.key.as_deref());
+        let ttl = config.config.mcp.as_ref().and_then(|m| m.session_ttl).map(|d| d.0);
+        let store = crate::filters::mcp::session::SessionStore::new(key, ttl).map_err(|e| format!("config.session.key: {e}"))?;
+        Ok(Shared { mcp_sessions: Arc::new(store) })
+    }
+}
+
+/// Compiles with fresh shared state (tests, `--validate-only`).
 pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
+    compile_with(config, &Shared::from_config(config)?)
+}
+
+/// Compiles the config into runtime tables that use `shared`.
+pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, String> {
     let mut binds = Vec::new();
     for (bi, bind) in config.binds.iter().enumerate() {
         if binds.iter().any(|b: &Arc<CompiledBind>| b.port == bind.port) {
@@ -156,7 +180,7 @@ pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
             for (ri, route) in listener.routes.iter().enumerate() {
                 let at = format!("binds[{bi}].listeners[{li}].routes[{ri}]");
                 let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
-                let compiled = compile_route(name, &route.policies, &route.backends).map_err(|e| format!("{at}: {e}"))?;
+                let compiled = compile_route(name, &route.policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
                 routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
             }
             listeners.push(CompiledListener { hostname: listener.hostname.as_deref().map(HostPattern::parse), routes });
@@ -178,7 +202,7 @@ pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
     Ok(Gateway { binds, connect_timeout })
 }
 
-fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -> Result<CompiledRoute, String> {
+fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
     let mut compiled = Vec::new();
     for (i, b) in backends.iter().enumerate() {
         let (bname, target, entries) = match &b.kind {
@@ -197,7 +221,7 @@ fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend]) -
             }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
-                let proxy = McpProxy::compile(m)?;
+                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone())?;
                 entries.push(PolicyEntry { spec: &crate::filters::mcp::SPEC, filter: Arc::new(proxy) });
                 (format!("mcp{i}"), BackendTarget::Mcp, entries)
             }

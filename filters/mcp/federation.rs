@@ -1,0 +1,384 @@
+//! Several targets behind one endpoint: `initialize` reaches each and the answers merge;
+//! lists fan out and merge with names prefixed per `prefixMode` and resource URIs as
+//! `<target>+<uri>`; a call goes only to the target that owns the name.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::client::CallCtx;
+use super::error::McpError;
+use super::jsonrpc::{self, Kind};
+use super::session::McpSession;
+use super::target::Target;
+use super::upstream::{relayed_id, ClientHello, Upstream, RELAY_QUEUE};
+use crate::config::mcp::{FailureMode, McpBackend, PrefixMode, StatefulMode};
+
+/// Most pages read from one target for one list.
+const MAX_PAGES: usize = 64;
+
+/// The lists that fan out: method, result key, and the field that names an item.
+const LISTS: &[(&str, &str, &str)] = &[
+    ("tools/list", "tools", "name"),
+    ("prompts/list", "prompts", "name"),
+    ("resources/list", "resources", "uri"),
+    ("resources/templates/list", "resourceTemplates", "uriTemplate"),
+];
+
+/// An MCP backend's targets and modes.
+#[derive(Debug)]
+pub struct Federation {
+    /// Targets, in config order.
+    pub targets: Vec<Target>,
+    /// Whether names carry `<target>_`.
+    pub prefixed: bool,
+    /// failOpen or failClosed.
+    pub failure: FailureMode,
+    /// `statefulMode: stateless`.
+    pub stateless: bool,
+    /// Hash of the target names, stored in session ids.
+    pub fingerprint: u64,
+}
+
+impl Federation {
+    /// Compiles the backend.
+    pub fn compile(b: &McpBackend) -> Result<Federation, String> {
+        if b.targets.is_empty() {
+            return Err("an mcp backend needs at least one target".into());
+        }
+        let targets = b.targets.iter().map(Target::compile).collect::<Result<Vec<_>, _>>()?;
+        for (i, t) in targets.iter().enumerate() {
+            if targets[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("two targets are named `{}`", t.name));
+            }
+        }
+        let prefixed = match b.prefix_mode {
+            PrefixMode::Always => true,
+            PrefixMode::Never => false,
+            PrefixMode::Conditional => targets.len() > 1,
+        };
+        // FNV-1a: stable across processes and builds.
+        let mut fingerprint: u64 = 0xcbf29ce484222325;
+        for t in &targets {
+            for b in t.name.bytes().chain([0]) {
+                fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x100000001b3);
+            }
+        }
+        Ok(Federation { targets, prefixed, failure: b.failure_mode, stateless: b.stateful_mode == StatefulMode::Stateless, fingerprint })
+    }
+
+    /// Whether failing targets are skipped.
+    pub fn fail_open(&self) -> bool {
+        self.failure == FailureMode::FailOpen
+    }
+
+    /// `<target>+` for target `i` when URIs are prefixed.
+    pub fn uri_prefix(&self, i: usize) -> Option<Arc<str>> {
+        self.prefixed.then(|| Arc::from(format!("{}+", self.targets[i].name)))
+    }
+
+    /// Target and unprefixed name for a prefixed tool or prompt name.
+    fn split_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
+        self.targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| name.len() > t.name.len() && name.starts_with(&t.name) && name.as_bytes()[t.name.len()] == b'_')
+            .max_by_key(|(_, t)| t.name.len())
+            .map(|(i, t)| (i, &name[t.name.len() + 1..]))
+    }
+
+    /// Target and original URI for a prefixed resource URI.
+    fn split_uri<'a>(&self, uri: &'a str) -> Option<(usize, &'a str)> {
+        let (t, rest) = uri.split_once('+')?;
+        self.targets.iter().position(|x| x.name == t).map(|i| (i, rest))
+    }
+}
+
+/// Connects every target for a new session and merges their `initialize` results.
+pub async fn connect_all(fed: &Arc<Federation>, cc: &CallCtx, hello: &ClientHello, stream_tx: &mpsc::Sender<Value>) -> Result<(Vec<Option<Upstream>>, Value), McpError> {
+    let attempts = fed.targets.iter().enumerate().map(|(i, t)| {
+        let relay = super::upstream::Relay { target: i, uri_prefix: fed.uri_prefix(i), tx: stream_tx.clone() };
+        async move { Upstream::connect(t, cc, hello, &relay).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut upstreams = Vec::new();
+    let mut inits = Vec::new();
+    let mut failure = None;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok((u, init)) => {
+                upstreams.push(Some(u));
+                inits.push((i, init));
+            }
+            Err(e) => {
+                let e = e.at(&fed.targets[i].name);
+                log::warn!("MCP {e}");
+                failure.get_or_insert(e);
+                upstreams.push(None);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        if !fed.fail_open() || inits.is_empty() {
+            futures::future::join_all(upstreams.iter().flatten().map(|u| u.close(cc))).await;
+            return Err(e);
+        }
+    }
+    Ok((upstreams, merge_initialize(fed, &inits)))
+}
+
+/// One target's answer as is; several merge: the lowest protocol version, the union of
+/// capabilities, the gateway's own name, and every target's instructions.
+fn merge_initialize(fed: &Federation, inits: &[(usize, Value)]) -> Value {
+    if let [(_, only)] = inits {
+        if fed.targets.len() == 1 {
+            return only.clone();
+        }
+    }
+    let version = inits.iter().filter_map(|(_, r)| r.get("protocolVersion").and_then(Value::as_str)).min().unwrap_or("2025-06-18");
+    let mut caps = Map::new();
+    for (_, r) in inits {
+        if let Some(Value::Object(c)) = r.get("capabilities") {
+            merge_into(&mut caps, c);
+        }
+    }
+    let instructions: Vec<String> = inits
+        .iter()
+        .filter_map(|(i, r)| r.get("instructions").and_then(Value::as_str).map(|s| format!("{}: {s}", fed.targets[*i].name)))
+        .collect();
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": caps,
+        "serverInfo": {"name": "tollgate", "version": env!("CARGO_PKG_VERSION")},
+    });
+    if !instructions.is_empty() {
+        result["instructions"] = json!(instructions.join("\n\n"));
+    }
+    result
+}
+
+fn merge_into(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => merge_into(a, b),
+            (Some(Value::Bool(a)), Value::Bool(b)) => *a |= *b,
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+impl McpSession {
+    /// Answers one client request; target messages that belong to it go to `tx`. Always
+    /// returns the response (failures as JSON-RPC errors with the request's id).
+    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Value {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = jsonrpc::method(&msg).to_string();
+        let outcome = match method.as_str() {
+            "ping" => Ok(jsonrpc::result(&id, json!({}))),
+            "logging/setLevel" => self.broadcast_request(&msg, cc, tx).await,
+            m => match LISTS.iter().find(|(lm, _, _)| *lm == m) {
+                Some(&(_, key, field)) => self.list(&msg, key, field, cc, tx).await.map(|r| jsonrpc::result(&id, r)),
+                None => self.route(msg, cc, tx).await,
+            },
+        };
+        outcome.unwrap_or_else(|e| e.to_response(&id))
+    }
+
+    /// A client notification: cancellation and the like reach every target.
+    pub async fn handle_notification(&self, msg: Value, cc: &CallCtx) {
+        if jsonrpc::method(&msg) == "notifications/initialized" {
+            return; // each target got its own at connect time
+        }
+        let sends = self.upstreams.iter().flatten().map(|u| u.notify(cc, msg.clone()));
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                log::debug!("MCP notification not delivered: {e}");
+            }
+        }
+    }
+
+    /// The client's answer to a target's request (sampling, elicitation, roots).
+    pub async fn handle_response(&self, mut msg: Value, cc: &CallCtx) -> Result<(), McpError> {
+        let (target, id) = msg.get("id").and_then(relayed_id).ok_or_else(|| McpError::InvalidParams("a response to no request of this session".into()))?;
+        let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::InvalidParams("a response for an unknown target".into()))?;
+        msg["id"] = id;
+        up.notify(cc, msg).await.map_err(|e| e.at(&self.fed.targets[target].name))
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Upstream)> {
+        self.upstreams.iter().enumerate().filter_map(|(i, u)| u.as_ref().map(|u| (i, u)))
+    }
+
+    async fn broadcast_request(&self, msg: &Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let calls = self.live().map(|(i, u)| async move { (i, u.request(cc, msg.clone(), &self.relay(i, tx)).await) });
+        for (i, r) in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                if !self.fed.fail_open() {
+                    return Err(e.at(&self.fed.targets[i].name));
+                }
+            }
+        }
+        Ok(jsonrpc::result(&id, json!({})))
+    }
+
+    /// Every page of one list from one target.
+    async fn list_one(&self, i: usize, up: &Upstream, msg: &Value, key: &str, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<(Vec<Value>, Value), McpError> {
+        let mut items = Vec::new();
+        let mut first = Value::Null;
+        let mut cursor: Option<Value> = None;
+        for page in 0..MAX_PAGES {
+            let mut params = msg.get("params").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            match &cursor {
+                Some(c) => params["cursor"] = c.clone(),
+                None => {
+                    params.as_object_mut().map(|p| p.remove("cursor"));
+                }
+            }
+            let req = jsonrpc::request(json!(format!("tollgate-list-{page}")), jsonrpc::method(msg), params);
+            let resp = up.request(cc, req, &self.relay(i, tx)).await?;
+            if resp.pointer("/error/code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+                break; // the target does not offer this list
+            }
+            let Some(result) = resp.get("result") else {
+                let why = resp.pointer("/error/message").and_then(Value::as_str).unwrap_or("no result");
+                return Err(McpError::Upstream(format!("{}: {why}", jsonrpc::method(msg))));
+            };
+            items.extend(result.get(key).and_then(Value::as_array).cloned().unwrap_or_default());
+            if first.is_null() {
+                first = result.clone();
+            }
+            cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok((items, first))
+    }
+
+    /// Fans a list out to every target and merges it.
+    async fn list(&self, msg: &Value, key: &str, field: &str, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+        let calls = self.live().map(|(i, u)| async move { (i, self.list_one(i, u, msg, key, cc, tx).await) });
+        let results = futures::future::join_all(calls).await;
+        let mut merged = Vec::new();
+        let mut template = None;
+        let mut owners = self.owners.lock().unwrap().clone();
+        let mut any_ok = false;
+        let mut failure = None;
+        for (i, r) in results {
+            let (items, first) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    let e = e.at(&self.fed.targets[i].name);
+                    log::warn!("MCP {e}");
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            any_ok = true;
+            template.get_or_insert(first);
+            for mut item in items {
+                let Some(name) = item.get(field).and_then(Value::as_str).map(str::to_string) else { continue };
+                let is_uri = field != "name";
+                let public = match (self.fed.prefixed, is_uri) {
+                    (false, _) => name.clone(),
+                    (true, false) => format!("{}_{name}", self.fed.targets[i].name),
+                    (true, true) => format!("{}+{name}", self.fed.targets[i].name),
+                };
+                if !self.fed.prefixed {
+                    let k = format!("{key}:{public}");
+                    if owners.get(&k).is_some_and(|&o| o != i) {
+                        log::warn!("MCP {key} `{public}` exists on several targets; keeping the first");
+                        continue;
+                    }
+                    owners.insert(k, i);
+                }
+                item[field] = json!(public);
+                merged.push(item);
+            }
+        }
+        if let Some(e) = failure {
+            if !self.fed.fail_open() || !any_ok {
+                return Err(e);
+            }
+        }
+        *self.owners.lock().unwrap() = owners;
+        let mut result = match template {
+            Some(Value::Object(m)) => Value::Object(m),
+            _ => json!({}),
+        };
+        result[key] = Value::Array(merged);
+        result.as_object_mut().map(|m| m.remove("nextCursor"));
+        Ok(result)
+    }
+
+    /// Which target owns a name or URI, and what the target calls it.
+    async fn owner(&self, list_key: &str, public: &str, is_uri: bool, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<(usize, String), McpError> {
+        let unknown = || McpError::InvalidParams(format!("unknown {}: `{public}`", list_key.trim_end_matches('s')));
+        if self.fed.prefixed {
+            let split = if is_uri { self.fed.split_uri(public) } else { self.fed.split_name(public) };
+            return split.map(|(i, n)| (i, n.to_string())).ok_or_else(unknown);
+        }
+        if self.fed.targets.len() == 1 {
+            return Ok((0, public.to_string()));
+        }
+        let k = format!("{list_key}:{public}");
+        if let Some(&i) = self.owners.lock().unwrap().get(&k) {
+            return Ok((i, public.to_string()));
+        }
+        if let Some(&(m, key, field)) = LISTS.iter().find(|(_, key, _)| *key == list_key) {
+            let msg = jsonrpc::request(json!("tollgate-owner"), m, json!({}));
+            self.list(&msg, key, field, cc, tx).await?;
+        }
+        self.owners.lock().unwrap().get(&k).map(|&i| (i, public.to_string())).ok_or_else(unknown)
+    }
+
+    /// Sends a request to the one target it names.
+    async fn route(&self, mut msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+        let method = jsonrpc::method(&msg).to_string();
+        let (pointer, list_key, is_uri) = match method.as_str() {
+            "tools/call" => ("/params/name", "tools", false),
+            "prompts/get" => ("/params/name", "prompts", false),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resources", true),
+            "completion/complete" if msg.pointer("/params/ref/uri").is_some() => ("/params/ref/uri", "resources", true),
+            "completion/complete" => ("/params/ref/name", "prompts", false),
+            _ if self.fed.targets.len() == 1 => ("", "", false),
+            m => return Err(McpError::MethodNotFound(format!("`{m}` is not served by this gateway"))),
+        };
+        let (target, inner) = if pointer.is_empty() {
+            (0, String::new())
+        } else {
+            let public = msg.pointer(pointer).and_then(Value::as_str).ok_or_else(|| McpError::InvalidParams(format!("{method} needs {pointer}")))?.to_string();
+            self.owner(list_key, &public, is_uri, cc, tx).await?
+        };
+        if !pointer.is_empty() {
+            if let Some(v) = msg.pointer_mut(pointer) {
+                *v = json!(inner);
+            }
+        }
+        let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::Upstream(format!("target `{}` is unavailable", self.fed.targets[target].name)))?;
+        let mut resp = up.request(cc, msg, &self.relay(target, tx)).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
+        if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.pointer_mut("/result/contents")) {
+            for c in contents {
+                if let Some(u) = c.get("uri").and_then(Value::as_str).map(|u| format!("{prefix}{u}")) {
+                    c["uri"] = json!(u);
+                }
+            }
+        }
+        Ok(resp)
+    }
+}
+
+/// Whether a message is a request the gateway may answer without a session.
+pub fn is_request(msg: &Value) -> bool {
+    jsonrpc::kind(msg) == Kind::Request
+}
+
+/// A fresh per-request queue for target messages.
+pub fn request_queue() -> (mpsc::Sender<Value>, mpsc::Receiver<Value>) {
+    mpsc::channel(RELAY_QUEUE)
+}

@@ -1,0 +1,114 @@
+//! Writing to the MCP client: the request body in, JSON or event-stream responses out, with
+//! the route's response filters (CORS, header modifiers) applied to every header.
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::Value;
+
+use super::sse;
+use crate::ctx::RequestCtx;
+
+/// Largest message accepted from a client when the route sets no limit.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Reads the whole request body; `Err(size)` when it is over the limit.
+pub async fn read_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, usize>> {
+    let limit = if ctx.max_buffer > 0 { ctx.max_buffer } else { MAX_MESSAGE };
+    let mut all = BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if all.len() + chunk.len() > limit {
+            return Ok(Err(limit));
+        }
+        all.extend_from_slice(&chunk);
+    }
+    Ok(Ok(all.freeze()))
+}
+
+fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx: &mut RequestCtx) -> Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(4))?;
+    if let Some(ct) = content_type {
+        h.insert_header("content-type", ct)?;
+    }
+    if let Some(id) = session_id {
+        h.insert_header("mcp-session-id", id)?;
+    }
+    if let Some(chain) = ctx.chain.clone() {
+        for f in chain.filters.iter() {
+            f.on_response(&mut h, ctx)?;
+        }
+    }
+    ctx.status = Some(status);
+    Ok(h)
+}
+
+/// A complete JSON response.
+pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: &Value, session_id: Option<&str>) -> Result<()> {
+    let bytes = Bytes::from(body.to_string());
+    let mut h = header(status, Some("application/json"), session_id, ctx)?;
+    h.insert_header("content-length", bytes.len().to_string())?;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(bytes), true).await
+}
+
+/// A response without a body (202 Accepted, 200 for DELETE, 405).
+pub async fn empty(session: &mut Session, ctx: &mut RequestCtx, status: u16) -> Result<()> {
+    let mut h = header(status, None, None, ctx)?;
+    h.insert_header("content-length", "0")?;
+    session.write_response_header(Box::new(h), true).await
+}
+
+/// An event stream to the client.
+pub struct EventStream {
+    started: bool,
+}
+
+impl EventStream {
+    /// Not yet started: the header goes out with the first event.
+    pub fn new() -> Self {
+        EventStream { started: false }
+    }
+
+    /// Whether the header went out.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Sends the header now.
+    pub async fn start(&mut self, session: &mut Session, ctx: &mut RequestCtx, session_id: Option<&str>) -> Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        let mut h = header(200, Some("text/event-stream"), session_id, ctx)?;
+        h.insert_header("cache-control", "no-cache")?;
+        if session.req_header().version < http::Version::HTTP_2 {
+            h.insert_header("transfer-encoding", "chunked")?;
+        }
+        session.write_response_header(Box::new(h), false).await?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// One JSON-RPC message as a `message` event.
+    pub async fn message(&mut self, session: &mut Session, ctx: &mut RequestCtx, msg: &Value, session_id: Option<&str>) -> Result<()> {
+        self.start(session, ctx, session_id).await?;
+        session.write_response_body(Some(sse::message_event(msg)), false).await
+    }
+
+    /// Raw event bytes.
+    pub async fn raw(&mut self, session: &mut Session, bytes: Bytes) -> Result<()> {
+        session.write_response_body(Some(bytes), false).await
+    }
+
+    /// Ends the stream.
+    pub async fn finish(&mut self, session: &mut Session) -> Result<()> {
+        session.write_response_body(None, true).await
+    }
+}
+
+impl Default for EventStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,230 @@
+//! Client sessions: the upstream connections one MCP client holds through the gateway, and
+//! the store that finds them by id, resumes them from the id after a restart, and ends idle
+//! ones (`config.mcp.sessionTtl`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::client::{CallCtx, HttpClient};
+use super::error::McpError;
+use super::federation::Federation;
+use super::token::{Codec, SessionState};
+use super::upstream::{ClientHello, Relay, Upstream, RELAY_QUEUE};
+
+/// Idle lifetime when `config.mcp.sessionTtl` is not set.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long an ended session's id is still answered with 404 rather than resumed.
+const TOMBSTONE_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// One client session.
+pub struct McpSession {
+    /// The id handed to the client (empty for a session that lives for one request).
+    pub id: String,
+    /// The backend's targets and modes.
+    pub fed: Arc<Federation>,
+    /// The client's `initialize`.
+    pub hello: ClientHello,
+    /// Per target, the live connection (`None`: skipped under failOpen).
+    pub upstreams: Vec<Option<Upstream>>,
+    /// The session's own stream: messages not tied to a client request.
+    pub stream_tx: mpsc::Sender<Value>,
+    /// Its receiving end, held by whoever streams to the client (GET or legacy SSE).
+    pub stream_rx: tokio::sync::Mutex<mpsc::Receiver<Value>>,
+    /// Tasks relaying targets' server streams while the client's stream is open.
+    pub stream_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Last use, for the idle timeout.
+    pub last_used: Mutex<Instant>,
+    /// Whether a client stream is open (an open stream keeps the session alive).
+    pub streaming: AtomicBool,
+    /// Which target owns an unprefixed name (`prefixMode: never`), learned from lists.
+    pub owners: Mutex<HashMap<String, usize>>,
+    /// Headers and timeouts of the latest request, used to end the session upstream.
+    pub last_cc: Mutex<Option<CallCtx>>,
+}
+
+impl McpSession {
+    /// A session with its stream, before any target is connected.
+    pub fn new(id: String, fed: Arc<Federation>, hello: ClientHello, upstreams: Vec<Option<Upstream>>, stream: (mpsc::Sender<Value>, mpsc::Receiver<Value>)) -> McpSession {
+        McpSession {
+            id,
+            fed,
+            hello,
+            upstreams,
+            stream_tx: stream.0,
+            stream_rx: tokio::sync::Mutex::new(stream.1),
+            stream_tasks: Mutex::new(Vec::new()),
+            last_used: Mutex::new(Instant::now()),
+            streaming: AtomicBool::new(false),
+            owners: Mutex::new(HashMap::new()),
+            last_cc: Mutex::new(None),
+        }
+    }
+
+    /// The relay for target `i` towards `tx`.
+    pub fn relay(&self, i: usize, tx: &mpsc::Sender<Value>) -> Relay {
+        Relay { target: i, uri_prefix: self.fed.uri_prefix(i), tx: tx.clone() }
+    }
+
+    /// Marks the session used now.
+    pub fn touch(&self, cc: &CallCtx) {
+        *self.last_used.lock().unwrap() = Instant::now();
+        *self.last_cc.lock().unwrap() = Some(cc.clone());
+    }
+
+    /// The id's content for this session.
+    pub fn state(&self) -> SessionState {
+        SessionState {
+            backend: self.fed.fingerprint,
+            hello: self.hello.clone(),
+            targets: self.upstreams.iter().map(|u| u.as_ref().map(|u| u.saved().unwrap_or_default())).collect(),
+            random: rand::random(),
+        }
+    }
+
+    /// Ends every upstream session (HTTP DELETE, SSE stream closed, child killed).
+    pub async fn close(&self, cc: &CallCtx) {
+        for t in self.stream_tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        let closes = self.upstreams.iter().flatten().map(|u| u.close(cc));
+        futures::future::join_all(closes).await;
+    }
+}
+
+/// Every live session of the process, by id. Lives across config reloads (sessions keep
+/// the targets they started with).
+pub struct SessionStore {
+    codec: Codec,
+    ttl: Duration,
+    /// The connector every MCP exchange uses.
+    pub client: Arc<HttpClient>,
+    live: Mutex<HashMap<String, Arc<McpSession>>>,
+    ended: Mutex<HashMap<String, Instant>>,
+    reaper: AtomicBool,
+    /// Legacy SSE clients by the id in their message URL.
+    pub legacy: Mutex<HashMap<String, Arc<super::legacy::LegacyClient>>>,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionStore {{ ttl: {:?}, {:?} }}", self.ttl, self.codec)
+    }
+}
+
+impl SessionStore {
+    /// A store sealing ids with `key` (hex) and expiring sessions idle for `ttl`.
+    pub fn new(key: Option<&str>, ttl: Option<Duration>) -> Result<SessionStore, String> {
+        Ok(SessionStore {
+            codec: Codec::new(key)?,
+            ttl: ttl.unwrap_or(DEFAULT_TTL),
+            client: Arc::new(HttpClient::default()),
+            live: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashMap::new()),
+            reaper: AtomicBool::new(false),
+            legacy: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The id for a new session.
+    pub fn new_id(&self, state: &SessionState) -> String {
+        self.codec.encode(state)
+    }
+
+    /// Registers a session and starts the idle reaper on first use.
+    pub fn insert(self: &Arc<Self>, s: Arc<McpSession>) {
+        self.live.lock().unwrap().insert(s.id.clone(), s);
+        if !self.reaper.swap(true, Ordering::SeqCst) {
+            let store = Arc::downgrade(self);
+            let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(30));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(store) = store.upgrade() else { return };
+                    store.reap();
+                }
+            });
+        }
+    }
+
+    fn reap(&self) {
+        let now = Instant::now();
+        let expired: Vec<Arc<McpSession>> = {
+            let mut live = self.live.lock().unwrap();
+            let ids: Vec<String> = live
+                .iter()
+                .filter(|(_, s)| !s.streaming.load(Ordering::Relaxed) && now.duration_since(*s.last_used.lock().unwrap()) > self.ttl)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| live.remove(id)).collect()
+        };
+        let mut ended = self.ended.lock().unwrap();
+        ended.retain(|_, at| now.duration_since(*at) < TOMBSTONE_FOR);
+        for s in expired {
+            log::info!("MCP session expired after {:?} idle", self.ttl);
+            ended.insert(s.id.clone(), now);
+            let cc = s.last_cc.lock().unwrap().clone();
+            if let Some(cc) = cc {
+                tokio::spawn(async move { s.close(&cc).await });
+            }
+        }
+    }
+
+    /// A live session.
+    pub fn get(&self, id: &str) -> Option<Arc<McpSession>> {
+        self.live.lock().unwrap().get(id).cloned()
+    }
+
+    /// Ends a session now (client DELETE).
+    pub fn remove(&self, id: &str) -> Option<Arc<McpSession>> {
+        self.ended.lock().unwrap().insert(id.to_string(), Instant::now());
+        self.live.lock().unwrap().remove(id)
+    }
+
+    /// Finds a session, or rebuilds it from its id (another process made it). `Err` when the
+    /// id is unknown, ended, or made for other targets.
+    pub async fn find_or_resume(self: &Arc<Self>, id: &str, fed: &Arc<Federation>, cc: &CallCtx) -> Result<Arc<McpSession>, McpError> {
+        if let Some(s) = self.get(id) {
+            return Ok(s);
+        }
+        if self.ended.lock().unwrap().contains_key(id) {
+            return Err(McpError::SessionGone);
+        }
+        let state = self.codec.decode(id).ok_or(McpError::SessionGone)?;
+        if state.backend != fed.fingerprint || state.targets.len() != fed.targets.len() {
+            return Err(McpError::SessionGone);
+        }
+        let stream = mpsc::channel(RELAY_QUEUE);
+        let mut upstreams = Vec::new();
+        for (i, saved) in state.targets.iter().enumerate() {
+            let Some(saved) = saved else {
+                upstreams.push(None);
+                continue;
+            };
+            let relay = Relay { target: i, uri_prefix: fed.uri_prefix(i), tx: stream.0.clone() };
+            match Upstream::resume(&fed.targets[i], cc, &state.hello, Some(saved), &relay).await {
+                Ok(u) => upstreams.push(Some(u)),
+                Err(e) if fed.fail_open() => {
+                    log::warn!("resuming MCP target `{}` failed, skipped: {e}", fed.targets[i].name);
+                    upstreams.push(None);
+                }
+                Err(e) => return Err(e.at(&fed.targets[i].name)),
+            }
+        }
+        let session = Arc::new(McpSession::new(id.to_string(), fed.clone(), state.hello, upstreams, stream));
+        log::info!("MCP session resumed from its id");
+        // Two requests may race to resume: keep the first.
+        let mut live = self.live.lock().unwrap();
+        let kept = live.entry(id.to_string()).or_insert(session).clone();
+        drop(live);
+        if !self.reaper.load(Ordering::Relaxed) {
+            self.insert(kept.clone());
+        }
+        Ok(kept)
+    }
+}

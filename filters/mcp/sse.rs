@@ -1,0 +1,109 @@
+//! Server-sent events: an incremental parser for upstream streams and the writer for the
+//! client's. Events are bounded so a stream that never ends an event cannot grow memory.
+
+use bytes::{Bytes, BytesMut};
+
+/// Largest single event accepted from an upstream.
+pub const MAX_EVENT: usize = 16 * 1024 * 1024;
+
+/// One event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `event:` (empty means `message`).
+    pub event: String,
+    /// `data:` lines joined with `\n`.
+    pub data: String,
+    /// `id:`.
+    pub id: Option<String>,
+}
+
+/// Splits a byte stream into events.
+#[derive(Debug, Default)]
+pub struct Parser {
+    buf: BytesMut,
+}
+
+impl Parser {
+    /// Feeds bytes; returns the events they complete, or an error when an event is too big.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Event>, String> {
+        self.buf.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some((end, sep)) = find_blank_line(&self.buf) {
+            let block = self.buf.split_to(end + sep);
+            let text = String::from_utf8_lossy(&block[..end]);
+            if let Some(e) = parse_block(&text) {
+                events.push(e);
+            }
+        }
+        if self.buf.len() > MAX_EVENT {
+            return Err(format!("an event stream sent an event over {MAX_EVENT} bytes"));
+        }
+        Ok(events)
+    }
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
+    for i in 0..buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some((i, 2));
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, 3));
+            }
+        }
+    }
+    None
+}
+
+fn parse_block(text: &str) -> Option<Event> {
+    let mut e = Event::default();
+    let mut data = Vec::new();
+    for line in text.lines() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => e.event = value.to_string(),
+            "data" => data.push(value),
+            "id" => e.id = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    if data.is_empty() && e.event.is_empty() {
+        return None;
+    }
+    e.data = data.join("\n");
+    Some(e)
+}
+
+/// A `message` event carrying one JSON-RPC message.
+pub fn message_event(json: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {json}\n\n"))
+}
+
+/// A named event with raw data.
+pub fn named_event(event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_events_across_chunks() {
+        let mut p = Parser::default();
+        assert!(p.feed(b"event: endpoint\r\ndata: /messages/?session_id=1\r\n").unwrap().is_empty());
+        let ev = p.feed(b"\r\n: ping\n\ndata: {\"a\":\ndata: 1}\n\n").unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].event, "endpoint");
+        assert_eq!(ev[0].data, "/messages/?session_id=1");
+        assert_eq!(ev[1].data, "{\"a\":\n1}");
+    }
+}

@@ -1,0 +1,290 @@
+//! The Streamable HTTP front end: POST carries one JSON-RPC message (answered as JSON, or as
+//! an event stream when targets send messages before the answer), GET opens the session's
+//! stream, DELETE ends the session. Also the 2026-07-28 revision's session-less requests.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::client::CallCtx;
+use super::error::McpError;
+use super::federation::{connect_all, request_queue};
+use super::front::{self, EventStream};
+use super::jsonrpc::{self, Kind};
+use super::legacy::KEEPALIVE;
+use super::session::McpSession;
+use super::target::TargetKind;
+use super::upstream::http::{HttpUpstream, MODERN_VERSION};
+use super::upstream::{ClientHello, Upstream, RELAY_QUEUE};
+use super::McpProxy;
+use crate::ctx::RequestCtx;
+
+/// How a request found its session.
+enum Found {
+    /// A session that outlives the request.
+    Kept(Arc<McpSession>),
+    /// Made for this request only; closed after it.
+    Ephemeral(Arc<McpSession>),
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl McpProxy {
+    /// POST: one message from the client.
+    pub(super) async fn post(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
+        let body = match front::read_body(session, ctx).await? {
+            Ok(b) => b,
+            Err(limit) => {
+                let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, format!("message larger than {limit} bytes"));
+                return front::json(session, ctx, 413, &e, None).await;
+            }
+        };
+        let msg: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return front::json(session, ctx, 400, &jsonrpc::error(&Value::Null, jsonrpc::PARSE_ERROR, format!("parse error: {e}")), None).await,
+        };
+        let kind = jsonrpc::kind(&msg);
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        if kind == Kind::Invalid {
+            let e = jsonrpc::error(&id, jsonrpc::INVALID_REQUEST, "not a JSON-RPC 2.0 message (batches are not supported)");
+            return front::json(session, ctx, 400, &e, None).await;
+        }
+        match jsonrpc::method(&msg) {
+            "initialize" if kind == Kind::Request => return self.initialize(session, ctx, cc, msg).await,
+            "server/discover" if kind == Kind::Request => return self.discover(session, ctx, cc, msg).await,
+            _ => {}
+        }
+        let found = match self.find(session, &cc).await {
+            Ok(f) => f,
+            Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&id), None).await,
+        };
+        let s = match &found {
+            Found::Kept(s) | Found::Ephemeral(s) => s.clone(),
+        };
+        s.touch(&cc);
+        let sid = (!s.id.is_empty()).then(|| s.id.clone());
+        let written = match kind {
+            Kind::Request => self.answer(session, ctx, &s, msg, &cc, sid.as_deref()).await,
+            Kind::Notification => {
+                s.handle_notification(msg, &cc).await;
+                front::empty(session, ctx, 202).await
+            }
+            _ => match s.handle_response(msg, &cc).await {
+                Ok(()) => front::empty(session, ctx, 202).await,
+                Err(e) => front::json(session, ctx, 400, &e.to_response(&Value::Null), None).await,
+            },
+        };
+        if let Found::Ephemeral(s) = found {
+            s.close(&cc).await;
+        }
+        written
+    }
+
+    /// The session a request belongs to: by id (resumed if another process made it), or one
+    /// made for this request (stateless mode, or the 2026-07-28 revision).
+    async fn find(&self, session: &Session, cc: &CallCtx) -> std::result::Result<Found, (u16, McpError)> {
+        let modern = header(session, "mcp-protocol-version").is_some_and(|v| v >= MODERN_VERSION);
+        match header(session, "mcp-session-id") {
+            Some(id) if !self.fed.stateless && !modern => match self.store.find_or_resume(id, &self.fed, cc).await {
+                Ok(s) => Ok(Found::Kept(s)),
+                Err(McpError::SessionGone) => Err((404, McpError::SessionGone)),
+                Err(e) => Err((200, e)),
+            },
+            _ if modern => self.modern_session().map(Found::Ephemeral).map_err(|e| (400, e)),
+            _ if self.fed.stateless => {
+                let hello = ClientHello { protocol_version: "2025-06-18".into(), params: json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "tollgate", "version": env!("CARGO_PKG_VERSION")}}) };
+                let stream = mpsc::channel(RELAY_QUEUE);
+                let (upstreams, _) = connect_all(&self.fed, cc, &hello, &stream.0).await.map_err(|e| (200, e))?;
+                Ok(Found::Ephemeral(Arc::new(McpSession::new(String::new(), self.fed.clone(), hello, upstreams, stream))))
+            }
+            _ => Err((400, McpError::InvalidParams("Bad Request: Mcp-Session-Id header is required (initialize first)".into()))),
+        }
+    }
+
+    /// A session for one 2026-07-28 request: every target must be Streamable HTTP.
+    fn modern_session(&self) -> std::result::Result<Arc<McpSession>, McpError> {
+        let mut upstreams = Vec::new();
+        for t in &self.fed.targets {
+            let TargetKind::Http(origin, path) = &t.kind else {
+                return Err(McpError::MethodNotFound(format!("protocol {MODERN_VERSION} needs Streamable HTTP targets; `{}` is not: use initialize", t.name)));
+            };
+            upstreams.push(Some(Upstream::Http(HttpUpstream::new(origin.clone(), path.clone(), None, Some(MODERN_VERSION.into())))));
+        }
+        let hello = ClientHello { protocol_version: MODERN_VERSION.into(), params: json!({}) };
+        Ok(Arc::new(McpSession::new(String::new(), self.fed.clone(), hello, upstreams, mpsc::channel(RELAY_QUEUE))))
+    }
+
+    /// Answers a request: JSON when the answer is all there is, else an event stream
+    /// carrying the targets' messages (progress, sampling) and then the answer.
+    async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, s: &Arc<McpSession>, msg: Value, cc: &CallCtx, sid: Option<&str>) -> Result<()> {
+        let (tx, mut rx) = request_queue();
+        let handling = s.handle_request(msg, cc, &tx);
+        tokio::pin!(handling);
+        let mut stream = EventStream::new();
+        let response = loop {
+            tokio::select! {
+                biased;
+                Some(m) = rx.recv() => stream.message(session, ctx, &m, sid).await?,
+                r = &mut handling => break r,
+            }
+        };
+        while let Ok(m) = rx.try_recv() {
+            stream.message(session, ctx, &m, sid).await?;
+        }
+        if !stream.started() {
+            let status = if response.pointer("/error/code").and_then(Value::as_i64) == Some(jsonrpc::SESSION_NOT_FOUND) { 404 } else { 200 };
+            return front::json(session, ctx, status, &response, sid).await;
+        }
+        stream.message(session, ctx, &response, sid).await?;
+        stream.finish(session).await
+    }
+
+    /// `initialize`: connects every target and starts a session (none in stateless mode).
+    async fn initialize(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx, msg: Value) -> Result<()> {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let hello = ClientHello {
+            protocol_version: jsonrpc::param_str(&msg, "protocolVersion").unwrap_or("2025-06-18").to_string(),
+            params: msg.get("params").cloned().unwrap_or_else(|| json!({})),
+        };
+        let stream = mpsc::channel(RELAY_QUEUE);
+        let (upstreams, result) = match connect_all(&self.fed, &cc, &hello, &stream.0).await {
+            Ok(x) => x,
+            Err(e) => return front::json(session, ctx, 200, &e.to_response(&id), None).await,
+        };
+        let mut s = McpSession::new(String::new(), self.fed.clone(), hello, upstreams, stream);
+        if self.fed.stateless {
+            s.close(&cc).await;
+            return front::json(session, ctx, 200, &jsonrpc::result(&id, result), None).await;
+        }
+        s.id = self.store.new_id(&s.state());
+        let s = Arc::new(s);
+        s.touch(&cc);
+        self.store.insert(s.clone());
+        front::json(session, ctx, 200, &jsonrpc::result(&id, result), Some(&s.id)).await
+    }
+
+    /// `server/discover` (2026-07-28): served when every target speaks that revision; any
+    /// other case answers with an error so the client falls back to `initialize`.
+    async fn discover(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx, msg: Value) -> Result<()> {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let s = match self.modern_session() {
+            Ok(s) => s,
+            Err(e) => return front::json(session, ctx, 200, &e.to_response(&id), None).await,
+        };
+        let (tx, _rx) = request_queue();
+        let calls = s.upstreams.iter().enumerate().filter_map(|(i, u)| u.as_ref().map(|u| (i, u))).map(|(i, u)| {
+            let relay = s.relay(i, &tx);
+            let msg = msg.clone();
+            let cc = &cc;
+            async move { u.request(cc, msg, &relay).await }
+        });
+        let mut results = Vec::new();
+        for (i, r) in futures::future::join_all(calls).await.into_iter().enumerate() {
+            match r.map(|v| v.get("result").cloned()) {
+                Ok(Some(result)) => results.push(result),
+                _ => {
+                    let why = format!("target `{}` does not speak {MODERN_VERSION}; use initialize", self.fed.targets[i].name);
+                    return front::json(session, ctx, 200, &jsonrpc::error(&id, jsonrpc::METHOD_NOT_FOUND, why), None).await;
+                }
+            }
+        }
+        let result = if let [only] = results.as_slice() { only.clone() } else { merge_discover(&results) };
+        front::json(session, ctx, 200, &jsonrpc::result(&id, result), None).await
+    }
+
+    /// GET: the session's stream (targets' notifications and requests outside any call).
+    pub(super) async fn get_stream(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
+        if self.fed.stateless {
+            return front::empty(session, ctx, 405).await;
+        }
+        let s = match self.find(session, &cc).await {
+            Ok(Found::Kept(s)) => s,
+            Ok(Found::Ephemeral(_)) => return front::empty(session, ctx, 405).await,
+            Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&Value::Null), None).await,
+        };
+        let Ok(mut rx) = s.stream_rx.try_lock() else {
+            let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "this session already has a stream open");
+            return front::json(session, ctx, 409, &e, None).await;
+        };
+        s.streaming.store(true, Ordering::Relaxed);
+        for (i, u) in s.upstreams.iter().enumerate() {
+            if let Some(task) = match u {
+                Some(u) => u.open_stream(&cc, s.relay(i, &s.stream_tx)).await,
+                None => None,
+            } {
+                s.stream_tasks.lock().unwrap().push(task);
+            }
+        }
+        let mut out = EventStream::new();
+        let sid = s.id.clone();
+        let result = async {
+            out.start(session, ctx, Some(&sid)).await?;
+            loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(m) => out.message(session, ctx, &m, Some(&sid)).await?,
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(KEEPALIVE) => out.raw(session, bytes::Bytes::from_static(b": keepalive\n\n")).await?,
+                }
+            }
+            out.finish(session).await
+        }
+        .await;
+        for t in s.stream_tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        s.streaming.store(false, Ordering::Relaxed);
+        s.touch(&cc);
+        result
+    }
+
+    /// DELETE: ends the session here and at every target.
+    pub(super) async fn delete(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
+        if self.fed.stateless {
+            return front::empty(session, ctx, 405).await;
+        }
+        let Some(id) = header(session, "mcp-session-id").map(str::to_string) else {
+            let e = McpError::InvalidParams("Mcp-Session-Id header is required".into());
+            return front::json(session, ctx, 400, &e.to_response(&Value::Null), None).await;
+        };
+        match self.store.find_or_resume(&id, &self.fed, &cc).await {
+            Ok(s) => {
+                self.store.remove(&id);
+                s.close(&cc).await;
+                front::empty(session, ctx, 200).await
+            }
+            Err(e) => front::json(session, ctx, 404, &e.to_response(&Value::Null), None).await,
+        }
+    }
+}
+
+/// Merges several `server/discover` results: versions every target supports, the union of
+/// capabilities, the gateway's name.
+fn merge_discover(results: &[Value]) -> Value {
+    let versions = |r: &Value| r.get("supportedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut common = versions(&results[0]);
+    for r in &results[1..] {
+        let v = versions(r);
+        common.retain(|x| v.contains(x));
+    }
+    let mut merged = results[0].clone();
+    merged["supportedVersions"] = Value::Array(common);
+    let mut caps = serde_json::Map::new();
+    for r in results {
+        if let Some(Value::Object(c)) = r.get("capabilities") {
+            for (k, v) in c {
+                caps.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+    }
+    merged["capabilities"] = Value::Object(caps);
+    merged["serverInfo"] = json!({"name": "tollgate", "version": env!("CARGO_PKG_VERSION")});
+    merged
+}

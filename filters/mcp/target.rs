@@ -1,0 +1,117 @@
+//! Compiled MCP targets: where each is and how it is reached.
+
+use std::sync::Arc;
+
+use super::client::Origin;
+use super::openapi::OpenApiTarget;
+use crate::config::backend::split_host_port;
+use crate::config::mcp::{HttpTargetSpec, McpTarget, StdioSpec};
+
+/// One target of an MCP backend.
+#[derive(Debug)]
+pub struct Target {
+    /// Name, used as the tool-name prefix and in session ids.
+    pub name: String,
+    /// Transport.
+    pub kind: TargetKind,
+}
+
+/// How a target is reached.
+#[derive(Debug)]
+pub enum TargetKind {
+    /// Streamable HTTP at `path`.
+    Http(Origin, String),
+    /// Legacy HTTP+SSE: the event stream at `path`.
+    Sse(Origin, String),
+    /// A child process per session.
+    Stdio(Arc<StdioSpec>),
+    /// OpenAPI operations as tools.
+    OpenApi(Arc<OpenApiTarget>),
+}
+
+/// Parses `https://host:port/path` (port defaults by scheme, path defaults to `/`).
+pub fn parse_url(url: &str) -> Result<(Origin, String), String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("`{url}` must start with http:// or https://"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':'));
+    let (host, port) = if has_port && !(authority.starts_with('[') && authority.ends_with(']')) {
+        split_host_port(authority)?
+    } else {
+        (authority.trim_start_matches('[').trim_end_matches(']').to_string(), if tls { 443 } else { 80 })
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok((Origin { host, port, tls }, path.to_string()))
+}
+
+/// `host: URL`, or `host` + `port` (+ `path`, default `default_path`).
+pub fn http_location(spec: &HttpTargetSpec, default_path: &str) -> Result<(Origin, String), String> {
+    if spec.host.contains("://") {
+        if spec.port.is_some() || spec.path.is_some() {
+            return Err("give either `host` as a URL or `host`, `port` and `path`".into());
+        }
+        return parse_url(&spec.host);
+    }
+    let (host, port) = match spec.port {
+        Some(p) => (spec.host.clone(), p),
+        None => split_host_port(&spec.host)?,
+    };
+    let path = spec.path.clone().unwrap_or_else(|| default_path.to_string());
+    Ok((Origin { host, port, tls: false }, path))
+}
+
+impl Target {
+    /// Compiles one configured target.
+    pub fn compile(t: &McpTarget) -> Result<Target, String> {
+        let at = |e: String| format!("target `{}`: {e}", t.name);
+        if t.name.is_empty() {
+            return Err("a target needs a name".into());
+        }
+        let kind = match (&t.mcp, &t.sse, &t.stdio, &t.openapi) {
+            (Some(h), None, None, None) => {
+                let (o, p) = http_location(h, "/mcp").map_err(at)?;
+                TargetKind::Http(o, p)
+            }
+            (None, Some(h), None, None) => {
+                let (o, p) = http_location(h, "/sse").map_err(at)?;
+                TargetKind::Sse(o, p)
+            }
+            (None, None, Some(s), None) => {
+                if s.cmd.is_empty() {
+                    return Err(at("stdio needs `cmd`".into()));
+                }
+                TargetKind::Stdio(Arc::new(s.clone()))
+            }
+            (None, None, None, Some(o)) => TargetKind::OpenApi(Arc::new(OpenApiTarget::compile(o).map_err(at)?)),
+            _ => return Err(at("needs exactly one of mcp, sse, stdio, openapi".into())),
+        };
+        Ok(Target { name: t.name.clone(), kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (o, p) = parse_url("http://192.168.1.68:8123/api/mcp").unwrap();
+        assert_eq!((o.host.as_str(), o.port, p.as_str(), o.tls), ("192.168.1.68", 8123, "/api/mcp", false));
+        let (o, p) = parse_url("https://mcp.example.com/mcp").unwrap();
+        assert_eq!((o.host.as_str(), o.port, p.as_str(), o.tls), ("mcp.example.com", 443, "/mcp", true));
+        let (o, _) = parse_url("http://[::1]:9/x").unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("::1", 9));
+        assert_eq!(o.authority(), "[::1]:9");
+        assert!(parse_url("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! Streamable HTTP targets: each message is a POST to the target's endpoint; the answer is
+//! JSON or an event stream that may carry the target's notifications and requests before
+//! the response. The target's own session id rides along in `Mcp-Session-Id`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::Relay;
+use crate::filters::mcp::client::{CallCtx, Origin, Request, Response};
+use crate::filters::mcp::error::McpError;
+use crate::filters::mcp::jsonrpc::{self, Kind};
+use crate::filters::mcp::sse;
+
+/// Largest JSON response read from a target.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+/// The protocol revision without sessions or `initialize`.
+pub const MODERN_VERSION: &str = "2026-07-28";
+
+/// One session with a Streamable HTTP target.
+pub struct HttpUpstream {
+    origin: Origin,
+    path: String,
+    session: Mutex<Option<String>>,
+    version: Mutex<Option<String>>,
+}
+
+impl HttpUpstream {
+    /// A connection to `origin` + `path`, resuming `session` when given.
+    pub fn new(origin: Origin, path: String, session: Option<String>, version: Option<String>) -> Self {
+        HttpUpstream { origin, path, session: Mutex::new(session), version: Mutex::new(version) }
+    }
+
+    /// Records the protocol version negotiated in `initialize` (sent on later requests).
+    pub fn set_version(&self, v: Option<&str>) {
+        *self.version.lock().unwrap() = v.map(str::to_string);
+    }
+
+    /// The target's session id, once it gave one.
+    pub fn session(&self) -> Option<String> {
+        self.session.lock().unwrap().clone()
+    }
+
+    /// The negotiated protocol version.
+    pub fn version(&self) -> Option<String> {
+        self.version.lock().unwrap().clone()
+    }
+
+    fn headers(&self, msg: Option<&Value>, accept: &str) -> Vec<(&'static str, String)> {
+        let mut h = vec![("accept", accept.to_string())];
+        if msg.is_some() {
+            h.push(("content-type", "application/json".into()));
+        }
+        if let Some(s) = self.session() {
+            h.push(("mcp-session-id", s));
+        }
+        let version = self.version();
+        if let Some(v) = &version {
+            h.push(("mcp-protocol-version", v.clone()));
+        }
+        if let (Some(m), Some(v)) = (msg, &version) {
+            // The 2026-07-28 revision routes on these headers.
+            if v.as_str() >= MODERN_VERSION && !jsonrpc::method(m).is_empty() {
+                h.push(("mcp-method", jsonrpc::method(m).to_string()));
+                if let Some(name) = jsonrpc::param_str(m, "name").or_else(|| jsonrpc::param_str(m, "uri")) {
+                    h.push(("mcp-name", name.to_string()));
+                }
+            }
+        }
+        h
+    }
+
+    async fn post(&self, cc: &CallCtx, msg: &Value) -> Result<Response, McpError> {
+        let req = Request {
+            method: Method::POST,
+            path: &self.path,
+            headers: self.headers(Some(msg), "application/json, text/event-stream"),
+            body: Some(Bytes::from(msg.to_string())),
+        };
+        let resp = cc.client.send(cc, &self.origin, &req).await?;
+        if resp.status == 404 && self.session().is_some() {
+            return Err(McpError::SessionGone);
+        }
+        Ok(resp)
+    }
+
+    /// Sends a request; relays what the target sends before the response.
+    pub async fn request(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Value, McpError> {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let mut resp = self.post(cc, &msg).await?;
+        if let Some(s) = resp.header("mcp-session-id") {
+            let mut mine = self.session.lock().unwrap();
+            if mine.is_none() {
+                *mine = Some(s.to_string());
+            }
+        }
+        if resp.is_sse() {
+            return read_stream_until(&mut resp, &id, relay, cc.wait).await;
+        }
+        let body = resp.body(cc.wait, MAX_RESPONSE).await?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if jsonrpc::kind(&v) == Kind::Response => Ok(v),
+            _ if resp.status >= 400 => Err(McpError::Upstream(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&body[..body.len().min(200)])))),
+            _ => Err(McpError::Upstream(format!("HTTP {}: not a JSON-RPC response", resp.status))),
+        }
+    }
+
+    /// Sends a notification or a response.
+    pub async fn notify(&self, cc: &CallCtx, msg: Value) -> Result<(), McpError> {
+        let mut resp = self.post(cc, &msg).await?;
+        let _ = resp.body(cc.wait, MAX_RESPONSE).await;
+        if resp.status >= 400 {
+            return Err(McpError::Upstream(format!("HTTP {} for {}", resp.status, jsonrpc::method(&msg))));
+        }
+        Ok(())
+    }
+
+    /// Opens the target's server stream (GET) and relays it until it ends.
+    pub async fn open_stream(&self, cc: &CallCtx, relay: Relay) -> Option<JoinHandle<()>> {
+        let req = Request { method: Method::GET, path: &self.path, headers: self.headers(None, "text/event-stream"), body: None };
+        let mut resp = match cc.client.send(cc, &self.origin, &req).await {
+            Ok(r) if r.status == 200 && r.is_sse() => r,
+            Ok(r) => {
+                log::debug!("target stream not offered: HTTP {}", r.status);
+                return None;
+            }
+            Err(e) => {
+                log::debug!("target stream failed: {e}");
+                return None;
+            }
+        };
+        Some(tokio::spawn(async move {
+            let mut parser = sse::Parser::default();
+            while let Ok(Some(chunk)) = resp.chunk(None).await {
+                let Ok(events) = parser.feed(&chunk) else { break };
+                for e in events {
+                    if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+                        relay.forward(v);
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Ends the target's session (DELETE), if it has one.
+    pub async fn close(&self, cc: &CallCtx) {
+        if self.session().is_none() {
+            return;
+        }
+        let req = Request { method: Method::DELETE, path: &self.path, headers: self.headers(None, "application/json"), body: None };
+        let cc = CallCtx { wait: cc.wait.min(Duration::from_secs(5)), ..cc.clone() };
+        if let Ok(mut r) = cc.client.send(&cc, &self.origin, &req).await {
+            let _ = r.body(cc.wait, MAX_RESPONSE).await;
+        }
+    }
+}
+
+/// Reads an event stream, relaying every message until the response to `id`.
+pub async fn read_stream_until(resp: &mut Response, id: &Value, relay: &Relay, wait: Duration) -> Result<Value, McpError> {
+    let mut parser = sse::Parser::default();
+    while let Some(chunk) = resp.chunk(Some(wait)).await? {
+        for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
+            let Ok(msg) = serde_json::from_str::<Value>(&e.data) else { continue };
+            if jsonrpc::is_response_to(&msg, id) {
+                return Ok(msg);
+            }
+            relay.forward(msg);
+        }
+    }
+    Err(McpError::Upstream("the event stream ended without a response".into()))
+}

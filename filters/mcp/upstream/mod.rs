@@ -1,0 +1,202 @@
+//! Connections to targets, one per target per client session: Streamable HTTP, legacy SSE,
+//! a stdio child process, or OpenAPI operations. Each turns "send this request, give me its
+//! response" into its transport; server-to-client messages that arrive meanwhile go to a
+//! [`Relay`].
+
+pub mod dispatch;
+pub mod http;
+pub mod sse;
+pub mod stdio;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::client::CallCtx;
+use super::error::McpError;
+use super::jsonrpc::{self, Kind};
+use super::openapi::OpenApiTarget;
+use super::target::{Target, TargetKind};
+
+/// Messages queued for a client before the oldest are dropped (never blocks a target).
+pub const RELAY_QUEUE: usize = 256;
+
+/// Where server-to-client messages from one target go: the stream of the client request
+/// they belong to, or the session's stream. Requests from the target get ids that name it,
+/// so the client's answer finds its way back.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    /// Index of the target in the backend.
+    pub target: usize,
+    /// `<target>+` when resource URIs are prefixed.
+    pub uri_prefix: Option<Arc<str>>,
+    /// The client-bound queue.
+    pub tx: mpsc::Sender<Value>,
+}
+
+impl Relay {
+    /// Rewrites and queues a message from the target; drops it if the client is gone or slow.
+    pub fn forward(&self, mut msg: Value) {
+        match jsonrpc::kind(&msg) {
+            Kind::Request => {
+                let id = msg["id"].take();
+                msg["id"] = json!(format!("tg{}.{id}", self.target));
+            }
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/resources/updated" => {
+                if let (Some(p), Some(uri)) = (&self.uri_prefix, msg.pointer_mut("/params/uri")) {
+                    if let Some(u) = uri.as_str() {
+                        *uri = json!(format!("{p}{u}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = self.tx.try_send(msg) {
+            log::debug!("MCP message for the client dropped: {e}");
+        }
+    }
+}
+
+/// Splits a relayed request id `tg<target>.<original JSON id>` back apart.
+pub fn relayed_id(id: &Value) -> Option<(usize, Value)> {
+    let s = id.as_str()?.strip_prefix("tg")?;
+    let (t, rest) = s.split_once('.')?;
+    Some((t.parse().ok()?, serde_json::from_str(rest).ok()?))
+}
+
+/// A live connection to one target.
+pub enum Upstream {
+    /// Streamable HTTP.
+    Http(http::HttpUpstream),
+    /// Legacy HTTP+SSE.
+    Sse(sse::SseUpstream),
+    /// A child process.
+    Stdio(stdio::StdioUpstream),
+    /// OpenAPI operations.
+    OpenApi(Arc<OpenApiTarget>),
+}
+
+/// What the client said in `initialize`, replayed to each target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientHello {
+    /// Protocol version the client asked for.
+    #[serde(rename = "v")]
+    pub protocol_version: String,
+    /// The client's `initialize` params (capabilities, clientInfo).
+    #[serde(rename = "p")]
+    pub params: Value,
+}
+
+impl ClientHello {
+    fn initialize(&self) -> Value {
+        jsonrpc::request(json!("tollgate-init"), "initialize", self.params.clone())
+    }
+}
+
+impl Upstream {
+    /// Opens a session with `target`: connects and runs the `initialize` handshake (plus
+    /// `notifications/initialized`). Returns the target's `initialize` result.
+    pub async fn connect(target: &Target, cc: &CallCtx, hello: &ClientHello, relay: &Relay) -> Result<(Upstream, Value), McpError> {
+        let up = match &target.kind {
+            TargetKind::Http(origin, path) => Upstream::Http(http::HttpUpstream::new(origin.clone(), path.clone(), None, None)),
+            TargetKind::Sse(origin, path) => Upstream::Sse(sse::SseUpstream::open(cc, origin, path, relay).await?),
+            TargetKind::Stdio(spec) => Upstream::Stdio(stdio::StdioUpstream::spawn(spec, relay)?),
+            TargetKind::OpenApi(api) => Upstream::OpenApi(api.clone()),
+        };
+        let response = match up.request(cc, hello.initialize(), relay).await {
+            Ok(r) => r,
+            Err(e) => {
+                up.close(cc).await;
+                return Err(e);
+            }
+        };
+        let Some(result) = response.get("result").cloned() else {
+            up.close(cc).await;
+            let msg = response.pointer("/error/message").and_then(Value::as_str).unwrap_or("no result");
+            return Err(McpError::Upstream(format!("initialize failed: {msg}")));
+        };
+        if let Upstream::Http(h) = &up {
+            h.set_version(result.get("protocolVersion").and_then(Value::as_str));
+        }
+        up.notify(cc, jsonrpc::notification("notifications/initialized", json!({}))).await?;
+        Ok((up, result))
+    }
+
+    /// Rebuilds a connection from a session id: an HTTP target's upstream session is reused
+    /// as is; other transports start a new one.
+    pub async fn resume(target: &Target, cc: &CallCtx, hello: &ClientHello, saved: Option<&SavedTarget>, relay: &Relay) -> Result<Upstream, McpError> {
+        match (&target.kind, saved) {
+            (TargetKind::Http(origin, path), Some(s)) => {
+                Ok(Upstream::Http(http::HttpUpstream::new(origin.clone(), path.clone(), s.session.clone(), s.version.clone())))
+            }
+            _ => Upstream::connect(target, cc, hello, relay).await.map(|(u, _)| u),
+        }
+    }
+
+    /// Sends a request and waits (bounded by `cc.wait`) for its response.
+    pub async fn request(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Value, McpError> {
+        match self {
+            Upstream::Http(h) => h.request(cc, msg, relay).await,
+            Upstream::Sse(s) => s.request(cc, msg, relay).await,
+            Upstream::Stdio(s) => s.request(cc, msg, relay).await,
+            Upstream::OpenApi(api) => api.request(cc, msg).await,
+        }
+    }
+
+    /// Sends a notification or a response to a target's request.
+    pub async fn notify(&self, cc: &CallCtx, msg: Value) -> Result<(), McpError> {
+        match self {
+            Upstream::Http(h) => h.notify(cc, msg).await,
+            Upstream::Sse(s) => s.notify(cc, msg).await,
+            Upstream::Stdio(s) => s.notify(msg).await,
+            Upstream::OpenApi(_) => Ok(()),
+        }
+    }
+
+    /// Starts relaying the target's unsolicited messages to `relay` (the client's stream).
+    pub async fn open_stream(&self, cc: &CallCtx, relay: Relay) -> Option<JoinHandle<()>> {
+        match self {
+            Upstream::Http(h) => h.open_stream(cc, relay).await,
+            Upstream::Sse(s) => {
+                s.dispatch.set_fallback(Some(relay));
+                None
+            }
+            Upstream::Stdio(s) => {
+                s.dispatch.set_fallback(Some(relay));
+                None
+            }
+            Upstream::OpenApi(_) => None,
+        }
+    }
+
+    /// Ends the target's session: DELETE for HTTP, closing the stream, killing the child.
+    pub async fn close(&self, cc: &CallCtx) {
+        match self {
+            Upstream::Http(h) => h.close(cc).await,
+            Upstream::Sse(s) => s.close(),
+            Upstream::Stdio(s) => s.close().await,
+            Upstream::OpenApi(_) => {}
+        }
+    }
+
+    /// What a session id must remember to resume this connection elsewhere.
+    pub fn saved(&self) -> Option<SavedTarget> {
+        match self {
+            Upstream::Http(h) => Some(SavedTarget { session: h.session(), version: h.version() }),
+            _ => None,
+        }
+    }
+}
+
+/// The resumable part of a target connection, kept inside the client's session id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTarget {
+    /// The target's `Mcp-Session-Id`.
+    #[serde(rename = "s", skip_serializing_if = "Option::is_none", default)]
+    pub session: Option<String>,
+    /// The negotiated protocol version.
+    #[serde(rename = "v", skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+}

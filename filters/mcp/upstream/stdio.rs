@@ -1,0 +1,104 @@
+//! Stdio targets: a child process per client session speaking newline-delimited JSON-RPC
+//! on stdin/stdout. The child dies with the session (and with the gateway: kill on drop).
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::dispatch::Dispatcher;
+use super::Relay;
+use crate::config::mcp::StdioSpec;
+use crate::filters::mcp::client::CallCtx;
+use crate::filters::mcp::error::McpError;
+
+/// Longest line accepted from a child.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// One child process.
+pub struct StdioUpstream {
+    stdin: Mutex<ChildStdin>,
+    child: Mutex<Child>,
+    /// Pending requests and where stray messages go.
+    pub dispatch: Arc<Dispatcher>,
+    reader: JoinHandle<()>,
+}
+
+impl StdioUpstream {
+    /// Starts the child.
+    pub fn spawn(spec: &StdioSpec, relay: &Relay) -> Result<StdioUpstream, McpError> {
+        let mut cmd = Command::new(&spec.cmd);
+        cmd.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+        if spec.clear_env {
+            cmd.env_clear();
+        }
+        cmd.envs(&spec.env);
+        let mut child = cmd.spawn().map_err(|e| McpError::Upstream(format!("cannot start `{}`: {e}", spec.cmd)))?;
+        let stdin = child.stdin.take().ok_or_else(|| McpError::Internal("no stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| McpError::Internal("no stdout".into()))?;
+        let dispatch = Arc::new(Dispatcher::default());
+        dispatch.set_fallback(Some(relay.clone()));
+        let d = dispatch.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match lines.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.len() > MAX_LINE => break,
+                    Ok(_) => {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                            d.dispatch(v);
+                        }
+                    }
+                }
+            }
+            d.close_all();
+        });
+        Ok(StdioUpstream { stdin: Mutex::new(stdin), child: Mutex::new(child), dispatch, reader })
+    }
+
+    async fn write(&self, msg: &Value) -> Result<(), McpError> {
+        let mut line = msg.to_string().into_bytes();
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(&line).await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))?;
+        stdin.flush().await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn request(&self, cc: &CallCtx, mut msg: Value, relay: &Relay) -> Result<Value, McpError> {
+        if self.reader.is_finished() {
+            return Err(McpError::Upstream("the process exited".into()));
+        }
+        let pending = self.dispatch.register(&mut msg, relay);
+        self.write(&msg).await?;
+        pending.wait(cc.wait).await
+    }
+
+    /// Sends a notification or a response.
+    pub async fn notify(&self, mut msg: Value) -> Result<(), McpError> {
+        self.dispatch.translate_cancel(&mut msg);
+        self.write(&msg).await
+    }
+
+    /// Kills the child and reaps it.
+    pub async fn close(&self) {
+        self.reader.abort();
+        self.dispatch.close_all();
+        let mut child = self.child.lock().await;
+        let _ = child.start_kill();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+    }
+}
+
+impl Drop for StdioUpstream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}

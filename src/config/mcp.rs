@@ -1,0 +1,152 @@
+//! `mcp:` backends: the targets federated behind one MCP endpoint and how each is reached.
+//! Strictly typed so a misspelt transport field fails the load with its line.
+
+use indexmap::IndexMap;
+use serde::de;
+use serde::{Deserialize, Deserializer};
+
+use super::types::{read_config_file, AnyValue, Unsupported};
+
+/// `mcp:` targets federated behind one endpoint (served by the MCP module).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpBackend {
+    /// Upstream MCP servers.
+    pub targets: Vec<McpTarget>,
+    /// `stateful` (default) or `stateless`.
+    #[serde(default)]
+    pub stateful_mode: StatefulMode,
+    /// `conditional` (default), `always` or `never`.
+    #[serde(default)]
+    pub prefix_mode: PrefixMode,
+    /// `failClosed` (default) or `failOpen`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Accepted for compatibility; tollgate always sends each target its own Host.
+    pub dns_rebinding_protection: Option<bool>,
+}
+
+/// Whether the gateway keeps MCP sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StatefulMode {
+    /// Sessions with `Mcp-Session-Id`.
+    #[default]
+    Stateful,
+    /// Every request stands alone.
+    Stateless,
+}
+
+/// When tool and prompt names get a `<target>_` prefix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PrefixMode {
+    /// Only with more than one target.
+    #[default]
+    Conditional,
+    /// Always.
+    Always,
+    /// Never (names must not collide).
+    Never,
+}
+
+/// What a failing target does to a session or a fan-out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureMode {
+    /// Any target failing fails the request.
+    #[default]
+    FailClosed,
+    /// Failing targets are skipped; only all failing is an error.
+    FailOpen,
+}
+
+/// One MCP target; exactly one transport.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpTarget {
+    /// Target name (used to prefix tool names).
+    pub name: String,
+    /// Streamable HTTP transport.
+    pub mcp: Option<HttpTargetSpec>,
+    /// Legacy HTTP+SSE transport.
+    pub sse: Option<HttpTargetSpec>,
+    /// A child process per session speaking MCP on stdin/stdout.
+    pub stdio: Option<StdioSpec>,
+    /// An HTTP service whose OpenAPI operations become tools.
+    pub openapi: Option<OpenApiSpec>,
+    /// Not supported yet.
+    pub policies: Option<Unsupported>,
+}
+
+/// Where an HTTP target lives: `host: URL`, or `host`, `port` and `path`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTargetSpec {
+    /// `http(s)://host:port/path`, or a bare host name with `port`.
+    pub host: String,
+    /// Port, when `host` is not a URL.
+    pub port: Option<u16>,
+    /// Path, when `host` is not a URL.
+    pub path: Option<String>,
+    /// Not supported yet.
+    pub backend: Option<Unsupported>,
+}
+
+/// A child process target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdioSpec {
+    /// Program to run.
+    pub cmd: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// Start from an empty environment.
+    #[serde(default, alias = "clear_env")]
+    pub clear_env: bool,
+}
+
+/// An OpenAPI target: the document and the service it describes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenApiSpec {
+    /// The OpenAPI 3 document (JSON or YAML): `{file: path}` or inline.
+    pub schema: OpenApiDocument,
+    /// The service: `host:port`, or a URL.
+    pub host: String,
+    /// Port, when `host` is a bare name.
+    pub port: Option<u16>,
+    /// Path prefix prepended to every operation path.
+    pub path: Option<String>,
+    /// Not supported yet.
+    pub backend: Option<Unsupported>,
+}
+
+/// An OpenAPI document, read at load time.
+#[derive(Debug, Clone)]
+pub struct OpenApiDocument(pub serde_json::Value);
+
+impl<'de> Deserialize<'de> for OpenApiDocument {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = AnyValue::deserialize(d)?;
+        let text = match &value {
+            AnyValue::Mapping(m) if m.len() == 1 && m.contains_key("file") => {
+                let file = m.get("file").and_then(|f| f.as_str()).ok_or_else(|| de::Error::custom("`file` must be a path"))?;
+                read_config_file(file).map_err(de::Error::custom)?
+            }
+            AnyValue::String(s) => s.clone(),
+            other => {
+                return serde_json::to_value(other).map(OpenApiDocument).map_err(de::Error::custom);
+            }
+        };
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&text).map_err(|e| de::Error::custom(format!("OpenAPI document: {e}")))?;
+        if !doc.is_object() {
+            return Err(de::Error::custom("the OpenAPI document must be an object"));
+        }
+        Ok(OpenApiDocument(doc))
+    }
+}
