@@ -120,7 +120,7 @@ impl super::McpProxy {
         .await;
         self.store.legacy.lock().unwrap().remove(&id);
         client.close(&cc).await;
-        result
+        super::streamable::client_gone_is_fine(result)
     }
 
     /// `POST …/message?sessionId=`: accepted now, answered on the stream.

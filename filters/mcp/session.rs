@@ -46,6 +46,8 @@ pub struct McpSession {
     pub owners: Mutex<HashMap<String, usize>>,
     /// Headers and timeouts of the latest request, used to end the session upstream.
     pub last_cc: Mutex<Option<CallCtx>>,
+    /// Flips to true when the session ends, so its open client stream ends too.
+    pub ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl McpSession {
@@ -63,6 +65,7 @@ impl McpSession {
             streaming: AtomicBool::new(false),
             owners: Mutex::new(HashMap::new()),
             last_cc: Mutex::new(None),
+            ended: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -89,6 +92,7 @@ impl McpSession {
 
     /// Ends every upstream session (HTTP DELETE, SSE stream closed, child killed).
     pub async fn close(&self, cc: &CallCtx) {
+        self.ended.send_replace(true);
         for t in self.stream_tasks.lock().unwrap().drain(..) {
             t.abort();
         }

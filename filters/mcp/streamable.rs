@@ -223,6 +223,7 @@ impl McpProxy {
         }
         let mut out = EventStream::new();
         let sid = s.id.clone();
+        let mut ended = s.ended.subscribe();
         let result = async {
             out.start(session, ctx, Some(&sid)).await?;
             loop {
@@ -231,6 +232,7 @@ impl McpProxy {
                         Some(m) => out.message(session, ctx, &m, Some(&sid)).await?,
                         None => break,
                     },
+                    _ = ended.changed() => break,
                     _ = tokio::time::sleep(KEEPALIVE) => out.raw(session, bytes::Bytes::from_static(b": keepalive\n\n")).await?,
                 }
             }
@@ -242,7 +244,7 @@ impl McpProxy {
         }
         s.streaming.store(false, Ordering::Relaxed);
         s.touch(&cc);
-        result
+        client_gone_is_fine(result)
     }
 
     /// DELETE: ends the session here and at every target.
@@ -262,6 +264,17 @@ impl McpProxy {
             }
             Err(e) => front::json(session, ctx, 404, &e.to_response(&Value::Null), None).await,
         }
+    }
+}
+
+/// A client that closes its stream is the normal end of a stream, not an error to report.
+pub(super) fn client_gone_is_fine(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if matches!(e.etype(), pingora::ErrorType::WriteError | pingora::ErrorType::ConnectionClosed) => {
+            log::debug!("MCP client stream closed: {e}");
+            Ok(())
+        }
+        other => other,
     }
 }
 
