@@ -275,3 +275,97 @@ def otlp_receiver(workdir):
     wait_port(h, proc=p.proc)
     yield OtlpReceiver(g, h, p)
     p.stop()
+
+
+# --- MCP test peers: Node packages from tests/node (npm ci), Python servers from the venv ---
+
+NODE = shutil.which("node") or "/usr/bin/node"
+NODE_MODULES = ROOT / "tests" / "node" / "node_modules"
+EVERYTHING_JS = NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+INSPECTOR_CLI_JS = NODE_MODULES / "@modelcontextprotocol" / "inspector-cli" / "build" / "index.js"
+OPENAPI_SCHEMA = ROOT / "tests" / "openapi_pets.json"
+
+
+def start_everything(workdir: Path, transport: str = "streamableHttp", name: str = "everything"):
+    """The reference MCP server (npm server-everything, TS SDK) on a free port: `streamableHttp`
+    (POST/GET/DELETE /mcp) or `sse` (GET /sse, POST /message?sessionId=). Returns (port, Proc).
+    It listens on all interfaces (no host option); tests only dial 127.0.0.1."""
+    port = free_port()
+    p = Proc([NODE, str(EVERYTHING_JS), transport], workdir / f"{name}.log", env=dict(os.environ, PORT=str(port)))
+    wait_port(port, proc=p.proc)
+    return port, p
+
+
+@pytest.fixture
+def everything_server(workdir):
+    """server-everything on Streamable HTTP (`http://127.0.0.1:PORT/mcp`); yields the port."""
+    port, p = start_everything(workdir)
+    yield port
+    p.stop()
+
+
+def start_py_mcp(workdir: Path, transport: str = "streamable-http", name: str = "py-upstream", path: str = None):
+    """tests/mcp_server.py (PyPI `mcp` MCPServer: tools `add`, `echo` -> "NAME: message") on a
+    free port; `path` defaults to /mcp (streamable-http) or /sse (sse). Returns
+    (port, headers_log, Proc); headers_log has one `METHOD PATH host=.. authorization=..` line
+    per request."""
+    path = path or ("/sse" if transport == "sse" else "/mcp")
+    port = free_port()
+    headers = workdir / f"{name}-headers.log"
+    headers.write_text("")
+    p = Proc([sys.executable, str(ROOT / "tests" / "mcp_server.py"), str(port), path, str(headers), transport, name],
+             workdir / f"{name}.log")
+    wait_port(port, proc=p.proc)
+    return port, headers, p
+
+
+@pytest.fixture
+def py_sse_server(workdir):
+    """tests/mcp_server.py on legacy SSE (GET /sse, POST /messages/?session_id=), named `py-sse`
+    (echo answers "py-sse: <message>"); yields (port, headers_log)."""
+    port, headers, p = start_py_mcp(workdir, "sse", "py-sse")
+    yield port, headers
+    p.stop()
+
+
+@pytest.fixture
+def time_stdio_cmd():
+    """The stdio MCP server `mcp-server-time` from the venv: (absolute command, args)."""
+    cmd = VENV_BIN / "mcp-server-time"
+    assert cmd.exists(), f"{cmd} missing: pip install -r tests/requirements.txt"
+    return str(cmd.absolute()), ["--local-timezone", "UTC"]
+
+
+class OpenApiService:
+    def __init__(self, port: int, log: Path, schema: Path, proc: Proc):
+        self.port, self.log, self.schema, self.proc = port, log, schema, proc
+
+    def requests(self):
+        """Requests received so far: [{method, path, query, body, headers}]."""
+        return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
+
+
+@pytest.fixture
+def openapi_service(workdir):
+    """tests/openapi_service.py (a pet store described by tests/openapi_pets.json) on a free port.
+    `.schema` is the document's absolute path for `openapi: {schema: {file: ...}}`."""
+    port = free_port()
+    log = workdir / "openapi-requests.jsonl"
+    log.write_text("")
+    p = Proc([sys.executable, str(ROOT / "tests" / "openapi_service.py"), str(port), str(log)], workdir / "openapi.log")
+    wait_port(port, proc=p.proc)
+    yield OpenApiService(port, log, OPENAPI_SCHEMA, p)
+    p.stop()
+
+
+def inspector_cli(url: str, *args: str, transport: str = None, timeout: float = 30):
+    """Runs the MCP Inspector CLI (npm @modelcontextprotocol/inspector-cli 0.15.0) against `url`,
+    e.g. `inspector_cli(url, "--method", "tools/list")` or `inspector_cli(url, "--method",
+    "tools/call", "--tool-name", "echo", "--tool-arg", "message=hi")`; returns its JSON output.
+    The transport is guessed from the path (/mcp -> http, /sse -> sse) unless given."""
+    cmd = [NODE, str(INSPECTOR_CLI_JS), url, *args]
+    if transport:
+        cmd += ["--transport", transport]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"inspector CLI failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
+    return json.loads(r.stdout)

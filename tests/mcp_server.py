@@ -1,13 +1,22 @@
-"""An MCP SDK server (PyPI `mcp`, MCPServer) on 127.0.0.1 for tests, recording the
-Authorization header of every request it receives (one line per request in HEADERS_LOG).
-Usage: python mcp_server.py PORT PATH HEADERS_LOG"""
+"""An MCP SDK server (PyPI `mcp`, MCPServer) on 127.0.0.1 for tests, recording the Host and
+Authorization headers of every request it receives (one line per request in HEADERS_LOG:
+`METHOD PATH host=HOST authorization=AUTH`).
+
+Usage: python mcp_server.py PORT PATH HEADERS_LOG [TRANSPORT [NAME]]
+  TRANSPORT: `streamable-http` (default; PATH is the MCP endpoint, e.g. /mcp) or `sse` (legacy
+             SSE; PATH is the event stream, e.g. /sse, and messages are POSTed to
+             /messages/?session_id=...).
+  NAME:      the server's name (default `py-upstream`); the echo tool answers "NAME: message".
+"""
 import sys
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
 port, path, headers_log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-server = MCPServer("py-upstream")
+transport = sys.argv[4] if len(sys.argv) > 4 else "streamable-http"
+name = sys.argv[5] if len(sys.argv) > 5 else "py-upstream"
+server = MCPServer(name)
 
 
 @server.tool()
@@ -19,17 +28,24 @@ def add(a: int, b: int) -> int:
 @server.tool()
 def echo(message: str) -> str:
     """Echo a message back."""
-    return f"py-upstream: {message}"
+    return f"{name}: {message}"
 
 
-inner = server.streamable_http_app(streamable_http_path=path)
+if transport == "sse":
+    inner = server.sse_app(sse_path=path)
+elif transport == "streamable-http":
+    inner = server.streamable_http_app(streamable_http_path=path)
+else:
+    sys.exit(f"unknown transport {transport!r} (streamable-http or sse)")
 
 
 async def app(scope, receive, send):
     if scope["type"] == "http":
-        auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode()
+        host = headers.get(b"host", b"").decode()
         with open(headers_log, "a") as f:
-            f.write(f"{scope['method']} {scope['path']} authorization={auth}\n")
+            f.write(f"{scope['method']} {scope['path']} host={host} authorization={auth}\n")
     await inner(scope, receive, send)
 
 
