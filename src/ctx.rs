@@ -38,6 +38,23 @@ pub struct TlsPlan {
     pub insecure_host: bool,
 }
 
+/// One MCP message through the gateway, for logs, traces and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpExchange {
+    /// JSON-RPC method (`tools/call`, `initialize`...), or the HTTP verb's role (`stream`, `delete`).
+    pub method: String,
+    /// The target it went to, when one target owns it.
+    pub target: Option<String>,
+    /// `tool`, `prompt` or `resource`.
+    pub resource_type: Option<&'static str>,
+    /// Tool or prompt name, or resource URI, as the target knows it.
+    pub resource: Option<String>,
+    /// The client's session id.
+    pub session_id: Option<String>,
+    /// JSON-RPC error code and message of the answer, if it was an error.
+    pub error: Option<(i64, String)>,
+}
+
 /// How errors are rendered to this caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorFormat {
@@ -105,6 +122,8 @@ pub struct RequestCtx {
     pub max_buffer: usize,
     /// The LLM exchange, when the backend is an LLM provider.
     pub llm: Option<LlmExchange>,
+    /// The MCP message, when the backend is an MCP gateway.
+    pub mcp: Option<McpExchange>,
     /// Error rendering for this caller.
     pub error_format: ErrorFormat,
     /// Status sent downstream.
@@ -138,6 +157,7 @@ impl Default for RequestCtx {
             deadline: None,
             max_buffer: DEFAULT_MAX_BUFFER,
             llm: None,
+            mcp: None,
             error_format: ErrorFormat::default(),
             status: None,
             failure_message: None,

@@ -88,6 +88,31 @@ impl Federation {
             .map(|(i, t)| (i, &name[t.name.len() + 1..]))
     }
 
+    /// What a client message is about (for telemetry): method, owning target, resource.
+    pub fn describe(&self, msg: &Value) -> crate::ctx::McpExchange {
+        let method = jsonrpc::method(msg).to_string();
+        let (pointer, kind, is_uri) = match method.as_str() {
+            "tools/call" => ("/params/name", "tool", false),
+            "prompts/get" => ("/params/name", "prompt", false),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resource", true),
+            _ => return crate::ctx::McpExchange { method, ..Default::default() },
+        };
+        let public = msg.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+        let owned = match (self.prefixed, is_uri) {
+            (true, false) => self.split_name(public),
+            (true, true) => self.split_uri(public),
+            (false, _) if self.targets.len() == 1 => Some((0, public)),
+            _ => None,
+        };
+        crate::ctx::McpExchange {
+            method,
+            target: owned.map(|(i, _)| self.targets[i].name.clone()),
+            resource_type: Some(kind),
+            resource: Some(owned.map_or(public, |(_, n)| n).to_string()),
+            ..Default::default()
+        }
+    }
+
     /// Target and original URI for a prefixed resource URI.
     fn split_uri<'a>(&self, uri: &'a str) -> Option<(usize, &'a str)> {
         let (t, rest) = uri.split_once('+')?;

@@ -43,8 +43,17 @@ fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx
     Ok(h)
 }
 
+/// Records a JSON-RPC error answer on the request, for telemetry.
+pub fn note_error(ctx: &mut RequestCtx, response: &Value) {
+    if let (Some(m), Some(e)) = (ctx.mcp.as_mut(), response.get("error")) {
+        let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
+        m.error = Some((code, e.get("message").and_then(Value::as_str).unwrap_or("").to_string()));
+    }
+}
+
 /// A complete JSON response.
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: &Value, session_id: Option<&str>) -> Result<()> {
+    note_error(ctx, body);
     let bytes = Bytes::from(body.to_string());
     let mut h = header(status, Some("application/json"), session_id, ctx)?;
     h.insert_header("content-length", bytes.len().to_string())?;

@@ -143,6 +143,7 @@ impl super::McpProxy {
                 return super::front::json(session, ctx, 400, &e, None).await;
             }
         };
+        ctx.mcp = Some(self.fed.describe(&msg));
         tokio::spawn(client.handle(self.fed.clone(), msg, cc, id.to_string()));
         super::front::empty(session, ctx, 202).await
     }

@@ -100,6 +100,12 @@ impl Filter for McpProxy {
         let method = req.method.clone();
         let legacy_id = query_param(req, "sessionId").map(str::to_string);
         let is_sse_path = req.uri.path().ends_with("/sse");
+        let role = match (&method, &legacy_id) {
+            (&Method::GET, _) => "stream",
+            (&Method::DELETE, _) => "delete",
+            _ => "",
+        };
+        ctx.mcp = Some(crate::ctx::McpExchange { method: role.to_string(), ..Default::default() });
         match (method, legacy_id) {
             (Method::GET, _) if is_sse_path => self.legacy_stream(session, ctx, cc).await?,
             (Method::POST, Some(id)) => self.legacy_message(session, ctx, cc, &id).await?,

@@ -55,6 +55,7 @@ impl McpProxy {
             let e = jsonrpc::error(&id, jsonrpc::INVALID_REQUEST, "not a JSON-RPC 2.0 message (batches are not supported)");
             return front::json(session, ctx, 400, &e, None).await;
         }
+        ctx.mcp = Some(self.fed.describe(&msg));
         match jsonrpc::method(&msg) {
             "initialize" if kind == Kind::Request => return self.initialize(session, ctx, cc, msg).await,
             "server/discover" if kind == Kind::Request => return self.discover(session, ctx, cc, msg).await,
@@ -69,6 +70,9 @@ impl McpProxy {
         };
         s.touch(&cc);
         let sid = (!s.id.is_empty()).then(|| s.id.clone());
+        if let Some(m) = ctx.mcp.as_mut() {
+            m.session_id.clone_from(&sid);
+        }
         let written = match kind {
             Kind::Request => self.answer(session, ctx, &s, msg, &cc, sid.as_deref()).await,
             Kind::Notification => {
@@ -137,6 +141,7 @@ impl McpProxy {
         while let Ok(m) = rx.try_recv() {
             stream.message(session, ctx, &m, sid).await?;
         }
+        front::note_error(ctx, &response);
         if !stream.started() {
             let status = if response.pointer("/error/code").and_then(Value::as_i64) == Some(jsonrpc::SESSION_NOT_FOUND) { 404 } else { 200 };
             return front::json(session, ctx, status, &response, sid).await;

@@ -91,6 +91,22 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
             f.push(("gen_ai.usage.total_tokens".into(), u.total_tokens.into()));
         }
     }
+    if let Some(m) = &ctx.mcp {
+        if !m.method.is_empty() {
+            f.push(("mcp.method.name".into(), m.method.clone().into()));
+        }
+        f.push(("mcp.target".into(), m.target.clone().into()));
+        match m.resource_type {
+            Some("tool") => f.push(("gen_ai.tool.name".into(), m.resource.clone().into())),
+            Some("prompt") => f.push(("gen_ai.prompt.name".into(), m.resource.clone().into())),
+            Some(_) => f.push(("mcp.resource.uri".into(), m.resource.clone().into())),
+            None => {}
+        }
+        if let Some((code, message)) = &m.error {
+            f.push(("mcp.error.code".into(), (*code).into()));
+            f.push(("mcp.error.message".into(), message.clone().into()));
+        }
+    }
     f.retain(|(_, v)| !v.is_null());
     f
 }

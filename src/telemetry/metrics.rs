@@ -34,6 +34,15 @@ struct TokenLabels {
     gen_ai_response_model: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpLabels {
+    method: String,
+    server: String,
+    resource_type: &'static str,
+    resource: String,
+    error: bool,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's metrics; cloned handles share the same series.
@@ -45,6 +54,7 @@ pub struct Metrics {
     llm_duration: HistogramFamily<GenAiLabels>,
     time_to_first_token: HistogramFamily<GenAiLabels>,
     time_per_output_token: HistogramFamily<GenAiLabels>,
+    mcp_requests: Family<McpLabels, Counter>,
 }
 
 fn seconds() -> Histogram {
@@ -74,7 +84,9 @@ impl Default for Metrics {
         registry.register("gen_ai_server_request_duration_seconds", "LLM call duration", llm_duration.clone());
         registry.register("gen_ai_server_time_to_first_token_seconds", "Time to the first response bytes of an LLM call", time_to_first_token.clone());
         registry.register("gen_ai_server_time_per_output_token_seconds", "Time per output token after the first", time_per_output_token.clone());
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token }
+        let mcp_requests = Family::<McpLabels, Counter>::default();
+        registry.register("tollgate_mcp_requests", "MCP messages by method, target and tool/prompt/resource", mcp_requests.clone());
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests }
     }
 }
 
@@ -89,6 +101,16 @@ impl Metrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
+            let labels = McpLabels {
+                method: m.method.clone(),
+                server: m.target.clone().unwrap_or_default(),
+                resource_type: m.resource_type.unwrap_or(""),
+                resource: m.resource.clone().unwrap_or_default(),
+                error: m.error.is_some(),
+            };
+            self.mcp_requests.get_or_create(&labels).inc();
+        }
         let Some(llm) = &ctx.llm else { return };
         if llm.route != RouteType::Completions {
             return;

@@ -181,6 +181,10 @@ impl Telemetry {
                     Some(l) => vars::llm(l),
                     None => continue,
                 },
+                "mcp" => match &ctx.mcp {
+                    Some(m) => vars::mcp(m),
+                    None => continue,
+                },
                 _ => continue,
             };
             scope.add_variable_from_value(root.as_str(), to_cel(value));
@@ -202,6 +206,16 @@ fn span_attributes<'e>(
     ];
     if let Some(r) = &ctx.route {
         kv.push(("tollgate.route".into(), r.name.clone().into()));
+    }
+    if let Some(m) = &ctx.mcp {
+        kv.push(("mcp.method.name".into(), m.method.clone().into()));
+        if let Some(t) = &m.target {
+            kv.push(("mcp.target".into(), t.clone().into()));
+        }
+        if let (Some("tool"), Some(name)) = (m.resource_type, &m.resource) {
+            kv.push(("gen_ai.operation.name".into(), "execute_tool".into()));
+            kv.push(("gen_ai.tool.name".into(), name.clone().into()));
+        }
     }
     if let Some(l) = &ctx.llm {
         kv.push(("gen_ai.operation.name".into(), "chat".into()));

@@ -125,3 +125,19 @@ pub fn llm(l: &LlmExchange) -> Json {
         "operation": match l.route { RouteType::Completions => "chat", RouteType::Models => "models", RouteType::Passthrough => "passthrough" },
     })
 }
+
+/// `mcp.*` (absent for non-MCP requests), in agentgateway's shape: `mcp.method`,
+/// `mcp.tool.name` / `mcp.tool.target` (and `prompt`, `resource`), `mcp.session.id`, `mcp.error`.
+pub fn mcp(m: &crate::ctx::McpExchange) -> Json {
+    let mut v = json!({
+        "method": m.method,
+        "target": m.target,
+        "session": {"id": m.session_id},
+        "error": m.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
+    });
+    if let Some(kind) = m.resource_type {
+        let key = if kind == "resource" { "uri" } else { "name" };
+        v[kind] = json!({key: m.resource, "target": m.target});
+    }
+    v
+}
