@@ -4,7 +4,7 @@
 //! connection to the pool.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method};
@@ -73,8 +73,27 @@ pub struct CallCtx {
     pub connect_timeout: Option<Duration>,
     /// Longest wait for one upstream exchange (a response, or the next event of a stream).
     pub wait: Duration,
+    /// The client request's overall deadline (`timeout.requestTimeout`), if any.
+    pub deadline: Option<Instant>,
     /// The shared connector.
     pub client: Arc<HttpClient>,
+}
+
+impl CallCtx {
+    /// When one exchange must be over: the request's deadline, else `wait` from now.
+    pub fn until(&self) -> Instant {
+        self.deadline.unwrap_or_else(|| Instant::now() + self.wait)
+    }
+
+    /// The wait for the next step: `wait`, cut short by the deadline.
+    pub fn step(&self) -> Duration {
+        left(self.wait, self.until())
+    }
+}
+
+/// `wait`, cut short by `until`.
+pub fn left(wait: Duration, until: Instant) -> Duration {
+    wait.min(until.saturating_duration_since(Instant::now()))
 }
 
 /// A response being read.
@@ -117,10 +136,10 @@ impl Response {
         }
     }
 
-    /// The whole body, up to `limit` bytes.
-    pub async fn body(&mut self, wait: Duration, limit: usize) -> Result<Bytes, McpError> {
+    /// The whole body, up to `limit` bytes, by `until`.
+    pub async fn body(&mut self, until: Instant, limit: usize) -> Result<Bytes, McpError> {
         let mut all = BytesMut::new();
-        while let Some(b) = self.chunk(Some(wait)).await? {
+        while let Some(b) = self.chunk(Some(until.saturating_duration_since(Instant::now()))).await? {
             if all.len() + b.len() > limit {
                 return Err(McpError::Upstream(format!("response larger than {limit} bytes")));
             }
@@ -166,7 +185,7 @@ impl HttpClient {
         let authority = origin.authority();
         let peer = build_peer(&plan, Some(&authority)).await.map_err(|e| McpError::Upstream(format!("{authority}: {e}")))?;
         for attempt in 0..2 {
-            let (mut session, reused) = tokio::time::timeout(cc.wait, self.connector.get_http_session(&*peer))
+            let (mut session, reused) = tokio::time::timeout(cc.step(), self.connector.get_http_session(&*peer))
                 .await
                 .map_err(|_| McpError::Timeout)?
                 .map_err(|e| McpError::Upstream(format!("connecting to {authority}: {e}")))?;
@@ -177,11 +196,19 @@ impl HttpClient {
                     session.write_request_body(body.clone(), true).await?;
                 }
                 session.finish_request_body().await?;
-                session.read_response_header().await
+                // Informational answers (100 Continue) precede the real one.
+                loop {
+                    session.read_response_header().await?;
+                    match session.response_header().map(|h| h.status.as_u16()) {
+                        Some(s) if (100..200).contains(&s) && s != 101 => continue,
+                        _ => return Ok::<(), pingora::BError>(()),
+                    }
+                }
             };
-            match tokio::time::timeout(cc.wait, exchange).await {
+            match tokio::time::timeout(cc.step(), exchange).await {
                 Err(_) => return Err(McpError::Timeout),
-                Ok(Err(e)) if reused && attempt == 0 => {
+                // A pooled connection the target had closed: nothing was processed, try a new one.
+                Ok(Err(e)) if reused && attempt == 0 && matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::WriteError) => {
                     log::debug!("pooled connection to {authority} failed ({e}); retrying on a new one");
                     continue;
                 }

@@ -37,13 +37,14 @@ pub struct Federation {
     pub failure: FailureMode,
     /// `statefulMode: stateless`.
     pub stateless: bool,
-    /// Hash of the target names, stored in session ids.
+    /// Hash of the backend's identity and targets, stored in session ids: an id is honoured
+    /// only by the backend that made it, with the same targets.
     pub fingerprint: u64,
 }
 
 impl Federation {
     /// Compiles the backend.
-    pub fn compile(b: &McpBackend) -> Result<Federation, String> {
+    pub fn compile(b: &McpBackend, identity: &str) -> Result<Federation, String> {
         if b.targets.is_empty() {
             return Err("an mcp backend needs at least one target".into());
         }
@@ -58,12 +59,10 @@ impl Federation {
             PrefixMode::Never => false,
             PrefixMode::Conditional => targets.len() > 1,
         };
-        // FNV-1a: stable across processes and builds.
+        // FNV-1a over the identity and the targets as compiled: stable across processes.
         let mut fingerprint: u64 = 0xcbf29ce484222325;
-        for t in &targets {
-            for b in t.name.bytes().chain([0]) {
-                fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x100000001b3);
-            }
+        for b in format!("{identity}\n{targets:?}").bytes() {
+            fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x100000001b3);
         }
         Ok(Federation { targets, prefixed, failure: b.failure_mode, stateless: b.stateful_mode == StatefulMode::Stateless, fingerprint })
     }
@@ -197,9 +196,12 @@ fn merge_into(into: &mut Map<String, Value>, from: &Map<String, Value>) {
 }
 
 impl McpSession {
-    /// Answers one client request; target messages that belong to it go to `tx`. Always
-    /// returns the response (failures as JSON-RPC errors with the request's id).
-    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Value {
+    /// Answers one client request; target messages that belong to it go to `tx`. Failures
+    /// are JSON-RPC error responses with the request's id, except a target that lost its
+    /// session ([`McpError::SessionGone`]): the client must then start a new session.
+    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _done = Busy(self);
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let method = jsonrpc::method(&msg).to_string();
         let outcome = match method.as_str() {
@@ -210,7 +212,11 @@ impl McpSession {
                 None => self.route(msg, cc, tx).await,
             },
         };
-        outcome.unwrap_or_else(|e| e.to_response(&id))
+        match outcome {
+            Err(McpError::SessionGone) => Err(McpError::SessionGone),
+            Err(e) => Ok(e.to_response(&id)),
+            Ok(v) => Ok(v),
+        }
     }
 
     /// A client notification: cancellation and the like reach every target.
@@ -395,6 +401,16 @@ impl McpSession {
             }
         }
         Ok(resp)
+    }
+}
+
+/// Marks a request finished (and the session used) however its future ends.
+struct Busy<'a>(&'a McpSession);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        *self.0.last_used.lock().unwrap() = std::time::Instant::now();
     }
 }
 

@@ -12,6 +12,15 @@ use crate::ctx::RequestCtx;
 
 /// Largest message accepted from a client when the route sets no limit.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Longest wait for a client to take an event: one that stops reading is gone.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn write(session: &mut Session, bytes: Option<Bytes>, end: bool) -> Result<()> {
+    match tokio::time::timeout(WRITE_WAIT, session.write_response_body(bytes, end)).await {
+        Ok(r) => r,
+        Err(_) => pingora::Error::e_explain(pingora::ErrorType::WriteError, "the client stopped reading its stream"),
+    }
+}
 
 /// Reads the whole request body; `Err(size)` when it is over the limit.
 pub async fn read_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, usize>> {
@@ -91,7 +100,7 @@ impl EventStream {
         }
         let mut h = header(200, Some("text/event-stream"), session_id, ctx)?;
         h.insert_header("cache-control", "no-cache")?;
-        if session.req_header().version < http::Version::HTTP_2 {
+        if session.req_header().version == http::Version::HTTP_11 {
             h.insert_header("transfer-encoding", "chunked")?;
         }
         session.write_response_header(Box::new(h), false).await?;
@@ -102,17 +111,17 @@ impl EventStream {
     /// One JSON-RPC message as a `message` event.
     pub async fn message(&mut self, session: &mut Session, ctx: &mut RequestCtx, msg: &Value, session_id: Option<&str>) -> Result<()> {
         self.start(session, ctx, session_id).await?;
-        session.write_response_body(Some(sse::message_event(msg)), false).await
+        write(session, Some(sse::message_event(msg)), false).await
     }
 
     /// Raw event bytes.
     pub async fn raw(&mut self, session: &mut Session, bytes: Bytes) -> Result<()> {
-        session.write_response_body(Some(bytes), false).await
+        write(session, Some(bytes), false).await
     }
 
     /// Ends the stream.
     pub async fn finish(&mut self, session: &mut Session) -> Result<()> {
-        session.write_response_body(None, true).await
+        write(session, None, true).await
     }
 }
 

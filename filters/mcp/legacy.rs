@@ -17,20 +17,39 @@ use super::upstream::{ClientHello, RELAY_QUEUE};
 
 /// How often an idle client stream gets a comment (detects clients that went away).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Longest wait to queue an answer for a client that does not read its stream.
+const SEND_WAIT: Duration = Duration::from_secs(30);
+/// Messages of one client handled at once; more get 429.
+const IN_FLIGHT: usize = 32;
 
 /// One legacy client: its stream and, after `initialize`, its session.
 pub struct LegacyClient {
+    /// The backend whose stream the client opened (its messages are served by it alone).
+    pub fed: Arc<Federation>,
     /// The client's stream.
     pub tx: mpsc::Sender<Value>,
     /// The session, once initialized.
     pub session: tokio::sync::Mutex<Option<Arc<McpSession>>>,
+    /// Bounds the messages being handled.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl LegacyClient {
     /// A client and the receiving end of its stream.
-    pub fn new() -> (Arc<LegacyClient>, mpsc::Receiver<Value>) {
+    pub fn new(fed: Arc<Federation>) -> (Arc<LegacyClient>, mpsc::Receiver<Value>) {
         let (tx, rx) = mpsc::channel(RELAY_QUEUE);
-        (Arc::new(LegacyClient { tx, session: tokio::sync::Mutex::new(None) }), rx)
+        let client = LegacyClient { fed, tx, session: tokio::sync::Mutex::new(None), in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)) };
+        (Arc::new(client), rx)
+    }
+
+    async fn send(&self, msg: Value) {
+        if let Err(e) = self.tx.send_timeout(msg, SEND_WAIT).await {
+            log::debug!("MCP answer for a legacy client dropped: {e}");
+        }
+    }
+
+    fn current(&self) -> impl std::future::Future<Output = Option<Arc<McpSession>>> + '_ {
+        async move { self.session.lock().await.clone() }
     }
 
     /// The message endpoint for a stream opened at `sse_path`.
@@ -40,40 +59,39 @@ impl LegacyClient {
     }
 
     /// Handles one posted message; answers go to the stream.
-    pub async fn handle(self: Arc<Self>, fed: Arc<Federation>, msg: Value, cc: CallCtx, id: String) {
+    pub async fn handle(self: Arc<Self>, msg: Value, cc: CallCtx, id: String) {
+        let fed = self.fed.clone();
         let req_id = msg.get("id").cloned().unwrap_or(Value::Null);
         let kind = jsonrpc::kind(&msg);
         if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
-            let hello = ClientHello {
-                protocol_version: jsonrpc::param_str(&msg, "protocolVersion").unwrap_or("2024-11-05").to_string(),
-                params: msg.get("params").cloned().unwrap_or_default(),
-            };
+            let hello = ClientHello::from_params(msg.get("params"));
             let answer = match connect_all(&fed, &cc, &hello, &self.tx).await {
                 Ok((upstreams, result)) => {
                     let (_, unused_rx) = mpsc::channel(1);
                     let s = Arc::new(McpSession::new(id, fed, hello, upstreams, (self.tx.clone(), unused_rx)));
                     s.touch(&cc);
-                    if let Some(old) = self.session.lock().await.replace(s) {
+                    let old = self.session.lock().await.replace(s);
+                    if let Some(old) = old {
                         old.close(&cc).await;
                     }
                     jsonrpc::result(&req_id, result)
                 }
                 Err(e) => e.to_response(&req_id),
             };
-            let _ = self.tx.send(answer).await;
+            self.send(answer).await;
             return;
         }
-        let Some(s) = self.session.lock().await.clone() else {
+        let Some(s) = self.current().await else {
             if kind == Kind::Request {
-                let _ = self.tx.send(jsonrpc::error(&req_id, jsonrpc::INVALID_REQUEST, "the session is not initialized")).await;
+                self.send(jsonrpc::error(&req_id, jsonrpc::INVALID_REQUEST, "the session is not initialized")).await;
             }
             return;
         };
         s.touch(&cc);
         match kind {
             Kind::Request => {
-                let answer = s.handle_request(msg, &cc, &self.tx).await;
-                let _ = self.tx.send(answer).await;
+                let answer = s.handle_request(msg, &cc, &self.tx).await.unwrap_or_else(|e| e.to_response(&req_id));
+                self.send(answer).await;
             }
             Kind::Notification => s.handle_notification(msg, &cc).await,
             Kind::Response => {
@@ -81,15 +99,14 @@ impl LegacyClient {
                     log::debug!("MCP client response not delivered: {e}");
                 }
             }
-            Kind::Invalid => {
-                let _ = self.tx.send(McpError::InvalidParams("not a JSON-RPC message".into()).to_response(&Value::Null)).await;
-            }
+            Kind::Invalid => self.send(jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "not a JSON-RPC 2.0 message")).await,
         }
     }
 
     /// Ends the session (the client's stream closed).
     pub async fn close(&self, cc: &CallCtx) {
-        if let Some(s) = self.session.lock().await.take() {
+        let s = self.session.lock().await.take();
+        if let Some(s) = s {
             s.close(cc).await;
         }
     }
@@ -98,9 +115,15 @@ impl LegacyClient {
 impl super::McpProxy {
     /// `GET …/sse`: a legacy client's stream, for as long as the client keeps it open.
     pub(super) async fn legacy_stream(&self, session: &mut pingora::proxy::Session, ctx: &mut crate::ctx::RequestCtx, cc: CallCtx) -> pingora::Result<()> {
-        let (client, mut rx) = LegacyClient::new();
+        if !self.store.has_room() {
+            let e = jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, format!("too many MCP sessions (limit {})", super::session::MAX_SESSIONS));
+            return super::front::json(session, ctx, 503, &e, None).await;
+        }
+        let (client, mut rx) = LegacyClient::new(self.fed.clone());
         let id = format!("{:032x}", rand::random::<u128>());
         self.store.legacy.lock().unwrap().insert(id.clone(), client.clone());
+        // Whatever ends this request (the client leaving, a shutdown), the client's targets end.
+        let _cleanup = LegacyCleanup { store: self.store.clone(), id: id.clone(), client: client.clone(), cc: cc.clone() };
         let endpoint = LegacyClient::endpoint(session.req_header().uri.path(), &id);
         let mut out = super::front::EventStream::new();
         let result = async {
@@ -118,14 +141,13 @@ impl super::McpProxy {
             out.finish(session).await
         }
         .await;
-        self.store.legacy.lock().unwrap().remove(&id);
-        client.close(&cc).await;
         super::streamable::client_gone_is_fine(result)
     }
 
     /// `POST …/message?sessionId=`: accepted now, answered on the stream.
     pub(super) async fn legacy_message(&self, session: &mut pingora::proxy::Session, ctx: &mut crate::ctx::RequestCtx, cc: CallCtx, id: &str) -> pingora::Result<()> {
-        let Some(client) = self.store.legacy.lock().unwrap().get(id).cloned() else {
+        let client = self.store.legacy.lock().unwrap().get(id).cloned();
+        let Some(client) = client.filter(|c| c.fed.fingerprint == self.fed.fingerprint) else {
             let e = McpError::SessionGone.to_response(&Value::Null);
             return super::front::json(session, ctx, 404, &e, None).await;
         };
@@ -144,7 +166,31 @@ impl super::McpProxy {
             }
         };
         ctx.mcp = Some(self.fed.describe(&msg));
-        tokio::spawn(client.handle(self.fed.clone(), msg, cc, id.to_string()));
+        let Ok(permit) = client.in_flight.clone().try_acquire_owned() else {
+            let e = jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, "too many messages in flight for this session");
+            return super::front::json(session, ctx, 429, &e, None).await;
+        };
+        let id = id.to_string();
+        tokio::spawn(async move {
+            client.handle(msg, cc, id).await;
+            drop(permit);
+        });
         super::front::empty(session, ctx, 202).await
+    }
+}
+
+/// Removes a legacy client and ends its session when its stream's request ends, however it ends.
+struct LegacyCleanup {
+    store: Arc<super::session::SessionStore>,
+    id: String,
+    client: Arc<LegacyClient>,
+    cc: CallCtx,
+}
+
+impl Drop for LegacyCleanup {
+    fn drop(&mut self) {
+        self.store.legacy.lock().unwrap().remove(&self.id);
+        let (client, cc) = (self.client.clone(), self.cc.clone());
+        tokio::spawn(async move { client.close(&cc).await });
     }
 }

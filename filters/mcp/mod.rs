@@ -5,6 +5,7 @@
 //! (CORS) the headers the client sees.
 
 pub mod client;
+pub mod credentials;
 pub mod error;
 pub mod federation;
 pub mod front;
@@ -19,7 +20,7 @@ pub mod upstream;
 mod streamable;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::Method;
@@ -48,7 +49,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 const HOP_HEADERS: &[&str] = &[
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
     "proxy-connection", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "accept",
-    "content-type", "last-event-id", "accept-encoding", "origin",
+    "content-type", "last-event-id", "accept-encoding", "origin", "expect",
 ];
 
 /// The compiled MCP backend.
@@ -59,8 +60,10 @@ pub struct McpProxy {
 
 impl McpProxy {
     /// Compiles the backend; sessions live in `store` (shared across reloads).
-    pub fn compile(b: &McpBackend, store: Arc<SessionStore>) -> std::result::Result<McpProxy, String> {
-        Ok(McpProxy { fed: Arc::new(Federation::compile(b)?), store })
+    /// `identity` names the backend (route and position) so session ids are only honoured by
+    /// the backend that made them.
+    pub fn compile(b: &McpBackend, store: Arc<SessionStore>, identity: &str) -> std::result::Result<McpProxy, String> {
+        Ok(McpProxy { fed: Arc::new(Federation::compile(b, identity)?), store })
     }
 
     /// What every target exchange of this request carries.
@@ -69,16 +72,15 @@ impl McpProxy {
         for name in HOP_HEADERS {
             req.remove_header(*name);
         }
+        credentials::strip_client_credentials(&mut req, ctx);
         if let Some(chain) = ctx.chain.clone() {
             for f in chain.filters.iter() {
                 f.on_upstream_request(&mut req, ctx)?;
             }
         }
-        let mut wait = ctx.upstream.io_timeout.unwrap_or(DEFAULT_WAIT);
-        if let Some(deadline) = ctx.deadline {
-            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
-        }
+        let wait = ctx.upstream.io_timeout.unwrap_or(DEFAULT_WAIT);
         Ok(CallCtx {
+            deadline: ctx.deadline,
             headers: req.headers.clone(),
             tls: ctx.upstream.tls.clone(),
             connect_timeout: ctx.upstream.connect_timeout,

@@ -21,6 +21,20 @@ use super::upstream::{ClientHello, Relay, Upstream, RELAY_QUEUE};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long an ended session's id is still answered with 404 rather than resumed.
 const TOMBSTONE_FOR: Duration = Duration::from_secs(24 * 3600);
+/// Most ended ids remembered (the oldest are forgotten first).
+const MAX_TOMBSTONES: usize = 100_000;
+/// Most sessions (Streamable HTTP and legacy SSE) one process keeps: each may hold child
+/// processes and connections, so a flood of `initialize` cannot exhaust the machine.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// A short key for an id (ids can be long).
+fn id_key(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    h
+}
 
 /// One client session.
 pub struct McpSession {
@@ -42,6 +56,8 @@ pub struct McpSession {
     pub last_used: Mutex<Instant>,
     /// Whether a client stream is open (an open stream keeps the session alive).
     pub streaming: AtomicBool,
+    /// Client requests being answered (a long call keeps the session alive).
+    pub busy: std::sync::atomic::AtomicUsize,
     /// Which target owns an unprefixed name (`prefixMode: never`), learned from lists.
     pub owners: Mutex<HashMap<String, usize>>,
     /// Headers and timeouts of the latest request, used to end the session upstream.
@@ -63,6 +79,7 @@ impl McpSession {
             stream_tasks: Mutex::new(Vec::new()),
             last_used: Mutex::new(Instant::now()),
             streaming: AtomicBool::new(false),
+            busy: std::sync::atomic::AtomicUsize::new(0),
             owners: Mutex::new(HashMap::new()),
             last_cc: Mutex::new(None),
             ended: tokio::sync::watch::Sender::new(false),
@@ -109,7 +126,7 @@ pub struct SessionStore {
     /// The connector every MCP exchange uses.
     pub client: Arc<HttpClient>,
     live: Mutex<HashMap<String, Arc<McpSession>>>,
-    ended: Mutex<HashMap<String, Instant>>,
+    ended: Mutex<HashMap<u64, Instant>>,
     reaper: AtomicBool,
     /// Legacy SSE clients by the id in their message URL.
     pub legacy: Mutex<HashMap<String, Arc<super::legacy::LegacyClient>>>,
@@ -162,7 +179,9 @@ impl SessionStore {
             let mut live = self.live.lock().unwrap();
             let ids: Vec<String> = live
                 .iter()
-                .filter(|(_, s)| !s.streaming.load(Ordering::Relaxed) && now.duration_since(*s.last_used.lock().unwrap()) > self.ttl)
+                .filter(|(_, s)| {
+                    !s.streaming.load(Ordering::Relaxed) && s.busy.load(Ordering::Relaxed) == 0 && now.duration_since(*s.last_used.lock().unwrap()) > self.ttl
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.iter().filter_map(|id| live.remove(id)).collect()
@@ -171,7 +190,7 @@ impl SessionStore {
         ended.retain(|_, at| now.duration_since(*at) < TOMBSTONE_FOR);
         for s in expired {
             log::info!("MCP session expired after {:?} idle", self.ttl);
-            ended.insert(s.id.clone(), now);
+            ended.insert(id_key(&s.id), now);
             let cc = s.last_cc.lock().unwrap().clone();
             if let Some(cc) = cc {
                 tokio::spawn(async move { s.close(&cc).await });
@@ -184,20 +203,56 @@ impl SessionStore {
         self.live.lock().unwrap().get(id).cloned()
     }
 
-    /// Ends a session now (client DELETE).
+    /// Ends a session now (client DELETE, or a target lost it).
     pub fn remove(&self, id: &str) -> Option<Arc<McpSession>> {
-        self.ended.lock().unwrap().insert(id.to_string(), Instant::now());
+        let mut ended = self.ended.lock().unwrap();
+        if ended.len() >= MAX_TOMBSTONES {
+            let oldest = ended.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k);
+            oldest.map(|k| ended.remove(&k));
+        }
+        ended.insert(id_key(id), Instant::now());
+        drop(ended);
         self.live.lock().unwrap().remove(id)
+    }
+
+    /// Whether another session may start.
+    pub fn has_room(&self) -> bool {
+        self.live.lock().unwrap().len() + self.legacy.lock().unwrap().len() < MAX_SESSIONS
+    }
+
+    /// Ends, at its targets, a session this process does not hold (made by another process):
+    /// HTTP targets get a DELETE; nothing is started just to be stopped.
+    pub async fn end_elsewhere(&self, id: &str, fed: &Arc<Federation>, cc: &CallCtx) -> bool {
+        let Some(state) = self.codec.decode(id).filter(|s| s.backend == fed.fingerprint && s.targets.len() == fed.targets.len()) else {
+            return false;
+        };
+        if self.ended.lock().unwrap().contains_key(&id_key(id)) {
+            return false;
+        }
+        self.remove(id);
+        for (t, saved) in fed.targets.iter().zip(&state.targets) {
+            if let (super::target::TargetKind::Http(origin, path), Some(saved)) = (&t.kind, saved) {
+                if saved.session.is_some() {
+                    let up = super::upstream::http::HttpUpstream::new(origin.clone(), path.clone(), saved.session.clone(), saved.version.clone());
+                    up.close(cc).await;
+                }
+            }
+        }
+        true
     }
 
     /// Finds a session, or rebuilds it from its id (another process made it). `Err` when the
     /// id is unknown, ended, or made for other targets.
     pub async fn find_or_resume(self: &Arc<Self>, id: &str, fed: &Arc<Federation>, cc: &CallCtx) -> Result<Arc<McpSession>, McpError> {
         if let Some(s) = self.get(id) {
-            return Ok(s);
+            // An id is honoured only by the backend that made it.
+            return if s.fed.fingerprint == fed.fingerprint { Ok(s) } else { Err(McpError::SessionGone) };
         }
-        if self.ended.lock().unwrap().contains_key(id) {
+        if self.ended.lock().unwrap().contains_key(&id_key(id)) {
             return Err(McpError::SessionGone);
+        }
+        if !self.has_room() {
+            return Err(McpError::Upstream(format!("too many MCP sessions (limit {MAX_SESSIONS})")));
         }
         let state = self.codec.decode(id).ok_or(McpError::SessionGone)?;
         if state.backend != fed.fingerprint || state.targets.len() != fed.targets.len() {

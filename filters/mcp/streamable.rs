@@ -93,7 +93,7 @@ impl McpProxy {
     /// The session a request belongs to: by id (resumed if another process made it), or one
     /// made for this request (stateless mode, or the 2026-07-28 revision).
     async fn find(&self, session: &Session, cc: &CallCtx) -> std::result::Result<Found, (u16, McpError)> {
-        let modern = header(session, "mcp-protocol-version").is_some_and(|v| v >= MODERN_VERSION);
+        let modern = header(session, "mcp-protocol-version") == Some(MODERN_VERSION);
         match header(session, "mcp-session-id") {
             Some(id) if !self.fed.stateless && !modern => match self.store.find_or_resume(id, &self.fed, cc).await {
                 Ok(s) => Ok(Found::Kept(s)),
@@ -128,6 +128,7 @@ impl McpProxy {
     /// carrying the targets' messages (progress, sampling) and then the answer.
     async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, s: &Arc<McpSession>, msg: Value, cc: &CallCtx, sid: Option<&str>) -> Result<()> {
         let (tx, mut rx) = request_queue();
+        let msg_id = msg.get("id").cloned().unwrap_or(Value::Null);
         let handling = s.handle_request(msg, cc, &tx);
         tokio::pin!(handling);
         let mut stream = EventStream::new();
@@ -141,9 +142,21 @@ impl McpProxy {
         while let Ok(m) = rx.try_recv() {
             stream.message(session, ctx, &m, sid).await?;
         }
+        let id = msg_id;
+        let (status, response) = match response {
+            Ok(r) => (200, r),
+            Err(e) => {
+                // A target lost its session: this session is over; the client re-initializes.
+                if !s.id.is_empty() {
+                    self.store.remove(&s.id);
+                    let (s, cc) = (s.clone(), cc.clone());
+                    tokio::spawn(async move { s.close(&cc).await });
+                }
+                (404, e.to_response(&id))
+            }
+        };
         front::note_error(ctx, &response);
         if !stream.started() {
-            let status = if response.pointer("/error/code").and_then(Value::as_i64) == Some(jsonrpc::SESSION_NOT_FOUND) { 404 } else { 200 };
             return front::json(session, ctx, status, &response, sid).await;
         }
         stream.message(session, ctx, &response, sid).await?;
@@ -153,10 +166,11 @@ impl McpProxy {
     /// `initialize`: connects every target and starts a session (none in stateless mode).
     async fn initialize(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx, msg: Value) -> Result<()> {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let hello = ClientHello {
-            protocol_version: jsonrpc::param_str(&msg, "protocolVersion").unwrap_or("2025-06-18").to_string(),
-            params: msg.get("params").cloned().unwrap_or_else(|| json!({})),
-        };
+        let hello = ClientHello::from_params(msg.get("params"));
+        if !self.store.has_room() {
+            let e = jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, format!("too many MCP sessions (limit {})", super::session::MAX_SESSIONS));
+            return front::json(session, ctx, 503, &e, None).await;
+        }
         let stream = mpsc::channel(RELAY_QUEUE);
         let (upstreams, result) = match connect_all(&self.fed, &cc, &hello, &stream.0).await {
             Ok(x) => x,
@@ -192,7 +206,7 @@ impl McpProxy {
         let mut results = Vec::new();
         for (i, r) in futures::future::join_all(calls).await.into_iter().enumerate() {
             match r.map(|v| v.get("result").cloned()) {
-                Ok(Some(result)) => results.push(result),
+                Ok(Some(result)) if result.is_object() => results.push(result),
                 _ => {
                     let why = format!("target `{}` does not speak {MODERN_VERSION}; use initialize", self.fed.targets[i].name);
                     return front::json(session, ctx, 200, &jsonrpc::error(&id, jsonrpc::METHOD_NOT_FOUND, why), None).await;
@@ -218,6 +232,11 @@ impl McpProxy {
             return front::json(session, ctx, 409, &e, None).await;
         };
         s.streaming.store(true, Ordering::Relaxed);
+        let _cleanup = StreamCleanup(s.clone());
+        let mut ended = s.ended.subscribe();
+        if *ended.borrow_and_update() {
+            return front::json(session, ctx, 404, &McpError::SessionGone.to_response(&Value::Null), None).await;
+        }
         for (i, u) in s.upstreams.iter().enumerate() {
             if let Some(task) = match u {
                 Some(u) => u.open_stream(&cc, s.relay(i, &s.stream_tx)).await,
@@ -228,7 +247,6 @@ impl McpProxy {
         }
         let mut out = EventStream::new();
         let sid = s.id.clone();
-        let mut ended = s.ended.subscribe();
         let result = async {
             out.start(session, ctx, Some(&sid)).await?;
             loop {
@@ -244,10 +262,6 @@ impl McpProxy {
             out.finish(session).await
         }
         .await;
-        for t in s.stream_tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-        s.streaming.store(false, Ordering::Relaxed);
         s.touch(&cc);
         client_gone_is_fine(result)
     }
@@ -261,14 +275,29 @@ impl McpProxy {
             let e = McpError::InvalidParams("Mcp-Session-Id header is required".into());
             return front::json(session, ctx, 400, &e.to_response(&Value::Null), None).await;
         };
-        match self.store.find_or_resume(&id, &self.fed, &cc).await {
-            Ok(s) => {
-                self.store.remove(&id);
-                s.close(&cc).await;
-                front::empty(session, ctx, 200).await
-            }
-            Err(e) => front::json(session, ctx, 404, &e.to_response(&Value::Null), None).await,
+        if let Some(s) = self.store.get(&id).filter(|s| s.fed.fingerprint == self.fed.fingerprint) {
+            self.store.remove(&id);
+            s.close(&cc).await;
+            return front::empty(session, ctx, 200).await;
         }
+        if self.store.end_elsewhere(&id, &self.fed, &cc).await {
+            return front::empty(session, ctx, 200).await;
+        }
+        front::json(session, ctx, 404, &McpError::SessionGone.to_response(&Value::Null), None).await
+    }
+}
+
+/// Ends a session's client stream, however its request ends: the targets' streams stop and
+/// the session may expire again.
+struct StreamCleanup(Arc<McpSession>);
+
+impl Drop for StreamCleanup {
+    fn drop(&mut self) {
+        for t in self.0.stream_tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        self.0.streaming.store(false, Ordering::Relaxed);
+        *self.0.last_used.lock().unwrap() = std::time::Instant::now();
     }
 }
 

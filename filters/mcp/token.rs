@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::upstream::{ClientHello, SavedTarget};
 
+/// Longest session id accepted (ids travel in a header on every request).
+pub const MAX_ID: usize = 8 * 1024;
+
 /// What a session id says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -68,7 +71,7 @@ impl Codec {
 
     /// The state in an id; `None` for anything not made by this key.
     pub fn decode(&self, id: &str) -> Option<SessionState> {
-        if id.len() > 16 * 1024 {
+        if id.len() > MAX_ID {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(id).ok()?;

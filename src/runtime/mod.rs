@@ -221,8 +221,10 @@ fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend], s
             }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
-                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone())?;
+                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{name}/{i}"))?;
                 entries.push(PolicyEntry { spec: &crate::filters::mcp::SPEC, filter: Arc::new(proxy) });
+                let creds = crate::filters::mcp::credentials::ClientCredentials;
+                entries.push(PolicyEntry { spec: &crate::filters::mcp::credentials::SPEC, filter: Arc::new(creds) });
                 (format!("mcp{i}"), BackendTarget::Mcp, entries)
             }
         };

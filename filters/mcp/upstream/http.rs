@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::Relay;
-use crate::filters::mcp::client::{CallCtx, Origin, Request, Response};
+use crate::filters::mcp::client::{left, CallCtx, Origin, Request, Response};
 use crate::filters::mcp::error::McpError;
 use crate::filters::mcp::jsonrpc::{self, Kind};
 use crate::filters::mcp::sse;
@@ -99,9 +99,9 @@ impl HttpUpstream {
             }
         }
         if resp.is_sse() {
-            return read_stream_until(&mut resp, &id, relay, cc.wait).await;
+            return read_stream_until(&mut resp, &id, relay, cc).await;
         }
-        let body = resp.body(cc.wait, MAX_RESPONSE).await?;
+        let body = resp.body(cc.until(), MAX_RESPONSE).await?;
         match serde_json::from_slice::<Value>(&body) {
             Ok(v) if jsonrpc::kind(&v) == Kind::Response => Ok(v),
             _ if resp.status >= 400 => Err(McpError::Upstream(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&body[..body.len().min(200)])))),
@@ -112,7 +112,7 @@ impl HttpUpstream {
     /// Sends a notification or a response.
     pub async fn notify(&self, cc: &CallCtx, msg: Value) -> Result<(), McpError> {
         let mut resp = self.post(cc, &msg).await?;
-        let _ = resp.body(cc.wait, MAX_RESPONSE).await;
+        let _ = resp.body(cc.until(), MAX_RESPONSE).await;
         if resp.status >= 400 {
             return Err(McpError::Upstream(format!("HTTP {} for {}", resp.status, jsonrpc::method(&msg))));
         }
@@ -152,17 +152,19 @@ impl HttpUpstream {
             return;
         }
         let req = Request { method: Method::DELETE, path: &self.path, headers: self.headers(None, "application/json"), body: None };
-        let cc = CallCtx { wait: cc.wait.min(Duration::from_secs(5)), ..cc.clone() };
+        let cc = CallCtx { wait: cc.wait.min(Duration::from_secs(5)), deadline: None, ..cc.clone() };
         if let Ok(mut r) = cc.client.send(&cc, &self.origin, &req).await {
-            let _ = r.body(cc.wait, MAX_RESPONSE).await;
+            let _ = r.body(cc.until(), MAX_RESPONSE).await;
         }
     }
 }
 
-/// Reads an event stream, relaying every message until the response to `id`.
-pub async fn read_stream_until(resp: &mut Response, id: &Value, relay: &Relay, wait: Duration) -> Result<Value, McpError> {
+/// Reads an event stream, relaying every message until the response to `id`: each event
+/// within `cc.wait`, all of it by `cc.until()`.
+pub async fn read_stream_until(resp: &mut Response, id: &Value, relay: &Relay, cc: &CallCtx) -> Result<Value, McpError> {
     let mut parser = sse::Parser::default();
-    while let Some(chunk) = resp.chunk(Some(wait)).await? {
+    let until = cc.until();
+    while let Some(chunk) = resp.chunk(Some(left(cc.wait, until))).await? {
         for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
             let Ok(msg) = serde_json::from_str::<Value>(&e.data) else { continue };
             if jsonrpc::is_response_to(&msg, id) {

@@ -37,7 +37,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Rewrites and queues a message from the target; drops it if the client is gone or slow.
+    /// Rewrites and queues a message from the target; drops it (logged) if the client is gone
+    /// or has not read the last [`RELAY_QUEUE`] messages.
     pub fn forward(&self, mut msg: Value) {
         match jsonrpc::kind(&msg) {
             Kind::Request => {
@@ -90,6 +91,23 @@ pub struct ClientHello {
 }
 
 impl ClientHello {
+    /// What is kept of a client's `initialize` params: the version, capabilities and name
+    /// (bounded, since it travels in the session id).
+    pub fn from_params(params: Option<&Value>) -> ClientHello {
+        let p = params.cloned().unwrap_or_else(|| json!({}));
+        let version = p.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-06-18").to_string();
+        let mut kept = json!({"protocolVersion": version});
+        for key in ["capabilities", "clientInfo"] {
+            if let Some(v) = p.get(key).filter(|v| v.to_string().len() <= 2048) {
+                kept[key] = v.clone();
+            }
+        }
+        if kept.get("capabilities").is_none() {
+            kept["capabilities"] = json!({});
+        }
+        ClientHello { protocol_version: version, params: kept }
+    }
+
     fn initialize(&self) -> Value {
         jsonrpc::request(json!("tollgate-init"), "initialize", self.params.clone())
     }
@@ -120,7 +138,10 @@ impl Upstream {
         if let Upstream::Http(h) = &up {
             h.set_version(result.get("protocolVersion").and_then(Value::as_str));
         }
-        up.notify(cc, jsonrpc::notification("notifications/initialized", json!({}))).await?;
+        if let Err(e) = up.notify(cc, jsonrpc::notification("notifications/initialized", json!({}))).await {
+            up.close(cc).await;
+            return Err(e);
+        }
         Ok((up, result))
     }
 
@@ -150,7 +171,7 @@ impl Upstream {
         match self {
             Upstream::Http(h) => h.notify(cc, msg).await,
             Upstream::Sse(s) => s.notify(cc, msg).await,
-            Upstream::Stdio(s) => s.notify(msg).await,
+            Upstream::Stdio(s) => s.notify(cc, msg).await,
             Upstream::OpenApi(_) => Ok(()),
         }
     }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::dispatch::Dispatcher;
 use super::Relay;
-use crate::filters::mcp::client::{CallCtx, Origin, Request};
+use crate::filters::mcp::client::{left, CallCtx, Origin, Request};
 use crate::filters::mcp::error::McpError;
 use crate::filters::mcp::sse;
 
@@ -48,8 +48,12 @@ impl SseUpstream {
         }
         let mut parser = sse::Parser::default();
         let mut pending = Vec::new();
+        let until = cc.until();
         let endpoint = 'found: loop {
-            let chunk = resp.chunk(Some(cc.wait)).await?.ok_or_else(|| McpError::Upstream("the stream ended before its endpoint event".into()))?;
+            if pending.len() > 64 {
+                return Err(McpError::Upstream("no endpoint event among the stream's first messages".into()));
+            }
+            let chunk = resp.chunk(Some(left(cc.wait, until))).await?.ok_or_else(|| McpError::Upstream("the stream ended before its endpoint event".into()))?;
             for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
                 if e.event == "endpoint" {
                     break 'found resolve_endpoint(path, &e.data);
@@ -93,7 +97,7 @@ impl SseUpstream {
             body: Some(Bytes::from(msg.to_string())),
         };
         let mut resp = cc.client.send(cc, &self.origin, &req).await?;
-        let _ = resp.body(cc.wait, 64 * 1024).await;
+        let _ = resp.body(cc.until(), 64 * 1024).await;
         match resp.status {
             200..=299 => Ok(()),
             404 => Err(McpError::SessionGone),
@@ -108,7 +112,7 @@ impl SseUpstream {
         }
         let pending = self.dispatch.register(&mut msg, relay);
         self.post(cc, &msg).await?;
-        pending.wait(cc.wait).await
+        pending.wait(cc.step()).await
     }
 
     /// Sends a notification or a response.

@@ -1,11 +1,12 @@
 //! Stdio targets: a child process per client session speaking newline-delimited JSON-RPC
-//! on stdin/stdout. The child dies with the session (and with the gateway: kill on drop).
+//! on stdin/stdout. The child runs in its own process group, and the whole group dies with
+//! the session (launchers such as `npx` or `uvx` start the real server as a grandchild).
 
 use std::process::Stdio;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -21,8 +22,9 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// One child process.
 pub struct StdioUpstream {
-    stdin: Mutex<ChildStdin>,
+    stdin: Mutex<Option<ChildStdin>>,
     child: Mutex<Child>,
+    pgid: Option<i32>,
     /// Pending requests and where stray messages go.
     pub dispatch: Arc<Dispatcher>,
     reader: JoinHandle<()>,
@@ -32,7 +34,7 @@ impl StdioUpstream {
     /// Starts the child.
     pub fn spawn(spec: &StdioSpec, relay: &Relay) -> Result<StdioUpstream, McpError> {
         let mut cmd = Command::new(&spec.cmd);
-        cmd.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+        cmd.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).process_group(0);
         if spec.clear_env {
             cmd.env_clear();
         }
@@ -40,6 +42,7 @@ impl StdioUpstream {
         let mut child = cmd.spawn().map_err(|e| McpError::Upstream(format!("cannot start `{}`: {e}", spec.cmd)))?;
         let stdin = child.stdin.take().ok_or_else(|| McpError::Internal("no stdin".into()))?;
         let stdout = child.stdout.take().ok_or_else(|| McpError::Internal("no stdout".into()))?;
+        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
         let dispatch = Arc::new(Dispatcher::default());
         dispatch.set_fallback(Some(relay.clone()));
         let d = dispatch.clone();
@@ -48,7 +51,8 @@ impl StdioUpstream {
             let mut line = Vec::new();
             loop {
                 line.clear();
-                match lines.read_until(b'\n', &mut line).await {
+                // At most MAX_LINE + 1 bytes per line: a child that never ends a line cannot grow memory.
+                match AsyncReadExt::take(&mut lines, MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line.len() > MAX_LINE => break,
                     Ok(_) => {
@@ -60,15 +64,26 @@ impl StdioUpstream {
             }
             d.close_all();
         });
-        Ok(StdioUpstream { stdin: Mutex::new(stdin), child: Mutex::new(child), dispatch, reader })
+        Ok(StdioUpstream { stdin: Mutex::new(Some(stdin)), child: Mutex::new(child), pgid, dispatch, reader })
     }
 
-    async fn write(&self, msg: &Value) -> Result<(), McpError> {
+    async fn write(&self, msg: &Value, wait: std::time::Duration) -> Result<(), McpError> {
         let mut line = msg.to_string().into_bytes();
         line.push(b'\n');
-        let mut stdin = self.stdin.lock().await;
-        stdin.write_all(&line).await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))?;
-        stdin.flush().await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))
+        let write = async {
+            let mut stdin = self.stdin.lock().await;
+            let stdin = stdin.as_mut().ok_or_else(|| McpError::Upstream("the process was stopped".into()))?;
+            stdin.write_all(&line).await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))?;
+            stdin.flush().await.map_err(|e| McpError::Upstream(format!("writing to the process: {e}")))
+        };
+        tokio::time::timeout(wait, write).await.map_err(|_| McpError::Upstream("the process stopped reading its input".into()))?
+    }
+
+    fn kill_group(&self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: signalling a process group we created; no memory is involved.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
     }
 
     /// Sends a request and waits for its answer.
@@ -77,20 +92,22 @@ impl StdioUpstream {
             return Err(McpError::Upstream("the process exited".into()));
         }
         let pending = self.dispatch.register(&mut msg, relay);
-        self.write(&msg).await?;
-        pending.wait(cc.wait).await
+        self.write(&msg, cc.step()).await?;
+        pending.wait(cc.step()).await
     }
 
     /// Sends a notification or a response.
-    pub async fn notify(&self, mut msg: Value) -> Result<(), McpError> {
+    pub async fn notify(&self, cc: &CallCtx, mut msg: Value) -> Result<(), McpError> {
         self.dispatch.translate_cancel(&mut msg);
-        self.write(&msg).await
+        self.write(&msg, cc.step()).await
     }
 
-    /// Kills the child and reaps it.
+    /// Closes its input, kills its process group and reaps it.
     pub async fn close(&self) {
         self.reader.abort();
         self.dispatch.close_all();
+        self.stdin.lock().await.take();
+        self.kill_group();
         let mut child = self.child.lock().await;
         let _ = child.start_kill();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
@@ -100,5 +117,6 @@ impl StdioUpstream {
 impl Drop for StdioUpstream {
     fn drop(&mut self) {
         self.reader.abort();
+        self.kill_group();
     }
 }
