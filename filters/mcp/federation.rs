@@ -37,6 +37,8 @@ pub struct Federation {
     pub failure: FailureMode,
     /// `statefulMode: stateless`.
     pub stateless: bool,
+    /// Refuse browsers' requests from other origins.
+    pub dns_rebinding_protection: bool,
     /// Hash of the backend's identity and targets, stored in session ids: an id is honoured
     /// only by the backend that made it, with the same targets.
     pub fingerprint: u64,
@@ -64,7 +66,7 @@ impl Federation {
         for b in format!("{identity}\n{targets:?}").bytes() {
             fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x100000001b3);
         }
-        Ok(Federation { targets, prefixed, failure: b.failure_mode, stateless: b.stateful_mode == StatefulMode::Stateless, fingerprint })
+        Ok(Federation { targets, prefixed, failure: b.failure_mode, stateless: b.stateful_mode == StatefulMode::Stateless, dns_rebinding_protection: b.dns_rebinding_protection.unwrap_or(false), fingerprint })
     }
 
     /// Whether failing targets are skipped.

@@ -4,6 +4,7 @@
 //! policies apply: request filters shape the headers every target sees, response filters
 //! (CORS) the headers the client sees.
 
+pub mod checks;
 pub mod client;
 pub mod credentials;
 pub mod error;
@@ -108,6 +109,11 @@ impl Filter for McpProxy {
             _ => "",
         };
         ctx.mcp = Some(crate::ctx::McpExchange { method: role.to_string(), ..Default::default() });
+        if let Err((status, why)) = checks::check(req, method == Method::POST, self.fed.dns_rebinding_protection) {
+            let e = jsonrpc::error(&serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
+            front::json(session, ctx, status, &e, None).await?;
+            return Ok(FilterAction::Handled);
+        }
         match (method, legacy_id) {
             (Method::GET, _) if is_sse_path => self.legacy_stream(session, ctx, cc).await?,
             (Method::POST, Some(id)) => self.legacy_message(session, ctx, cc, &id).await?,

@@ -61,6 +61,10 @@ impl McpProxy {
             "server/discover" if kind == Kind::Request => return self.discover(session, ctx, cc, msg).await,
             _ => {}
         }
+        if kind != Kind::Request && (self.fed.stateless || header(session, "mcp-session-id").is_none()) {
+            // Without a session there is nobody to tell: accepted, as the transport says.
+            return front::empty(session, ctx, 202).await;
+        }
         let found = match self.find(session, &cc).await {
             Ok(f) => f,
             Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&id), None).await,

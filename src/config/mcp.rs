@@ -22,7 +22,7 @@ pub struct McpBackend {
     /// `failClosed` (default) or `failOpen`.
     #[serde(default)]
     pub failure_mode: FailureMode,
-    /// Accepted for compatibility; tollgate always sends each target its own Host.
+    /// Refuse requests whose `Origin` is neither the gateway's host nor localhost.
     pub dns_rebinding_protection: Option<bool>,
 }
 

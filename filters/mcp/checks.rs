@@ -1,0 +1,72 @@
+//! Transport checks on a client's request before any target is involved: the protocol
+//! version header, media types, and (with `dnsRebindingProtection`) the browser's Origin.
+
+use pingora::http::RequestHeader;
+
+use crate::router::host_without_port;
+
+/// Protocol revisions tollgate speaks to clients.
+pub const KNOWN_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `Err((status, why))` when the request must be refused.
+pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool) -> Result<(), (u16, String)> {
+    if let Some(v) = header(req, "mcp-protocol-version") {
+        if !KNOWN_VERSIONS.contains(&v) {
+            return Err((400, format!("unsupported MCP-Protocol-Version `{v}` (supported: {})", KNOWN_VERSIONS.join(", "))));
+        }
+    }
+    if dns_rebinding_protection {
+        if let Some(origin) = header(req, "origin") {
+            let origin_host = host_without_port(origin.split("://").nth(1).unwrap_or(origin));
+            let host = host_without_port(header(req, "host").unwrap_or(""));
+            let local = matches!(origin_host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
+            if !local && !origin_host.eq_ignore_ascii_case(host) {
+                return Err((403, format!("Origin `{origin}` is not allowed (dnsRebindingProtection)")));
+            }
+        }
+    }
+    if is_post {
+        if let Some(ct) = header(req, "content-type") {
+            if !ct.to_ascii_lowercase().starts_with("application/json") {
+                return Err((415, format!("Content-Type must be application/json, not `{ct}`")));
+            }
+        }
+        if let Some(accept) = header(req, "accept") {
+            let a = accept.to_ascii_lowercase();
+            if !["application/json", "text/event-stream", "*/*", "application/*"].iter().any(|t| a.contains(t)) {
+                return Err((406, format!("Accept must allow application/json and text/event-stream, not `{accept}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn refuses_bad_transport_headers() {
+        assert!(check(&req(&[("content-type", "application/json"), ("accept", "application/json, text/event-stream")]), true, true).is_ok());
+        assert_eq!(check(&req(&[("mcp-protocol-version", "1999-01-01")]), true, false).unwrap_err().0, 400);
+        assert_eq!(check(&req(&[("content-type", "text/plain")]), true, false).unwrap_err().0, 415);
+        assert_eq!(check(&req(&[("accept", "text/html")]), true, false).unwrap_err().0, 406);
+        let evil = [("host", "127.0.0.1:3101"), ("origin", "http://evil.example")];
+        assert_eq!(check(&req(&evil), false, true).unwrap_err().0, 403);
+        assert!(check(&req(&evil), false, false).is_ok());
+        assert!(check(&req(&[("host", "gw.example:3101"), ("origin", "https://gw.example")]), false, true).is_ok());
+        assert!(check(&req(&[("host", "gw.example"), ("origin", "http://localhost:5173")]), false, true).is_ok());
+    }
+}
