@@ -399,3 +399,20 @@ def test_stateless_mode_needs_no_session(tollgate, everything_server, time_stdio
     assert {"everything_echo", "time_get_current_time"} <= {t["name"] for t in listed["result"]["tools"]}, listed
     echo = RawSession(f"{base}/mcp").call("tools/call", {"name": "everything_echo", "arguments": {"message": "alone"}})
     assert echo["result"]["content"][0]["text"] == "Echo: alone", echo
+
+
+def test_new_era_client_falls_back_against_an_old_target(tollgate, everything_server):
+    """The SDK's default mode tries 2026-07-28 (`server/discover`) first; server-everything (TS
+    SDK 1.x) does not speak it, so tollgate answers with an error and the client falls back to
+    `initialize`, then works as usual."""
+    base = serve_listeners(tollgate, mcp_listeners([everything_target(everything_server)]))
+
+    async def session():
+        async with Client(streamable_http_client(f"{base}/mcp")) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            return c.protocol_version, names, await c.call_tool("echo", {"message": "fallback"})
+
+    version, names, echo = run(session())
+    assert version == "2025-11-25", version
+    assert "echo" in names and not any(n.startswith("everything_") for n in names), sorted(names)
+    assert texts(echo) == "Echo: fallback", echo
