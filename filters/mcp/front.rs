@@ -48,6 +48,7 @@ fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx
             f.on_response(&mut h, ctx)?;
         }
     }
+    expose_session_id(&mut h)?;
     ctx.status = Some(status);
     Ok(h)
 }
@@ -58,6 +59,20 @@ pub fn note_error(ctx: &mut RequestCtx, response: &Value) {
         let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
         m.error = Some((code, e.get("message").and_then(Value::as_str).unwrap_or("").to_string()));
     }
+}
+
+/// A browser client must read `Mcp-Session-Id` to continue its session: when the route's
+/// CORS policy answered, the header is exposed even if the policy did not list it.
+fn expose_session_id(h: &mut ResponseHeader) -> Result<()> {
+    if h.headers.get("access-control-allow-origin").is_none() || h.headers.get("mcp-session-id").is_none() {
+        return Ok(());
+    }
+    let current = h.headers.get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if current.split(',').any(|x| x.trim().eq_ignore_ascii_case("mcp-session-id") || x.trim() == "*") {
+        return Ok(());
+    }
+    let value = if current.trim().is_empty() { "mcp-session-id".to_string() } else { format!("{current}, mcp-session-id") };
+    h.insert_header("access-control-expose-headers", value)
 }
 
 /// A complete JSON response.
