@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::sse;
 use crate::ctx::RequestCtx;
 
-/// Largest message accepted from a client when the route sets no limit.
+/// Largest message accepted from a client (tool arguments carry whole files).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Longest wait for a client to take an event: one that stops reading is gone.
 const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -23,8 +23,8 @@ async fn write(session: &mut Session, bytes: Option<Bytes>, end: bool) -> Result
 }
 
 /// Reads the whole request body; `Err(size)` when it is over the limit.
-pub async fn read_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, usize>> {
-    let limit = if ctx.max_buffer > 0 { ctx.max_buffer } else { MAX_MESSAGE };
+pub async fn read_body(session: &mut Session, _ctx: &RequestCtx) -> Result<std::result::Result<Bytes, usize>> {
+    let limit = MAX_MESSAGE;
     let mut all = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
         if all.len() + chunk.len() > limit {

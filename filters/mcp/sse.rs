@@ -21,6 +21,8 @@ pub struct Event {
 #[derive(Debug, Default)]
 pub struct Parser {
     buf: BytesMut,
+    /// How far `buf` is known to hold no blank line (so big events are scanned once).
+    scanned: usize,
 }
 
 impl Parser {
@@ -28,13 +30,16 @@ impl Parser {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Event>, String> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some((end, sep)) = find_blank_line(&self.buf) {
+        // A separator may straddle the previous end: look back two bytes.
+        while let Some((end, sep)) = find_blank_line(&self.buf, self.scanned.saturating_sub(2)) {
             let block = self.buf.split_to(end + sep);
+            self.scanned = 0;
             let text = String::from_utf8_lossy(&block[..end]);
             if let Some(e) = parse_block(&text) {
                 events.push(e);
             }
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_EVENT {
             return Err(format!("an event stream sent an event over {MAX_EVENT} bytes"));
         }
@@ -42,8 +47,8 @@ impl Parser {
     }
 }
 
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    for i in 0..buf.len() {
+fn find_blank_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    for i in from..buf.len() {
         if buf[i] == b'\n' {
             if buf.get(i + 1) == Some(&b'\n') {
                 return Some((i, 2));
@@ -105,5 +110,20 @@ mod tests {
         assert_eq!(ev[0].event, "endpoint");
         assert_eq!(ev[0].data, "/messages/?session_id=1");
         assert_eq!(ev[1].data, "{\"a\":\n1}");
+    }
+
+    #[test]
+    fn finds_separators_split_across_feeds() {
+        let mut p = Parser::default();
+        assert!(p.feed(b"data: 1\n").unwrap().is_empty());
+        assert_eq!(p.feed(b"\ndata: 2\r\n").unwrap()[0].data, "1");
+        assert!(p.feed(b"\r").unwrap().is_empty());
+        assert_eq!(p.feed(b"\n").unwrap()[0].data, "2");
+        let big = vec![b'x'; 1 << 20];
+        assert!(p.feed(b"data: ").unwrap().is_empty());
+        for chunk in big.chunks(1000) {
+            assert!(p.feed(chunk).unwrap().is_empty());
+        }
+        assert_eq!(p.feed(b"\n\n").unwrap()[0].data.len(), 1 << 20);
     }
 }
