@@ -416,3 +416,26 @@ def test_new_era_client_falls_back_against_an_old_target(tollgate, everything_se
     assert version == "2025-11-25", version
     assert "echo" in names and not any(n.startswith("everything_") for n in names), sorted(names)
     assert texts(echo) == "Echo: fallback", echo
+
+
+def test_stateless_call_starts_only_the_owning_target(tollgate, everything_server, time_stdio_cmd, workdir):
+    """In stateless mode each request stands alone, so a call that names its target must not
+    start the others (a stdio target is a process per request)."""
+    marker = workdir / "time-starts.log"
+    cmd, args = time_stdio_cmd
+    wrapper = workdir / "counting-time.sh"
+    wrapper.write_text(f"#!/bin/sh\necho start >> {marker}\nexec {cmd} {' '.join(args)}\n")
+    wrapper.chmod(0o755)
+    counting = {"name": "time", "stdio": {"cmd": str(wrapper)}}
+    base = serve_listeners(tollgate, mcp_listeners([everything_target(everything_server), counting], stateful_mode="stateless"))
+    s = RawSession(f"{base}/mcp")
+    s.initialize()
+    starts = lambda: len(marker.read_text().splitlines()) if marker.exists() else 0
+    after_init = starts()
+    assert after_init == 1, after_init
+    echo = RawSession(f"{base}/mcp").call("tools/call", {"name": "everything_echo", "arguments": {"message": "alone"}})
+    assert echo["result"]["content"][0]["text"] == "Echo: alone", echo
+    assert starts() == after_init, "a call to `everything` started the `time` process"
+    now = RawSession(f"{base}/mcp").call("tools/call", {"name": "time_get_current_time", "arguments": {"timezone": "UTC"}})
+    assert '"timezone": "UTC"' in now["result"]["content"][0]["text"], now
+    assert starts() == after_init + 1

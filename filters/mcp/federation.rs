@@ -123,15 +123,29 @@ impl Federation {
 
 /// Connects every target for a new session and merges their `initialize` results.
 pub async fn connect_all(fed: &Arc<Federation>, cc: &CallCtx, hello: &ClientHello, stream_tx: &mpsc::Sender<Value>) -> Result<(Vec<Option<Upstream>>, Value), McpError> {
+    connect_some(fed, cc, hello, stream_tx, None).await
+}
+
+/// Connects every target, or only `only` (a request that one target owns needs no other).
+pub async fn connect_some(fed: &Arc<Federation>, cc: &CallCtx, hello: &ClientHello, stream_tx: &mpsc::Sender<Value>, only: Option<usize>) -> Result<(Vec<Option<Upstream>>, Value), McpError> {
     let attempts = fed.targets.iter().enumerate().map(|(i, t)| {
         let relay = super::upstream::Relay { target: i, uri_prefix: fed.uri_prefix(i), tx: stream_tx.clone() };
-        async move { Upstream::connect(t, cc, hello, &relay).await }
+        async move {
+            match only {
+                Some(o) if o != i => None,
+                _ => Some(Upstream::connect(t, cc, hello, &relay).await),
+            }
+        }
     });
     let results = futures::future::join_all(attempts).await;
     let mut upstreams = Vec::new();
     let mut inits = Vec::new();
     let mut failure = None;
     for (i, r) in results.into_iter().enumerate() {
+        let Some(r) = r else {
+            upstreams.push(None);
+            continue;
+        };
         match r {
             Ok((u, init)) => {
                 upstreams.push(Some(u));

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::client::CallCtx;
 use super::error::McpError;
-use super::federation::{connect_all, request_queue};
+use super::federation::{connect_all, connect_some, request_queue};
 use super::front::{self, EventStream};
 use super::jsonrpc::{self, Kind};
 use super::legacy::KEEPALIVE;
@@ -65,7 +65,7 @@ impl McpProxy {
             // Without a session there is nobody to tell: accepted, as the transport says.
             return front::empty(session, ctx, 202).await;
         }
-        let found = match self.find(session, &cc).await {
+        let found = match self.find(session, &cc, Some(&msg)).await {
             Ok(f) => f,
             Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&id), None).await,
         };
@@ -96,7 +96,7 @@ impl McpProxy {
 
     /// The session a request belongs to: by id (resumed if another process made it), or one
     /// made for this request (stateless mode, or the 2026-07-28 revision).
-    async fn find(&self, session: &Session, cc: &CallCtx) -> std::result::Result<Found, (u16, McpError)> {
+    async fn find(&self, session: &Session, cc: &CallCtx, msg: Option<&Value>) -> std::result::Result<Found, (u16, McpError)> {
         let modern = header(session, "mcp-protocol-version") == Some(MODERN_VERSION);
         match header(session, "mcp-session-id") {
             Some(id) if !self.fed.stateless && !modern => match self.store.find_or_resume(id, &self.fed, cc).await {
@@ -108,7 +108,9 @@ impl McpProxy {
             _ if self.fed.stateless => {
                 let hello = ClientHello { protocol_version: "2025-06-18".into(), params: json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "tollgate", "version": env!("CARGO_PKG_VERSION")}}) };
                 let stream = mpsc::channel(RELAY_QUEUE);
-                let (upstreams, _) = connect_all(&self.fed, cc, &hello, &stream.0).await.map_err(|e| (200, e))?;
+                // A call that names its target starts only that one.
+                let owner = msg.and_then(|m| self.fed.describe(m).target).and_then(|t| self.fed.targets.iter().position(|x| x.name == t));
+                let (upstreams, _) = connect_some(&self.fed, cc, &hello, &stream.0, owner).await.map_err(|e| (200, e))?;
                 Ok(Found::Ephemeral(Arc::new(McpSession::new(String::new(), self.fed.clone(), hello, upstreams, stream))))
             }
             _ => Err((400, McpError::InvalidParams("Bad Request: Mcp-Session-Id header is required (initialize first)".into()))),
@@ -226,7 +228,7 @@ impl McpProxy {
         if self.fed.stateless {
             return front::empty(session, ctx, 405).await;
         }
-        let s = match self.find(session, &cc).await {
+        let s = match self.find(session, &cc, None).await {
             Ok(Found::Kept(s)) => s,
             Ok(Found::Ephemeral(_)) => return front::empty(session, ctx, 405).await,
             Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&Value::Null), None).await,

@@ -103,7 +103,8 @@ impl Dispatcher {
             let list = self.inflight.lock().unwrap();
             let token = msg.pointer("/params/progressToken");
             let by_token = token.and_then(|t| list.iter().find(|(_, f)| f.progress_token.as_ref() == Some(t)));
-            by_token.or(list.last()).map(|(_, f)| f.relay.clone())
+            // Otherwise the newest request whose client is still listening.
+            by_token.or_else(|| list.iter().rev().find(|(_, f)| !f.relay.tx.is_closed())).map(|(_, f)| f.relay.clone())
         };
         match relay.or_else(|| self.fallback.lock().unwrap().clone()) {
             Some(r) => r.forward(msg),
