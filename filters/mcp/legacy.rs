@@ -1,5 +1,6 @@
 //! The legacy HTTP+SSE front end (protocol 2024-11-05): `GET …/sse` opens the client's
-//! stream, whose first `endpoint` event names the gateway's own message URL; every POST to
+//! stream, whose first `endpoint` event names the gateway's own message URL (`…/sse?sessionId=`,
+//! on the same route); every POST to
 //! it is accepted at once (202) and its answer travels on the stream.
 
 use std::sync::Arc;
@@ -52,10 +53,10 @@ impl LegacyClient {
         async move { self.session.lock().await.clone() }
     }
 
-    /// The message endpoint for a stream opened at `sse_path`.
+    /// The message endpoint for a stream opened at `sse_path`: the same path with the
+    /// client's id, so whatever route matched the stream matches its messages too.
     pub fn endpoint(sse_path: &str, id: &str) -> String {
-        let base = sse_path.strip_suffix("/sse").unwrap_or(sse_path.trim_end_matches('/'));
-        format!("{base}/message?sessionId={id}")
+        format!("{sse_path}?sessionId={id}")
     }
 
     /// Handles one posted message; answers go to the stream.
