@@ -78,13 +78,20 @@ pub struct BackendAuth {
     header: HeaderValue,
 }
 
-impl BackendAuth {
-    fn compile(c: BackendAuthConfig) -> std::result::Result<Self, String> {
-        let key = c.key.ok_or("backendAuth needs `key` (other kinds are not supported yet)")?;
+impl BackendAuthConfig {
+    /// The `Authorization` value this credential sends (marked sensitive).
+    pub fn header(&self) -> std::result::Result<HeaderValue, String> {
+        let key = self.key.as_ref().ok_or("backendAuth needs `key` (other kinds are not supported yet)")?;
         let key = key.0 .0.trim().to_string();
         let mut header = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "key is not a valid header value")?;
         header.set_sensitive(true);
-        Ok(BackendAuth { header })
+        Ok(header)
+    }
+}
+
+impl BackendAuth {
+    fn compile(c: BackendAuthConfig) -> std::result::Result<Self, String> {
+        Ok(BackendAuth { header: c.header()? })
     }
 }
 

@@ -95,3 +95,41 @@ def test_untrusted_target_certificate_is_a_jsonrpc_error(tollgate, workdir):
     finally:
         front.stop()
         server.stop()
+
+
+def test_each_target_gets_its_own_credentials_and_tls(tollgate, workdir):
+    """Targets of one federation usually belong to different services: a target's own
+    `backendAuth` and `backendTLS` replace the route's for that target alone."""
+    plain_port, plain_log, plain = start_py_mcp(workdir, "streamable-http", "plain")
+    secret_port, secret_log, secret = start_py_mcp(workdir, "streamable-http", "secret")
+    front_port, ca, front = tls_front(workdir, secret_port)
+    try:
+        base = serve_listeners(tollgate, f"""  - routes:
+    - policies:
+        requestHeaderModifier: {{add: {{Authorization: "Bearer route-token"}}}}
+      backends:
+      - mcp:
+          targets:
+          - name: plain
+            mcp: {{host: "http://127.0.0.1:{plain_port}/mcp"}}
+          - name: secret
+            mcp: {{host: "https://localhost:{front_port}/mcp"}}
+            policies:
+              backendAuth: {{key: target-token}}
+              backendTLS: {{root: {ca}}}
+""")
+
+        async def session():
+            async with Client(streamable_http_client(f"{base}/mcp"), mode="legacy") as c:
+                a = await c.call_tool("plain_echo", {"message": "p"})
+                b = await c.call_tool("secret_echo", {"message": "s"})
+                return a.content[0].text, b.content[0].text
+
+        assert asyncio.run(asyncio.wait_for(session(), 30)) == ("plain: p", "secret: s")
+        plain_seen, secret_seen = plain_log.read_text().splitlines(), secret_log.read_text().splitlines()
+        assert plain_seen and all(l.endswith("authorization=Bearer route-token") for l in plain_seen), plain_seen
+        assert secret_seen and all(l.endswith("authorization=Bearer target-token") for l in secret_seen), secret_seen
+    finally:
+        front.stop()
+        secret.stop()
+        plain.stop()

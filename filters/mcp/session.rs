@@ -234,7 +234,7 @@ impl SessionStore {
             if let (super::target::TargetKind::Http(origin, path), Some(saved)) = (&t.kind, saved) {
                 if saved.session.is_some() {
                     let up = super::upstream::http::HttpUpstream::new(origin.clone(), path.clone(), saved.session.clone(), saved.version.clone());
-                    up.close(cc).await;
+                    up.close(&t.transport.apply(cc)).await;
                 }
             }
         }

@@ -19,7 +19,7 @@ use super::legacy::KEEPALIVE;
 use super::session::McpSession;
 use super::target::TargetKind;
 use super::upstream::http::{HttpUpstream, MODERN_VERSION};
-use super::upstream::{ClientHello, Upstream, RELAY_QUEUE};
+use super::upstream::{ClientHello, Kind as UpstreamKind, Upstream, RELAY_QUEUE};
 use super::McpProxy;
 use crate::ctx::RequestCtx;
 
@@ -124,7 +124,8 @@ impl McpProxy {
             let TargetKind::Http(origin, path) = &t.kind else {
                 return Err(McpError::MethodNotFound(format!("protocol {MODERN_VERSION} needs Streamable HTTP targets; `{}` is not: use initialize", t.name)));
             };
-            upstreams.push(Some(Upstream::Http(HttpUpstream::new(origin.clone(), path.clone(), None, Some(MODERN_VERSION.into())))));
+            let h = HttpUpstream::new(origin.clone(), path.clone(), None, Some(MODERN_VERSION.into()));
+            upstreams.push(Some(Upstream { kind: UpstreamKind::Http(h), transport: t.transport.clone() }));
         }
         let hello = ClientHello { protocol_version: MODERN_VERSION.into(), params: json!({}) };
         Ok(Arc::new(McpSession::new(String::new(), self.fed.clone(), hello, upstreams, mpsc::channel(RELAY_QUEUE))))

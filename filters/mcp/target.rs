@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::client::Origin;
+use super::client::{CallCtx, Origin};
+use crate::ctx::TlsPlan;
 use super::openapi::OpenApiTarget;
 use crate::config::backend::split_host_port;
 use crate::config::mcp::{HttpTargetSpec, McpTarget, StdioSpec};
@@ -14,6 +15,41 @@ pub struct Target {
     pub name: String,
     /// Transport.
     pub kind: TargetKind,
+    /// The target's own credentials and TLS.
+    pub transport: Arc<TargetTransport>,
+}
+
+/// A target's own transport policies, applied over the route's to each of its exchanges.
+#[derive(Default)]
+pub struct TargetTransport {
+    /// TLS instead of the route's `backendTLS`.
+    pub tls: Option<Arc<TlsPlan>>,
+    /// `Authorization` instead of the route's.
+    pub auth: Option<http::HeaderValue>,
+}
+
+impl std::fmt::Debug for TargetTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The fingerprint of a backend hashes this: keep secrets out, but let changes show.
+        write!(f, "TargetTransport {{ tls: {}, auth: {} }}", self.tls.is_some(), self.auth.is_some())
+    }
+}
+
+impl TargetTransport {
+    /// The exchange context for this target.
+    pub fn apply<'a>(&self, cc: &'a CallCtx) -> std::borrow::Cow<'a, CallCtx> {
+        if self.tls.is_none() && self.auth.is_none() {
+            return std::borrow::Cow::Borrowed(cc);
+        }
+        let mut own = cc.clone();
+        if let Some(tls) = &self.tls {
+            own.tls = Some(tls.clone());
+        }
+        if let Some(auth) = &self.auth {
+            own.headers.insert(http::header::AUTHORIZATION, auth.clone());
+        }
+        std::borrow::Cow::Owned(own)
+    }
 }
 
 /// How a target is reached.
@@ -95,7 +131,19 @@ impl Target {
             (None, None, None, Some(o)) => TargetKind::OpenApi(Arc::new(OpenApiTarget::compile(o).map_err(at)?)),
             _ => return Err(at("needs exactly one of mcp, sse, stdio, openapi".into())),
         };
-        Ok(Target { name: t.name.clone(), kind })
+        let mut transport = TargetTransport::default();
+        if let Some(p) = &t.policies {
+            if matches!(kind, TargetKind::Stdio(_)) {
+                return Err(at("a stdio target takes no policies".into()));
+            }
+            if let Some(tls) = &p.backend_tls {
+                transport.tls = Some(Arc::new(tls.compile().map_err(|e| at(format!("backendTLS: {e}")))?));
+            }
+            if let Some(auth) = &p.backend_auth {
+                transport.auth = Some(auth.header().map_err(|e| at(format!("backendAuth: {e}")))?);
+            }
+        }
+        Ok(Target { name: t.name.clone(), kind, transport: Arc::new(transport) })
     }
 }
 

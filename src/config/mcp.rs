@@ -75,8 +75,20 @@ pub struct McpTarget {
     pub stdio: Option<StdioSpec>,
     /// An HTTP service whose OpenAPI operations become tools.
     pub openapi: Option<OpenApiSpec>,
-    /// Not supported yet.
-    pub policies: Option<Unsupported>,
+    /// How to reach this target (credentials, TLS), over the route's.
+    pub policies: Option<TargetPolicies>,
+}
+
+/// Transport policies of one HTTP target: each target of a federation usually has its own
+/// credentials and certificates.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetPolicies {
+    /// The credential this target gets (replaces the route's `Authorization`).
+    pub backend_auth: Option<crate::filters::backend_auth::BackendAuthConfig>,
+    /// TLS towards this target (replaces the route's `backendTLS`).
+    #[serde(rename = "backendTLS")]
+    pub backend_tls: Option<crate::filters::backend_tls::BackendTlsConfig>,
 }
 
 /// Where an HTTP target lives: `host: URL`, or `host`, `port` and `path`.

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::client::CallCtx;
 use super::error::McpError;
-use super::jsonrpc::{self, Kind};
+use super::jsonrpc::{self, Kind as MessageKind};
 use super::openapi::OpenApiTarget;
-use super::target::{Target, TargetKind};
+use super::target::{Target, TargetKind, TargetTransport};
 
 /// Messages queued for a client before the oldest are dropped (never blocks a target).
 pub const RELAY_QUEUE: usize = 256;
@@ -41,11 +41,11 @@ impl Relay {
     /// or has not read the last [`RELAY_QUEUE`] messages.
     pub fn forward(&self, mut msg: Value) {
         match jsonrpc::kind(&msg) {
-            Kind::Request => {
+            MessageKind::Request => {
                 let id = msg["id"].take();
                 msg["id"] = json!(format!("tg{}.{id}", self.target));
             }
-            Kind::Notification if jsonrpc::method(&msg) == "notifications/resources/updated" => {
+            MessageKind::Notification if jsonrpc::method(&msg) == "notifications/resources/updated" => {
                 if let (Some(p), Some(uri)) = (&self.uri_prefix, msg.pointer_mut("/params/uri")) {
                     if let Some(u) = uri.as_str() {
                         *uri = json!(format!("{p}{u}"));
@@ -67,8 +67,16 @@ pub fn relayed_id(id: &Value) -> Option<(usize, Value)> {
     Some((t.parse().ok()?, serde_json::from_str(rest).ok()?))
 }
 
-/// A live connection to one target.
-pub enum Upstream {
+/// A live connection to one target, with the target's own transport policies.
+pub struct Upstream {
+    /// The transport.
+    pub kind: Kind,
+    /// Credentials and TLS over the route's.
+    pub transport: Arc<TargetTransport>,
+}
+
+/// The transports.
+pub enum Kind {
     /// Streamable HTTP.
     Http(http::HttpUpstream),
     /// Legacy HTTP+SSE.
@@ -117,12 +125,14 @@ impl Upstream {
     /// Opens a session with `target`: connects and runs the `initialize` handshake (plus
     /// `notifications/initialized`). Returns the target's `initialize` result.
     pub async fn connect(target: &Target, cc: &CallCtx, hello: &ClientHello, relay: &Relay) -> Result<(Upstream, Value), McpError> {
-        let up = match &target.kind {
-            TargetKind::Http(origin, path) => Upstream::Http(http::HttpUpstream::new(origin.clone(), path.clone(), None, None)),
-            TargetKind::Sse(origin, path) => Upstream::Sse(sse::SseUpstream::open(cc, origin, path, relay).await?),
-            TargetKind::Stdio(spec) => Upstream::Stdio(stdio::StdioUpstream::spawn(spec, relay)?),
-            TargetKind::OpenApi(api) => Upstream::OpenApi(api.clone()),
+        let own = target.transport.apply(cc);
+        let kind = match &target.kind {
+            TargetKind::Http(origin, path) => Kind::Http(http::HttpUpstream::new(origin.clone(), path.clone(), None, None)),
+            TargetKind::Sse(origin, path) => Kind::Sse(sse::SseUpstream::open(&own, origin, path, relay).await?),
+            TargetKind::Stdio(spec) => Kind::Stdio(stdio::StdioUpstream::spawn(spec, relay)?),
+            TargetKind::OpenApi(api) => Kind::OpenApi(api.clone()),
         };
+        let up = Upstream { kind, transport: target.transport.clone() };
         let response = match up.request(cc, hello.initialize(), relay).await {
             Ok(r) => r,
             Err(e) => {
@@ -135,7 +145,7 @@ impl Upstream {
             let msg = response.pointer("/error/message").and_then(Value::as_str).unwrap_or("no result");
             return Err(McpError::Upstream(format!("initialize failed: {msg}")));
         };
-        if let Upstream::Http(h) = &up {
+        if let Kind::Http(h) = &up.kind {
             h.set_version(result.get("protocolVersion").and_then(Value::as_str));
         }
         if let Err(e) = up.notify(cc, jsonrpc::notification("notifications/initialized", json!({}))).await {
@@ -150,7 +160,8 @@ impl Upstream {
     pub async fn resume(target: &Target, cc: &CallCtx, hello: &ClientHello, saved: Option<&SavedTarget>, relay: &Relay) -> Result<Upstream, McpError> {
         match (&target.kind, saved) {
             (TargetKind::Http(origin, path), Some(s)) => {
-                Ok(Upstream::Http(http::HttpUpstream::new(origin.clone(), path.clone(), s.session.clone(), s.version.clone())))
+                let h = http::HttpUpstream::new(origin.clone(), path.clone(), s.session.clone(), s.version.clone());
+                Ok(Upstream { kind: Kind::Http(h), transport: target.transport.clone() })
             }
             _ => Upstream::connect(target, cc, hello, relay).await.map(|(u, _)| u),
         }
@@ -158,54 +169,56 @@ impl Upstream {
 
     /// Sends a request and waits (bounded by `cc.wait`) for its response.
     pub async fn request(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Value, McpError> {
-        match self {
-            Upstream::Http(h) => h.request(cc, msg, relay).await,
-            Upstream::Sse(s) => s.request(cc, msg, relay).await,
-            Upstream::Stdio(s) => s.request(cc, msg, relay).await,
-            Upstream::OpenApi(api) => api.request(cc, msg).await,
+        let cc = &*self.transport.apply(cc);
+        match &self.kind {
+            Kind::Http(h) => h.request(cc, msg, relay).await,
+            Kind::Sse(s) => s.request(cc, msg, relay).await,
+            Kind::Stdio(s) => s.request(cc, msg, relay).await,
+            Kind::OpenApi(api) => api.request(cc, msg).await,
         }
     }
 
     /// Sends a notification or a response to a target's request.
     pub async fn notify(&self, cc: &CallCtx, msg: Value) -> Result<(), McpError> {
-        match self {
-            Upstream::Http(h) => h.notify(cc, msg).await,
-            Upstream::Sse(s) => s.notify(cc, msg).await,
-            Upstream::Stdio(s) => s.notify(cc, msg).await,
-            Upstream::OpenApi(_) => Ok(()),
+        let cc = &*self.transport.apply(cc);
+        match &self.kind {
+            Kind::Http(h) => h.notify(cc, msg).await,
+            Kind::Sse(s) => s.notify(cc, msg).await,
+            Kind::Stdio(s) => s.notify(cc, msg).await,
+            Kind::OpenApi(_) => Ok(()),
         }
     }
 
     /// Starts relaying the target's unsolicited messages to `relay` (the client's stream).
     pub async fn open_stream(&self, cc: &CallCtx, relay: Relay) -> Option<JoinHandle<()>> {
-        match self {
-            Upstream::Http(h) => h.open_stream(cc, relay).await,
-            Upstream::Sse(s) => {
+        match &self.kind {
+            Kind::Http(h) => h.open_stream(&self.transport.apply(cc), relay).await,
+            Kind::Sse(s) => {
                 s.dispatch.set_fallback(Some(relay));
                 None
             }
-            Upstream::Stdio(s) => {
+            Kind::Stdio(s) => {
                 s.dispatch.set_fallback(Some(relay));
                 None
             }
-            Upstream::OpenApi(_) => None,
+            Kind::OpenApi(_) => None,
         }
     }
 
     /// Ends the target's session: DELETE for HTTP, closing the stream, killing the child.
     pub async fn close(&self, cc: &CallCtx) {
-        match self {
-            Upstream::Http(h) => h.close(cc).await,
-            Upstream::Sse(s) => s.close(),
-            Upstream::Stdio(s) => s.close().await,
-            Upstream::OpenApi(_) => {}
+        match &self.kind {
+            Kind::Http(h) => h.close(&self.transport.apply(cc)).await,
+            Kind::Sse(s) => s.close(),
+            Kind::Stdio(s) => s.close().await,
+            Kind::OpenApi(_) => {}
         }
     }
 
     /// What a session id must remember to resume this connection elsewhere.
     pub fn saved(&self) -> Option<SavedTarget> {
-        match self {
-            Upstream::Http(h) => Some(SavedTarget { session: h.session(), version: h.version() }),
+        match &self.kind {
+            Kind::Http(h) => Some(SavedTarget { session: h.session(), version: h.version() }),
             _ => None,
         }
     }
