@@ -439,3 +439,33 @@ def test_stateless_call_starts_only_the_owning_target(tollgate, everything_serve
     now = RawSession(f"{base}/mcp").call("tools/call", {"name": "time_get_current_time", "arguments": {"timezone": "UTC"}})
     assert '"timezone": "UTC"' in now["result"]["content"][0]["text"], now
     assert starts() == after_init + 1
+
+
+def test_resources_are_prefixed_and_updates_reach_the_client(federation):
+    """Resource URIs carry their target (`everything+demo://...`); reading and subscribing with
+    them reach server-everything, and its `notifications/resources/updated` come back with the
+    prefixed URI."""
+    base = federation.base
+
+    async def session():
+        updates, first = [], asyncio.Event()
+
+        async def on_message(m):
+            if getattr(m, "method", None) == "notifications/resources/updated":
+                updates.append(m.params.uri)
+                first.set()
+
+        async with Client(streamable_http_client(f"{base}/mcp"), mode="legacy", message_handler=on_message) as c:
+            uris = [str(r.uri) for r in (await c.list_resources()).resources]
+            templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+            read = await c.read_resource(uris[0])
+            await c.subscribe_resource(uris[0])
+            await c.call_tool("everything_toggle-subscriber-updates", {})
+            await asyncio.wait_for(first.wait(), 15)
+            return uris, templates, read, updates
+
+    uris, templates, read, updates = run(session(), timeout=40)
+    assert uris and all(u.startswith("everything+demo://") for u in uris), uris
+    assert templates and all(t.startswith("everything+demo://") for t in templates), templates
+    assert str(read.contents[0].uri) == uris[0]
+    assert updates[0] == uris[0], updates
