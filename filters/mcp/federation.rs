@@ -84,7 +84,7 @@ impl Federation {
         self.targets
             .iter()
             .enumerate()
-            .filter(|(_, t)| name.len() > t.name.len() && name.starts_with(&t.name) && name.as_bytes()[t.name.len()] == b'_')
+            .filter(|(_, t)| name.len() > t.name.len() + 1 && name.starts_with(&t.name) && name.as_bytes()[t.name.len()] == b'_')
             .max_by_key(|(_, t)| t.name.len())
             .map(|(i, t)| (i, &name[t.name.len() + 1..]))
     }
@@ -439,3 +439,7 @@ pub fn is_request(msg: &Value) -> bool {
 pub fn request_queue() -> (mpsc::Sender<Value>, mpsc::Receiver<Value>) {
     mpsc::channel(RELAY_QUEUE)
 }
+
+#[cfg(test)]
+#[path = "federation_tests.rs"]
+mod tests;
