@@ -9,6 +9,7 @@ pub mod cors;
 pub mod direct_response;
 pub mod header_modifier;
 pub mod mcp;
+pub mod mcp_authorization;
 pub mod registry;
 pub mod request_redirect;
 pub mod response;

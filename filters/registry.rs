@@ -49,6 +49,7 @@ pub static FILTERS: &[FilterSpec] = &[
     super::backend_auth::SPEC,
     super::header_modifier::RESPONSE_SPEC,
     super::ai::SPEC,
+    super::mcp_authorization::SPEC,
     // Plugins: one line each, behind their Cargo feature.
     #[cfg(feature = "plugin-tenant-tag")]
     super::tenant_tag::SPEC,
@@ -68,7 +69,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
-    "requestMirror", "mcpAuthorization", "mcpGuardrails", "authorization", "mcpAuthentication",
+    "requestMirror", "mcpGuardrails", "authorization", "mcpAuthentication",
     "a2a", "backendTunnel", "localRateLimit", "remoteRateLimit", "jwtAuth", "oidc", "basicAuth",
     "apiKey", "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",

@@ -59,3 +59,41 @@ def test_session_ids_and_client_credentials_stay_with_their_route(tollgate, work
         assert any(l.endswith("authorization=") for l in lines), lines            # route b: none at all
     finally:
         server.stop()
+
+
+def test_mcp_authorization_rules_decide_what_a_caller_sees_and_calls(tollgate, workdir):
+    """`mcpAuthorization`: a tool is visible and callable when a CEL rule over `mcp.tool.*` and
+    `request.*` allows it; anything else is listed nowhere and answered as unknown."""
+    server_port, _, server = start_py_mcp(workdir, "streamable-http", "py-authz")
+    try:
+        port = free_port()
+        tollgate.start(f"""binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies:
+        mcpAuthorization:
+          rules:
+          - 'mcp.tool.name == "echo" && mcp.tool.target == "py"'
+          - 'request.headers["x-role"] == "admin"'
+      backends:
+      - mcp: {{targets: [{{name: py, mcp: {{host: "http://127.0.0.1:{server_port}/mcp"}}}}]}}
+""", ports=[port])
+
+        class Admin(RawSession):
+            def headers(self):
+                return dict(super().headers(), **{"X-Role": "admin"})
+
+        user = RawSession(f"http://127.0.0.1:{port}/mcp")
+        user.initialize()
+        assert [t["name"] for t in user.call("tools/list", {})["result"]["tools"]] == ["echo"]
+        assert user.call("tools/call", {"name": "echo", "arguments": {"message": "hi"}})["result"]["content"][0]["text"] == "py-authz: hi"
+        denied = user.call("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})
+        assert denied["error"]["code"] == -32602 and "unknown tool" in denied["error"]["message"], denied
+
+        admin = Admin(f"http://127.0.0.1:{port}/mcp")
+        admin.initialize()
+        assert sorted(t["name"] for t in admin.call("tools/list", {})["result"]["tools"]) == ["add", "echo"]
+        assert admin.call("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})["result"]["content"][0]["text"] == "3"
+    finally:
+        server.stop()

@@ -77,6 +77,8 @@ pub struct CallCtx {
     pub deadline: Option<Instant>,
     /// The shared connector.
     pub client: Arc<HttpClient>,
+    /// The route's `mcpAuthorization`, if any: what this request may see and use.
+    pub access: Option<crate::filters::mcp_authorization::McpAccess>,
 }
 
 impl CallCtx {

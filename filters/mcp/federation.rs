@@ -330,6 +330,9 @@ impl McpSession {
             template.get_or_insert(first);
             for mut item in items {
                 let Some(name) = item.get(field).and_then(Value::as_str).map(str::to_string) else { continue };
+                if !allowed(cc, key, &name, &self.fed.targets[i].name) {
+                    continue;
+                }
                 let is_uri = field != "name";
                 let public = match (self.fed.prefixed, is_uri) {
                     (false, _) => name.clone(),
@@ -407,6 +410,10 @@ impl McpSession {
                 *v = json!(inner);
             }
         }
+        if !pointer.is_empty() && !allowed(cc, list_key, &inner, &self.fed.targets[target].name) {
+            let public = msg.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+            return Err(McpError::InvalidParams(format!("unknown {}: `{public}`", list_key.trim_end_matches('s'))));
+        }
         let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::Upstream(format!("target `{}` is unavailable", self.fed.targets[target].name)))?;
         let mut resp = up.request(cc, msg, &self.relay(target, tx)).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
         if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.pointer_mut("/result/contents")) {
@@ -418,6 +425,18 @@ impl McpSession {
         }
         Ok(resp)
     }
+}
+
+/// Whether the route's `mcpAuthorization` lets this request see an item of a list (`tools`,
+/// `prompts`, `resources`, `resourceTemplates`), named as its target names it.
+fn allowed(cc: &CallCtx, list_key: &str, name: &str, target: &str) -> bool {
+    let Some(access) = &cc.access else { return true };
+    let kind = match list_key {
+        "tools" => "tool",
+        "prompts" => "prompt",
+        _ => "resource",
+    };
+    access.allows(kind, name, target)
 }
 
 /// Marks a request finished (and the session used) however its future ends.

@@ -87,6 +87,7 @@ impl McpProxy {
             connect_timeout: ctx.upstream.connect_timeout,
             wait,
             client: self.store.client.clone(),
+            access: ctx.extensions.get::<crate::filters::mcp_authorization::McpAccess>().cloned(),
         })
     }
 }
