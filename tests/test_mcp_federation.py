@@ -469,3 +469,33 @@ def test_resources_are_prefixed_and_updates_reach_the_client(federation):
     assert templates and all(t.startswith("everything+demo://") for t in templates), templates
     assert str(read.contents[0].uri) == uris[0]
     assert updates[0] == uris[0], updates
+
+
+def test_shutdown_stops_stdio_children_and_their_process_group(tollgate, time_stdio_cmd, workdir):
+    """A stdio target may start helpers that never read stdin (launchers such as npx/uvx do):
+    when tollgate stops, the target's whole process group goes with it."""
+    import os
+    import signal
+    cmd, args = time_stdio_cmd
+    marker = "3171.5"  # a sleep only this test starts
+    wrapper = workdir / "with-helper.sh"
+    wrapper.write_text(f"#!/bin/sh\nsleep {marker} &\nexec {cmd} {' '.join(args)}\n")
+    wrapper.chmod(0o755)
+    port = free_port()
+    proc = tollgate.start(mcp_config(port, mcp_listeners([time_target((str(wrapper), []))]),
+                                     "config: {connectionTerminationDeadline: 1s}"), ports=[port])
+    s = RawSession(f"http://127.0.0.1:{port}/mcp")
+    s.initialize()
+    def helpers():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if f"sleep\0{marker}".encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+    assert wait_until(lambda: helpers(), 5), "the helper did not start"
+    os.kill(proc.proc.pid, signal.SIGTERM)
+    proc.proc.wait(timeout=10)
+    assert wait_until(lambda: not helpers(), 5), f"helpers outlived tollgate: {helpers()}"

@@ -107,6 +107,15 @@ impl McpSession {
         }
     }
 
+    /// Stops the session's child processes (the gateway is going away).
+    pub async fn stop_children(&self) {
+        for u in self.upstreams.iter().flatten() {
+            if let super::upstream::Kind::Stdio(c) = &u.kind {
+                c.close().await;
+            }
+        }
+    }
+
     /// Ends every upstream session (HTTP DELETE, SSE stream closed, child killed).
     pub async fn close(&self, cc: &CallCtx) {
         self.ended.send_replace(true);
@@ -127,7 +136,6 @@ pub struct SessionStore {
     pub client: Arc<HttpClient>,
     live: Mutex<HashMap<String, Arc<McpSession>>>,
     ended: Mutex<HashMap<u64, Instant>>,
-    reaper: AtomicBool,
     /// Legacy SSE clients by the id in their message URL.
     pub legacy: Mutex<HashMap<String, Arc<super::legacy::LegacyClient>>>,
 }
@@ -147,7 +155,6 @@ impl SessionStore {
             client: Arc::new(HttpClient::default()),
             live: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
-            reaper: AtomicBool::new(false),
             legacy: Mutex::new(HashMap::new()),
         })
     }
@@ -157,19 +164,36 @@ impl SessionStore {
         self.codec.encode(state)
     }
 
-    /// Registers a session and starts the idle reaper on first use.
-    pub fn insert(self: &Arc<Self>, s: Arc<McpSession>) {
+    /// Registers a session.
+    pub fn insert(&self, s: Arc<McpSession>) {
         self.live.lock().unwrap().insert(s.id.clone(), s);
-        if !self.reaper.swap(true, Ordering::SeqCst) {
-            let store = Arc::downgrade(self);
-            let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(30));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(store) = store.upgrade() else { return };
-                    store.reap();
-                }
-            });
+    }
+
+    /// Runs for the life of the process (a background service): ends idle sessions, and at
+    /// shutdown, once requests in flight are answered (or `grace` has passed), stops every
+    /// stdio child. Streamable HTTP sessions are left open at their targets: their ids resume
+    /// on the next process (upgrade, restart).
+    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration) {
+        let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => self.reap(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        let until = Instant::now() + grace;
+        while Instant::now() < until && self.live.lock().unwrap().values().any(|s| s.busy.load(Ordering::Relaxed) > 0) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sessions: Vec<Arc<McpSession>> = self.live.lock().unwrap().values().cloned().collect();
+        let legacy: Vec<_> = self.legacy.lock().unwrap().values().cloned().collect();
+        for s in sessions {
+            s.stop_children().await;
+        }
+        for c in legacy {
+            if let Some(s) = c.session.lock().await.clone() {
+                s.stop_children().await;
+            }
         }
     }
 
@@ -278,12 +302,23 @@ impl SessionStore {
         let session = Arc::new(McpSession::new(id.to_string(), fed.clone(), state.hello, upstreams, stream));
         log::info!("MCP session resumed from its id");
         // Two requests may race to resume: keep the first.
-        let mut live = self.live.lock().unwrap();
-        let kept = live.entry(id.to_string()).or_insert(session).clone();
-        drop(live);
-        if !self.reaper.load(Ordering::Relaxed) {
-            self.insert(kept.clone());
-        }
+        let kept = self.live.lock().unwrap().entry(id.to_string()).or_insert(session).clone();
         Ok(kept)
+    }
+}
+
+/// The store's upkeep (idle expiry, children stopped at shutdown) as a Pingora background
+/// service, so it runs once per process whatever the binds.
+pub struct Upkeep {
+    /// The sessions.
+    pub store: Arc<SessionStore>,
+    /// How long requests in flight may finish at shutdown.
+    pub grace: Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Upkeep {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.store.maintain(shutdown, self.grace).await;
     }
 }
