@@ -170,9 +170,9 @@ impl SessionStore {
     }
 
     /// Runs for the life of the process (a background service): ends idle sessions, and at
-    /// shutdown, once requests in flight are answered (or `grace` has passed), stops every
-    /// stdio child. Streamable HTTP sessions are left open at their targets: their ids resume
-    /// on the next process (upgrade, restart).
+    /// shutdown, just before the drain period (`grace`) ends, stops every stdio child (until
+    /// then the old process still answers its open connections). Streamable HTTP sessions are
+    /// left open at their targets: their ids resume on the next process (upgrade, restart).
     pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration) {
         let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(30));
         loop {
@@ -181,10 +181,7 @@ impl SessionStore {
                 _ = shutdown.changed() => break,
             }
         }
-        let until = Instant::now() + grace;
-        while Instant::now() < until && self.live.lock().unwrap().values().any(|s| s.busy.load(Ordering::Relaxed) > 0) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        tokio::time::sleep(grace.saturating_sub(Duration::from_millis(300))).await;
         let sessions: Vec<Arc<McpSession>> = self.live.lock().unwrap().values().cloned().collect();
         let legacy: Vec<_> = self.legacy.lock().unwrap().values().cloned().collect();
         for s in sessions {
