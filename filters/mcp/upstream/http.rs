@@ -119,28 +119,39 @@ impl HttpUpstream {
         Ok(())
     }
 
-    /// Opens the target's server stream (GET) and relays it until it ends.
+    /// Opens the target's server stream (GET) and relays it while the client's stream is open
+    /// (the task is aborted then). A stream that drops (the target restarted, a proxy timed it
+    /// out) is reopened with backoff, unless the target no longer offers it.
     pub async fn open_stream(&self, cc: &CallCtx, relay: Relay) -> Option<JoinHandle<()>> {
         let req = Request { method: Method::GET, path: &self.path, headers: self.headers(None, "text/event-stream"), body: None };
-        let mut resp = match cc.client.send(cc, &self.origin, &req).await {
-            Ok(r) if r.status == 200 && r.is_sse() => r,
-            Ok(r) => {
-                log::debug!("target stream not offered: HTTP {}", r.status);
-                return None;
-            }
-            Err(e) => {
-                log::debug!("target stream failed: {e}");
-                return None;
-            }
-        };
+        let first = open_get(cc, &self.origin, &req).await?;
+        let (cc, origin, path, headers) = (cc.clone(), self.origin.clone(), self.path.clone(), req.headers.clone());
         Some(tokio::spawn(async move {
-            let mut parser = sse::Parser::default();
-            while let Ok(Some(chunk)) = resp.chunk(None).await {
-                let Ok(events) = parser.feed(&chunk) else { break };
-                for e in events {
-                    if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
-                        relay.forward(v);
+            let mut resp = Some(first);
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                if let Some(mut r) = resp.take() {
+                    let mut parser = sse::Parser::default();
+                    while let Ok(Some(chunk)) = r.chunk(None).await {
+                        let Ok(events) = parser.feed(&chunk) else { break };
+                        backoff = Duration::from_millis(500);
+                        for e in events {
+                            if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+                                relay.forward(v);
+                            }
+                        }
                     }
+                }
+                if relay.tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let req = Request { method: Method::GET, path: &path, headers: headers.clone(), body: None };
+                match cc.client.send(&cc, &origin, &req).await {
+                    Ok(r) if r.status == 200 && r.is_sse() => resp = Some(r),
+                    Ok(r) if matches!(r.status, 404 | 405) => return,
+                    _ => {}
                 }
             }
         }))
@@ -155,6 +166,21 @@ impl HttpUpstream {
         let cc = CallCtx { wait: cc.wait.min(Duration::from_secs(5)), deadline: None, ..cc.clone() };
         if let Ok(mut r) = cc.client.send(&cc, &self.origin, &req).await {
             let _ = r.body(cc.until(), MAX_RESPONSE).await;
+        }
+    }
+}
+
+/// Opens a server stream; `None` when the target does not offer one.
+async fn open_get(cc: &CallCtx, origin: &Origin, req: &Request<'_>) -> Option<Response> {
+    match cc.client.send(cc, origin, req).await {
+        Ok(r) if r.status == 200 && r.is_sse() => Some(r),
+        Ok(r) => {
+            log::debug!("target stream not offered: HTTP {}", r.status);
+            None
+        }
+        Err(e) => {
+            log::debug!("target stream failed: {e}");
+            None
         }
     }
 }
