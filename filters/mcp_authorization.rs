@@ -19,7 +19,8 @@ use crate::telemetry::cel::{with_evaluator, Expression};
 /// Registry entry for `mcpAuthorization`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcpAuthorization",
-    order: 150,
+    // Before header modifiers and backendAuth: rules see the client's headers.
+    order: 12,
     build: |d| build_with(d, |c: McpAuthorizationConfig| Ok(McpAuthorization(Arc::new(c.rules)))),
 };
 

@@ -12,6 +12,11 @@ fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+fn is_local_or_ip(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// `Err((status, why))` when the request must be refused.
 pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool) -> Result<(), (u16, String)> {
     if let Some(v) = header(req, "mcp-protocol-version") {
@@ -20,12 +25,14 @@ pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool)
         }
     }
     if dns_rebinding_protection {
+        // A rebinding page is served from the attacker's name, now pointing here: its requests
+        // carry that name as Host (and Origin). Browsers may reach a protected gateway only by
+        // a loopback name or an IP address, from a page on one.
         if let Some(origin) = header(req, "origin") {
-            let origin_host = host_without_port(origin.split("://").nth(1).unwrap_or(origin));
-            let host = host_without_port(header(req, "host").unwrap_or(""));
-            let local = matches!(origin_host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
-            if !local && !origin_host.eq_ignore_ascii_case(host) {
-                return Err((403, format!("Origin `{origin}` is not allowed (dnsRebindingProtection)")));
+            let host = header(req, "host").or_else(|| req.uri.authority().map(|a| a.as_str())).unwrap_or("");
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            if !is_local_or_ip(host_without_port(host)) || !is_local_or_ip(host_without_port(origin_host)) {
+                return Err((403, format!("Origin `{origin}` with Host `{host}` is refused (dnsRebindingProtection)")));
             }
         }
     }
@@ -66,7 +73,12 @@ mod tests {
         let evil = [("host", "127.0.0.1:3101"), ("origin", "http://evil.example")];
         assert_eq!(check(&req(&evil), false, true).unwrap_err().0, 403);
         assert!(check(&req(&evil), false, false).is_ok());
-        assert!(check(&req(&[("host", "gw.example:3101"), ("origin", "https://gw.example")]), false, true).is_ok());
-        assert!(check(&req(&[("host", "gw.example"), ("origin", "http://localhost:5173")]), false, true).is_ok());
+        // Rebinding: the attacker's name is both Host and Origin.
+        let rebound = [("host", "evil.example:3101"), ("origin", "http://evil.example:3101")];
+        assert_eq!(check(&req(&rebound), false, true).unwrap_err().0, 403);
+        assert!(check(&req(&[("host", "localhost:3101"), ("origin", "http://localhost:5173")]), false, true).is_ok());
+        assert!(check(&req(&[("host", "[::1]:3101"), ("origin", "http://127.0.0.1:6274")]), false, true).is_ok());
+        // Clients that are not browsers send no Origin.
+        assert!(check(&req(&[("host", "gw.example")]), false, true).is_ok());
     }
 }

@@ -210,7 +210,7 @@ impl HttpClient {
             match tokio::time::timeout(cc.step(), exchange).await {
                 Err(_) => return Err(McpError::Timeout),
                 // A pooled connection the target had closed: nothing was processed, try a new one.
-                Ok(Err(e)) if reused && attempt == 0 && matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::WriteError) => {
+                Ok(Err(e)) if reused && attempt == 0 && stale_connection(&e) => {
                     log::debug!("pooled connection to {authority} failed ({e}); retrying on a new one");
                     continue;
                 }
@@ -223,6 +223,13 @@ impl HttpClient {
         }
         Err(McpError::Upstream(format!("{authority}: connection failed")))
     }
+}
+
+/// Whether an error on a pooled connection means the target had closed it before our request
+/// (nothing processed, safe to send again): Pingora marks those "retry if reused".
+fn stale_connection(e: &pingora::Error) -> bool {
+    matches!(e.retry, pingora::RetryType::ReusedOnly)
+        || matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::WriteError)
 }
 
 fn build_header(cc: &CallCtx, authority: &str, req: &Request<'_>) -> Result<RequestHeader, McpError> {

@@ -35,7 +35,7 @@ impl Filter for ClientCredentials {
         let req = session.req_header();
         let sent = CREDENTIAL_HEADERS
             .iter()
-            .filter_map(|n| req.headers.get(*n).map(|v| (HeaderName::from_static(n), v.clone())))
+            .flat_map(|n| req.headers.get_all(*n).iter().map(|v| (HeaderName::from_static(n), v.clone())))
             .collect::<Vec<_>>();
         if !sent.is_empty() {
             ctx.extensions.insert(ClientSent(sent));
@@ -47,11 +47,15 @@ impl Filter for ClientCredentials {
 /// Removes the client's credentials that no policy replaced.
 pub fn strip_client_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
     let Some(ClientSent(sent)) = ctx.extensions.get::<ClientSent>() else { return };
-    for (name, value) in sent {
-        let kept: Vec<HeaderValue> = req.headers.get_all(name).iter().filter(|v| *v != value).cloned().collect();
-        req.remove_header(name);
+    for name in CREDENTIAL_HEADERS {
+        let theirs: Vec<&HeaderValue> = sent.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
+        if theirs.is_empty() {
+            continue;
+        }
+        let kept: Vec<HeaderValue> = req.headers.get_all(*name).iter().filter(|v| !theirs.contains(v)).cloned().collect();
+        req.remove_header(*name);
         for v in kept {
-            let _ = req.append_header(name.clone(), v);
+            let _ = req.append_header(HeaderName::from_static(name), v);
         }
     }
 }

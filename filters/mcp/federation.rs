@@ -61,9 +61,10 @@ impl Federation {
             PrefixMode::Never => false,
             PrefixMode::Conditional => targets.len() > 1,
         };
-        // FNV-1a over the identity and the targets as compiled: stable across processes.
+        // FNV-1a over the identity and the targets' canonical form: stable across processes.
+        let canonical: Vec<String> = targets.iter().map(Target::canonical).collect();
         let mut fingerprint: u64 = 0xcbf29ce484222325;
-        for b in format!("{identity}\n{targets:?}").bytes() {
+        for b in format!("{identity}\n{}", canonical.join("\n")).bytes() {
             fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x100000001b3);
         }
         Ok(Federation { targets, prefixed, failure: b.failure_mode, stateless: b.stateful_mode == StatefulMode::Stateless, dns_rebinding_protection: b.dns_rebinding_protection.unwrap_or(false), fingerprint })
@@ -394,8 +395,12 @@ impl McpSession {
             "tools/call" => ("/params/name", "tools", false),
             "prompts/get" => ("/params/name", "prompts", false),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resources", true),
-            "completion/complete" if msg.pointer("/params/ref/uri").is_some() => ("/params/ref/uri", "resources", true),
-            "completion/complete" => ("/params/ref/name", "prompts", false),
+            // The target acts on `ref.type`: route and authorize by it, not by which fields exist.
+            "completion/complete" => match msg.pointer("/params/ref/type").and_then(Value::as_str) {
+                Some("ref/resource") => ("/params/ref/uri", "resources", true),
+                Some("ref/prompt") => ("/params/ref/name", "prompts", false),
+                _ => return Err(McpError::InvalidParams("completion/complete needs ref.type ref/prompt or ref/resource".into())),
+            },
             _ if self.fed.targets.len() == 1 => ("", "", false),
             m => return Err(McpError::MethodNotFound(format!("`{m}` is not served by this gateway"))),
         };

@@ -64,3 +64,12 @@ fn initialize_results_merge() {
     let own = json!({"protocolVersion": "2025-11-25", "serverInfo": {"name": "a"}});
     assert_eq!(merge_initialize(&single, &[(0, own.clone())]), own);
 }
+
+#[test]
+fn fingerprints_do_not_change_between_builds() {
+    // Session ids made by one tollgate build must resume on the next (upgrades, mixed
+    // replicas): the canonical form is versioned; changing it must be deliberate.
+    let f = fed(TWO);
+    assert_eq!(f.targets[0].canonical(), "v1|time|stdio|t|||false|false|false");
+    assert_eq!(f.targets[1].canonical(), "v1|time_zone|http|127.0.0.1|1|false|/mcp|false|false");
+}

@@ -82,7 +82,7 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body
     let mut h = header(status, Some("application/json"), session_id, ctx)?;
     h.insert_header("content-length", bytes.len().to_string())?;
     session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(bytes), true).await
+    write(session, Some(bytes), true).await
 }
 
 /// A response without a body (202 Accepted, 200 for DELETE, 405).

@@ -71,9 +71,15 @@ impl LegacyClient {
                     let (_, unused_rx) = mpsc::channel(1);
                     let s = Arc::new(McpSession::new(id, fed, hello, upstreams, (self.tx.clone(), unused_rx)));
                     s.touch(&cc);
-                    let old = self.session.lock().await.replace(s);
+                    let old = self.session.lock().await.replace(s.clone());
                     if let Some(old) = old {
                         old.close(&cc).await;
+                    }
+                    if self.tx.is_closed() {
+                        // The client left while its targets were starting: nobody will end it.
+                        self.session.lock().await.take();
+                        s.close(&cc).await;
+                        return;
                     }
                     jsonrpc::result(&req_id, result)
                 }

@@ -63,6 +63,12 @@ fn inline(doc: &Value, v: &Value, depth: u8) -> Value {
 }
 
 impl OpenApiTarget {
+    /// A stable description of where calls go (for session-id fingerprints).
+    pub fn canonical(&self) -> String {
+        let ops: Vec<String> = self.ops.iter().map(|o| format!("{} {} {}", o.name, o.method, o.path)).collect();
+        format!("{}|{}|{}|{}|{}", self.origin.host, self.origin.port, self.origin.tls, self.prefix, ops.join(","))
+    }
+
     /// Reads the operations out of the document.
     pub fn compile(spec: &OpenApiSpec) -> Result<OpenApiTarget, String> {
         let doc = &spec.schema.0;

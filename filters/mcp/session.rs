@@ -107,6 +107,15 @@ impl McpSession {
         }
     }
 
+    /// Signals the session's child process groups to die, without waiting.
+    pub fn kill_children(&self) {
+        for u in self.upstreams.iter().flatten() {
+            if let super::upstream::Kind::Stdio(c) = &u.kind {
+                c.kill_group();
+            }
+        }
+    }
+
     /// Stops the session's child processes (the gateway is going away).
     pub async fn stop_children(&self) {
         for u in self.upstreams.iter().flatten() {
@@ -181,17 +190,19 @@ impl SessionStore {
                 _ = shutdown.changed() => break,
             }
         }
-        tokio::time::sleep(grace.saturating_sub(Duration::from_millis(300))).await;
-        let sessions: Vec<Arc<McpSession>> = self.live.lock().unwrap().values().cloned().collect();
+        // Pingora drains for whole seconds, then cancels every task: act just before.
+        tokio::time::sleep(Duration::from_secs(grace.as_secs()).saturating_sub(Duration::from_millis(700))).await;
+        let mut sessions: Vec<Arc<McpSession>> = self.live.lock().unwrap().values().cloned().collect();
         let legacy: Vec<_> = self.legacy.lock().unwrap().values().cloned().collect();
-        for s in sessions {
-            s.stop_children().await;
-        }
         for c in legacy {
-            if let Some(s) = c.session.lock().await.clone() {
-                s.stop_children().await;
-            }
+            let s = c.session.lock().await.clone();
+            sessions.extend(s);
         }
+        // Every group at once (no waiting), then reap them together.
+        for s in &sessions {
+            s.kill_children();
+        }
+        futures::future::join_all(sessions.iter().map(|s| s.stop_children())).await;
     }
 
     fn reap(&self) {

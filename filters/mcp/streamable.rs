@@ -159,7 +159,8 @@ impl McpProxy {
                     let (s, cc) = (s.clone(), cc.clone());
                     tokio::spawn(async move { s.close(&cc).await });
                 }
-                (404, e.to_response(&id))
+                // A one-request session has no id for the client to drop: a plain JSON-RPC error.
+                (if s.id.is_empty() { 200 } else { 404 }, e.to_response(&id))
             }
         };
         front::note_error(ctx, &response);

@@ -107,6 +107,22 @@ pub fn http_location(spec: &HttpTargetSpec, default_path: &str) -> Result<(Origi
 }
 
 impl Target {
+    /// A stable, explicit description of the target (what a session id was made against):
+    /// versioned, so a new build only changes it on purpose.
+    pub fn canonical(&self) -> String {
+        let o = |o: &Origin, p: &str| format!("{}|{}|{}|{p}", o.host, o.port, o.tls);
+        let kind = match &self.kind {
+            TargetKind::Http(origin, path) => format!("http|{}", o(origin, path)),
+            TargetKind::Sse(origin, path) => format!("sse|{}", o(origin, path)),
+            TargetKind::Stdio(s) => {
+                let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("stdio|{}|{}|{}|{}", s.cmd, s.args.join("\u{1f}"), env.join("\u{1f}"), s.clear_env)
+            }
+            TargetKind::OpenApi(api) => format!("openapi|{}", api.canonical()),
+        };
+        format!("v1|{}|{kind}|{}|{}", self.name, self.transport.tls.is_some(), self.transport.auth.is_some())
+    }
+
     /// Compiles one configured target.
     pub fn compile(t: &McpTarget) -> Result<Target, String> {
         let at = |e: String| format!("target `{}`: {e}", t.name);

@@ -180,7 +180,7 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
             for (ri, route) in listener.routes.iter().enumerate() {
                 let at = format!("binds[{bi}].listeners[{li}].routes[{ri}]");
                 let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
-                let compiled = compile_route(name, &route.policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
+                let compiled = compile_route(name, &at, &route.policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
                 routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
             }
             listeners.push(CompiledListener { hostname: listener.hostname.as_deref().map(HostPattern::parse), routes });
@@ -202,7 +202,7 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
     Ok(Gateway { binds, connect_timeout })
 }
 
-fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
+fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
     let mut compiled = Vec::new();
     for (i, b) in backends.iter().enumerate() {
         let (bname, target, entries) = match &b.kind {
@@ -221,7 +221,7 @@ fn compile_route(name: String, policies: &Policies, backends: &[LocalBackend], s
             }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
-                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{name}/{i}"))?;
+                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{at}.backends[{i}]"))?;
                 entries.push(PolicyEntry { spec: &crate::filters::mcp::SPEC, filter: Arc::new(proxy) });
                 let creds = crate::filters::mcp::credentials::ClientCredentials;
                 entries.push(PolicyEntry { spec: &crate::filters::mcp::credentials::SPEC, filter: Arc::new(creds) });

@@ -102,12 +102,21 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
+            // Label values come from the client: only known methods, and names only of items
+            // that were served (a client inventing tool names must not invent series).
+            const METHODS: &[&str] = &[
+                "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
+                "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
+                "completion/complete", "logging/setLevel", "server/discover", "stream", "delete",
+            ];
+            let method = if METHODS.contains(&m.method.as_str()) || m.method.starts_with("notifications/") { m.method.clone() } else { "other".into() };
+            let served = m.error.is_none();
             let labels = McpLabels {
-                method: m.method.clone(),
-                server: m.target.clone().unwrap_or_default(),
+                method,
+                server: if served { m.target.clone().unwrap_or_default() } else { String::new() },
                 resource_type: m.resource_type.unwrap_or(""),
-                resource: m.resource.clone().unwrap_or_default(),
-                error: m.error.is_some(),
+                resource: if served { m.resource.clone().unwrap_or_default() } else { String::new() },
+                error: !served,
             };
             self.mcp_requests.get_or_create(&labels).inc();
         }

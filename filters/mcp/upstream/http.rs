@@ -3,7 +3,7 @@
 //! the response. The target's own session id rides along in `Mcp-Session-Id`.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
@@ -125,7 +125,9 @@ impl HttpUpstream {
     pub async fn open_stream(&self, cc: &CallCtx, relay: Relay) -> Option<JoinHandle<()>> {
         let req = Request { method: Method::GET, path: &self.path, headers: self.headers(None, "text/event-stream"), body: None };
         let first = open_get(cc, &self.origin, &req).await?;
-        let (cc, origin, path, headers) = (cc.clone(), self.origin.clone(), self.path.clone(), req.headers.clone());
+        // Reopening outlives the GET that started it: no request deadline.
+        let cc = CallCtx { deadline: None, ..cc.clone() };
+        let (origin, path, headers) = (self.origin.clone(), self.path.clone(), req.headers.clone());
         Some(tokio::spawn(async move {
             let mut resp = Some(first);
             let mut backoff = Duration::from_millis(500);
@@ -189,7 +191,9 @@ async fn open_get(cc: &CallCtx, origin: &Origin, req: &Request<'_>) -> Option<Re
 /// within `cc.wait`, all of it by `cc.until()`.
 pub async fn read_stream_until(resp: &mut Response, id: &Value, relay: &Relay, cc: &CallCtx) -> Result<Value, McpError> {
     let mut parser = sse::Parser::default();
-    let until = cc.until();
+    // Each event within `wait`; the whole stream only by the request's deadline, so a long
+    // call that keeps reporting progress is not cut off.
+    let until = cc.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600));
     while let Some(chunk) = resp.chunk(Some(left(cc.wait, until))).await? {
         for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
             let Ok(msg) = serde_json::from_str::<Value>(&e.data) else { continue };

@@ -24,7 +24,8 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 pub struct StdioUpstream {
     stdin: Mutex<Option<ChildStdin>>,
     child: Mutex<Child>,
-    pgid: Option<i32>,
+    /// The child's process group while the child is not reaped (0 after: the id may be reused).
+    pgid: std::sync::atomic::AtomicI32,
     /// Pending requests and where stray messages go.
     pub dispatch: Arc<Dispatcher>,
     reader: JoinHandle<()>,
@@ -42,7 +43,7 @@ impl StdioUpstream {
         let mut child = cmd.spawn().map_err(|e| McpError::Upstream(format!("cannot start `{}`: {e}", spec.cmd)))?;
         let stdin = child.stdin.take().ok_or_else(|| McpError::Internal("no stdin".into()))?;
         let stdout = child.stdout.take().ok_or_else(|| McpError::Internal("no stdout".into()))?;
-        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        let pgid = std::sync::atomic::AtomicI32::new(child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
         let dispatch = Arc::new(Dispatcher::default());
         dispatch.set_fallback(Some(relay.clone()));
         let d = dispatch.clone();
@@ -79,9 +80,11 @@ impl StdioUpstream {
         tokio::time::timeout(wait, write).await.map_err(|_| McpError::Upstream("the process stopped reading its input".into()))?
     }
 
-    fn kill_group(&self) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: signalling a process group we created; no memory is involved.
+    /// Kills the child's whole process group now (launchers leave helpers in it).
+    pub fn kill_group(&self) {
+        let pgid = self.pgid.load(std::sync::atomic::Ordering::SeqCst);
+        if pgid > 0 {
+            // SAFETY: signalling a process group we created and have not reaped; no memory involved.
             unsafe { libc::killpg(pgid, libc::SIGKILL) };
         }
     }
@@ -106,11 +109,14 @@ impl StdioUpstream {
     pub async fn close(&self) {
         self.reader.abort();
         self.dispatch.close_all();
-        self.stdin.lock().await.take();
+        // Kill first: a writer blocked on a child that stopped reading then fails and lets go.
         self.kill_group();
+        self.stdin.lock().await.take();
         let mut child = self.child.lock().await;
         let _ = child.start_kill();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+            self.pgid.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
