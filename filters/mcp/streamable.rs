@@ -245,14 +245,10 @@ impl McpProxy {
         if *ended.borrow_and_update() {
             return front::json(session, ctx, 404, &McpError::SessionGone.to_response(&Value::Null), None).await;
         }
-        for (i, u) in s.upstreams.iter().enumerate() {
-            if let Some(task) = match u {
-                Some(u) => u.open_stream(&cc, s.relay(i, &s.stream_tx)).await,
-                None => None,
-            } {
-                s.stream_tasks.lock().unwrap().push(task);
-            }
-        }
+        // Every target's stream at once: one slow target must not hold up the others.
+        let opens = s.upstreams.iter().enumerate().filter_map(|(i, u)| u.as_ref().map(|u| u.open_stream(&cc, s.relay(i, &s.stream_tx))));
+        let tasks = futures::future::join_all(opens).await;
+        s.stream_tasks.lock().unwrap().extend(tasks.into_iter().flatten());
         let mut out = EventStream::new();
         let sid = s.id.clone();
         let result = async {
