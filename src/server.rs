@@ -183,9 +183,9 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         server.add_service(service);
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
-    add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     let grace = config.config.connection_termination_deadline.map_or(std::time::Duration::from_secs(DEFAULT_GRACE_SECONDS), |d| d.0);
-    let upkeep = crate::filters::mcp::session::Upkeep { store: runtime_shared.mcp_sessions.clone(), grace };
+    let upkeep = crate::filters::mcp::session::Upkeep { store: runtime_shared.mcp_sessions.clone(), grace, metrics: metrics.clone() };
+    add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     server.add_service(background_service("mcp sessions", upkeep));
     if let Some(path) = &cli.file {
         let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone(), shared: runtime_shared.clone() };

@@ -46,3 +46,28 @@ def test_default_config_serves_an_mcp_tool_with_telemetry(tollgate):
     health = [s for s in samples if s.labels.get("resource") == "health" and s.labels["method"] == "tools/call"]
     assert health and sum(s.value for s in health) == 2, samples
     assert all(s.labels["server"] == "gateway" and s.labels["error"] == "false" for s in health)
+
+
+def test_open_mcp_sessions_are_a_gauge(tollgate):
+    import sys
+    sys.path.insert(0, str(ROOT / "tests"))
+    from mcp_helpers import RawSession
+    tollgate.start((ROOT / "conf" / "local.yaml").read_text(), ports=[3000, 15020])
+    sessions = [RawSession("http://127.0.0.1:3000/mcp") for _ in range(3)]
+    for s in sessions:
+        s.initialize()
+
+    def gauge():
+        text = requests.get("http://127.0.0.1:15020/metrics", timeout=5).text
+        return {s.labels["transport"]: s.value for f in text_string_to_metric_families(text)
+                if f.name == "tollgate_mcp_sessions" for s in f.samples}
+
+    deadline = time.time() + 8
+    while time.time() < deadline and gauge().get("streamable_http") != 3:
+        time.sleep(0.25)
+    assert gauge() == {"streamable_http": 3, "sse": 0}
+    assert requests.delete("http://127.0.0.1:3000/mcp", headers={"Mcp-Session-Id": sessions[0].session_id}, timeout=5).status_code == 200
+    deadline = time.time() + 8
+    while time.time() < deadline and gauge().get("streamable_http") != 2:
+        time.sleep(0.25)
+    assert gauge()["streamable_http"] == 2

@@ -182,11 +182,14 @@ impl SessionStore {
     /// shutdown, just before the drain period (`grace`) ends, stops every stdio child (until
     /// then the old process still answers its open connections). Streamable HTTP sessions are
     /// left open at their targets: their ids resume on the next process (upgrade, restart).
-    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration) {
-        let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration, metrics: &crate::telemetry::metrics::Metrics) {
+        let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(every) => self.reap(),
+                _ = tokio::time::sleep(every) => {
+                    self.reap();
+                    metrics.set_mcp_sessions(self.live.lock().unwrap().len(), self.legacy.lock().unwrap().len());
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -322,11 +325,13 @@ pub struct Upkeep {
     pub store: Arc<SessionStore>,
     /// How long requests in flight may finish at shutdown.
     pub grace: Duration,
+    /// Where the session count is published.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Upkeep {
     async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
-        self.store.maintain(shutdown, self.grace).await;
+        self.store.maintain(shutdown, self.grace, &self.metrics).await;
     }
 }

@@ -55,6 +55,12 @@ pub struct Metrics {
     time_to_first_token: HistogramFamily<GenAiLabels>,
     time_per_output_token: HistogramFamily<GenAiLabels>,
     mcp_requests: Family<McpLabels, Counter>,
+    mcp_sessions: Family<SessionLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    transport: &'static str,
 }
 
 fn seconds() -> Histogram {
@@ -86,7 +92,9 @@ impl Default for Metrics {
         registry.register("gen_ai_server_time_per_output_token_seconds", "Time per output token after the first", time_per_output_token.clone());
         let mcp_requests = Family::<McpLabels, Counter>::default();
         registry.register("tollgate_mcp_requests", "MCP messages by method, target and tool/prompt/resource", mcp_requests.clone());
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests }
+        let mcp_sessions = Family::<SessionLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register("tollgate_mcp_sessions", "Open MCP client sessions, by front end", mcp_sessions.clone());
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions }
     }
 }
 
@@ -150,6 +158,12 @@ impl Metrics {
                 self.token_usage.get_or_create(&labels).observe(n as f64);
             }
         }
+    }
+
+    /// Records how many MCP sessions are open (Streamable HTTP, legacy SSE).
+    pub fn set_mcp_sessions(&self, streamable: usize, legacy: usize) {
+        self.mcp_sessions.get_or_create(&SessionLabels { transport: "streamable_http" }).set(streamable as i64);
+        self.mcp_sessions.get_or_create(&SessionLabels { transport: "sse" }).set(legacy as i64);
     }
 
     /// The Prometheus text exposition.
