@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::client::CallCtx;
 use super::error::McpError;
-use super::jsonrpc::{self, Kind};
+use super::jsonrpc;
 use super::session::McpSession;
 use super::target::Target;
 use super::upstream::{relayed_id, ClientHello, Upstream, RELAY_QUEUE};
@@ -452,11 +452,6 @@ impl Drop for Busy<'_> {
         self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         *self.0.last_used.lock().unwrap() = std::time::Instant::now();
     }
-}
-
-/// Whether a message is a request the gateway may answer without a session.
-pub fn is_request(msg: &Value) -> bool {
-    jsonrpc::kind(msg) == Kind::Request
 }
 
 /// A fresh per-request queue for target messages.

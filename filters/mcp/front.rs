@@ -22,8 +22,11 @@ async fn write(session: &mut Session, bytes: Option<Bytes>, end: bool) -> Result
     }
 }
 
+/// How often an idle client stream gets a comment (detects clients that went away).
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Reads the whole request body; `Err(size)` when it is over the limit.
-pub async fn read_body(session: &mut Session, _ctx: &RequestCtx) -> Result<std::result::Result<Bytes, usize>> {
+pub async fn read_body(session: &mut Session) -> Result<std::result::Result<Bytes, usize>> {
     let limit = MAX_MESSAGE;
     let mut all = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
@@ -137,6 +140,51 @@ impl EventStream {
     /// Ends the stream.
     pub async fn finish(&mut self, session: &mut Session) -> Result<()> {
         write(session, None, true).await
+    }
+
+    /// Sends the messages of `rx` (with keepalive comments when idle) until the queue closes,
+    /// `ended` turns true, or the client goes away (not an error), then ends the stream.
+    pub async fn relay(
+        &mut self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rx: &mut tokio::sync::mpsc::Receiver<Value>,
+        mut ended: Option<tokio::sync::watch::Receiver<bool>>,
+        session_id: Option<&str>,
+    ) -> Result<()> {
+        let result = async {
+            self.start(session, ctx, session_id).await?;
+            loop {
+                let over = async {
+                    match ended.as_mut() {
+                        Some(e) => e.changed().await.unwrap_or(()),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(m) => self.message(session, ctx, &m, session_id).await?,
+                        None => break,
+                    },
+                    _ = over => break,
+                    _ = tokio::time::sleep(KEEPALIVE) => self.raw(session, Bytes::from_static(b": keepalive\n\n")).await?,
+                }
+            }
+            self.finish(session).await
+        }
+        .await;
+        client_gone_is_fine(result)
+    }
+}
+
+/// A client that closes its stream is the normal end of a stream, not an error to report.
+fn client_gone_is_fine(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if matches!(e.etype(), pingora::ErrorType::WriteError | pingora::ErrorType::ConnectionClosed) => {
+            log::debug!("MCP client stream closed: {e}");
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -16,8 +16,6 @@ use super::jsonrpc::{self, Kind};
 use super::session::McpSession;
 use super::upstream::{ClientHello, RELAY_QUEUE};
 
-/// How often an idle client stream gets a comment (detects clients that went away).
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Longest wait to queue an answer for a client that does not read its stream.
 const SEND_WAIT: Duration = Duration::from_secs(30);
 /// Messages of one client handled at once; more get 429.
@@ -49,8 +47,8 @@ impl LegacyClient {
         }
     }
 
-    fn current(&self) -> impl std::future::Future<Output = Option<Arc<McpSession>>> + '_ {
-        async move { self.session.lock().await.clone() }
+    async fn current(&self) -> Option<Arc<McpSession>> {
+        self.session.lock().await.clone()
     }
 
     /// The message endpoint for a stream opened at `sse_path`: the same path with the
@@ -133,22 +131,9 @@ impl super::McpProxy {
         let _cleanup = LegacyCleanup { store: self.store.clone(), id: id.clone(), client: client.clone(), cc: cc.clone() };
         let endpoint = LegacyClient::endpoint(session.req_header().uri.path(), &id);
         let mut out = super::front::EventStream::new();
-        let result = async {
-            out.start(session, ctx, None).await?;
-            out.raw(session, super::sse::named_event("endpoint", &endpoint)).await?;
-            loop {
-                tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(m) => out.message(session, ctx, &m, None).await?,
-                        None => break,
-                    },
-                    _ = tokio::time::sleep(KEEPALIVE) => out.raw(session, bytes::Bytes::from_static(b": keepalive\n\n")).await?,
-                }
-            }
-            out.finish(session).await
-        }
-        .await;
-        super::streamable::client_gone_is_fine(result)
+        out.start(session, ctx, None).await?;
+        out.raw(session, super::sse::named_event("endpoint", &endpoint)).await?;
+        out.relay(session, ctx, &mut rx, None, None).await
     }
 
     /// `POST …/message?sessionId=`: accepted now, answered on the stream.
@@ -158,7 +143,7 @@ impl super::McpProxy {
             let e = McpError::SessionGone.to_response(&Value::Null);
             return super::front::json(session, ctx, 404, &e, None).await;
         };
-        let body = match super::front::read_body(session, ctx).await? {
+        let body = match super::front::read_body(session).await? {
             Ok(b) => b,
             Err(limit) => {
                 let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, format!("message larger than {limit} bytes"));

@@ -15,7 +15,6 @@ use super::error::McpError;
 use super::federation::{connect_all, connect_some, request_queue};
 use super::front::{self, EventStream};
 use super::jsonrpc::{self, Kind};
-use super::legacy::KEEPALIVE;
 use super::session::McpSession;
 use super::target::TargetKind;
 use super::upstream::http::{HttpUpstream, MODERN_VERSION};
@@ -38,7 +37,7 @@ fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
 impl McpProxy {
     /// POST: one message from the client.
     pub(super) async fn post(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
-        let body = match front::read_body(session, ctx).await? {
+        let body = match front::read_body(session).await? {
             Ok(b) => b,
             Err(limit) => {
                 let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, format!("message larger than {limit} bytes"));
@@ -249,25 +248,10 @@ impl McpProxy {
         let opens = s.upstreams.iter().enumerate().filter_map(|(i, u)| u.as_ref().map(|u| u.open_stream(&cc, s.relay(i, &s.stream_tx))));
         let tasks = futures::future::join_all(opens).await;
         s.stream_tasks.lock().unwrap().extend(tasks.into_iter().flatten());
-        let mut out = EventStream::new();
         let sid = s.id.clone();
-        let result = async {
-            out.start(session, ctx, Some(&sid)).await?;
-            loop {
-                tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(m) => out.message(session, ctx, &m, Some(&sid)).await?,
-                        None => break,
-                    },
-                    _ = ended.changed() => break,
-                    _ = tokio::time::sleep(KEEPALIVE) => out.raw(session, bytes::Bytes::from_static(b": keepalive\n\n")).await?,
-                }
-            }
-            out.finish(session).await
-        }
-        .await;
+        let result = EventStream::new().relay(session, ctx, &mut rx, Some(ended), Some(&sid)).await;
         s.touch(&cc);
-        client_gone_is_fine(result)
+        result
     }
 
     /// DELETE: ends the session here and at every target.
@@ -302,17 +286,6 @@ impl Drop for StreamCleanup {
         }
         self.0.streaming.store(false, Ordering::Relaxed);
         *self.0.last_used.lock().unwrap() = std::time::Instant::now();
-    }
-}
-
-/// A client that closes its stream is the normal end of a stream, not an error to report.
-pub(super) fn client_gone_is_fine(r: Result<()>) -> Result<()> {
-    match r {
-        Err(e) if matches!(e.etype(), pingora::ErrorType::WriteError | pingora::ErrorType::ConnectionClosed) => {
-            log::debug!("MCP client stream closed: {e}");
-            Ok(())
-        }
-        other => other,
     }
 }
 
