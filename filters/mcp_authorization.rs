@@ -56,7 +56,7 @@ impl McpAccess {
         let key = if kind == "resource" { "uri" } else { "name" };
         let mut item = Map::new();
         item.insert(kind.to_string(), json!({key: name, "target": target}));
-        let to_cel = |j: Json| ::cel::to_value(j).unwrap_or(::cel::Value::Null);
+        let to_cel = crate::telemetry::cel::json_to_cel;
         with_evaluator(
             |scope| {
                 scope.add_variable_from_value("mcp", to_cel(Json::Object(item)));

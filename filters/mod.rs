@@ -42,7 +42,12 @@ pub fn set_request_path(req: &mut RequestHeader, path: &str) -> Result<()> {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let uri = http::Uri::builder().path_and_query(pq).build().map_err(|e| {
+    let mut builder = http::Uri::builder();
+    // An absolute-form (or HTTP/2) request keeps its scheme and authority.
+    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
+        builder = builder.scheme(scheme.clone()).authority(authority.clone());
+    }
+    let uri = builder.path_and_query(pq).build().map_err(|e| {
         pingora::Error::because(pingora::ErrorType::InternalError, "rewritten path is not a valid URI", e)
     })?;
     req.set_uri(uri);

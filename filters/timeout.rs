@@ -46,8 +46,10 @@ impl Timeout {
 #[async_trait]
 impl Filter for Timeout {
     async fn on_request(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        if let Some(limit) = self.0.request_timeout {
+            ctx.set_deadline(Instant::now() + limit.0);
+        }
         if let Some(limit) = self.tightest() {
-            ctx.deadline = Some(Instant::now() + limit);
             ctx.upstream.io_timeout = Some(ctx.upstream.io_timeout.map_or(limit, |t| t.min(limit)));
             ctx.upstream.connect_timeout = Some(ctx.upstream.connect_timeout.map_or(limit, |t| t.min(limit)));
         }

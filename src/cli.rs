@@ -37,4 +37,22 @@ pub struct Cli {
     /// Directory for the pid file and the upgrade socket.
     #[arg(long, env = "TOLLGATE_RUNTIME_DIR", default_value = "/tmp/tollgate", value_name = "DIR")]
     pub runtime_dir: PathBuf,
+
+    /// Most client connections held open at once; past it the longest-idle connection is closed
+    /// to make room, or the new one is refused with 503. Default: half the open-file limit.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Time a client has to send complete request headers (from connecting, or from the first
+    /// byte of a later request on a kept-alive connection), e.g. `30s`.
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: std::time::Duration,
+
+    /// Longest pause allowed between two reads of a request body, e.g. `60s`.
+    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::types::parse_go_duration(text)
 }

@@ -116,8 +116,10 @@ pub struct RequestCtx {
     pub matched_prefix: Option<String>,
     /// Where the request goes.
     pub upstream: UpstreamPlan,
-    /// Overall deadline (from `timeout.requestTimeout`).
+    /// Overall deadline (from `timeout.requestTimeout`); set it with [`RequestCtx::set_deadline`].
     pub deadline: Option<Instant>,
+    /// The client connection's deadline slot (HTTP/1): reads fail once the deadline passes.
+    pub conn_deadline: Option<Arc<crate::downstream::prefixed::DeadlineSlot>>,
     /// Largest request body the gateway will buffer.
     pub max_buffer: usize,
     /// The LLM exchange, when the backend is an LLM provider.
@@ -128,6 +130,8 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// Status sent downstream.
     pub status: Option<u16>,
+    /// The request ended because its deadline passed.
+    pub timed_out: bool,
     /// Why a filter failed the request, for the client's error body (Pingora replaces an
     /// error's context with the peer address as it propagates).
     pub failure_message: Option<String>,
@@ -155,11 +159,13 @@ impl Default for RequestCtx {
             matched_prefix: None,
             upstream: UpstreamPlan::default(),
             deadline: None,
+            conn_deadline: None,
             max_buffer: DEFAULT_MAX_BUFFER,
             llm: None,
             mcp: None,
             error_format: ErrorFormat::default(),
             status: None,
+            timed_out: false,
             failure_message: None,
             extensions: http::Extensions::new(),
             needs: CaptureNeeds::default(),
@@ -183,6 +189,20 @@ impl RequestCtx {
         let message = message.into();
         self.failure_message = Some(message.clone());
         pingora::Error::explain(pingora::ErrorType::HTTPStatus(status), message)
+    }
+
+    /// Sets the request's overall deadline: every wait of the request and the client
+    /// connection itself are bounded by it.
+    pub fn set_deadline(&mut self, at: Instant) {
+        self.deadline = Some(at);
+        if let Some(slot) = &self.conn_deadline {
+            slot.set(Some(at));
+        }
+    }
+
+    /// Whether the request's deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Time left before the request deadline, if one is set.

@@ -17,31 +17,35 @@ pub fn json_error(format: ErrorFormat, status: u16, kind: &str, message: &str) -
 }
 
 /// The status, error type and message for a proxying failure. Status 0 means the
-/// client is gone and nothing should be written.
+/// client is gone and nothing should be written. The message is for the client: it never
+/// carries Pingora's context or cause, which name internal addresses (`Peer: addr: …`);
+/// [`describe`] gives those to the log.
 pub fn classify(e: &Error) -> (u16, &'static str, String) {
     use ErrorType::*;
-    let detail = e.context.as_ref().map(|c| c.as_str().to_string()).unwrap_or_else(|| e.etype().as_str().to_string());
     match e.etype() {
-        HTTPStatus(400) => (400, "invalid_request_error", detail),
-        HTTPStatus(413) => (413, "request_too_large", detail),
-        HTTPStatus(code) => (*code, "gateway_error", detail),
-        ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout", format!("upstream timed out: {detail}")),
+        HTTPStatus(400) => (400, "invalid_request_error", "invalid request".into()),
+        HTTPStatus(413) => (413, "request_too_large", "the request body is too large".into()),
+        HTTPStatus(504) => (504, "request_timeout", "the request timed out".into()),
+        HTTPStatus(code) => (*code, "gateway_error", "the gateway could not complete the request".into()),
+        ConnectTimedout => (504, "upstream_timeout", "upstream timed out: connect".into()),
+        ReadTimedout => (504, "upstream_timeout", "upstream timed out: read".into()),
+        WriteTimedout => (504, "upstream_timeout", "upstream timed out: write".into()),
         ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
-        | HandshakeError => (502, "upstream_unreachable", format!("cannot reach upstream: {}", describe(e))),
-        Custom("dns") => (502, "upstream_unreachable", format!("cannot resolve upstream: {detail}")),
+        | HandshakeError => (502, "upstream_unreachable", format!("cannot reach upstream: {}", e.etype().as_str())),
+        Custom("dns") => (502, "upstream_unreachable", "cannot resolve the upstream's name".into()),
         _ => match e.esource() {
-            ErrorSource::Upstream => (502, "upstream_error", format!("upstream failed: {}", describe(e))),
+            ErrorSource::Upstream => (502, "upstream_error", format!("upstream failed: {}", e.etype().as_str())),
             ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => (0, "client_gone", detail),
-                _ => (400, "invalid_request_error", detail),
+                WriteError | ReadError | ConnectionClosed => (0, "client_gone", String::new()),
+                _ => (400, "invalid_request_error", "invalid request".into()),
             },
-            ErrorSource::Internal | ErrorSource::Unset => (500, "internal_error", describe(e)),
+            ErrorSource::Internal | ErrorSource::Unset => (500, "internal_error", "internal error".into()),
         },
     }
 }
 
-/// A one-line description of an error and its cause.
-fn describe(e: &Error) -> String {
+/// A one-line description of an error, its context and cause, for the gateway's own log.
+pub fn describe(e: &Error) -> String {
     let mut s = e.etype().as_str().to_string();
     if let Some(c) = &e.context {
         s.push_str(": ");

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod ctx;
+pub mod downstream;
 pub mod errors;
 pub mod llm;
 pub mod logging;

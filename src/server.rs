@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::TcpSocketOptions;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
@@ -21,6 +21,9 @@ use crate::logging::LogControl;
 use crate::reload::ConfigWatcher;
 use crate::telemetry::metrics::Metrics;
 use crate::config::{self, LocalConfig};
+use crate::downstream::admission::{self, AcceptFilter, Admission};
+use crate::downstream::drain::Drain;
+use crate::downstream::{ConnLimits, Gate};
 use crate::proxy::TollgateProxy;
 use crate::runtime::{self, Gateway};
 use crate::telemetry::Telemetry;
@@ -49,7 +52,9 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
     };
     let parsed = parsed.map_err(|e| e.to_string())?;
     let name = cli.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<inline>".into());
-    let shared = runtime::Shared::from_config(&parsed).map_err(|e| format!("{name}: {e}"))?;
+    // `--validate-only` makes no files: its session key is a throwaway.
+    let key_dir = (!cli.validate_only).then_some(cli.runtime_dir.as_path());
+    let shared = runtime::Shared::from_config(&parsed, key_dir).map_err(|e| format!("{name}: {e}"))?;
     let gateway = runtime::compile_with(&parsed, &shared).map_err(|e| format!("{name}: {e}"))?;
     let expanded = config::expand_env(&text, &name).map_err(|e| e.to_string())?;
     Ok(Loaded { config: parsed, gateway, shared, dump: admin::dump::dump(&expanded) })
@@ -161,6 +166,9 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
     let telemetry = Arc::new(Telemetry::new(&config.config)?);
     let metrics = telemetry.metrics.clone();
     let v6 = config.config.enable_ipv6.unwrap_or(true) && ipv6_available();
+    let admission = Admission::new(cli.max_connections.unwrap_or_else(admission::default_cap));
+    let limits = ConnLimits { header_timeout: cli.header_timeout, body_timeout: cli.body_timeout };
+    tracing::info!(target: "tollgate", max_connections = admission.cap(), "connection limit");
     for bind in &config.binds {
         let proxy = TollgateProxy {
             port: bind.port,
@@ -169,10 +177,13 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         };
         let mut options = HttpServerOptions::default();
         options.h2c = true;
-        let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
-            .name(format!("bind {}", bind.port))
-            .server_options(options)
-            .build();
+        // Idle HTTP/2 connections are bounded like idle HTTP/1 ones.
+        options.h2_idle_timeout = Some(shared.load().frontend.http1_idle_timeout);
+        let mut http = http_proxy(&server.configuration, proxy);
+        http.server_options = Some(options);
+        let gate = Gate { proxy: Arc::new(http), admission: admission.clone(), limits, gateway: shared.clone() };
+        let mut service = Service::new(format!("bind {}", bind.port), gate);
+        service.set_connection_filter(Arc::new(AcceptFilter(admission.clone())));
         if v6 {
             let mut sock = TcpSocketOptions::default();
             sock.ipv6_only = Some(false);
@@ -184,9 +195,12 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
     let grace = config.config.connection_termination_deadline.map_or(std::time::Duration::from_secs(DEFAULT_GRACE_SECONDS), |d| d.0);
-    let upkeep = crate::filters::mcp::session::Upkeep { store: runtime_shared.mcp_sessions.clone(), grace, metrics: metrics.clone() };
+    let upkeep = crate::filters::mcp::session::Upkeep { store: runtime_shared.mcp_sessions.clone(), metrics: metrics.clone() };
+    let min = config.config.connection_min_termination_deadline.map_or(std::time::Duration::ZERO, |d| d.0);
+    let drain = Drain { admission: admission.clone(), sessions: runtime_shared.mcp_sessions.clone(), min, grace };
     add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     server.add_service(background_service("mcp sessions", upkeep));
+    server.add_service(background_service("drain", drain));
     if let Some(path) = &cli.file {
         let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone(), shared: runtime_shared.clone() };
         server.add_service(background_service("config watcher", watcher));

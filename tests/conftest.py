@@ -46,11 +46,11 @@ def wait_port(port: int, timeout: float = 15.0, proc=None) -> None:
 class Proc:
     """A child process with its output in a file; stopped at teardown."""
 
-    def __init__(self, args, log: Path, env=None, cwd=None):
+    def __init__(self, args, log: Path, env=None, cwd=None, preexec_fn=None):
         self.log_path = log
         self.log_file = open(log, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     env=env, cwd=cwd, start_new_session=True)
+                                     env=env, cwd=cwd, start_new_session=True, preexec_fn=preexec_fn)
 
     def output(self) -> str:
         self.log_file.flush()
@@ -79,13 +79,19 @@ class Tollgate:
         self.workdir = workdir
         self.procs = []
 
-    def start(self, config_text: str, ports, name="config.yaml", extra_env=None) -> Proc:
+    def start(self, config_text: str, ports, name="config.yaml", extra_env=None, args=(), nofile=None) -> Proc:
+        """Starts tollgate on `config_text`; `args` are extra command-line flags, `nofile` an
+        open-file limit (soft and hard) for the process."""
         cfg = self.workdir / name
         cfg.write_text(config_text)
         env = dict(os.environ, RUST_LOG=os.environ.get("TOLLGATE_TEST_LOG", "info"))
         env.update(extra_env or {})
-        p = Proc([str(BIN), "-f", str(cfg), "--runtime-dir", str(self.workdir / "run")],
-                 self.workdir / f"{name}.log", env=env)
+        limit = None
+        if nofile:
+            import resource
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        p = Proc([str(BIN), "-f", str(cfg), "--runtime-dir", str(self.workdir / "run"), *args],
+                 self.workdir / f"{name}.log", env=env, preexec_fn=limit)
         self.procs.append(p)
         for port in ports:
             wait_port(port, proc=p.proc)
@@ -241,12 +247,12 @@ http {{
     p.stop()
 
 
-def serve_listeners(tollgate: "Tollgate", listeners: str, settings: str = "") -> str:
+def serve_listeners(tollgate: "Tollgate", listeners: str, settings: str = "", **start) -> str:
     """Starts tollgate with one bind on a free port holding `listeners` (YAML list items,
-    indented two spaces); returns the base URL."""
+    indented two spaces); returns the base URL. `start` goes to `Tollgate.start`."""
     port = free_port()
     config = f"{settings}\nbinds:\n- port: {port}\n  listeners:\n{listeners}"
-    tollgate.start(config, ports=[port])
+    tollgate.start(config, ports=[port], **start)
     return f"http://127.0.0.1:{port}"
 
 

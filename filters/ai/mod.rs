@@ -194,6 +194,10 @@ impl Filter for AiPolicy {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        if session.is_body_empty() {
+            // Refused here, before anything (credentials included) goes upstream.
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "the request body is empty")));
+        }
         if declared.is_some_and(|n| n > ctx.max_buffer) {
             let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));

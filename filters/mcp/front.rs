@@ -25,17 +25,27 @@ async fn write(session: &mut Session, bytes: Option<Bytes>, end: bool) -> Result
 /// How often an idle client stream gets a comment (detects clients that went away).
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Reads the whole request body; `Err(size)` when it is over the limit.
-pub async fn read_body(session: &mut Session) -> Result<std::result::Result<Bytes, usize>> {
+/// Reads the whole request body, within the request's deadline; `Err(size)` when it is over
+/// the limit.
+pub async fn read_body(session: &mut Session, deadline: Option<std::time::Instant>) -> Result<std::result::Result<Bytes, usize>> {
     let limit = MAX_MESSAGE;
-    let mut all = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if all.len() + chunk.len() > limit {
-            return Ok(Err(limit));
+    let read = async {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if all.len() + chunk.len() > limit {
+                return Ok(Err(limit));
+            }
+            all.extend_from_slice(&chunk);
         }
-        all.extend_from_slice(&chunk);
+        Ok(Ok(all.freeze()))
+    };
+    match deadline {
+        None => read.await,
+        Some(at) => match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
+            Ok(r) => r,
+            Err(_) => pingora::Error::e_explain(pingora::ErrorType::HTTPStatus(504), "the request body did not arrive in time"),
+        },
     }
-    Ok(Ok(all.freeze()))
 }
 
 fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx: &mut RequestCtx) -> Result<ResponseHeader> {

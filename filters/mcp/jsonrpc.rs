@@ -41,6 +41,34 @@ pub fn kind(msg: &Value) -> Kind {
     }
 }
 
+/// Checks a message from a client strictly, as JSON-RPC 2.0 and MCP require: an object with
+/// `"jsonrpc": "2.0"`, and an id (when there is one) that is a string or an integer, never
+/// null, a fraction, an object, an array or a boolean. Integer ids keep every digit (the
+/// gateway parses numbers exactly), so the answer carries the id as it was sent.
+pub fn check_client_message(msg: &Value) -> Result<Kind, &'static str> {
+    let Some(obj) = msg.as_object() else {
+        return Err(if msg.is_array() { "batches are not supported at this protocol version" } else { "a JSON-RPC message must be an object" });
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err("\"jsonrpc\": \"2.0\" is required");
+    }
+    if let Some(id) = obj.get("id") {
+        let integer = id.as_number().is_some_and(|n| is_integer_text(&n.to_string()));
+        if !(id.is_string() || integer) {
+            return Err("a request id must be a string or an integer");
+        }
+    }
+    match kind(msg) {
+        Kind::Invalid => Err("not a JSON-RPC 2.0 request, notification or response"),
+        k => Ok(k),
+    }
+}
+
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The message's method, or "".
 pub fn method(msg: &Value) -> &str {
     msg.get("method").and_then(Value::as_str).unwrap_or("")
@@ -87,5 +115,24 @@ mod tests {
         assert_eq!(kind(&json!({"jsonrpc":"2.0","id":"a","result":{}})), Kind::Response);
         assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1})), Kind::Invalid);
         assert_eq!(kind(&json!([1])), Kind::Invalid);
+    }
+
+    #[test]
+    fn strict_client_messages() {
+        let ok = |v: Value| check_client_message(&v).is_ok();
+        assert!(ok(json!({"jsonrpc":"2.0","id":1,"method":"ping"})));
+        assert!(ok(json!({"jsonrpc":"2.0","id":"a","method":"ping"})));
+        assert!(ok(json!({"jsonrpc":"2.0","method":"notifications/initialized"})));
+        assert!(!ok(json!({"id":1,"method":"ping"})));
+        assert!(!ok(json!({"jsonrpc":"1.0","id":1,"method":"ping"})));
+        for id in [json!({}), json!([]), json!(true), json!(null), json!(1.5)] {
+            assert!(!ok(json!({"jsonrpc":"2.0","id":id,"method":"ping"})), "{id}");
+        }
+        assert!(!ok(json!([{"jsonrpc":"2.0","id":1,"method":"ping"}])));
+        // Big integers survive a round trip exactly.
+        let big: Value = serde_json::from_str(r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#).unwrap();
+        assert!(check_client_message(&big).is_ok());
+        let answer = error(&big["id"], INTERNAL_ERROR, "x").to_string();
+        assert!(answer.contains("123456789012345678901234567890"), "{answer}");
     }
 }

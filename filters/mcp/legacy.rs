@@ -143,7 +143,7 @@ impl super::McpProxy {
             let e = McpError::SessionGone.to_response(&Value::Null);
             return super::front::json(session, ctx, 404, &e, None).await;
         };
-        let body = match super::front::read_body(session).await? {
+        let body = match super::front::read_body(session, ctx.deadline).await? {
             Ok(b) => b,
             Err(limit) => {
                 let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, format!("message larger than {limit} bytes"));
@@ -157,6 +157,10 @@ impl super::McpProxy {
                 return super::front::json(session, ctx, 400, &e, None).await;
             }
         };
+        if let Err(why) = jsonrpc::check_client_message(&msg) {
+            let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, why);
+            return super::front::json(session, ctx, 400, &e, None).await;
+        }
         ctx.mcp = Some(self.fed.describe(&msg));
         let Ok(permit) = client.in_flight.clone().try_acquire_owned() else {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, "too many messages in flight for this session");

@@ -157,7 +157,7 @@ impl std::fmt::Debug for SessionStore {
 
 impl SessionStore {
     /// A store sealing ids with `key` (hex) and expiring sessions idle for `ttl`.
-    pub fn new(key: Option<&str>, ttl: Option<Duration>) -> Result<SessionStore, String> {
+    pub fn new(key: &str, ttl: Option<Duration>) -> Result<SessionStore, String> {
         Ok(SessionStore {
             codec: Codec::new(key)?,
             ttl: ttl.unwrap_or(DEFAULT_TTL),
@@ -178,11 +178,10 @@ impl SessionStore {
         self.live.lock().unwrap().insert(s.id.clone(), s);
     }
 
-    /// Runs for the life of the process (a background service): ends idle sessions, and at
-    /// shutdown, just before the drain period (`grace`) ends, stops every stdio child (until
-    /// then the old process still answers its open connections). Streamable HTTP sessions are
-    /// left open at their targets: their ids resume on the next process (upgrade, restart).
-    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration, metrics: &crate::telemetry::metrics::Metrics) {
+    /// Runs for the life of the process (a background service): ends idle sessions until the
+    /// process starts to stop. The end of life is [`SessionStore::stop_children`]'s, called by
+    /// the process's drain once connections are done.
+    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, metrics: &crate::telemetry::metrics::Metrics) {
         let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -193,8 +192,12 @@ impl SessionStore {
                 _ = shutdown.changed() => break,
             }
         }
-        // Pingora drains for whole seconds, then cancels every task: act just before.
-        tokio::time::sleep(Duration::from_secs(grace.as_secs()).saturating_sub(Duration::from_millis(700))).await;
+    }
+
+    /// Stops every stdio child (their whole process groups) at the end of the drain: until
+    /// then the old process still answers its open connections. Streamable HTTP sessions are
+    /// left open at their targets: their ids resume on the next process (upgrade, restart).
+    pub async fn stop_children(&self) {
         let mut sessions: Vec<Arc<McpSession>> = self.live.lock().unwrap().values().cloned().collect();
         let legacy: Vec<_> = self.legacy.lock().unwrap().values().cloned().collect();
         for c in legacy {
@@ -318,13 +321,11 @@ impl SessionStore {
     }
 }
 
-/// The store's upkeep (idle expiry, children stopped at shutdown) as a Pingora background
-/// service, so it runs once per process whatever the binds.
+/// The store's upkeep (idle expiry) as a Pingora background service, so it runs once per
+/// process whatever the binds.
 pub struct Upkeep {
     /// The sessions.
     pub store: Arc<SessionStore>,
-    /// How long requests in flight may finish at shutdown.
-    pub grace: Duration,
     /// Where the session count is published.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
@@ -332,6 +333,6 @@ pub struct Upkeep {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Upkeep {
     async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
-        self.store.maintain(shutdown, self.grace, &self.metrics).await;
+        self.store.maintain(shutdown, &self.metrics).await;
     }
 }

@@ -37,7 +37,7 @@ fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
 impl McpProxy {
     /// POST: one message from the client.
     pub(super) async fn post(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
-        let body = match front::read_body(session).await? {
+        let body = match front::read_body(session, ctx.deadline).await? {
             Ok(b) => b,
             Err(limit) => {
                 let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, format!("message larger than {limit} bytes"));
@@ -48,12 +48,16 @@ impl McpProxy {
             Ok(v) => v,
             Err(e) => return front::json(session, ctx, 400, &jsonrpc::error(&Value::Null, jsonrpc::PARSE_ERROR, format!("parse error: {e}")), None).await,
         };
-        let kind = jsonrpc::kind(&msg);
+        let kind = match jsonrpc::check_client_message(&msg) {
+            Ok(k) => k,
+            Err(why) => {
+                // An id that is not valid is not echoed back.
+                let id = msg.get("id").filter(|i| i.is_string() || i.is_i64() || i.is_u64()).cloned().unwrap_or(Value::Null);
+                let e = jsonrpc::error(&id, jsonrpc::INVALID_REQUEST, why);
+                return front::json(session, ctx, 400, &e, None).await;
+            }
+        };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        if kind == Kind::Invalid {
-            let e = jsonrpc::error(&id, jsonrpc::INVALID_REQUEST, "not a JSON-RPC 2.0 message (batches are not supported)");
-            return front::json(session, ctx, 400, &e, None).await;
-        }
         ctx.mcp = Some(self.fed.describe(&msg));
         match jsonrpc::method(&msg) {
             "initialize" if kind == Kind::Request => return self.initialize(session, ctx, cc, msg).await,

@@ -1,7 +1,11 @@
 //! Session ids that carry the session: which targets it reached and their own session ids,
 //! so any tollgate process (after a restart, an upgrade, or on another replica) can resume
-//! it. With `config.session.key` the id is sealed with AES-256-GCM (secret and tamper-proof);
-//! without, it is plain base64url JSON, as agentgateway does.
+//! it. Ids are always sealed with AES-256-GCM (secret and tamper-proof): with
+//! `config.session.key`, or else with a key tollgate generates at first start and keeps in
+//! its runtime directory (`session.key`, mode 0600), so restarts and `--take-over` keep
+//! sessions. (agentgateway sends plain base64 JSON without a key: an edited id would then
+//! choose the `Mcp-Session-Id` a target receives.) Replicas share sessions only when they
+//! share `session.key`.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -33,40 +37,29 @@ pub struct SessionState {
 
 /// Seals and opens session ids.
 pub struct Codec {
-    cipher: Option<Aes256Gcm>,
+    cipher: Aes256Gcm,
 }
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Codec {{ encrypted: {} }}", self.cipher.is_some())
+        f.write_str("Codec { sealed }")
     }
 }
 
 impl Codec {
-    /// `key`: 64 hex characters (32 bytes), or none for unsealed ids.
-    pub fn new(key: Option<&str>) -> Result<Codec, String> {
-        let cipher = match key {
-            None => None,
-            Some(hex) => {
-                let bytes = decode_hex(hex.trim()).filter(|b| b.len() == 32).ok_or("config.session.key must be 64 hex characters (32 bytes)")?;
-                Some(Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?)
-            }
-        };
-        Ok(Codec { cipher })
+    /// `key`: 64 hex characters (32 bytes).
+    pub fn new(key: &str) -> Result<Codec, String> {
+        let bytes = decode_hex(key.trim()).filter(|b| b.len() == 32).ok_or("config.session.key must be 64 hex characters (32 bytes)")?;
+        Ok(Codec { cipher: Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())? })
     }
 
     /// The id for a state.
     pub fn encode(&self, state: &SessionState) -> String {
         let json = serde_json::to_vec(state).expect("session state serializes");
-        match &self.cipher {
-            None => URL_SAFE_NO_PAD.encode(json),
-            Some(c) => {
-                let nonce: [u8; 12] = rand::random();
-                let mut out = nonce.to_vec();
-                out.extend(c.encrypt(Nonce::from_slice(&nonce), json.as_slice()).expect("AES-GCM encrypts"));
-                URL_SAFE_NO_PAD.encode(out)
-            }
-        }
+        let nonce: [u8; 12] = rand::random();
+        let mut out = nonce.to_vec();
+        out.extend(self.cipher.encrypt(Nonce::from_slice(&nonce), json.as_slice()).expect("AES-GCM encrypts"));
+        URL_SAFE_NO_PAD.encode(out)
     }
 
     /// The state in an id; `None` for anything not made by this key.
@@ -75,17 +68,47 @@ impl Codec {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(id).ok()?;
-        let json = match &self.cipher {
-            None => raw,
-            Some(c) => {
-                if raw.len() < 12 {
-                    return None;
-                }
-                let (nonce, sealed) = raw.split_at(12);
-                c.decrypt(Nonce::from_slice(nonce), sealed).ok()?
-            }
-        };
+        if raw.len() < 12 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(12);
+        let json = self.cipher.decrypt(Nonce::from_slice(nonce), sealed).ok()?;
         serde_json::from_slice(&json).ok()
+    }
+}
+
+/// A fresh random key, as 64 hex characters.
+pub fn random_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key kept in `dir/session.key`, created (mode 0600) on first use.
+pub fn load_or_create_key(dir: &std::path::Path) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("session.key");
+    let read = |p: &std::path::Path| -> Result<Option<String>, String> {
+        match std::fs::read_to_string(p) {
+            Ok(text) if Codec::new(&text).is_ok() => Ok(Some(text.trim().to_string())),
+            Ok(_) => Err(format!("{} does not hold a session key (64 hex characters); remove it to make a new one", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+        }
+    };
+    if let Some(key) = read(&path)? {
+        return Ok(key);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let key = random_key();
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut f) => {
+            f.write_all(key.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(key)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path)?.ok_or_else(|| format!("{} is empty", path.display())),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
     }
 }
 
@@ -113,7 +136,7 @@ mod tests {
     #[test]
     fn sealed_ids_round_trip_and_resist_tampering() {
         let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-        let codec = Codec::new(Some(key)).unwrap();
+        let codec = Codec::new(key).unwrap();
         let id = codec.encode(&state());
         assert!(!String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&id).unwrap()).contains("abc"));
         assert_eq!(codec.decode(&id), Some(state()));
@@ -121,15 +144,26 @@ mod tests {
         let last = bad.len() - 2;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
         assert_eq!(codec.decode(std::str::from_utf8(&bad).unwrap()), None);
-        let other = Codec::new(Some(&key.replace('0', "1"))).unwrap();
+        let other = Codec::new(&key.replace('0', "1")).unwrap();
         assert_eq!(other.decode(&codec.encode(&state())), None);
-        assert!(Codec::new(Some("abcd")).is_err());
+        assert!(Codec::new("abcd").is_err());
+        // A plain base64 JSON id (agentgateway's unsealed form) is refused.
+        let plain = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&state()).unwrap());
+        assert_eq!(codec.decode(&plain), None);
+        assert_eq!(codec.decode("not-an-id"), None);
     }
 
     #[test]
-    fn plain_ids_round_trip() {
-        let codec = Codec::new(None).unwrap();
-        assert_eq!(codec.decode(&codec.encode(&state())), Some(state()));
-        assert_eq!(codec.decode("not-an-id"), None);
+    fn generated_key_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tollgate-key-{}", rand::random::<u64>()));
+        let first = load_or_create_key(&dir).unwrap();
+        assert_eq!(load_or_create_key(&dir).unwrap(), first);
+        let mode = std::fs::metadata(dir.join("session.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(Codec::new(&first).is_ok());
+        std::fs::write(dir.join("session.key"), "nonsense").unwrap();
+        assert!(load_or_create_key(&dir).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,6 +2,7 @@
 //! and report errors with file, line and field path.
 
 pub mod backend;
+pub mod frontend;
 pub mod load_context;
 pub mod mcp;
 pub mod policies;

@@ -6,6 +6,7 @@ use serde::de;
 use serde::Deserialize;
 
 use super::backend::LocalBackend;
+use super::frontend::FrontendPolicies;
 use super::policies::Policies;
 use super::settings::Settings;
 use super::types::Unsupported;
@@ -20,8 +21,9 @@ pub struct LocalConfig {
     /// Listening ports and what they serve.
     #[serde(default)]
     pub binds: Vec<LocalBind>,
-    /// Not supported yet.
-    pub frontend_policies: Option<Unsupported>,
+    /// Limits and timeouts for every downstream connection.
+    #[serde(default)]
+    pub frontend_policies: FrontendPolicies,
     /// Not supported yet.
     pub policies: Option<Unsupported>,
     /// Not supported yet.

@@ -2,6 +2,7 @@
 //! Pingora's hooks. Per request: match (request_filter) → peer (upstream_peer) →
 //! header and body filters → access log (logging).
 
+pub mod path;
 pub mod peer;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
 use crate::ctx::RequestCtx;
+use crate::downstream::prefixed::DeadlineSlot;
 use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
@@ -54,6 +56,7 @@ impl TollgateProxy {
         let selected = listener.routes.select(req, host).ok_or_else(not_found)?;
         let route = selected.route.clone();
         ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
+        ctx.max_buffer = gateway.frontend.max_buffer;
         ctx.original_path = req.uri.path().to_string();
         ctx.matched_prefix = selected.matched_prefix;
         ctx.backend = route.pick_backend().cloned();
@@ -77,12 +80,47 @@ impl TollgateProxy {
     }
 }
 
+/// Checks what every request must satisfy before anything routes it, and puts the path in
+/// normal form (see [`path`]): `Host` exactly once on HTTP/1.1 (RFC 9112 §3.2), at most one
+/// distinct `Content-Length` (identical repeats collapse to one, RFC 9110 §8.6).
+fn sanitize_request(req: &mut RequestHeader) -> std::result::Result<(), String> {
+    let hosts = req.headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version == http::Version::HTTP_11) {
+        return Err("an HTTP/1.1 request needs exactly one Host header".into());
+    }
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next().cloned() {
+        if lengths.any(|v| v != first) {
+            return Err("conflicting Content-Length headers".into());
+        }
+        if req.headers.get_all(http::header::CONTENT_LENGTH).iter().count() > 1 {
+            req.insert_header(http::header::CONTENT_LENGTH, first).map_err(|e| e.to_string())?;
+        }
+    }
+    if req.uri.path() == "*" && req.method == http::Method::OPTIONS {
+        return Ok(());
+    }
+    let normalized = match path::normalize(req.uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(why) => return Err(why.to_string()),
+    };
+    crate::filters::set_request_path(req, &normalized).map_err(|e| e.to_string())
+}
+
 #[async_trait]
 impl ProxyHttp for TollgateProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if let Err(why) = sanitize_request(session.req_header_mut()) {
+            return Err(ctx.reject(400, why));
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -115,9 +153,27 @@ impl ProxyHttp for TollgateProxy {
         }
     }
 
+    fn on_connection_reuse(&self, _session: &mut Session, ctx: &mut RequestCtx, from_connection: Box<dyn std::any::Any + Send + Sync>) {
+        // The gateway's accept path hands every HTTP/1 request its connection's deadline slot.
+        if let Ok(slot) = from_connection.downcast::<Arc<DeadlineSlot>>() {
+            ctx.conn_deadline = Some(*slot);
+        }
+    }
+
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        if ctx.deadline_passed() {
+            return Err(ctx.reject(504, "the request timed out"));
+        }
         let host = session.req_header().headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
-        peer::build_peer(&ctx.upstream, host).await
+        let mut peer = peer::build_peer(&ctx.upstream, host).await?;
+        // No single upstream wait may outlast the request's deadline.
+        if let Some(left) = ctx.time_left() {
+            let left = left.max(Duration::from_millis(1));
+            for t in [&mut peer.options.read_timeout, &mut peer.options.write_timeout, &mut peer.options.total_connection_timeout] {
+                *t = Some(t.map_or(left, |t| t.min(left)));
+            }
+        }
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -172,6 +228,9 @@ impl ProxyHttp for TollgateProxy {
         end: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if !end && ctx.deadline_passed() {
+            return Err(ctx.reject(504, "the request timed out"));
+        }
         let chain = chain_owned(ctx);
         if chain.body.response {
             for filter in chain.filters.iter() {
@@ -187,9 +246,18 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let (status, kind, mut message) = classify(e);
+        let (mut status, mut kind, mut message) = classify(e);
         if let Some(m) = ctx.failure_message.take() {
             message = m;
+        }
+        if status >= 500 {
+            log::warn!(target: "tollgate", "request failed with {status}: {}", crate::errors::describe(e));
+        }
+        if ctx.deadline_passed() {
+            // Whatever failed first (a client read cut by the deadline, an upstream read), the
+            // request ran out of time: the client hears that, and the log says so.
+            (status, kind, message) = (504, "request_timeout", "the request timed out".to_string());
+            ctx.timed_out = true;
         }
         if status == 0 {
             return FailToProxy { error_code: 0, can_reuse_downstream: false };
@@ -210,6 +278,8 @@ impl ProxyHttp for TollgateProxy {
             return FailToProxy { error_code: status, can_reuse_downstream: false };
         }
         ctx.status = Some(status);
+        // The connection is not reused after a failure: say so.
+        session.set_keepalive(None);
         let resp = json_error(ctx.error_format, status, kind, &message);
         if let Err(err) = resp.write(session).await {
             log::debug!("could not send error response: {err}");

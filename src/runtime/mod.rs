@@ -22,6 +22,41 @@ pub struct Gateway {
     pub binds: Vec<Arc<CompiledBind>>,
     /// Upstream connect timeout (`config.backend.connectTimeout`, default 10 s).
     pub connect_timeout: std::time::Duration,
+    /// Client-side HTTP limits (`frontendPolicies.http`).
+    pub frontend: FrontendHttp,
+}
+
+/// `frontendPolicies.http`, with agentgateway's defaults filled in.
+#[derive(Debug, Clone, Copy)]
+pub struct FrontendHttp {
+    /// Largest request body the gateway buffers.
+    pub max_buffer: usize,
+    /// Most header lines in an HTTP/1 request.
+    pub http1_max_headers: usize,
+    /// How long a kept-alive HTTP/1 connection may wait for its next request.
+    pub http1_idle_timeout: std::time::Duration,
+}
+
+impl Default for FrontendHttp {
+    fn default() -> Self {
+        FrontendHttp {
+            max_buffer: crate::ctx::DEFAULT_MAX_BUFFER,
+            http1_max_headers: 100,
+            http1_idle_timeout: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
+impl FrontendHttp {
+    fn compile(c: Option<&crate::config::frontend::FrontendHttp>) -> Self {
+        let d = FrontendHttp::default();
+        let Some(c) = c else { return d };
+        FrontendHttp {
+            max_buffer: c.max_buffer_size.unwrap_or(d.max_buffer),
+            http1_max_headers: c.http1_max_headers.unwrap_or(d.http1_max_headers),
+            http1_idle_timeout: c.http1_idle_timeout.map_or(d.http1_idle_timeout, |t| t.0),
+        }
+    }
 }
 
 /// A listening port.
@@ -154,17 +189,22 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the shared state from the `config:` section (read once, at start).
-    pub fn from_config(config: &LocalConfig) -> Result<Shared, String> {
-        let key = config.config.session.as_ref().and_then(|s| s.key.as_deref());
+    pub fn from_config(config: &LocalConfig, key_dir: Option<&std::path::Path>) -> Result<Shared, String> {
+        use crate::filters::mcp::token;
+        let key = match (config.config.session.as_ref().and_then(|s| s.key.as_deref()), key_dir) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(dir)) => token::load_or_create_key(dir).map_err(|e| format!("MCP session key: {e}"))?,
+            (None, None) => token::random_key(),
+        };
         let ttl = config.config.mcp.as_ref().and_then(|m| m.session_ttl).map(|d| d.0);
-        let store = crate::filters::mcp::session::SessionStore::new(key, ttl).map_err(|e| format!("config.session.key: {e}"))?;
+        let store = crate::filters::mcp::session::SessionStore::new(&key, ttl).map_err(|e| format!("config.session.key: {e}"))?;
         Ok(Shared { mcp_sessions: Arc::new(store) })
     }
 }
 
 /// Compiles with fresh shared state (tests, `--validate-only`).
 pub fn compile(config: &LocalConfig) -> Result<Gateway, String> {
-    compile_with(config, &Shared::from_config(config)?)
+    compile_with(config, &Shared::from_config(config, None)?)
 }
 
 /// Compiles the config into runtime tables that use `shared`.
@@ -199,7 +239,8 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         .as_ref()
         .and_then(|b| b.connect_timeout)
         .map_or(crate::proxy::peer::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
-    Ok(Gateway { binds, connect_timeout })
+    let frontend = FrontendHttp::compile(config.frontend_policies.http.as_ref());
+    Ok(Gateway { binds, connect_timeout, frontend })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {

@@ -77,7 +77,9 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
         ("backend".into(), ctx.backend.as_ref().map(|b| b.name.clone()).into()),
         ("duration_ms".into(), ((ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0).into()),
     ];
-    if let Some(e) = error {
+    if ctx.timed_out {
+        f.push(("error".into(), "request timeout".into()));
+    } else if let Some(e) = error {
         f.push(("error".into(), e.etype().as_str().into()));
     }
     if let Some(l) = &ctx.llm {

@@ -174,7 +174,29 @@ fn string_arg(name: &str, v: &Value) -> Result<String, ExecutionError> {
 fn json_parse(v: Value) -> Result<Value, ExecutionError> {
     let text = string_arg("json", &v)?;
     let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| err("json", e))?;
-    cel::to_value(parsed).map_err(|e| err("json", e))
+    Ok(json_to_cel(parsed))
+}
+
+/// A JSON value as CEL sees it. Written out rather than through `cel::to_value` (serde):
+/// tollgate parses JSON numbers exactly (`arbitrary_precision`, so MCP request ids keep every
+/// digit), which serde would hand CEL as a private wrapper map instead of a number.
+pub fn json_to_cel(j: serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match j {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::String(Arc::new(s)),
+        J::Array(a) => Value::List(Arc::new(a.into_iter().map(json_to_cel).collect())),
+        J::Object(o) => {
+            let map: HashMap<Key, Value> = o.into_iter().map(|(k, v)| (Key::from(k), json_to_cel(v))).collect();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+    }
 }
 
 fn to_json(v: Value) -> Result<Value, ExecutionError> {

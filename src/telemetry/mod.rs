@@ -170,7 +170,7 @@ impl Telemetry {
     /// Adds the variables the expressions read (only those) to a CEL scope.
     fn bind(&self, scope: &mut ::cel::Context<'_, 'static>, source: Option<std::net::SocketAddr>, ctx: &RequestCtx) {
         let facts = Facts { source, redact: &self.redact };
-        let to_cel = |j: Json| ::cel::to_value(j).unwrap_or(::cel::Value::Null);
+        let to_cel = crate::telemetry::cel::json_to_cel;
         for root in &self.roots {
             let value = match root.as_str() {
                 "request" => vars::request(ctx, &facts),

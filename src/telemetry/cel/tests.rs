@@ -7,7 +7,7 @@ use super::*;
 fn eval_with(expr: &str, vars: &[(&str, serde_json::Value)]) -> Value {
     let mut ctx = new_context();
     for (name, v) in vars {
-        ctx.add_variable_from_value(*name, cel::to_value(v.clone()).unwrap());
+        ctx.add_variable_from_value(*name, json_to_cel(v.clone()));
     }
     Expression::compile(expr).unwrap().eval(&ctx).unwrap_or_else(|e| panic!("{expr}: {e:?}"))
 }

@@ -1,0 +1,34 @@
+//! Both event-stream parsers (MCP's and the LLM path's splitter): the events do not depend
+//! on how the bytes were cut into reads, and nothing panics.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tollgate::filters::ai::usage::{event_data, SseSplitter};
+use tollgate::filters::mcp::sse::Parser;
+
+fuzz_target!(|data: &[u8]| {
+    if data.is_empty() {
+        return;
+    }
+    let cut = usize::from(data[0]) % data.len();
+    let body = &data[1..];
+    let cut = cut.min(body.len());
+
+    let mut whole = Parser::default();
+    let all = whole.feed(body).expect("under the event limit");
+    let mut split = Parser::default();
+    let mut parts = split.feed(&body[..cut]).unwrap();
+    parts.extend(split.feed(&body[cut..]).unwrap());
+    assert_eq!(all, parts);
+
+    let mut a = SseSplitter::default();
+    let mut events = a.push(body);
+    events.push(a.take_rest());
+    let mut b = SseSplitter::default();
+    let mut events_b = b.push(&body[..cut]);
+    events_b.extend(b.push(&body[cut..]));
+    events_b.push(b.take_rest());
+    assert_eq!(events.concat(), events_b.concat());
+    for e in &events {
+        let _ = event_data(e);
+    }
+});

@@ -1,0 +1,200 @@
+//! How many client connections the process holds, and who gives way when that is too many.
+//!
+//! Every connection takes a [`Permit`]. Past the cap, the connection that has waited longest
+//! for a request (idle keep-alive, or a head still trickling in) is told to close, as nginx
+//! reuses its idle keep-alive connections when it runs out; if none is waiting, the new
+//! connection is refused with a 503. Connections serving a request are never cut. So idle
+//! or slowloris connections can neither exhaust file descriptors nor lock real clients out.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Connections that may exist for a moment past the cap while evicted ones close.
+const OVERSHOOT: usize = 64;
+
+/// The process's connection budget (shared by every bind).
+#[derive(Debug)]
+pub struct Admission {
+    cap: usize,
+    open: AtomicUsize,
+    /// Accepted by the listener, not yet admitted: each holds a descriptor.
+    in_flight: AtomicUsize,
+    next_seq: AtomicU64,
+    /// Connections waiting for a request head, oldest first.
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Permit {
+    admission: Arc<Admission>,
+    /// Signalled when the gateway needs this connection's place.
+    pub evict: Arc<Notify>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// While held, the connection is waiting for a request and may be evicted.
+pub struct Waiting<'a> {
+    admission: &'a Admission,
+    seq: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.admission.lock().remove(&self.seq);
+    }
+}
+
+impl Admission {
+    /// A budget of `cap` connections.
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Admission {
+            cap: cap.max(1),
+            open: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            next_seq: AtomicU64::new(0),
+            waiting: Mutex::default(),
+        })
+    }
+
+    /// The cap.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In the listener's accept loop, before anything is spawned for the connection: whether
+    /// to keep it at all. Past the cap plus a margin the connection is closed at once, so a
+    /// burst cannot pile up accepted descriptors faster than their tasks run (which would
+    /// reach the open-file limit and stall Pingora's accept loop for a second).
+    pub fn on_accept(&self) -> bool {
+        let pending = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.open() + pending > self.cap + OVERSHOOT {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Admits a new connection, evicting the longest-waiting one when full; `None` means
+    /// refuse it.
+    pub fn admit(self: &Arc<Self>) -> Option<Permit> {
+        // The connection passed `on_accept`; it is now counted as open instead.
+        let _ = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let now_open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let permit = Permit { admission: self.clone(), evict: Arc::new(Notify::new()) };
+        if now_open <= self.cap {
+            return Some(permit);
+        }
+        if now_open > self.cap + OVERSHOOT {
+            return None;
+        }
+        let victim = self.lock().pop_first();
+        match victim {
+            Some((_, notify)) => {
+                notify.notify_one();
+                Some(permit)
+            }
+            None => None,
+        }
+    }
+
+    /// Marks a connection as waiting for a request until the guard drops.
+    pub fn waiting(&self, permit: &Permit) -> Waiting<'_> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(seq, permit.evict.clone());
+        Waiting { admission: self, seq }
+    }
+}
+
+/// Pingora's hook in its accept loop, backed by the budget.
+#[derive(Debug)]
+pub struct AcceptFilter(pub Arc<Admission>);
+
+#[async_trait::async_trait]
+impl pingora::listeners::ConnectionFilter for AcceptFilter {
+    async fn should_accept(&self, _addr: Option<&std::net::SocketAddr>) -> bool {
+        self.0.on_accept()
+    }
+}
+
+/// The default cap: half the open-file limit (each proxied request may hold an upstream
+/// connection too), less a reserve for listeners, the operator ports, pooled upstream
+/// connections, files and MCP stdio pipes.
+pub fn default_cap() -> usize {
+    let limit = raise_fd_limit();
+    (limit.saturating_sub(RESERVED_FDS) / 2).max(16)
+}
+
+/// Descriptors kept out of the connection budget.
+const RESERVED_FDS: usize = 128;
+
+/// Raises the soft open-file limit to the hard one (as Go and many servers do at start) and
+/// returns the limit in force.
+pub fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 24)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_budget_evicts_the_longest_waiting() {
+        let a = Admission::new(2);
+        let p1 = a.admit().unwrap();
+        let p2 = a.admit().unwrap();
+        let w1 = a.waiting(&p1);
+        let w2 = a.waiting(&p2);
+        let p3 = a.admit().expect("room is made");
+        // p1 waited longest: it was told to go (a stored permit), p2 was not.
+        assert!(futures::FutureExt::now_or_never(p1.evict.notified()).is_some());
+        assert!(futures::FutureExt::now_or_never(p2.evict.notified()).is_none());
+        drop((w1, w2));
+        // Nobody waiting: a fourth is refused while three are open.
+        assert!(a.admit().is_none());
+        drop((p1, p3));
+        assert_eq!(a.open(), 1);
+        assert!(a.admit().is_some());
+        drop(p2);
+    }
+
+    #[test]
+    fn accept_loop_refuses_past_the_margin() {
+        let a = Admission::new(1);
+        let accepted = (0..100).filter(|_| a.on_accept()).count();
+        assert_eq!(accepted, 1 + OVERSHOOT);
+        let p = a.admit().unwrap();
+        assert!(!a.on_accept(), "still full: one open plus the rest in flight");
+        drop(p);
+    }
+}

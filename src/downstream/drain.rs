@@ -1,0 +1,48 @@
+//! The end of a process (SIGTERM, `/quitquitquit`, or handing over to a new binary): once
+//! Pingora stops accepting, wait at least `connectionMinTerminationDeadline`, then exit as
+//! soon as no client connection is left, or stop MCP stdio children just before Pingora's
+//! own drain deadline (`connectionTerminationDeadline`) cuts what remains.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::admission::Admission;
+use crate::filters::mcp::session::SessionStore;
+
+/// How often the drain checks for remaining connections.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The drain, as a Pingora background service.
+pub struct Drain {
+    /// The connections still open.
+    pub admission: Arc<Admission>,
+    /// MCP sessions whose stdio children must not outlive the process.
+    pub sessions: Arc<SessionStore>,
+    /// `connectionMinTerminationDeadline` (default 0).
+    pub min: Duration,
+    /// `connectionTerminationDeadline` (Pingora's drain period).
+    pub grace: Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Drain {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        // Pingora drains for whole seconds, then cancels every task: act just before.
+        let last_call = started + Duration::from_secs(self.grace.as_secs()).saturating_sub(Duration::from_millis(700));
+        tokio::time::sleep(self.min).await;
+        while self.admission.open() > 0 && Instant::now() < last_call {
+            tokio::time::sleep(POLL).await;
+        }
+        self.sessions.stop_children().await;
+        if self.admission.open() == 0 {
+            tracing::info!(target: "tollgate", drained_in_ms = started.elapsed().as_millis() as u64, "no connections left; exiting");
+            std::process::exit(0);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Client connections, from accept to the last request: the gateway's own accept path in
+//! front of Pingora's HTTP handling. Pingora reads request heads without a total deadline
+//! (and waits forever for 24 bytes when h2c is on), so tollgate reads each head itself,
+//! against deadlines, then hands the connection to Pingora with those bytes put back:
+//!
+//! - a new connection must send complete headers within `header_timeout`;
+//! - a kept-alive connection gets `http1IdleTimeout` until its next request starts, then
+//!   `header_timeout` to finish the head;
+//! - a request body may pause at most `body_timeout` between reads, a response write at
+//!   most [`WRITE_TIMEOUT`];
+//! - bytes that are not HTTP get a 400, an oversized head a 431, a late one a 408, each
+//!   followed by a close;
+//! - the process holds at most `max_connections`; past that the longest-waiting idle
+//!   connection is closed to make room, or the newcomer gets a 503 ([`admission`]).
+
+pub mod admission;
+pub mod drain;
+pub mod head;
+pub mod prefixed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use crate::proxy::TollgateProxy;
+use crate::runtime::Gateway;
+use admission::{Admission, Permit};
+use head::{read_head, Head, HeadDeadlines};
+use prefixed::Prefixed;
+
+/// Longest a response write may block on a client that stopped reading (nginx's `send_timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest the gateway waits to tell a refused or broken client why.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Process-wide connection limits (command line; see `tollgate --help`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Time for a complete request head.
+    pub header_timeout: Duration,
+    /// Longest pause between two request-body reads.
+    pub body_timeout: Duration,
+}
+
+/// Pingora's server application for one bind: admits, reads heads, runs HTTP/1 keep-alive,
+/// and passes HTTP/2 connections to Pingora whole.
+pub struct Gate {
+    /// The proxy that serves each request.
+    pub proxy: Arc<HttpProxy<TollgateProxy>>,
+    /// The process's connection budget.
+    pub admission: Arc<Admission>,
+    /// Head and body deadlines.
+    pub limits: ConnLimits,
+    /// The live tables (for `frontendPolicies.http`, which reloads).
+    pub gateway: Arc<ArcSwap<Gateway>>,
+}
+
+#[async_trait]
+impl ServerApp for Gate {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Some(permit) = self.admission.admit() else {
+            refuse(stream, 503, "the gateway is at its connection limit").await;
+            return None;
+        };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let mut conn = Prefixed::new(stream);
+        let deadline = Instant::now() + self.limits.header_timeout;
+        let first = HeadDeadlines { first_byte: deadline, header_timeout: self.limits.header_timeout, cap: Some(deadline) };
+        match self.wait_for_head(&mut conn, first, &permit, shutdown).await {
+            Head::Http1 => self.serve_http1(conn, &permit, shutdown).await,
+            Head::H2c => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
+            other => {
+                answer_bad_head(conn, other).await;
+                None
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await
+    }
+}
+
+impl Gate {
+    /// Reads a head while the connection may be evicted or the process may stop.
+    async fn wait_for_head(&self, conn: &mut Prefixed, deadlines: HeadDeadlines, permit: &Permit, shutdown: &ShutdownWatch) -> Head {
+        let max_headers = self.gateway.load().frontend.http1_max_headers;
+        let _waiting = self.admission.waiting(permit);
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            head = read_head(conn, deadlines, max_headers) => head,
+            _ = permit.evict.notified() => Head::Idle,
+            _ = shutdown.wait_for(|stop| *stop) => Head::Idle,
+        }
+    }
+
+    /// HTTP/1 requests one after another on this connection, each head read against its deadlines.
+    async fn serve_http1(&self, mut conn: Prefixed, permit: &Permit, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let deadline = conn.deadline.clone();
+        loop {
+            let idle = self.gateway.load().frontend.http1_idle_timeout;
+            let mut session = ServerSession::new_http1(Box::new(conn));
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => session.set_keepalive(Some(idle.as_secs().max(1))),
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            session.set_read_timeout(Some(self.limits.body_timeout));
+            // The request's filters find the connection's deadline slot here (`on_connection_reuse`).
+            session.set_connection_user_context(Some(Box::new(deadline.clone())));
+            session.set_write_timeout(Some(WRITE_TIMEOUT));
+            let reused = HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
+            let (stream, next) = reused.consume();
+            settings = next;
+            conn = *stream.into_any().downcast::<Prefixed>().ok()?;
+            conn.deadline.set(None);
+            let deadlines = HeadDeadlines { first_byte: Instant::now() + idle, header_timeout: self.limits.header_timeout, cap: None };
+            match self.wait_for_head(&mut conn, deadlines, permit, shutdown).await {
+                Head::Http1 => continue,
+                Head::H2c => {
+                    answer_bad_head(conn, Head::Invalid("an HTTP/2 preface on an HTTP/1 connection")).await;
+                    return None;
+                }
+                other => {
+                    answer_bad_head(conn, other).await;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Tells a client why its connection ends (when there is anything to say) and closes it.
+async fn answer_bad_head(conn: Prefixed, head: Head) {
+    let (status, message) = match head {
+        Head::Invalid(why) => (400, why),
+        Head::TooLarge => (431, "the request head is too large"),
+        Head::TooManyHeaders => (431, "the request has too many header lines"),
+        Head::TimedOut => (408, "the request head did not arrive in time"),
+        Head::Http1 | Head::H2c | Head::Closed | Head::Idle => return,
+    };
+    refuse(Box::new(conn), status, message).await;
+}
+
+/// Writes a minimal JSON error with `Connection: close`, bounded in time, then closes.
+async fn refuse(mut stream: Stream, status: u16, message: &str) {
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    let kind = if status == 503 { "overloaded" } else { "invalid_request_error" };
+    let body = serde_json::json!({"error": {"message": message, "type": kind, "code": status.to_string(), "param": null}}).to_string();
+    let retry = if status == 503 { "retry-after: 1\r\n" } else { "" };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(REFUSAL_WRITE, write).await;
+}

@@ -1,0 +1,130 @@
+"""Hostile and broken clients cannot hang or starve the gateway: every connection has a
+deadline at every stage, the process sheds or evicts before it runs out of descriptors,
+and what is not HTTP is answered 400 and closed."""
+import resource
+import socket
+import time
+
+import requests
+
+from conftest import free_port, serve_listeners
+from hostile import closed_by_peer, raw_exchange, status_of
+
+HEALTH = """\
+  - routes:
+    - matches: [{path: {exact: /healthz}}]
+      policies: {directResponse: {status: 200, body: ok}}
+"""
+
+
+def port_of(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+def test_minimal_http10_request_is_answered(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH))
+    out = raw_exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert status_of(out) == 200 and out.endswith(b"ok"), out
+
+
+def test_binary_garbage_gets_400_and_a_close(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH))
+    garbage = bytes((i * 37 + 11) % 256 for i in range(4096))
+    start = time.monotonic()
+    out = raw_exchange(port, garbage, wait=5)
+    assert status_of(out) == 400, out[:200]
+    assert b'"error"' in out
+    assert time.monotonic() - start < 2, "garbage must be refused at once, and the connection closed"
+
+
+def test_http11_without_host_and_conflicting_lengths_are_refused(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH))
+    assert status_of(raw_exchange(port, b"GET /healthz HTTP/1.1\r\n\r\n")) == 400
+    two = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert status_of(two) == 200, two
+    conflict = raw_exchange(port, b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+    assert status_of(conflict) == 400, conflict
+
+
+def test_oversized_and_overlong_heads(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  http:\n    http1MaxHeaders: 5\n"))
+    many = b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + b"".join(b"x-%d: v\r\n" % i for i in range(5)) + b"\r\n"
+    assert status_of(raw_exchange(port, many)) == 431
+    few = b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + b"".join(b"x-%d: v\r\n" % i for i in range(3)) + b"Connection: close\r\n\r\n"
+    assert status_of(raw_exchange(port, few)) == 200
+    huge = b"GET /healthz HTTP/1.1\r\nHost: a\r\nx-big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    assert status_of(raw_exchange(port, huge)) == 431
+
+
+def test_header_and_idle_deadlines(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  http:\n    http1IdleTimeout: 1s\n",
+                                   args=["--header-timeout", "1s"]))
+    silent = socket.create_connection(("127.0.0.1", port))
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+    start = time.monotonic()
+    assert closed_by_peer(silent, 3), "a connection that sends nothing is closed at the header deadline"
+    assert 0.8 < time.monotonic() - start < 2.5
+    out = slow.recv(4096)
+    assert status_of(out) == 408, out
+    # Kept alive after a request: the idle timeout (1s) closes it.
+    kept = socket.create_connection(("127.0.0.1", port))
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert status_of(kept.recv(4096)) == 200
+    start = time.monotonic()
+    assert closed_by_peer(kept, 3)
+    assert 0.8 < time.monotonic() - start < 2.5
+    # A body that stops arriving is cut after --body-timeout (set short here).
+    for s in (silent, slow, kept):
+        s.close()
+
+
+def test_slow_body_is_cut_by_the_body_timeout(tollgate):
+    port = port_of(serve_listeners(tollgate, HEALTH, args=["--body-timeout", "1s"]))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+    start = time.monotonic()
+    assert closed_by_peer(s, 4)
+    assert time.monotonic() - start < 3
+
+
+def test_idle_and_slowloris_floods_cannot_lock_clients_out(tollgate):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    admin, ready = free_port(), free_port()
+    settings = f"config:\n  adminAddr: 127.0.0.1:{admin}\n  readinessAddr: 127.0.0.1:{ready}\n  statsAddr: 'off'\n"
+    base = serve_listeners(tollgate, HEALTH, settings=settings, args=["--header-timeout", "3s"], nofile=256)
+    port = port_of(base)
+    log = tollgate.procs[-1].output()
+    # 256 descriptors: (256 - 128 reserved) / 2 = 64 client connections at once.
+    assert "max_connections=64" in log, log
+    idle, loris = [], []
+    for i in range(300):
+        idle.append(socket.create_connection(("127.0.0.1", port)))
+    for i in range(100):
+        s = socket.create_connection(("127.0.0.1", port))
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        except OSError:
+            pass
+        loris.append(s)
+    flood_started = time.monotonic()
+    # A real client on a new connection is served, promptly.
+    for _ in range(5):
+        start = time.monotonic()
+        r = requests.get(f"{base}/healthz", timeout=1)
+        assert r.status_code == 200 and r.text == "ok"
+        assert time.monotonic() - start < 1
+    assert requests.get(f"http://127.0.0.1:{ready}/healthz/ready", timeout=1).status_code == 200
+    assert requests.get(f"http://127.0.0.1:{admin}/", timeout=1).status_code == 200
+    # Slowloris clients keep trickling; every hostile connection is closed by the header deadline.
+    for s in loris:
+        try:
+            s.sendall(b"a")
+        except OSError:
+            pass
+    for s in idle + loris:
+        left = 3 + 1.5 - (time.monotonic() - flood_started)
+        assert closed_by_peer(s, max(left, 0.05)), "a hostile connection outlived the header deadline"
+        s.close()
+    assert requests.get(f"{base}/healthz", timeout=1).status_code == 200
