@@ -99,3 +99,18 @@ def test_trickled_mcp_body_is_cut_at_the_route_deadline(tollgate):
     elapsed = time.monotonic() - start
     assert status_of(out) == 504, out
     assert elapsed < 2.5, elapsed
+
+
+def test_max_buffer_size_bounds_a_buffered_llm_body(tollgate, llmock):
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - ai: {{name: l, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{}}}}}}
+""", settings="frontendPolicies:\n  http:\n    maxBufferSize: 4096\n")
+    small = dict(BODY, messages=[{"role": "user", "content": "x" * 1000}])
+    big = dict(BODY, messages=[{"role": "user", "content": "x" * 5000}])
+    assert requests.post(f"{base}/v1/chat/completions", json=small, timeout=10).status_code == 200
+    before = len(llmock.journal())
+    r = requests.post(f"{base}/v1/chat/completions", json=big, timeout=10)
+    assert r.status_code == 413, r.text
+    assert len(llmock.journal()) == before

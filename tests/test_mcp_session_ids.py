@@ -73,3 +73,30 @@ def test_generated_key_survives_a_restart(tollgate, workdir):
         assert s.call("tools/call", {"name": "echo", "arguments": {"message": "back"}})["result"]["content"][0]["text"] == "py-restart: back"
     finally:
         server.stop()
+
+
+def test_json_rpc_is_strict_at_the_front_and_ids_come_back_exactly(tollgate, workdir):
+    server_port, seen, server = start_py_mcp(workdir, "streamable-http", "py-rpc")
+    try:
+        port = free_port()
+        tollgate.start(config(port, server_port, None), ports=[port])
+        s = RawSession(f"http://127.0.0.1:{port}/mcp")
+        s.initialize()
+        before = seen.read_text()
+        import requests
+        post = lambda text: requests.post(s.url, data=text, headers=s.headers(), timeout=10)
+        for bad in ['{"id": 5, "method": "tools/list"}', '{"jsonrpc": "1.0", "id": 5, "method": "tools/list"}',
+                    '{"jsonrpc": "2.0", "id": {"a": 1}, "method": "tools/list"}', '{"jsonrpc": "2.0", "id": [1], "method": "tools/list"}',
+                    '{"jsonrpc": "2.0", "id": true, "method": "tools/list"}', '{"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}',
+                    '[{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]']:
+            r = post(bad)
+            assert r.status_code == 400, (bad, r.status_code, r.text)
+            assert r.json()["error"]["code"] == -32600, r.text
+        assert seen.read_text() == before, "an invalid message reached the target"
+        big = "123456789012345678901234567890"
+        r = post('{"jsonrpc": "2.0", "id": %s, "method": "tools/list"}' % big)
+        assert r.status_code == 200
+        text = r.text
+        assert f'"id":{big}' in text.replace(" ", ""), text[:300]
+    finally:
+        server.stop()

@@ -50,3 +50,43 @@ binds:
         assert exited_after < 8 + 3, f"exit took {exited_after:.1f}s with an 8s drain deadline"
     finally:
         slow.stop()
+
+
+def test_sigterm_with_nothing_in_flight_exits_once_connections_are_done(tollgate):
+    """The drain ends when no connection is left, not at the deadline; an idle kept-alive
+    connection does not hold it up."""
+    port = free_port()
+    proc = tollgate.start(f"""
+config: {{connectionTerminationDeadline: 8s, adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies: {{directResponse: {{status: 200, body: ok}}}}
+""", ports=[port])
+    kept = requests.Session()
+    assert kept.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok"  # leaves an idle keep-alive connection
+    start = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.wait(timeout=15)
+    took = time.monotonic() - start
+    assert proc.proc.returncode == 0
+    assert took < 1.5, f"exit took {took:.1f}s with nothing in flight"
+
+
+def test_min_termination_deadline_holds_the_drain_open(tollgate):
+    port = free_port()
+    proc = tollgate.start(f"""
+config: {{connectionTerminationDeadline: 8s, connectionMinTerminationDeadline: 2s, adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies: {{directResponse: {{status: 200, body: ok}}}}
+""", ports=[port])
+    start = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.wait(timeout=15)
+    took = time.monotonic() - start
+    assert proc.proc.returncode == 0
+    assert 2.0 <= took < 3.5, f"exit took {took:.1f}s with a 2s minimum"

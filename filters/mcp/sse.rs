@@ -15,6 +15,8 @@ pub struct Event {
     pub data: String,
     /// `id:`.
     pub id: Option<String>,
+    /// `retry:` (milliseconds): how long to wait before resuming a closed stream.
+    pub retry: Option<u64>,
 }
 
 /// Splits a byte stream into events.
@@ -77,10 +79,12 @@ fn parse_block(text: &str) -> Option<Event> {
             "event" => e.event = value.to_string(),
             "data" => data.push(value),
             "id" => e.id = Some(value.to_string()),
+            "retry" => e.retry = value.parse().ok(),
             _ => {}
         }
     }
-    if data.is_empty() && e.event.is_empty() {
+    // A priming event (SEP-1699) carries only `id` and `retry`: kept, for resumption.
+    if data.is_empty() && e.event.is_empty() && e.id.is_none() && e.retry.is_none() {
         return None;
     }
     e.data = data.join("\n");

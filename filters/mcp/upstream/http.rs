@@ -99,7 +99,7 @@ impl HttpUpstream {
             }
         }
         if resp.is_sse() {
-            return read_stream_until(&mut resp, &id, relay, cc).await;
+            return self.read_stream_until(resp, &id, relay, cc).await;
         }
         let body = resp.body(cc.until(), MAX_RESPONSE).await?;
         match serde_json::from_slice::<Value>(&body) {
@@ -187,21 +187,53 @@ async fn open_get(cc: &CallCtx, origin: &Origin, req: &Request<'_>) -> Option<Re
     }
 }
 
-/// Reads an event stream, relaying every message until the response to `id`: each event
-/// within `cc.wait`, all of it by `cc.until()`.
-pub async fn read_stream_until(resp: &mut Response, id: &Value, relay: &Relay, cc: &CallCtx) -> Result<Value, McpError> {
-    let mut parser = sse::Parser::default();
-    // Each event within `wait`; the whole stream only by the request's deadline, so a long
-    // call that keeps reporting progress is not cut off.
-    let until = cc.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600));
-    while let Some(chunk) = resp.chunk(Some(left(cc.wait, until))).await? {
-        for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
-            let Ok(msg) = serde_json::from_str::<Value>(&e.data) else { continue };
-            if jsonrpc::is_response_to(&msg, id) {
-                return Ok(msg);
+/// Most times one request's stream is resumed after the target closed it.
+const MAX_RESUMPTIONS: usize = 16;
+/// Longest wait a target's `retry:` may ask for before a resumption.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+impl HttpUpstream {
+    /// Reads an event stream, relaying every message until the response to `id`: each event
+    /// within `cc.wait`, all of it by `cc.until()`. A target that closes the stream before
+    /// answering, having given its events ids (SEP-1699: a priming event with `id` and
+    /// `retry`, then a close), is resumed as the spec says: after `retry`, a GET with
+    /// `Last-Event-ID` continues the same stream.
+    async fn read_stream_until(&self, mut resp: Response, id: &Value, relay: &Relay, cc: &CallCtx) -> Result<Value, McpError> {
+        // Each event within `wait`; the whole stream only by the request's deadline, so a long
+        // call that keeps reporting progress is not cut off.
+        let until = cc.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600));
+        let mut last_id: Option<String> = None;
+        let mut retry = Duration::from_secs(1);
+        for _ in 0..=MAX_RESUMPTIONS {
+            let mut parser = sse::Parser::default();
+            while let Some(chunk) = resp.chunk(Some(left(cc.wait, until))).await? {
+                for e in parser.feed(&chunk).map_err(McpError::Upstream)? {
+                    if let Some(i) = e.id {
+                        last_id = Some(i);
+                    }
+                    if let Some(ms) = e.retry {
+                        retry = Duration::from_millis(ms).min(MAX_RETRY_WAIT);
+                    }
+                    let Ok(msg) = serde_json::from_str::<Value>(&e.data) else { continue };
+                    if jsonrpc::is_response_to(&msg, id) {
+                        return Ok(msg);
+                    }
+                    relay.forward(msg);
+                }
             }
-            relay.forward(msg);
+            let Some(resume_from) = last_id.clone() else { break };
+            if Instant::now() + retry >= until {
+                break;
+            }
+            tokio::time::sleep(retry).await;
+            let mut headers = self.headers(None, "text/event-stream");
+            headers.push(("last-event-id", resume_from));
+            let req = Request { method: Method::GET, path: &self.path, headers, body: None };
+            resp = cc.client.send(cc, &self.origin, &req).await?;
+            if resp.status != 200 || !resp.is_sse() {
+                return Err(McpError::Upstream(format!("resuming the event stream: HTTP {}", resp.status)));
+            }
         }
+        Err(McpError::Upstream("the event stream ended without a response".into()))
     }
-    Err(McpError::Upstream("the event stream ended without a response".into()))
 }
