@@ -31,6 +31,12 @@ def echo(message: str) -> str:
     return f"{name}: {message}"
 
 
+@server.resource("greeting://{who}")
+def greeting(who: str) -> str:
+    """A templated resource: one greeting per name."""
+    return f"{name}: hello {who}"
+
+
 if transport == "sse":
     inner = server.sse_app(sse_path=path)
 elif transport == "streamable-http":

@@ -478,3 +478,35 @@ def test_shutdown_stops_stdio_children_and_their_process_group(tollgate, time_st
     os.kill(proc.proc.pid, signal.SIGTERM)
     proc.proc.wait(timeout=10)
     assert wait_until(lambda: not helpers(), 5), f"helpers outlived tollgate: {helpers()}"
+
+
+@pytest.mark.parametrize("prefix_mode", [None, "never"])
+def test_templated_resource_uris_reach_the_target_whose_template_matches(tollgate, everything_server, workdir, prefix_mode):
+    """A URI expanded from a target's `resources/templates/list` entry (listed nowhere itself) is
+    read from that target, with or without target prefixes."""
+    py_port, _, py = start_py_mcp(workdir, "streamable-http", "py-tmpl")
+    try:
+        targets = [everything_target(everything_server), mcp_target("py", mcp={"host": f"http://127.0.0.1:{py_port}/mcp"})]
+        base = serve_listeners(tollgate, mcp_listeners(targets, prefix_mode=prefix_mode))
+
+        async def session():
+            async with Client(streamable_http_client(f"{base}/mcp"), mode="legacy") as c:
+                templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+                py_template = next(t for t in templates if "greeting://" in t)
+                ev_template = next(t for t in templates if "greeting://" not in t and "{" in t)
+                mine = await c.read_resource(py_template.replace("{who}", "ada"))
+                # server-everything's first template, its one variable filled with a number.
+                head, rest = ev_template.split("{", 1)
+                ev_uri = head + "1" + rest.split("}", 1)[1]
+                theirs = await c.read_resource(ev_uri)
+                return templates, mine, theirs, ev_uri
+
+        templates, mine, theirs, ev_uri = run(session(), timeout=40)
+        if prefix_mode == "never":
+            assert "greeting://{who}" in templates, templates
+        else:
+            assert "py+greeting://{who}" in templates, templates
+        assert mine.contents[0].text == "py-tmpl: hello ada", mine
+        assert str(theirs.contents[0].uri) == ev_uri, theirs
+    finally:
+        py.stop()

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::client::CallCtx;
 use super::error::McpError;
+use super::uri_template;
 use super::jsonrpc;
 use super::session::McpSession;
 use super::target::Target;
@@ -381,11 +382,35 @@ impl McpSession {
         if let Some(&i) = self.owners.lock().unwrap().get(&k) {
             return Ok((i, public.to_string()));
         }
+        self.refresh_list(list_key, cc, tx).await?;
+        if let Some(&i) = self.owners.lock().unwrap().get(&k) {
+            return Ok((i, public.to_string()));
+        }
+        if !is_uri {
+            return Err(unknown());
+        }
+        // A URI no target lists may be a template itself (`completion/complete`'s ref) or an
+        // expansion of one: the target whose template matches it most specifically owns it.
+        self.refresh_list("resourceTemplates", cc, tx).await?;
+        let owners = self.owners.lock().unwrap();
+        if let Some(&i) = owners.get(&format!("resourceTemplates:{public}")) {
+            return Ok((i, public.to_string()));
+        }
+        owners
+            .iter()
+            .filter_map(|(k, &i)| k.strip_prefix("resourceTemplates:").and_then(|t| uri_template::matches(t, public)).map(|n| (n, i)))
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, i)| (i, public.to_string()))
+            .ok_or_else(unknown)
+    }
+
+    /// Lists `list_key` across the targets again, which records who owns each item.
+    async fn refresh_list(&self, list_key: &str, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<(), McpError> {
         if let Some(&(m, key, field)) = LISTS.iter().find(|(_, key, _)| *key == list_key) {
             let msg = jsonrpc::request(json!("tollgate-owner"), m, json!({}));
             self.list(&msg, key, field, cc, tx).await?;
         }
-        self.owners.lock().unwrap().get(&k).map(|&i| (i, public.to_string())).ok_or_else(unknown)
+        Ok(())
     }
 
     /// Sends a request to the one target it names.

@@ -18,6 +18,7 @@ pub mod sse;
 pub mod target;
 pub mod token;
 pub mod upstream;
+pub mod uri_template;
 mod streamable;
 
 use std::sync::Arc;
