@@ -7,6 +7,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::replay::Replay;
 use super::sse;
 use crate::ctx::RequestCtx;
 
@@ -23,7 +26,7 @@ async fn write(session: &mut Session, bytes: Option<Bytes>, end: bool) -> Result
 }
 
 /// How often an idle client stream gets a comment (detects clients that went away).
-const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Reads the whole request body, within the request's deadline; `Err(size)` when it is over
 /// the limit.
@@ -108,12 +111,31 @@ pub async fn empty(session: &mut Session, ctx: &mut RequestCtx, status: u16) -> 
 /// An event stream to the client.
 pub struct EventStream {
     started: bool,
+    resumable: Option<Resumable>,
+}
+
+/// Where a resumable stream records its events.
+struct Resumable {
+    replay: Arc<Replay>,
+    /// Its number once started (the GET stream is always 0).
+    stream: Option<u64>,
+    /// Send a priming event first (clients from 2025-11-25 on).
+    prime: bool,
+    /// The client went away: events are still recorded for a resuming client.
+    client_gone: bool,
 }
 
 impl EventStream {
     /// Not yet started: the header goes out with the first event.
     pub fn new() -> Self {
-        EventStream { started: false }
+        EventStream { started: false, resumable: None }
+    }
+
+    /// A stream whose events carry ids and are kept in `replay` (`stream`: a fixed number,
+    /// or `None` for a new one when it starts). Once the client is gone, writes stop but the
+    /// events are still recorded, so the answer waits for a client that resumes.
+    pub fn resumable(replay: Arc<Replay>, stream: Option<u64>, prime: bool) -> Self {
+        EventStream { started: false, resumable: Some(Resumable { replay, stream, prime, client_gone: false }) }
     }
 
     /// Whether the header went out.
@@ -131,25 +153,66 @@ impl EventStream {
         if session.req_header().version == http::Version::HTTP_11 {
             h.insert_header("transfer-encoding", "chunked")?;
         }
-        session.write_response_header(Box::new(h), false).await?;
         self.started = true;
+        let prime = match self.resumable.as_mut() {
+            Some(r) => {
+                let stream = *r.stream.get_or_insert_with(|| r.replay.open());
+                r.prime.then(|| r.replay.push(stream, None))
+            }
+            None => None,
+        };
+        let sent = session.write_response_header(Box::new(h), false).await;
+        self.deliver(sent)?;
+        if let Some(p) = prime {
+            self.raw(session, p).await?;
+        }
         Ok(())
+    }
+
+    /// A write's outcome: on a resumable stream a client that went away is noted, not an error.
+    fn deliver(&mut self, r: Result<()>) -> Result<()> {
+        match (&mut self.resumable, r) {
+            (Some(res), Err(e)) if is_client_gone(&e) => {
+                res.client_gone = true;
+                Ok(())
+            }
+            (_, r) => r,
+        }
+    }
+
+    fn client_gone(&self) -> bool {
+        self.resumable.as_ref().is_some_and(|r| r.client_gone)
     }
 
     /// One JSON-RPC message as a `message` event.
     pub async fn message(&mut self, session: &mut Session, ctx: &mut RequestCtx, msg: &Value, session_id: Option<&str>) -> Result<()> {
         self.start(session, ctx, session_id).await?;
-        write(session, Some(sse::message_event(msg)), false).await
+        let event = match &self.resumable {
+            Some(Resumable { replay, stream: Some(n), .. }) => replay.push(*n, Some(&msg.to_string())),
+            _ => sse::message_event(msg),
+        };
+        self.raw(session, event).await
     }
 
     /// Raw event bytes.
     pub async fn raw(&mut self, session: &mut Session, bytes: Bytes) -> Result<()> {
-        write(session, Some(bytes), false).await
+        if self.client_gone() {
+            return Ok(());
+        }
+        let sent = write(session, Some(bytes), false).await;
+        self.deliver(sent)
     }
 
-    /// Ends the stream.
+    /// Ends the stream (and its log: a resuming client gets the end too).
     pub async fn finish(&mut self, session: &mut Session) -> Result<()> {
-        write(session, None, true).await
+        if let Some(Resumable { replay, stream: Some(n), .. }) = &self.resumable {
+            replay.finish(*n);
+        }
+        if self.client_gone() {
+            return Ok(());
+        }
+        let sent = write(session, None, true).await;
+        self.deliver(sent)
     }
 
     /// Sends the messages of `rx` (with keepalive comments when idle) until the queue closes,
@@ -179,6 +242,10 @@ impl EventStream {
                     _ = over => break,
                     _ = tokio::time::sleep(KEEPALIVE) => self.raw(session, Bytes::from_static(b": keepalive\n\n")).await?,
                 }
+                if self.client_gone() {
+                    // Stop taking messages: the next stream (or a resuming client) gets them.
+                    return Ok(());
+                }
             }
             self.finish(session).await
         }
@@ -187,10 +254,14 @@ impl EventStream {
     }
 }
 
+fn is_client_gone(e: &pingora::Error) -> bool {
+    matches!(e.etype(), pingora::ErrorType::WriteError | pingora::ErrorType::ConnectionClosed)
+}
+
 /// A client that closes its stream is the normal end of a stream, not an error to report.
-fn client_gone_is_fine(r: Result<()>) -> Result<()> {
+pub fn client_gone_is_fine(r: Result<()>) -> Result<()> {
     match r {
-        Err(e) if matches!(e.etype(), pingora::ErrorType::WriteError | pingora::ErrorType::ConnectionClosed) => {
+        Err(e) if is_client_gone(&e) => {
             log::debug!("MCP client stream closed: {e}");
             Ok(())
         }

@@ -13,6 +13,7 @@ pub mod front;
 pub mod jsonrpc;
 pub mod legacy;
 pub mod openapi;
+pub mod replay;
 pub mod session;
 pub mod sse;
 pub mod target;

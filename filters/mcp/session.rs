@@ -64,6 +64,8 @@ pub struct McpSession {
     pub last_cc: Mutex<Option<CallCtx>>,
     /// Flips to true when the session ends, so its open client stream ends too.
     pub ended: tokio::sync::watch::Sender<bool>,
+    /// Recent events of the client's streams, for resumption with Last-Event-ID.
+    pub replay: Arc<super::replay::Replay>,
 }
 
 impl McpSession {
@@ -83,7 +85,13 @@ impl McpSession {
             owners: Mutex::new(HashMap::new()),
             last_cc: Mutex::new(None),
             ended: tokio::sync::watch::Sender::new(false),
+            replay: Arc::default(),
         }
+    }
+
+    /// Whether the client understands priming events (empty `data`, SEP-1699): 2025-11-25 on.
+    pub fn client_resumes(&self) -> bool {
+        self.hello.protocol_version.as_str() >= "2025-11-25"
     }
 
     /// The relay for target `i` towards `tx`.

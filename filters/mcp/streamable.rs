@@ -15,6 +15,7 @@ use super::error::McpError;
 use super::federation::{connect_all, connect_some, request_queue};
 use super::front::{self, EventStream};
 use super::jsonrpc::{self, Kind};
+use super::replay::{Resumed, GET_STREAM};
 use super::session::McpSession;
 use super::target::TargetKind;
 use super::upstream::http::{HttpUpstream, MODERN_VERSION};
@@ -141,7 +142,9 @@ impl McpProxy {
         let msg_id = msg.get("id").cloned().unwrap_or(Value::Null);
         let handling = s.handle_request(msg, cc, &tx);
         tokio::pin!(handling);
-        let mut stream = EventStream::new();
+        // A kept session's streams can be resumed: a client that drops this one still gets
+        // the answer by GET with Last-Event-ID, so the call runs on without it.
+        let mut stream = if s.id.is_empty() { EventStream::new() } else { EventStream::resumable(s.replay.clone(), None, s.client_resumes()) };
         let response = loop {
             tokio::select! {
                 biased;
@@ -238,6 +241,16 @@ impl McpProxy {
             Ok(Found::Ephemeral(_)) => return front::empty(session, ctx, 405).await,
             Err((status, e)) => return front::json(session, ctx, status, &e.to_response(&Value::Null), None).await,
         };
+        // Resumption: the events after the client's last one, from the stream it names.
+        let mut changes = s.replay.subscribe();
+        let resumed = header(session, "last-event-id").and_then(|id| s.replay.after(id));
+        let sid = s.id.clone();
+        if let Some(r) = resumed.as_ref().filter(|r| r.stream != GET_STREAM) {
+            let from = Resumed { stream: r.stream, events: r.events.clone(), last_seq: r.last_seq, finished: r.finished };
+            let result = resume_call_stream(session, ctx, &s, from, &mut changes, &sid).await;
+            s.touch(&cc);
+            return result;
+        }
         let Ok(mut rx) = s.stream_rx.try_lock() else {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "this session already has a stream open");
             return front::json(session, ctx, 409, &e, None).await;
@@ -252,8 +265,14 @@ impl McpProxy {
         let opens = s.upstreams.iter().enumerate().filter_map(|(i, u)| u.as_ref().map(|u| u.open_stream(&cc, s.relay(i, &s.stream_tx))));
         let tasks = futures::future::join_all(opens).await;
         s.stream_tasks.lock().unwrap().extend(tasks.into_iter().flatten());
-        let sid = s.id.clone();
-        let result = EventStream::new().relay(session, ctx, &mut rx, Some(ended), Some(&sid)).await;
+        let mut out = EventStream::resumable(s.replay.clone(), Some(GET_STREAM), s.client_resumes());
+        if let Some(r) = resumed {
+            out.start(session, ctx, Some(&sid)).await?;
+            for e in r.events {
+                out.raw(session, e).await?;
+            }
+        }
+        let result = out.relay(session, ctx, &mut rx, Some(ended), Some(&sid)).await;
         s.touch(&cc);
         result
     }
@@ -277,6 +296,43 @@ impl McpProxy {
         }
         front::json(session, ctx, 404, &McpError::SessionGone.to_response(&Value::Null), None).await
     }
+}
+
+/// Serves a call's stream again to a client that lost it: what it missed, then the rest as it
+/// comes, until the call's answer has been sent (or the session ends).
+async fn resume_call_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    s: &Arc<McpSession>,
+    mut from: Resumed,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    sid: &str,
+) -> Result<()> {
+    let mut ended = s.ended.subscribe();
+    let mut out = EventStream::new();
+    let result = async {
+        out.start(session, ctx, Some(sid)).await?;
+        loop {
+            for e in std::mem::take(&mut from.events) {
+                out.raw(session, e).await?;
+            }
+            if from.finished {
+                break;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = ended.changed() => break,
+                _ = tokio::time::sleep(front::KEEPALIVE) => out.raw(session, bytes::Bytes::from_static(b": keepalive\n\n")).await?,
+            }
+            match s.replay.after_seq(from.stream, from.last_seq) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        out.finish(session).await
+    }
+    .await;
+    front::client_gone_is_fine(result)
 }
 
 /// Ends a session's client stream, however its request ends: the targets' streams stop and
