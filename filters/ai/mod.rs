@@ -122,6 +122,8 @@ impl AiPolicy {
 #[derive(Default, Clone)]
 struct CompletionState {
     request_body: Vec<u8>,
+    /// The rewritten body, when the whole request was read before anything went upstream.
+    prepared: Option<Bytes>,
     injected_usage: bool,
     response: ResponseMode,
     response_body: Vec<u8>,
@@ -137,6 +139,25 @@ enum ResponseMode {
     Json,
     /// Server-sent events.
     Sse,
+}
+
+/// Completion bodies up to this size (declared by Content-Length) are read whole and checked
+/// before anything goes upstream; Pingora can replay at most 64 KiB it has read.
+const PREREAD_LIMIT: usize = 60 * 1024;
+
+impl AiPolicy {
+    /// Rewrites a completion request body and records what it says on the exchange.
+    fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<request::RewrittenRequest, String> {
+        let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
+        let mut rewritten = request::rewrite_completion_request(raw, model.as_deref(), ctx.needs.llm_prompt)?;
+        if let Some(llm) = ctx.llm.as_mut() {
+            llm.request_model = rewritten.request_model.take();
+            llm.streaming = rewritten.streaming;
+            llm.params = std::mem::take(&mut rewritten.params);
+            llm.prompt = rewritten.prompt.take();
+        }
+        Ok(rewritten)
+    }
 }
 
 /// Upper bound on a non-streamed response copied for usage parsing.
@@ -202,14 +223,37 @@ impl Filter for AiPolicy {
             let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
-        ctx.extensions.insert(CompletionState::default());
+        let mut state = CompletionState::default();
+        // A client that waits for `100 Continue` before its body is left to the upstream's.
+        let expects_continue = session.req_header().headers.contains_key(http::header::EXPECT);
+        if let Some(len) = declared.filter(|n| *n <= PREREAD_LIMIT && !expects_continue) {
+            // Small enough for Pingora's retry buffer (which it replays to the body filter):
+            // read and check it all now, so nothing invalid (and no credential) goes upstream.
+            session.enable_retry_buffering();
+            let mut raw = Vec::with_capacity(len);
+            while let Some(chunk) = session.read_request_body().await? {
+                raw.extend_from_slice(&chunk);
+            }
+            match self.rewrite(&raw, ctx) {
+                Ok(rewritten) => {
+                    state.injected_usage = rewritten.injected_usage;
+                    state.prepared = Some(Bytes::from(rewritten.body));
+                }
+                Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+            }
+        }
+        ctx.extensions.insert(state);
         Ok(FilterAction::Continue)
     }
 
     fn on_upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.extensions.get::<CompletionState>().is_some() {
-            // The body is rewritten, so its length changes; Pingora sends it chunked.
-            req.remove_header(&http::header::CONTENT_LENGTH);
+        if let Some(state) = ctx.extensions.get::<CompletionState>() {
+            // The body is rewritten, so its length changes: known already when it was read
+            // whole, else Pingora sends it chunked.
+            match &state.prepared {
+                Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
+                None => req.remove_header(&http::header::CONTENT_LENGTH).map_or((), |_| ()),
+            }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);
         }
@@ -219,6 +263,12 @@ impl Filter for AiPolicy {
     fn on_request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
         let max = ctx.max_buffer;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        if let Some(prepared) = &state.prepared {
+            // Pingora replays what was read in `on_request` (its retry buffer): send the
+            // rewritten body instead, once.
+            *body = Some(if end { prepared.clone() } else { Bytes::new() });
+            return Ok(());
+        }
         if let Some(chunk) = body.take() {
             if state.request_body.len() + chunk.len() > max {
                 return Err(ctx.reject(413, format!("request body exceeds the {max} byte limit")));
@@ -230,19 +280,12 @@ impl Filter for AiPolicy {
             return Ok(());
         }
         let raw = std::mem::take(&mut state.request_body);
-        let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
-        let want_prompt = ctx.needs.llm_prompt;
-        let rewritten = match request::rewrite_completion_request(&raw, model.as_deref(), want_prompt) {
+        let rewritten = match self.rewrite(&raw, ctx) {
             Ok(r) => r,
             Err(msg) => return Err(ctx.reject(400, msg)),
         };
-        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
-        state.injected_usage = rewritten.injected_usage;
-        if let Some(llm) = ctx.llm.as_mut() {
-            llm.request_model = rewritten.request_model;
-            llm.streaming = rewritten.streaming;
-            llm.params = rewritten.params;
-            llm.prompt = rewritten.prompt;
+        if let Some(state) = ctx.extensions.get_mut::<CompletionState>() {
+            state.injected_usage = rewritten.injected_usage;
         }
         *body = Some(Bytes::from(rewritten.body));
         Ok(())

@@ -2,6 +2,7 @@
 //! `MOCK_CHUNKS` chunks every `MOCK_CHUNK_DELAY_MS`), `/v1/models`, and a tiny MCP
 //! server (`tools/list`, `tools/call`) on POST /mcp. HTTP/1.1 with keep-alive; request
 //! bodies may be Content-Length or chunked (tollgate sends rewritten bodies chunked).
+//! `MOCK_RESET_EVERY=N` drops every Nth request's connection without an answer.
 //! Usage: tollgate-bench-mock [ADDR]   (default 127.0.0.1:9200)
 
 use std::time::Duration;
@@ -15,6 +16,9 @@ const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"mo
 struct Settings {
     chunks: usize,
     delay: Duration,
+    /// Every Nth request is answered by closing the connection (0: never), for soak runs.
+    reset_every: u64,
+    served: std::sync::atomic::AtomicU64,
 }
 
 #[tokio::main]
@@ -24,6 +28,8 @@ async fn main() -> std::io::Result<()> {
     let settings: &'static Settings = Box::leak(Box::new(Settings {
         chunks: env("MOCK_CHUNKS", 20) as usize,
         delay: Duration::from_millis(env("MOCK_CHUNK_DELAY_MS", 10)),
+        reset_every: env("MOCK_RESET_EVERY", 0),
+        served: std::sync::atomic::AtomicU64::new(0),
     }));
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("bench mock listening on {addr}");
@@ -95,6 +101,12 @@ async fn serve(stream: TcpStream, s: &Settings) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     while let Some(req) = read_request(&mut reader).await? {
+        let n = s.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if s.reset_every > 0 && n % s.reset_every == 0 {
+            // An upstream that fails now and then: the connection drops with no answer.
+            let _ = write.shutdown().await;
+            return Ok(());
+        }
         let body = String::from_utf8_lossy(&req.body);
         match (req.method.as_str(), req.path.split('?').next().unwrap_or("")) {
             ("POST", p) if p.ends_with("/chat/completions") && body.contains("\"stream\":true") => {

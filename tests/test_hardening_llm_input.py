@@ -1,0 +1,39 @@
+"""What fails validation never reaches the provider: an empty or malformed completion body
+is answered 400 by the gateway itself, before any connection (or credential) goes upstream."""
+import requests
+
+from conftest import serve_listeners
+
+
+def gateway(tollgate, llmock) -> str:
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - policies:
+        backendAuth: {{key: sk-provider-secret}}
+      backends:
+      - ai: {{name: l, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{model: pinned}}}}}}
+""")
+    return f"{base}/v1/chat/completions"
+
+
+def test_invalid_completion_bodies_are_refused_before_the_provider(tollgate, llmock):
+    url = gateway(tollgate, llmock)
+    before = len(llmock.journal())
+    for body in [b"", b"{", b"[1, 2]", b'{"model": 5, "messages": []}', b'{"stream": "yes"}', b"\xff\xfe",
+                 b'{"messages": [' + b'{"role":"user","content":"x"},' * 1000 + b"}"]:
+        r = requests.post(url, data=body, headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 400, (body[:40], r.status_code, r.text)
+        assert r.json()["error"]["type"] == "invalid_request_error"
+        assert "sk-provider-secret" not in r.text
+    assert len(llmock.journal()) == before, "an invalid body reached the provider"
+
+
+def test_valid_bodies_either_side_of_the_preread_limit_are_rewritten(tollgate, llmock):
+    url = gateway(tollgate, llmock)
+    for size in (100, 60 * 1024 - 200, 60 * 1024 + 200, 300 * 1024):
+        body = {"model": "client", "messages": [{"role": "user", "content": "x" * size}]}
+        r = requests.post(url, json=body, timeout=20)
+        assert r.status_code == 200, (size, r.text)
+        assert r.json()["model"] == "pinned"
+        seen = llmock.journal()[-1]
+        assert seen["model"] == "pinned"
