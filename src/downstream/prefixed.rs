@@ -83,7 +83,7 @@ impl Prefixed {
 
     /// Reads more bytes from the connection into the prefix; 0 means the client closed.
     pub async fn fill(&mut self, at_most: usize) -> std::io::Result<usize> {
-        self.prefix.reserve(at_most.min(16 * 1024));
+        self.prefix.reserve(at_most.min(4 * 1024));
         let mut limited = (&mut self.inner).take(at_most as u64);
         limited.read_buf(&mut self.prefix).await
     }
@@ -103,6 +103,10 @@ impl AsyncRead for Prefixed {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Idle connections hold no buffer of ours.
+                self.prefix = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
