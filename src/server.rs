@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -22,7 +22,7 @@ use crate::reload::ConfigWatcher;
 use crate::telemetry::metrics::Metrics;
 use crate::config::{self, LocalConfig};
 use crate::downstream::admission::{self, AcceptFilter, Admission};
-use crate::downstream::drain::Drain;
+use crate::downstream::drain::{Drain, Trim};
 use crate::downstream::{ConnLimits, Gate};
 use crate::proxy::TollgateProxy;
 use crate::runtime::{self, Gateway};
@@ -184,13 +184,17 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         let gate = Gate { proxy: Arc::new(http), admission: admission.clone(), limits, gateway: shared.clone() };
         let mut service = Service::new(format!("bind {}", bind.port), gate);
         service.set_connection_filter(Arc::new(AcceptFilter(admission.clone())));
-        if v6 {
+        // No L4 read buffer: tollgate reads each request head itself, and Pingora's default
+        // 64 KiB per connection would be what an idle or slowloris connection costs.
+        let buffers = L4BufferSettings::default().read(0);
+        let listener = if v6 {
             let mut sock = TcpSocketOptions::default();
             sock.ipv6_only = Some(false);
-            service.add_tcp_with_settings(&format!("[::]:{}", bind.port), sock);
+            ListenerConfig::tcp(format!("[::]:{}", bind.port)).tcp_socket_options(sock)
         } else {
-            service.add_tcp(&format!("0.0.0.0:{}", bind.port));
-        }
+            ListenerConfig::tcp(format!("0.0.0.0:{}", bind.port))
+        };
+        service.add_listener(listener.l4_buffer(buffers));
         server.add_service(service);
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
@@ -201,6 +205,7 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
     add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
     server.add_service(background_service("mcp sessions", upkeep));
     server.add_service(background_service("drain", drain));
+    server.add_service(background_service("trim", Trim { admission: admission.clone() }));
     if let Some(path) = &cli.file {
         let watcher = ConfigWatcher { path: path.clone(), gateway: shared.clone(), shared: runtime_shared.clone() };
         server.add_service(background_service("config watcher", watcher));

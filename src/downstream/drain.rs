@@ -46,3 +46,37 @@ impl pingora::services::background::BackgroundService for Drain {
         }
     }
 }
+
+/// Gives memory back to the system after a crowd of connections has gone: glibc keeps freed
+/// memory in its arenas, so an RSS raised by a burst (or an attack) of connections would
+/// otherwise stay raised. Checks every few seconds; trims once the open count has fallen by
+/// [`TRIM_AFTER`] since the last trim.
+pub struct Trim {
+    /// The connections open now.
+    pub admission: Arc<Admission>,
+}
+
+/// Connections that must have closed since the last trim before trimming again.
+const TRIM_AFTER: usize = 256;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Trim {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut high = self.admission.open();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let open = self.admission.open();
+            high = high.max(open);
+            if high - open >= TRIM_AFTER {
+                // SAFETY: malloc_trim only releases free memory held by the allocator.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+                high = open;
+            }
+        }
+    }
+}
