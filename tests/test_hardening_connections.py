@@ -128,3 +128,19 @@ def test_idle_and_slowloris_floods_cannot_lock_clients_out(tollgate):
         assert closed_by_peer(s, max(left, 0.05)), "a hostile connection outlived the header deadline"
         s.close()
     assert requests.get(f"{base}/healthz", timeout=1).status_code == 200
+
+
+def test_h2c_prior_knowledge_still_works_and_is_normalized(tollgate):
+    """HTTP/2 without TLS (prior knowledge) is recognised from its preface, without waiting
+    for 24 bytes as Pingora does; its paths are normalized like HTTP/1's."""
+    import subprocess
+    base = serve_listeners(tollgate, HEALTH + """\
+    - matches: [{path: {pathPrefix: /admin}}]
+      policies: {directResponse: {status: 403, body: denied}}
+""")
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                          f"{base}/healthz"], capture_output=True, text=True, timeout=10).stdout
+    assert out == "2 200", out
+    out = subprocess.run(["curl", "-s", "--path-as-is", "--http2-prior-knowledge", "-w", " %{http_code}",
+                          f"{base}/x/../admin"], capture_output=True, text=True, timeout=10).stdout
+    assert out == "denied 403", out

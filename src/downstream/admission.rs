@@ -83,6 +83,10 @@ impl Admission {
     /// to keep it at all. Past the cap plus a margin the connection is closed at once, so a
     /// burst cannot pile up accepted descriptors faster than their tasks run (which would
     /// reach the open-file limit and stall Pingora's accept loop for a second).
+    ///
+    /// Every connection this admits must reach [`Admission::admit`], which takes it off the
+    /// in-flight count. With plain TCP that always happens; TLS listeners (whose handshake
+    /// runs in between, and can fail) must take it off themselves when the handshake fails.
     pub fn on_accept(&self) -> bool {
         let pending = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         if self.open() + pending > self.cap + OVERSHOOT {
