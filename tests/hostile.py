@@ -53,6 +53,7 @@ class Recorder:
 
     def __init__(self):
         self.paths = []
+        self.lengths = []  # the Content-Length lines of each request, as received
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,7 @@ class Recorder:
 
             def _answer(self):
                 recorder.paths.append(self.path)
+                recorder.lengths.append(self.headers.get_all("content-length") or [])
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)

@@ -83,3 +83,11 @@ def test_pinned_model_applies_to_every_spelling_of_completions(tollgate, recorde
     seen = [e for e in llmock.journal() if "completions" in e.get("path", "")][-1]
     assert seen["path"] == "/v1/chat/completions"
     assert seen["model"] == "pinned-model"
+
+
+def test_repeated_identical_content_length_reaches_the_upstream_once(tollgate, recorder, llmock):
+    port = gateway(tollgate, recorder, llmock)
+    out = raw_exchange(port, b"POST /raw/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
+                             b"Connection: close\r\n\r\nok")
+    assert status_of(out) == 200, out
+    assert recorder.lengths[-1] == ["2"], recorder.lengths
