@@ -141,11 +141,16 @@ fn find_child_key(text: &str, line: usize, column: usize, key: &str) -> Option<(
 }
 
 /// Expands `$VAR` and `${VAR}` from the environment, as agentgateway does for the whole
-/// file; `$$` is a literal `$`. An unset variable is an error naming its line.
+/// file; `$$` is a literal `$`. An unset variable is an error naming its line. Comment lines
+/// are left as they are: agentgateway's examples start with
+/// `# yaml-language-server: $schema=…`, which is no variable.
 pub fn expand_env(text: &str, file: &str) -> Result<String, ConfigError> {
-    // Protect `$$` so shellexpand leaves a literal dollar.
+    // Protect `$$` so shellexpand leaves a literal dollar, and every `$` of a comment line.
     const MARK: &str = "\u{0}DOLLAR\u{0}";
-    let protected = text.replace("$$", MARK);
+    let protected: String = text
+        .split_inclusive('\n')
+        .map(|line| if line.trim_start().starts_with('#') { line.replace('$', MARK) } else { line.replace("$$", MARK) })
+        .collect();
     let expanded = shellexpand::env(&protected).map_err(|e| {
         let needle = format!("${}", e.var_name);
         let braced = format!("${{{}}}", e.var_name);

@@ -116,6 +116,16 @@ fn env_vars_expand() {
 }
 
 #[test]
+fn comment_lines_are_not_expanded() {
+    // The first line of agentgateway's example configs.
+    let text = "# yaml-language-server: $schema=https://agentgateway.dev/schema/config\n  # $UNSET_IN_COMMENT\nbinds: []\n";
+    assert_eq!(expand_env(text, "f").unwrap(), text);
+    assert!(parse(text).is_ok());
+    let e = expand_env("# fine $X\na: ${TOLLGATE_SURELY_UNSET_VAR}\n", "f").unwrap_err();
+    assert_eq!(e.line, Some(2));
+}
+
+#[test]
 fn backend_auth_key_forms() {
     let dir = std::env::temp_dir().join(format!("tollgate-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
