@@ -144,3 +144,40 @@ def test_h2c_prior_knowledge_still_works_and_is_normalized(tollgate):
     out = subprocess.run(["curl", "-s", "--path-as-is", "--http2-prior-knowledge", "-w", " %{http_code}",
                           f"{base}/x/../admin"], capture_output=True, text=True, timeout=10).stdout
     assert out == "denied 403", out
+
+
+def test_max_connections_evicts_idle_and_refuses_when_all_are_busy(tollgate):
+    """`--max-connections 2`: a newcomer closes the longest-idle connection to get in; when
+    both places are busy serving requests, it gets a 503 with Retry-After instead."""
+    from hostile import Recorder
+    rec = Recorder()
+    try:
+        base = serve_listeners(tollgate, HEALTH + f"""\
+    - matches: [{{path: {{pathPrefix: /up}}}}]
+      backends: [{{host: "127.0.0.1:{rec.port}"}}]
+""", args=["--max-connections", "2"])
+        port = port_of(base)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        time.sleep(0.2)
+        assert status_of(raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")) == 200
+        # One of the two idle connections (the one registered first) made room.
+        closed = [closed_by_peer(s, 1) for s in idle]
+        assert closed.count(True) == 1, closed
+        for s in idle:
+            s.close()
+        time.sleep(0.2)
+        # Two requests in progress: their bodies are still being sent upstream.
+        busy = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial")
+            busy.append(s)
+        time.sleep(0.3)
+        out = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert status_of(out) == 503 and b"retry-after: 1" in out.lower(), out
+        for s in busy:
+            s.close()
+        time.sleep(0.3)
+        assert status_of(raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")) == 200
+    finally:
+        rec.close()

@@ -252,7 +252,9 @@ impl Filter for AiPolicy {
             // whole, else Pingora sends it chunked.
             match &state.prepared {
                 Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
-                None => req.remove_header(&http::header::CONTENT_LENGTH).map_or((), |_| ()),
+                None => {
+                    req.remove_header(&http::header::CONTENT_LENGTH);
+                }
             }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);

@@ -49,6 +49,7 @@ impl Default for Replay {
 }
 
 /// What a `Last-Event-ID` resumes: the events after it, and whether that stream is over.
+#[derive(Clone)]
 pub struct Resumed {
     /// The stream the id belongs to.
     pub stream: u64,

@@ -245,8 +245,7 @@ impl McpProxy {
         let mut changes = s.replay.subscribe();
         let resumed = header(session, "last-event-id").and_then(|id| s.replay.after(id));
         let sid = s.id.clone();
-        if let Some(r) = resumed.as_ref().filter(|r| r.stream != GET_STREAM) {
-            let from = Resumed { stream: r.stream, events: r.events.clone(), last_seq: r.last_seq, finished: r.finished };
+        if let Some(from) = resumed.clone().filter(|r| r.stream != GET_STREAM) {
             let result = resume_call_stream(session, ctx, &s, from, &mut changes, &sid).await;
             s.touch(&cc);
             return result;
