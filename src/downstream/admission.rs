@@ -5,15 +5,44 @@
 //! reuses its idle keep-alive connections when it runs out; if none is waiting, the new
 //! connection is refused with a 503. Connections serving a request are never cut. So idle
 //! or slowloris connections can neither exhaust file descriptors nor lock real clients out.
+//!
+//! Evicted connections close asynchronously (their task must run), so in a burst the accept
+//! loop can get ahead of them. Past the cap plus a margin it then waits, briefly, for evicted
+//! connections to go (backpressure: newcomers queue in the kernel's backlog) rather than
+//! closing a newcomer that would have been served a moment later.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 /// Connections that may exist for a moment past the cap while evicted ones close.
 const OVERSHOOT: usize = 64;
+
+/// How long the accept loop waits for evicted connections to close before it gives up on a
+/// newcomer.
+const ACCEPT_WAIT: Duration = Duration::from_secs(2);
+
+/// The signal that tells one connection to give up its place.
+#[derive(Debug, Default)]
+pub struct Evict {
+    notify: Notify,
+    told: AtomicBool,
+}
+
+impl Evict {
+    /// Resolves once the connection has been told to go.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Whether the connection has been told to go (without waiting).
+    pub fn is_told(&self) -> bool {
+        self.told.load(Ordering::Acquire)
+    }
+}
 
 /// The process's connection budget (shared by every bind).
 #[derive(Debug)]
@@ -24,7 +53,11 @@ pub struct Admission {
     in_flight: AtomicUsize,
     next_seq: AtomicU64,
     /// Connections waiting for a request head, oldest first.
-    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    waiting: Mutex<BTreeMap<u64, Arc<Evict>>>,
+    /// Connections told to go that have not closed yet.
+    evicting: AtomicUsize,
+    /// Signalled whenever a connection closes.
+    closed: Notify,
 }
 
 /// One admitted connection; dropping it frees its place.
@@ -32,12 +65,16 @@ pub struct Admission {
 pub struct Permit {
     admission: Arc<Admission>,
     /// Signalled when the gateway needs this connection's place.
-    pub evict: Arc<Notify>,
+    pub evict: Arc<Evict>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if self.evict.is_told() {
+            self.admission.evicting.fetch_sub(1, Ordering::AcqRel);
+        }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
+        self.admission.closed.notify_waiters();
     }
 }
 
@@ -62,6 +99,8 @@ impl Admission {
             in_flight: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
             waiting: Mutex::default(),
+            evicting: AtomicUsize::new(0),
+            closed: Notify::new(),
         })
     }
 
@@ -75,19 +114,22 @@ impl Admission {
         self.open.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Evict>>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// In the listener's accept loop, before anything is spawned for the connection: whether
-    /// to keep it at all. Past the cap plus a margin the connection is closed at once, so a
-    /// burst cannot pile up accepted descriptors faster than their tasks run (which would
-    /// reach the open-file limit and stall Pingora's accept loop for a second).
-    ///
-    /// Every connection this admits must reach [`Admission::admit`], which takes it off the
-    /// in-flight count. With plain TCP that always happens; TLS listeners (whose handshake
-    /// runs in between, and can fail) must take it off themselves when the handshake fails.
-    pub fn on_accept(&self) -> bool {
+    /// Tells the longest-waiting connection to go; false if none is waiting.
+    fn evict_oldest(&self) -> bool {
+        let Some((_, victim)) = self.lock().pop_first() else { return false };
+        if !victim.told.swap(true, Ordering::AcqRel) {
+            self.evicting.fetch_add(1, Ordering::AcqRel);
+        }
+        victim.notify.notify_one();
+        true
+    }
+
+    /// Takes one accepted connection into the in-flight count if the margin allows.
+    fn try_take_in_flight(&self) -> bool {
         let pending = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         if self.open() + pending > self.cap + OVERSHOOT {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -96,27 +138,48 @@ impl Admission {
         true
     }
 
+    /// In the listener's accept loop, before anything is spawned for the connection: whether
+    /// to keep it at all. Past the cap plus a margin, accepted descriptors would pile up
+    /// faster than their tasks run (reaching the open-file limit stalls Pingora's accept loop
+    /// for a second), so the loop waits up to [`ACCEPT_WAIT`] for evicted connections to
+    /// close, evicting waiting ones as needed. Only when every connection is serving a
+    /// request (nothing to evict, nothing closing) is the newcomer closed at once.
+    ///
+    /// Every connection this admits must reach [`Admission::admit`], which takes it off the
+    /// in-flight count. With plain TCP that always happens; TLS listeners (whose handshake
+    /// runs in between, and can fail) must take it off themselves when the handshake fails.
+    pub async fn on_accept(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.try_take_in_flight() {
+                return true;
+            }
+            if self.evicting.load(Ordering::Acquire) == 0 && !self.evict_oldest() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Admits a new connection, evicting the longest-waiting one when full; `None` means
     /// refuse it.
     pub fn admit(self: &Arc<Self>) -> Option<Permit> {
         // The connection passed `on_accept`; it is now counted as open instead.
         let _ = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         let now_open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = Permit { admission: self.clone(), evict: Arc::new(Notify::new()) };
+        let permit = Permit { admission: self.clone(), evict: Arc::default() };
         if now_open <= self.cap {
             return Some(permit);
         }
         if now_open > self.cap + OVERSHOOT {
             return None;
         }
-        let victim = self.lock().pop_first();
-        match victim {
-            Some((_, notify)) => {
-                notify.notify_one();
-                Some(permit)
-            }
-            None => None,
-        }
+        self.evict_oldest().then_some(permit)
     }
 
     /// Marks a connection as waiting for a request until the guard drops.
@@ -134,7 +197,7 @@ pub struct AcceptFilter(pub Arc<Admission>);
 #[async_trait::async_trait]
 impl pingora::listeners::ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, _addr: Option<&std::net::SocketAddr>) -> bool {
-        self.0.on_accept()
+        self.0.on_accept().await
     }
 }
 
@@ -192,13 +255,37 @@ mod tests {
         drop(p2);
     }
 
-    #[test]
-    fn accept_loop_refuses_past_the_margin() {
+    #[tokio::test]
+    async fn accept_loop_refuses_past_the_margin_when_all_are_busy() {
         let a = Admission::new(1);
-        let accepted = (0..100).filter(|_| a.on_accept()).count();
+        let mut accepted = 0;
+        for _ in 0..100 {
+            accepted += usize::from(a.on_accept().await);
+        }
         assert_eq!(accepted, 1 + OVERSHOOT);
         let p = a.admit().unwrap();
-        assert!(!a.on_accept(), "still full: one open plus the rest in flight");
+        assert!(!a.on_accept().await, "still full: one open plus the rest in flight");
         drop(p);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_loop_waits_for_an_evicted_connection_to_close() {
+        let a = Admission::new(1);
+        for _ in 0..=OVERSHOOT {
+            assert!(a.on_accept().await);
+        }
+        let idle = a.admit().unwrap();
+        let waiting = a.waiting(&idle);
+        let closer = async {
+            idle.evict.notified().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(waiting);
+            drop(idle);
+        };
+        // Over the margin, but a waiting connection can make room: the newcomer is kept.
+        let (kept, ()) = tokio::join!(a.on_accept(), closer);
+        assert!(kept);
+        a.in_flight.fetch_sub(OVERSHOOT + 1, Ordering::AcqRel);
+        assert_eq!(a.open(), 0);
     }
 }

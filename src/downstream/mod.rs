@@ -28,7 +28,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::proxy::TollgateProxy;
@@ -78,7 +78,9 @@ impl ServerApp for Gate {
         let mut conn = Prefixed::new(stream);
         let deadline = Instant::now() + self.limits.header_timeout;
         let first = HeadDeadlines { first_byte: deadline, header_timeout: self.limits.header_timeout, cap: Some(deadline) };
-        match self.wait_for_head(&mut conn, first, &permit, shutdown).await {
+        // A new connection's first request is served even when a shutdown (or upgrade) began
+        // after it was accepted: the client did nothing wrong, and its head deadline bounds it.
+        match self.wait_for_head(&mut conn, first, &permit, None).await {
             Head::Http1 => self.serve_http1(conn, &permit, shutdown).await,
             Head::H2c => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
             other => {
@@ -94,15 +96,25 @@ impl ServerApp for Gate {
 }
 
 impl Gate {
-    /// Reads a head while the connection may be evicted or the process may stop.
-    async fn wait_for_head(&self, conn: &mut Prefixed, deadlines: HeadDeadlines, permit: &Permit, shutdown: &ShutdownWatch) -> Head {
+    /// Reads a head while the connection may be evicted or (given `shutdown`, between
+    /// keep-alive requests) the process may stop.
+    async fn wait_for_head(&self, conn: &mut Prefixed, deadlines: HeadDeadlines, permit: &Permit, shutdown: Option<&ShutdownWatch>) -> Head {
         let max_headers = self.gateway.load().frontend.http1_max_headers;
         let _waiting = self.admission.waiting(permit);
-        let mut shutdown = shutdown.clone();
+        let stopping = async {
+            match shutdown {
+                Some(watch) => {
+                    let _ = watch.clone().wait_for(|stop| *stop).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        // A head that has arrived is served even if the connection was just told to go.
         tokio::select! {
+            biased;
             head = read_head(conn, deadlines, max_headers) => head,
             _ = permit.evict.notified() => Head::Idle,
-            _ = shutdown.wait_for(|stop| *stop) => Head::Idle,
+            _ = stopping => Head::Idle,
         }
     }
 
@@ -130,7 +142,7 @@ impl Gate {
             conn = *stream.into_any().downcast::<Prefixed>().ok()?;
             conn.deadline.set(None);
             let deadlines = HeadDeadlines { first_byte: Instant::now() + idle, header_timeout: self.limits.header_timeout, cap: None };
-            match self.wait_for_head(&mut conn, deadlines, permit, shutdown).await {
+            match self.wait_for_head(&mut conn, deadlines, permit, Some(shutdown)).await {
                 Head::Http1 => continue,
                 Head::H2c => {
                     answer_bad_head(conn, Head::Invalid("an HTTP/2 preface on an HTTP/1 connection")).await;
@@ -158,6 +170,9 @@ async fn answer_bad_head(conn: Prefixed, head: Head) {
 }
 
 /// Writes a minimal JSON error with `Connection: close`, bounded in time, then closes.
+/// Closing with unread request bytes makes the kernel send a reset, which can reach the
+/// client before it has read the answer; so, like nginx's lingering close, what the client
+/// still sends is read and dropped for a moment (bounded in time and bytes) first.
 async fn refuse(mut stream: Stream, status: u16, message: &str) {
     let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let kind = if status == 503 { "overloaded" } else { "invalid_request_error" };
@@ -172,5 +187,22 @@ async fn refuse(mut stream: Stream, status: u16, message: &str) {
         stream.flush().await?;
         stream.shutdown().await
     };
-    let _ = tokio::time::timeout(REFUSAL_WRITE, write).await;
+    if tokio::time::timeout(REFUSAL_WRITE, write).await.is_ok() {
+        let _ = tokio::time::timeout(LINGER, drain_input(&mut stream)).await;
+    }
+}
+
+/// How long a refused connection's remaining input is read and dropped before it closes.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Reads and drops the client's input until it closes, up to 64 KiB.
+async fn drain_input(stream: &mut Stream) {
+    let mut buf = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
