@@ -8,19 +8,20 @@ use pingora::Result;
 use serde::de;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::config::types::{FileOrInline, Unsupported};
 
 /// Registry entry for `backendAuth`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "backendAuth",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 110,
-    build: |d| build_with(d, |c: BackendAuthConfig| BackendAuth::compile(c)),
+    build: |d| build_with(d, |c: BackendAuthForm| BackendAuth::compile(c.0)),
 };
 
 /// The YAML block: one credential kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendAuthConfig {
     /// A static key: `"sk-..."`, `{file: path}` or `{value: ..., location: ...}`.
@@ -45,8 +46,31 @@ pub struct BackendAuthConfig {
     pub credentials: Option<Unsupported>,
 }
 
+/// `backendAuth` as written: a block, or a bare kind name (`copilot`), which names a kind
+/// tollgate does not have yet.
+struct BackendAuthForm(BackendAuthConfig);
+
+impl<'de> Deserialize<'de> for BackendAuthForm {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = BackendAuthForm;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a backendAuth block such as {key: ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<BackendAuthForm, E> {
+                Err(E::custom(format!("backendAuth `{v}` is not supported yet (only `key`)")))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> std::result::Result<BackendAuthForm, A::Error> {
+                BackendAuthConfig::deserialize(de::value::MapAccessDeserializer::new(map)).map(BackendAuthForm)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Where the key comes from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeySource(pub FileOrInline);
 
 impl<'de> Deserialize<'de> for KeySource {

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::config::types::{resolve_config_path, Unsupported};
 use crate::ctx::TlsPlan;
@@ -20,6 +20,7 @@ use crate::ctx::TlsPlan;
 /// Registry entry for `backendTLS`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "backendTLS",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 100,
     build: |d| build_with(d, |c: BackendTlsConfig| Ok(BackendTls(Arc::new(c.compile()?)))),
 };

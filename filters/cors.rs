@@ -6,12 +6,13 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, LocalResponse, RequestCtx};
 
 /// Registry entry for `cors`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "cors",
+    levels: Levels::ROUTE,
     order: 20,
     build: |d| build_with(d, |c: CorsConfig| Ok(Cors::compile(c))),
 };

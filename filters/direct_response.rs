@@ -5,13 +5,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, LocalResponse, RequestCtx};
 use crate::config::types::Unsupported;
 
 /// Registry entry for `directResponse`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "directResponse",
+    levels: Levels::ROUTE,
     order: 90,
     build: |d| {
         build_with(d, |c: DirectResponseConfig| {

@@ -7,13 +7,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::config::schema::HeaderMapConfig;
 
 /// Registry entry for `requestHeaderModifier`.
 pub const REQUEST_SPEC: FilterSpec = FilterSpec {
     name: "requestHeaderModifier",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 60,
     build: |d| build_with(d, |c: ModifierConfig| Ok(RequestHeaderModifier(HeaderEdits::compile(c)?))),
 };
@@ -21,6 +22,7 @@ pub const REQUEST_SPEC: FilterSpec = FilterSpec {
 /// Registry entry for `responseHeaderModifier`.
 pub const RESPONSE_SPEC: FilterSpec = FilterSpec {
     name: "responseHeaderModifier",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 120,
     build: |d| build_with(d, |c: ModifierConfig| Ok(ResponseHeaderModifier(HeaderEdits::compile(c)?))),
 };

@@ -12,13 +12,14 @@ use pingora::Result;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::telemetry::cel::{with_evaluator, Expression};
 
 /// Registry entry for `mcpAuthorization`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcpAuthorization",
+    levels: Levels::ROUTE_AND_BACKEND,
     // Before header modifiers and backendAuth: rules see the client's headers.
     order: 12,
     build: |d| build_with(d, |c: McpAuthorizationConfig| Ok(McpAuthorization(Arc::new(c.rules)))),

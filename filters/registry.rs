@@ -16,10 +16,29 @@ pub type BuildFn = fn(&mut dyn erased_serde::Deserializer) -> Result<Arc<dyn Fil
 pub struct FilterSpec {
     /// The key under `policies:`.
     pub name: &'static str,
+    /// Where the policy may be written (agentgateway's schema decides, per policy).
+    pub levels: Levels,
     /// Position in the chain (lower runs first); built-ins follow agentgateway's policy order.
     pub order: u16,
     /// Parses the block and builds the filter.
     pub build: BuildFn,
+}
+
+/// The places a policy may be written: under a route's `policies`, or also under a
+/// backend's (agentgateway's `LocalBackendPolicies` takes only the backend-level ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    /// Under a route's `policies`.
+    pub route: bool,
+    /// Under a backend's `policies`.
+    pub backend: bool,
+}
+
+impl Levels {
+    /// Route policies only (`timeout`, `cors`, `directResponse`, `urlRewrite`, …).
+    pub const ROUTE: Levels = Levels { route: true, backend: false };
+    /// Route and backend policies (`backendTLS`, `backendAuth`, header modifiers, …).
+    pub const ROUTE_AND_BACKEND: Levels = Levels { route: true, backend: true };
 }
 
 /// Parses a filter's config block with serde and hands it to `make`; for use in [`BuildFn`]s.

@@ -5,13 +5,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::url_rewrite::{AuthorityRewrite, PathRewrite};
 use super::{request_host, Filter, FilterAction, LocalResponse, RequestCtx};
 
 /// Registry entry for `requestRedirect`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "requestRedirect",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 80,
     build: |d| {
         build_with(d, |c: RedirectConfig| {

@@ -21,13 +21,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::errors::json_error;
 
 /// Registry entry for `tenantTag` (behind the `plugin-tenant-tag` Cargo feature).
 pub const SPEC: FilterSpec = FilterSpec {
     name: "tenantTag",
+    levels: Levels::ROUTE_AND_BACKEND,
     // After CORS (20) so preflights stay unauthenticated; before header modifiers (60).
     order: 50,
     build: |d| build_with(d, TenantTag::compile),

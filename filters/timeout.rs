@@ -8,13 +8,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::config::types::GoDuration;
 
 /// Registry entry for `timeout`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "timeout",
+    levels: Levels::ROUTE,
     order: 10,
     build: |d| build_with(d, |c: TimeoutConfig| Ok(Timeout(c))),
 };

@@ -6,12 +6,13 @@ use pingora::Result;
 use serde::de;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{request_host, set_request_path, Filter, FilterAction, RequestCtx};
 
 /// Registry entry for `urlRewrite`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "urlRewrite",
+    levels: Levels::ROUTE,
     order: 70,
     build: |d| build_with(d, |c: UrlRewriteConfig| Ok(UrlRewrite(c))),
 };

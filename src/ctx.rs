@@ -118,6 +118,8 @@ pub struct RequestCtx {
     pub upstream: UpstreamPlan,
     /// Overall deadline (from `timeout.requestTimeout`); set it with [`RequestCtx::set_deadline`].
     pub deadline: Option<Instant>,
+    /// What the client's TLS handshake established (SNI, client certificate); TLS ports only.
+    pub client_tls: Option<Arc<crate::runtime::tls::ClientTls>>,
     /// The client connection's deadline slot (HTTP/1): reads fail once the deadline passes.
     pub conn_deadline: Option<Arc<crate::downstream::prefixed::DeadlineSlot>>,
     /// Largest request body the gateway will buffer.
@@ -157,6 +159,7 @@ impl Default for RequestCtx {
             chain: None,
             original_path: String::new(),
             matched_prefix: None,
+            client_tls: None,
             upstream: UpstreamPlan::default(),
             deadline: None,
             conn_deadline: None,

@@ -181,7 +181,7 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         options.h2_idle_timeout = Some(shared.load().frontend.http1_idle_timeout);
         let mut http = http_proxy(&server.configuration, proxy);
         http.server_options = Some(options);
-        let gate = Gate { proxy: Arc::new(http), admission: admission.clone(), limits, gateway: shared.clone() };
+        let gate = Gate { proxy: Arc::new(http), admission: admission.clone(), limits, gateway: shared.clone(), port: bind.port };
         let mut service = Service::new(format!("bind {}", bind.port), gate);
         service.set_connection_filter(Arc::new(AcceptFilter(admission.clone())));
         // No L4 read buffer: tollgate reads each request head itself, and Pingora's default

@@ -79,9 +79,10 @@ class Tollgate:
         self.workdir = workdir
         self.procs = []
 
-    def start(self, config_text: str, ports, name="config.yaml", extra_env=None, args=(), nofile=None) -> Proc:
+    def start(self, config_text: str, ports, name="config.yaml", extra_env=None, args=(), nofile=None, cwd=None) -> Proc:
         """Starts tollgate on `config_text`; `args` are extra command-line flags, `nofile` an
-        open-file limit (soft and hard) for the process."""
+        open-file limit (soft and hard) for the process, `cwd` its working directory (relative
+        paths in the config resolve against it)."""
         cfg = self.workdir / name
         cfg.write_text(config_text)
         env = dict(os.environ, RUST_LOG=os.environ.get("TOLLGATE_TEST_LOG", "info"))
@@ -91,7 +92,7 @@ class Tollgate:
             import resource
             limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         p = Proc([str(BIN), "-f", str(cfg), "--runtime-dir", str(self.workdir / "run"), *args],
-                 self.workdir / f"{name}.log", env=env, preexec_fn=limit)
+                 self.workdir / f"{name}.log", env=env, preexec_fn=limit, cwd=cwd)
         self.procs.append(p)
         for port in ports:
             wait_port(port, proc=p.proc)

@@ -16,7 +16,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec};
+use super::registry::{build_with, FilterSpec, Levels};
 use super::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
 use crate::config::types::Unsupported;
 use crate::ctx::TlsPlan;
@@ -28,6 +28,7 @@ use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter
 /// Registry entry for `ai`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "ai",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 200,
     build: |d| build_with(d, |c: AiPolicyConfig| AiPolicy::compile(c)),
 };

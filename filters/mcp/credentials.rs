@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use crate::filters::registry::FilterSpec;
+use crate::filters::registry::{FilterSpec, Levels};
 use crate::filters::{Filter, FilterAction, RequestCtx};
 
 /// Headers that carry the client's credentials.
@@ -18,6 +18,7 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "c
 /// Not a YAML policy: the runtime adds it, first, to every `mcp` backend's chain.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcpClientCredentials",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 1,
     build: |_| Err(<erased_serde::Error as serde::de::Error>::custom("`mcpClientCredentials` is not a policy")),
 };

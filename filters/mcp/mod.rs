@@ -31,7 +31,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::registry::FilterSpec;
+use super::registry::{FilterSpec, Levels};
 use super::{Filter, FilterAction, RequestCtx};
 use crate::config::mcp::McpBackend;
 use client::CallCtx;
@@ -41,6 +41,7 @@ use session::SessionStore;
 /// Not a YAML policy: the runtime adds it to every `mcp` backend's chain.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcp",
+    levels: Levels::ROUTE_AND_BACKEND,
     order: 210,
     build: |_| Err(<erased_serde::Error as serde::de::Error>::custom("`mcp` is a backend, not a policy")),
 };

@@ -233,6 +233,12 @@ impl McpProxy {
 
     /// GET: the session's stream (targets' notifications and requests outside any call).
     pub(super) async fn get_stream(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
+        // The stream is SSE: a client that cannot take it is told so first (as agentgateway's
+        // `curl -k https://localhost:3000` check in its mcp-tls example expects).
+        if !header(session, "accept").is_some_and(|a| a.contains("text/event-stream")) {
+            let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream");
+            return front::json(session, ctx, 406, &e, None).await;
+        }
         if self.fed.stateless {
             return front::empty(session, ctx, 405).await;
         }

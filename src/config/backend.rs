@@ -3,13 +3,20 @@
 use serde::de;
 use serde::Deserialize;
 
-use super::policies::Policies;
+use super::policies::{BackendPolicies, Policies};
+
+/// A backend's `policies`: backend-level ones only.
+fn backend_policies<'de, D: de::Deserializer<'de>>(d: D) -> Result<Policies, D::Error> {
+    BackendPolicies::deserialize(d).map(|b| b.0)
+}
 pub use super::mcp::McpBackend;
 use super::types::Unsupported;
 
 /// A backend as written in the file, reduced to exactly one kind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalBackend {
+    /// Top-level `backends` only: the name routes refer to with `backend: name`.
+    pub name: Option<String>,
     /// Relative share of traffic (default 1).
     pub weight: u32,
     /// Policies that apply when this backend is chosen (override the route's).
@@ -19,7 +26,7 @@ pub struct LocalBackend {
 }
 
 /// The backend kinds tollgate serves.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum BackendKind {
     /// `host: "addr:port"`: plain HTTP proxying.
     Host(String),
@@ -27,6 +34,8 @@ pub enum BackendKind {
     Ai(Box<AiBackend>),
     /// MCP targets behind one endpoint.
     Mcp(Box<McpBackend>),
+    /// `backend: name`: one of the top-level `backends`, resolved right after parsing.
+    Named(String),
 }
 
 // The `Unsupported` fields exist only to fail the load with a clear message.
@@ -34,15 +43,16 @@ pub enum BackendKind {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LocalBackendRaw {
+    name: Option<String>,
     #[serde(default)]
     weight: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "backend_policies")]
     policies: Policies,
     host: Option<String>,
     ai: Option<Box<AiBackend>>,
     mcp: Option<Box<McpBackend>>,
     service: Option<Unsupported>,
-    backend: Option<Unsupported>,
+    backend: Option<String>,
     internal: Option<Unsupported>,
     dynamic: Option<Unsupported>,
     aws: Option<Unsupported>,
@@ -53,17 +63,18 @@ struct LocalBackendRaw {
 impl<'de> Deserialize<'de> for LocalBackend {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = LocalBackendRaw::deserialize(d)?;
-        let kind = match (raw.host, raw.ai, raw.mcp) {
-            (Some(h), None, None) => {
+        let kind = match (raw.host, raw.ai, raw.mcp, raw.backend) {
+            (Some(h), None, None, None) => {
                 validate_host_port(&h).map_err(de::Error::custom)?;
                 BackendKind::Host(h)
             }
-            (None, Some(a), None) => BackendKind::Ai(a),
-            (None, None, Some(m)) => BackendKind::Mcp(m),
-            _ => return Err(de::Error::custom("a backend needs exactly one of host, ai, mcp")),
+            (None, Some(a), None, None) => BackendKind::Ai(a),
+            (None, None, Some(m), None) => BackendKind::Mcp(m),
+            (None, None, None, Some(name)) => BackendKind::Named(name),
+            _ => return Err(de::Error::custom("a backend needs exactly one of host, ai, mcp, backend")),
         };
         let weight = raw.weight.unwrap_or(1);
-        Ok(LocalBackend { weight, policies: raw.policies, kind })
+        Ok(LocalBackend { name: raw.name, weight, policies: raw.policies, kind })
     }
 }
 
@@ -85,7 +96,7 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
 }
 
 /// `ai:` an LLM provider backend.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AiBackend {
     /// Name, for logs and metrics.
@@ -99,7 +110,7 @@ pub struct AiBackend {
     /// Base path in front of the provider's API paths.
     pub path_prefix: Option<String>,
     /// Policies for this provider (e.g. `ai.routes`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "backend_policies")]
     pub policies: Policies,
     /// Not supported yet.
     pub tokenize: Option<Unsupported>,
@@ -108,7 +119,7 @@ pub struct AiBackend {
 }
 
 /// Exactly one provider kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Provider {
     /// OpenAI or any OpenAI-compatible API.
@@ -131,7 +142,7 @@ pub struct Provider {
 }
 
 /// `provider.openAI`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenAiProvider {
     /// Model that replaces whatever the client asked for.

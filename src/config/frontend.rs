@@ -4,7 +4,11 @@
 
 use serde::Deserialize;
 
-use super::types::{GoDuration, Unsupported};
+use indexmap::IndexMap;
+
+use super::settings::{FieldsSettings, OtlpProtocol, TracingSettings};
+use super::types::{AnyValue, GoDuration, Unsupported};
+use crate::telemetry::cel::Expression;
 
 /// The `frontendPolicies` block.
 #[derive(Debug, Default, Deserialize)]
@@ -12,8 +16,8 @@ use super::types::{GoDuration, Unsupported};
 pub struct FrontendPolicies {
     /// Limits and timeouts of the HTTP server.
     pub http: Option<FrontendHttp>,
-    /// Not supported yet (downstream TLS arrives with HTTPS listeners).
-    pub tls: Option<Unsupported>,
+    /// Defaults for TLS listeners (handshake deadline, versions, suites, ALPN).
+    pub tls: Option<super::tls::FrontendTls>,
     /// Not supported yet.
     pub tcp: Option<Unsupported>,
     /// Not supported yet.
@@ -30,8 +34,59 @@ pub struct FrontendPolicies {
     pub access_log: Option<Unsupported>,
     /// Not supported yet (use `config.logging`).
     pub logging: Option<Unsupported>,
-    /// Not supported yet (use `config.tracing`).
-    pub tracing: Option<Unsupported>,
+    /// OTLP tracing (agentgateway's newer home for `config.tracing`; the two are one setting).
+    pub tracing: Option<FrontendTracing>,
+}
+
+/// `frontendPolicies.tracing`, rewritten into `config.tracing` at load.
+// The `Unsupported` fields exist only to fail the load with a clear message.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrontendTracing {
+    /// Collector `host:port` (or a URL).
+    pub host: Option<String>,
+    /// Not supported yet.
+    pub service: Option<Unsupported>,
+    /// Not supported yet.
+    pub backend: Option<Unsupported>,
+    /// Not supported yet.
+    pub policies: Option<Unsupported>,
+    /// Span attributes: name → CEL.
+    pub attributes: Option<IndexMap<String, Expression>>,
+    /// Not supported yet.
+    pub resources: Option<Unsupported>,
+    /// Default attributes to drop.
+    pub remove: Option<Vec<String>>,
+    /// bool, ratio 0..1 or CEL.
+    pub random_sampling: Option<AnyValue>,
+    /// bool, ratio or CEL: honour the client's `traceparent` sampling flag.
+    pub client_sampling: Option<AnyValue>,
+    /// Not supported yet.
+    pub filter: Option<Unsupported>,
+    /// HTTP export path (default `/v1/traces`).
+    pub path: Option<String>,
+    /// `grpc` (default) or `http`.
+    pub protocol: Option<OtlpProtocol>,
+}
+
+impl FrontendTracing {
+    /// The same settings in `config.tracing`'s shape.
+    pub fn into_settings(self) -> Result<TracingSettings, String> {
+        let host = self.host.ok_or("frontendPolicies.tracing.host is required")?;
+        let endpoint = if host.contains("://") { host } else { format!("http://{host}") };
+        let fields = (self.attributes.is_some() || self.remove.is_some())
+            .then(|| FieldsSettings { add: self.attributes.unwrap_or_default(), remove: self.remove.unwrap_or_default() });
+        Ok(TracingSettings {
+            otlp_endpoint: Some(endpoint),
+            headers: None,
+            otlp_protocol: self.protocol,
+            fields,
+            random_sampling: self.random_sampling,
+            client_sampling: self.client_sampling,
+            path: self.path,
+        })
+    }
 }
 
 /// `frontendPolicies.http`.

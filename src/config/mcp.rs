@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 use super::types::{read_config_file, AnyValue, Unsupported};
 
 /// `mcp:` targets federated behind one endpoint (served by the MCP module).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct McpBackend {
     /// Upstream MCP servers.
@@ -62,7 +62,7 @@ pub enum FailureMode {
 }
 
 /// One MCP target; exactly one transport.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct McpTarget {
     /// Target name (used to prefix tool names).
@@ -81,7 +81,7 @@ pub struct McpTarget {
 
 /// Transport policies of one HTTP target: each target of a federation usually has its own
 /// credentials and certificates.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetPolicies {
     /// The credential this target gets (replaces the route's `Authorization`).
@@ -92,7 +92,7 @@ pub struct TargetPolicies {
 }
 
 /// Where an HTTP target lives: `host: URL`, or `host`, `port` and `path`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTargetSpec {
     /// `http(s)://host:port/path`, or a bare host name with `port`.
@@ -123,7 +123,7 @@ pub struct StdioSpec {
 }
 
 /// An OpenAPI target: the document and the service it describes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenApiSpec {
     /// The OpenAPI 3 document (JSON or YAML): `{file: path}` or inline.

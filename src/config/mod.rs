@@ -2,12 +2,13 @@
 //! and report errors with file, line and field path.
 
 pub mod backend;
+pub mod dialects;
 pub mod frontend;
-pub mod load_context;
 pub mod mcp;
 pub mod policies;
 pub mod schema;
 pub mod settings;
+pub mod tls;
 pub mod types;
 
 use std::fmt;
@@ -58,20 +59,19 @@ pub fn load_file(path: &Path) -> Result<LocalConfig, ConfigError> {
         path: String::new(),
         message: format!("cannot read config: {e}"),
     })?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    load_context::with_base_dir(base, || parse_str(&text, &file))
+    parse_str(&text, &file)
 }
 
 /// Parses config text; `file` names it in errors.
 pub fn parse_str(text: &str, file: &str) -> Result<LocalConfig, ConfigError> {
     let expanded = expand_env(text, file)?;
     let de = serde_yaml_ng::Deserializer::from_str(&expanded);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut config: LocalConfig = serde_path_to_error::deserialize(de).map_err(|err| {
         // `?` marks a key serde could not capture; the message names it.
         let path = err.path().to_string().trim_end_matches(".?").to_string();
         let inner = err.into_inner();
         let full = inner.to_string();
-        let (message, inner_location) = split_message(&full);
+        let (message, inner_location) = split_message(&full, &path);
         let location = inner_location.or_else(|| inner.location().map(|l| (l.line(), l.column())));
         let location = location.map(|(line, col)| refine_location(&expanded, line, col, &path));
         ConfigError {
@@ -81,12 +81,21 @@ pub fn parse_str(text: &str, file: &str) -> Result<LocalConfig, ConfigError> {
             path,
             message,
         }
-    })
+    })?;
+    // `mcp:` and `gateways:` / `routes:` become binds; their errors name the key they are about.
+    dialects::normalize(&mut config).map_err(|message| ConfigError {
+        file: file.to_string(),
+        line: None,
+        column: None,
+        path: String::new(),
+        message,
+    })?;
+    Ok(config)
 }
 
 /// serde_yaml renders `path: message at line L column C`, nested once per policy block.
 /// Returns the bare message and the innermost (most precise) location.
-fn split_message(full: &str) -> (String, Option<(usize, usize)>) {
+fn split_message(full: &str, path: &str) -> (String, Option<(usize, usize)>) {
     let (mut msg, location) = match full.find(" at line ") {
         Some(i) => {
             let mut nums = full[i + 9..].split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
@@ -97,7 +106,9 @@ fn split_message(full: &str) -> (String, Option<(usize, usize)>) {
         None => (full, None),
     };
     while let Some((head, tail)) = msg.split_once(": ") {
-        if head.contains(' ') || !head.contains(['.', '[']) {
+        // A nested path (`a.b[0]`), or a bare key (`config`) that a nested parse put in front.
+        let bare_key = !head.is_empty() && path.split(['.', '[', ']']).any(|segment| segment == head);
+        if head.contains(' ') || !(head.contains(['.', '[']) || bare_key) {
             break;
         }
         msg = tail;

@@ -39,11 +39,24 @@ impl Policies {
 
 impl<'de> Deserialize<'de> for Policies {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PoliciesVisitor)
+        d.deserialize_map(PoliciesVisitor { backend: false })
     }
 }
 
-struct PoliciesVisitor;
+/// A backend's `policies:` block: only backend-level policies (route-only ones such as
+/// `timeout` or `cors` are refused, as agentgateway's `LocalBackendPolicies` refuses them).
+#[derive(Debug, Clone, Default)]
+pub struct BackendPolicies(pub Policies);
+
+impl<'de> Deserialize<'de> for BackendPolicies {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PoliciesVisitor { backend: true }).map(BackendPolicies)
+    }
+}
+
+struct PoliciesVisitor {
+    backend: bool,
+}
 
 impl<'de> Visitor<'de> for PoliciesVisitor {
     type Value = Policies;
@@ -58,7 +71,7 @@ impl<'de> Visitor<'de> for PoliciesVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Policies, A::Error> {
         let mut out = Vec::new();
-        while let Some(spec) = map.next_key_seed(PolicyNameSeed)? {
+        while let Some(spec) = map.next_key_seed(PolicyNameSeed { backend: self.backend })? {
             let name = spec.name;
             if out.iter().any(|p: &PolicyEntry| p.spec.name == name) {
                 return Err(de::Error::custom(format!("policy `{name}` is given twice")));
@@ -71,7 +84,9 @@ impl<'de> Visitor<'de> for PoliciesVisitor {
 }
 
 /// Looks the policy name up while the parser is on the key, so errors point at its line.
-struct PolicyNameSeed;
+struct PolicyNameSeed {
+    backend: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for PolicyNameSeed {
     type Value = &'static FilterSpec;
@@ -79,6 +94,9 @@ impl<'de> DeserializeSeed<'de> for PolicyNameSeed {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let name = String::deserialize(d)?;
         match registry::find(&name) {
+            Some(spec) if self.backend && !spec.levels.backend => Err(de::Error::custom(format!(
+                "`{name}` is a route policy; it cannot be set under a backend's `policies` (as in agentgateway)"
+            ))),
             Some(spec) => Ok(spec),
             None if registry::is_agentgateway_policy(&name) => Err(de::Error::custom(format!(
                 "policy `{name}` is an agentgateway policy that tollgate does not support yet"

@@ -6,9 +6,11 @@ use serde::de;
 use serde::Deserialize;
 
 use super::backend::LocalBackend;
+use super::dialects::{GatewayRefs, LocalGateway, SimpleMcp};
 use super::frontend::FrontendPolicies;
 use super::policies::Policies;
 use super::settings::Settings;
+use super::tls::TlsServerConfig;
 use super::types::Unsupported;
 
 /// The whole file.
@@ -30,20 +32,24 @@ pub struct LocalConfig {
     pub workloads: Option<Unsupported>,
     /// Not supported yet.
     pub services: Option<Unsupported>,
-    /// Not supported yet.
-    pub backends: Option<Unsupported>,
+    /// Named backends that routes refer to with `backend: name`.
+    #[serde(default)]
+    pub backends: Vec<LocalBackend>,
     /// Not supported yet.
     pub route_groups: Option<Unsupported>,
-    /// Not supported yet (use `binds`).
-    pub gateways: Option<Unsupported>,
-    /// Not supported yet (use `binds`).
-    pub routes: Option<Unsupported>,
-    /// Not supported yet.
-    pub tcp_routes: Option<Unsupported>,
+    /// Ports and listeners that top-level routes attach to (rewritten into `binds`).
+    #[serde(default)]
+    pub gateways: IndexMap<String, LocalGateway>,
+    /// HTTP routes attached to gateways by `gateways:` references.
+    #[serde(default)]
+    pub routes: Vec<LocalRoute>,
+    /// TCP routes attached to gateways by `gateways:` references.
+    #[serde(default)]
+    pub tcp_routes: Vec<LocalTcpRoute>,
     /// Not supported yet (use `binds` with an `ai` backend).
     pub llm: Option<Unsupported>,
-    /// Not supported yet (use `binds` with an `mcp` backend).
-    pub mcp: Option<Unsupported>,
+    /// The MCP shortcut (rewritten into `binds`).
+    pub mcp: Option<SimpleMcp>,
     /// Not supported yet.
     pub ui: Option<Unsupported>,
 }
@@ -90,31 +96,90 @@ pub struct LocalListener {
     pub namespace: Option<String>,
     /// Host this listener answers (`*.example.com` allowed); none = any.
     pub hostname: Option<String>,
-    /// Only `HTTP` is supported yet.
-    pub protocol: Option<ListenerProtocol>,
-    /// HTTP routes.
+    /// `HTTP` (default), `HTTPS`, `TLS` or `TCP`.
     #[serde(default)]
-    pub routes: Vec<LocalRoute>,
-    /// Not supported yet.
-    pub tls: Option<Unsupported>,
-    /// Not supported yet.
-    pub tcp_routes: Option<Unsupported>,
+    pub protocol: ListenerProtocol,
+    /// HTTP routes (`HTTP` and `HTTPS` listeners).
+    pub routes: Option<Vec<LocalRoute>>,
+    /// Server TLS (`HTTPS`; `TLS` to terminate rather than pass through).
+    pub tls: Option<TlsServerConfig>,
+    /// TCP routes (`TLS` and `TCP` listeners).
+    pub tcp_routes: Option<Vec<LocalTcpRoute>>,
     /// Not supported yet.
     pub policies: Option<Unsupported>,
 }
 
-/// Listener protocol; only plain HTTP for now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenerProtocol;
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1 and h2c.
+    #[default]
+    Http,
+    /// HTTP over TLS terminated here.
+    Https,
+    /// TLS routed by SNI: passed through, or terminated when the listener has `tls`.
+    Tls,
+    /// Plain TCP.
+    Tcp,
+}
 
 impl<'de> Deserialize<'de> for ListenerProtocol {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        only_value(d, "listener protocol", "HTTP").map(|_| ListenerProtocol)
+        match String::deserialize(d)?.as_str() {
+            "HTTP" => Ok(ListenerProtocol::Http),
+            "HTTPS" => Ok(ListenerProtocol::Https),
+            "TLS" => Ok(ListenerProtocol::Tls),
+            "TCP" => Ok(ListenerProtocol::Tcp),
+            "HBONE" => Err(de::Error::custom("listener protocol `HBONE` needs agentgateway's mesh; not supported")),
+            other => Err(de::Error::unknown_variant(other, &["HTTP", "HTTPS", "TLS", "TCP"])),
+        }
     }
 }
 
+/// A TCP route: connections (on a `TLS` listener, those whose SNI matches `hostnames`) go to
+/// one of its backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalTcpRoute {
+    /// Name, for logs.
+    pub name: Option<String>,
+    /// Namespace, for logs.
+    pub namespace: Option<String>,
+    /// Rule name, for logs.
+    pub rule_name: Option<String>,
+    /// Top-level TCP routes only: the gateways it attaches to.
+    pub gateways: Option<GatewayRefs>,
+    /// SNI names this route takes (`*.example.com` allowed); empty = any.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// Not supported yet (`backendTLS` re-encryption).
+    pub policies: Option<Unsupported>,
+    /// Weighted backends.
+    pub backends: Vec<LocalTcpBackend>,
+}
+
+/// A TCP route's backend.
+// The `Unsupported` fields exist only to fail the load with a clear message.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalTcpBackend {
+    /// Relative share of connections (default 1).
+    pub weight: Option<u32>,
+    /// `host:port` to connect to.
+    pub host: Option<String>,
+    /// Not supported yet.
+    pub service: Option<Unsupported>,
+    /// Not supported yet.
+    pub backend: Option<Unsupported>,
+    /// Not supported yet.
+    pub dynamic: Option<Unsupported>,
+    /// Not supported yet.
+    pub policies: Option<Unsupported>,
+}
+
 /// One route: what it matches, the policies it applies, where it sends traffic.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalRoute {
     /// Name, for logs and metrics.
@@ -123,6 +188,8 @@ pub struct LocalRoute {
     pub namespace: Option<String>,
     /// Rule name, for logs.
     pub rule_name: Option<String>,
+    /// Top-level routes only: the gateways (`name` or `name/listener`) it attaches to.
+    pub gateways: Option<GatewayRefs>,
     /// Hosts this route answers; empty = any.
     #[serde(default)]
     pub hostnames: Vec<String>,

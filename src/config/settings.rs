@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::types::{AnyValue, GoDuration, Unsupported};
+use super::types::{AnyValue, ControlPlaneOnly, GoDuration, Unsupported};
 use crate::telemetry::cel::Expression;
 
 /// The `config:` block.
@@ -44,46 +44,46 @@ pub struct Settings {
     pub histograms: Option<Unsupported>,
     /// Not supported yet.
     pub dns: Option<Unsupported>,
-    /// Not supported yet.
-    pub local_xds_path: Option<Unsupported>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub local_xds_path: Option<ControlPlaneOnly>,
     /// Not supported yet.
     pub model_catalog: Option<Unsupported>,
     /// Not supported yet.
     pub database: Option<Unsupported>,
     /// Not supported yet.
     pub storage: Option<Unsupported>,
-    /// Not supported yet.
-    pub ca_address: Option<Unsupported>,
-    /// Not supported yet.
-    pub ca_auth_token: Option<Unsupported>,
-    /// Not supported yet.
-    pub xds_address: Option<Unsupported>,
-    /// Not supported yet.
-    pub xds_auth_token: Option<Unsupported>,
-    /// Not supported yet.
-    pub spiffe: Option<Unsupported>,
-    /// Not supported yet.
-    pub namespace: Option<Unsupported>,
-    /// Not supported yet.
-    pub gateway: Option<Unsupported>,
-    /// Not supported yet.
-    pub trust_domain: Option<Unsupported>,
-    /// Not supported yet.
-    pub additional_trust_domains: Option<Unsupported>,
-    /// Not supported yet.
-    pub skip_validate_trust_domain: Option<Unsupported>,
-    /// Not supported yet.
-    pub service_account: Option<Unsupported>,
-    /// Not supported yet.
-    pub cluster_id: Option<Unsupported>,
-    /// Not supported yet.
-    pub network: Option<Unsupported>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub ca_address: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub ca_auth_token: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub xds_address: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub xds_auth_token: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub spiffe: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub namespace: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub gateway: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub trust_domain: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub additional_trust_domains: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub skip_validate_trust_domain: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub service_account: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub cluster_id: Option<ControlPlaneOnly>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub network: Option<ControlPlaneOnly>,
     /// Not supported yet.
     pub standard_attributes: Option<Unsupported>,
     /// Not supported yet.
     pub custom_functions: Option<Unsupported>,
-    /// Not supported yet.
-    pub hbone: Option<Unsupported>,
+    /// Needs agentgateway's control plane (never on one host).
+    pub hbone: Option<ControlPlaneOnly>,
 }
 
 /// `config.logging`.

@@ -28,7 +28,7 @@ fn seed_loads_with_every_field() {
     assert_eq!(c.binds.len(), 2);
     let llm = &c.binds[0];
     assert_eq!(llm.port, 3100);
-    let route = &llm.listeners[0].routes[0];
+    let route = &llm.listeners[0].routes.as_ref().unwrap()[0];
     let names: Vec<_> = route.policies.0.iter().map(|p| p.spec.name).collect();
     assert_eq!(names, ["urlRewrite", "requestHeaderModifier", "backendTLS", "backendAuth"]);
     let BackendKind::Ai(ai) = &route.backends[0].kind else { panic!("ai backend") };
@@ -39,7 +39,7 @@ fn seed_loads_with_every_field() {
 
     let mcp = &c.binds[1];
     assert_eq!(mcp.port, 3101);
-    let route = &mcp.listeners[0].routes[0];
+    let route = &mcp.listeners[0].routes.as_ref().unwrap()[0];
     assert!(route.policies.get("cors").is_some());
     assert!(route.policies.get("requestHeaderModifier").is_some());
     let BackendKind::Mcp(m) = &route.backends[0].kind else { panic!("mcp backend") };
@@ -130,7 +130,8 @@ fn backend_auth_key_forms() {
     let dir = std::env::temp_dir().join(format!("tollgate-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("key.txt"), "sk-file\n").unwrap();
-    for key in ["sk-inline", "{file: key.txt}", "{value: {file: key.txt}}", "{value: sk-x}"] {
+    let file = dir.join("key.txt").display().to_string();
+    for key in ["sk-inline".to_string(), format!("{{file: {file}}}"), format!("{{value: {{file: {file}}}}}"), "{value: sk-x}".to_string()] {
         let text = format!("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {{key: {key}}}\n");
         let f = dir.join("c.yaml");
         std::fs::write(&f, text).unwrap();
@@ -152,4 +153,24 @@ fn backend_connect_timeout_reaches_the_runtime() {
     assert_eq!(g.connect_timeout, std::time::Duration::from_secs(3));
     let g = crate::runtime::compile(&parse("binds: []\n").unwrap()).unwrap();
     assert_eq!(g.connect_timeout, std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn not_supported_messages_name_the_field_plainly() {
+    let e = parse("config:\n  dns: {}\n").unwrap_err();
+    assert_eq!((e.path.as_str(), e.message.as_str()), ("config.dns", "is an agentgateway field that tollgate does not support yet"));
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies: {backendAuth: copilot}\n").unwrap_err();
+    assert_eq!(e.message, "backendAuth `copilot` is not supported yet (only `key`)");
+}
+
+#[test]
+fn mcp_shortcut_and_gateways_become_binds() {
+    let c = parse("mcp:\n  targets: []\n").unwrap();
+    assert_eq!(c.binds.len(), 1);
+    assert_eq!(c.binds[0].port, super::dialects::DEFAULT_MCP_PORT);
+    let c = parse("gateways:\n  default: {port: 7}\nroutes:\n- name: r\nmcp:\n  targets: []\n").unwrap();
+    assert_eq!(c.binds.len(), 1);
+    let routes = c.binds[0].listeners[0].routes.as_ref().unwrap();
+    assert_eq!(routes.iter().map(|r| r.name.as_deref().unwrap_or("")).collect::<Vec<_>>(), ["mcp", "r"]);
+    assert_eq!(routes[0].matches.len(), 3, "MCP on a shared gateway takes /mcp, /sse, /.well-known");
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::load_context;
 
 /// An agentgateway field that tollgate knows by name but does not implement yet.
 /// Deserializing it always fails, so the loader reports file, line and path instead
@@ -21,6 +20,17 @@ impl<'de> Deserialize<'de> for Unsupported {
         Err(de::Error::custom(
             "is an agentgateway field that tollgate does not support yet",
         ))
+    }
+}
+
+/// A `config:` key that only means something inside agentgateway's control plane (xDS, the
+/// mesh CA, SPIFFE identities, HBONE): refused with that reason rather than "not yet".
+#[derive(Debug, Clone, Copy)]
+pub struct ControlPlaneOnly;
+
+impl<'de> Deserialize<'de> for ControlPlaneOnly {
+    fn deserialize<D: Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom("needs agentgateway's control plane (xDS, mesh CA, SPIFFE); not supported"))
     }
 }
 
@@ -45,7 +55,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// A secret or document given inline or as `{file: path}`; files are read at load time
-/// (relative paths resolve against the config file's directory).
+/// (relative paths resolve against the working directory, as agentgateway reads them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileOrInline(pub String);
 
@@ -82,14 +92,12 @@ impl<'de> Deserialize<'de> for FileOrInline {
     }
 }
 
-/// Resolves a path named in the config: relative paths are taken from the config file's directory.
+/// Resolves a path named in the config. Relative paths are taken from the working
+/// directory, as agentgateway does (its examples say `file: ./examples/…/openapi.json` and
+/// are run from the repository root); errors show the resolved path.
 pub fn resolve_config_path(path: &str) -> PathBuf {
     let p = PathBuf::from(path);
-    if p.is_absolute() {
-        p
-    } else {
-        load_context::base_dir().join(p)
-    }
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// Reads a file named in the config, with an error that names it.

@@ -146,8 +146,8 @@ impl Admission {
     /// request (nothing to evict, nothing closing) is the newcomer closed at once.
     ///
     /// Every connection this admits must reach [`Admission::admit`], which takes it off the
-    /// in-flight count. With plain TCP that always happens; TLS listeners (whose handshake
-    /// runs in between, and can fail) must take it off themselves when the handshake fails.
+    /// in-flight count. Listeners are plain TCP (TLS is handshaken after admission, in the
+    /// gateway's own accept path), so that always happens.
     pub async fn on_accept(&self) -> bool {
         let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
         loop {

@@ -17,6 +17,8 @@ pub mod admission;
 pub mod drain;
 pub mod head;
 pub mod prefixed;
+pub mod sni;
+pub mod tcp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::proxy::TollgateProxy;
-use crate::runtime::Gateway;
+use crate::runtime::listener::listener_for_sni;
+use crate::runtime::tls::TlsServer;
+use crate::runtime::{BindTransport, Gateway, ListenerKind};
 use admission::{Admission, Permit};
 use head::{read_head, Head, HeadDeadlines};
 use prefixed::Prefixed;
@@ -63,6 +67,8 @@ pub struct Gate {
     pub limits: ConnLimits,
     /// The live tables (for `frontendPolicies.http`, which reloads).
     pub gateway: Arc<ArcSwap<Gateway>>,
+    /// The port this bind listens on (its listeners are looked up per connection).
+    pub port: u16,
 }
 
 #[async_trait]
@@ -72,19 +78,17 @@ impl ServerApp for Gate {
             refuse(stream, 503, "the gateway is at its connection limit").await;
             return None;
         };
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        }
-        let mut conn = Prefixed::new(stream);
-        let deadline = Instant::now() + self.limits.header_timeout;
-        let first = HeadDeadlines { first_byte: deadline, header_timeout: self.limits.header_timeout, cap: Some(deadline) };
-        // A new connection's first request is served even when a shutdown (or upgrade) began
-        // after it was accepted: the client did nothing wrong, and its head deadline bounds it.
-        match self.wait_for_head(&mut conn, first, &permit, None).await {
-            Head::Http1 => self.serve_http1(conn, &permit, shutdown).await,
-            Head::H2c => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
-            other => {
-                answer_bad_head(conn, other).await;
+        let gateway = self.gateway.load_full();
+        let transport = gateway.bind(self.port).map_or(BindTransport::Plain, |b| b.transport);
+        match transport {
+            BindTransport::Plain => self.serve_http(stream, &permit, shutdown).await,
+            BindTransport::Tls => self.serve_tls(stream, &permit, shutdown, &gateway).await,
+            BindTransport::Tcp => {
+                let bind = gateway.bind(self.port)?;
+                let route = bind.listeners.first().and_then(|l| l.tcp_route(None))?;
+                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout).await {
+                    tracing::debug!(target: "tollgate", port = self.port, "{why}");
+                }
                 None
             }
         }
@@ -96,6 +100,85 @@ impl ServerApp for Gate {
 }
 
 impl Gate {
+    /// HTTP on a connection that is plain, or whose TLS is already terminated: HTTP/2 when
+    /// ALPN chose it, else HTTP/1 (or h2c) from the first head.
+    async fn serve_http(&self, stream: Stream, permit: &Permit, shutdown: &ShutdownWatch) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let tls = stream.get_ssl_digest().is_some();
+        let mut conn = Prefixed::new(stream);
+        let deadline = Instant::now() + self.limits.header_timeout;
+        let first = HeadDeadlines { first_byte: deadline, header_timeout: self.limits.header_timeout, cap: Some(deadline) };
+        // A new connection's first request is served even when a shutdown (or upgrade) began
+        // after it was accepted: the client did nothing wrong, and its head deadline bounds it.
+        match self.wait_for_head(&mut conn, first, permit, None).await {
+            Head::Http1 => self.serve_http1(conn, permit, shutdown).await,
+            Head::H2c if tls => {
+                answer_bad_head(conn, Head::Invalid("HTTP/2 over TLS needs ALPN h2")).await;
+                None
+            }
+            Head::H2c => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
+            other => {
+                answer_bad_head(conn, other).await;
+                None
+            }
+        }
+    }
+
+    /// A TLS port: the ClientHello's SNI picks the listener, which terminates TLS (HTTPS, or
+    /// TLS in front of a TCP route) or passes the bytes through to its TCP route.
+    async fn serve_tls(&self, stream: Stream, permit: &Permit, shutdown: &ShutdownWatch, gateway: &Gateway) -> Option<Stream> {
+        let deadline = Instant::now() + gateway.tls_handshake_timeout;
+        let mut conn = Prefixed::new(stream);
+        let sni = match sni::read_client_hello(&mut conn, deadline).await {
+            sni::Hello::Tls(sni) => sni,
+            other => {
+                tracing::debug!(target: "tollgate", port = self.port, "no TLS ClientHello: {other:?}");
+                return None;
+            }
+        };
+        let bind = gateway.bind(self.port)?;
+        let Some(listener) = listener_for_sni(&bind.listeners, sni.as_deref()) else {
+            tracing::debug!(target: "tollgate", port = self.port, sni = ?sni, "no TLS listener for this server name");
+            return None;
+        };
+        let handshake = |tls: Arc<TlsServer>, conn: Prefixed| async move {
+            match tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(conn)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "tollgate", "TLS handshake failed: {e}");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(target: "tollgate", "TLS handshake timed out");
+                    None
+                }
+            }
+        };
+        match &listener.kind {
+            ListenerKind::Https(tls) => {
+                let stream = handshake(tls.clone(), conn).await?;
+                self.serve_http(Box::new(stream), permit, shutdown).await
+            }
+            ListenerKind::Tls(terminate) => {
+                let route = listener.tcp_route(sni.as_deref())?;
+                let result = match terminate {
+                    Some(tls) => {
+                        let stream = handshake(tls.clone(), conn).await?;
+                        tcp::proxy(stream, route, gateway.connect_timeout).await
+                    }
+                    None => tcp::proxy(conn, route, gateway.connect_timeout).await,
+                };
+                if let Err(why) = result {
+                    tracing::debug!(target: "tollgate", port = self.port, "{why}");
+                }
+                None
+            }
+            ListenerKind::Http | ListenerKind::Tcp => None,
+        }
+    }
+
     /// Reads a head while the connection may be evicted or (given `shutdown`, between
     /// keep-alive requests) the process may stop.
     async fn wait_for_head(&self, conn: &mut Prefixed, deadlines: HeadDeadlines, permit: &Permit, shutdown: Option<&ShutdownWatch>) -> Head {

@@ -21,6 +21,8 @@ use crate::downstream::prefixed::DeadlineSlot;
 use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
+use crate::runtime::listener::listener_for_sni;
+use crate::runtime::tls::ClientTls;
 use crate::runtime::{BackendTarget, FilterChain, Gateway};
 use crate::telemetry::Telemetry;
 
@@ -48,11 +50,12 @@ impl TollgateProxy {
         let host = host_without_port(request_host(req));
         let not_found = || json_error(ctx.error_format, 404, "not_found", "no route matches this request");
         let bind = gateway.binds.iter().find(|b| b.port == self.port).ok_or_else(not_found)?;
-        let listener = bind
-            .listeners
-            .iter()
-            .find(|l| l.hostname.as_ref().is_none_or(|p| p.score(host).is_some()))
-            .ok_or_else(not_found)?;
+        // On a TLS port the handshake's server name chose the listener (and its certificate).
+        let listener = match &ctx.client_tls {
+            Some(tls) => listener_for_sni(&bind.listeners, tls.sni.as_deref()),
+            None => bind.listeners.iter().find(|l| l.hostname.as_ref().is_none_or(|p| p.score(host).is_some())),
+        };
+        let listener = listener.ok_or_else(not_found)?;
         let selected = listener.routes.select(req, host).ok_or_else(not_found)?;
         let route = selected.route.clone();
         ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
@@ -120,6 +123,12 @@ impl ProxyHttp for TollgateProxy {
         if let Err(why) = sanitize_request(session.req_header_mut()) {
             return Err(ctx.reject(400, why));
         }
+        ctx.client_tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|ssl| ssl.extension.get::<ClientTls>())
+            .cloned()
+            .map(Arc::new);
         Ok(())
     }
 

@@ -11,8 +11,11 @@ use crate::filters::mcp::McpProxy;
 use crate::filters::{registry, BodyAccess, Filter};
 use crate::router::{HostPattern, RouteTable};
 
+pub mod listener;
 pub mod picker;
+pub mod tls;
 
+pub use listener::{BindTransport, CompiledListener, ListenerKind};
 use picker::WeightedPicker;
 
 /// Everything the proxy needs to serve, for one version of the config.
@@ -24,6 +27,15 @@ pub struct Gateway {
     pub connect_timeout: std::time::Duration,
     /// Client-side HTTP limits (`frontendPolicies.http`).
     pub frontend: FrontendHttp,
+    /// Longest a TLS client may take to finish its handshake (`frontendPolicies.tls`).
+    pub tls_handshake_timeout: std::time::Duration,
+}
+
+impl Gateway {
+    /// The compiled bind for a port.
+    pub fn bind(&self, port: u16) -> Option<&Arc<CompiledBind>> {
+        self.binds.iter().find(|b| b.port == port)
+    }
 }
 
 /// `frontendPolicies.http`, with agentgateway's defaults filled in.
@@ -64,17 +76,10 @@ impl FrontendHttp {
 pub struct CompiledBind {
     /// TCP port.
     pub port: u16,
+    /// How its connections start.
+    pub transport: BindTransport,
     /// Virtual hosts, most specific host pattern first.
     pub listeners: Vec<CompiledListener>,
-}
-
-/// A virtual host on a port.
-#[derive(Debug)]
-pub struct CompiledListener {
-    /// Host pattern; `None` answers any host.
-    pub hostname: Option<HostPattern>,
-    /// Its routes.
-    pub routes: RouteTable,
 }
 
 /// A route: its name and where it sends traffic.
@@ -215,15 +220,19 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
             return Err(format!("binds[{bi}]: port {} is bound twice", bind.port));
         }
         let mut listeners = Vec::new();
+        let frontend_tls = config.frontend_policies.tls.clone().unwrap_or_default();
         for (li, listener) in bind.listeners.iter().enumerate() {
+            let (kind, tcp_routes) =
+                listener::compile_kind(listener, &frontend_tls).map_err(|e| format!("binds[{bi}].listeners[{li}]: {e}"))?;
             let mut routes = RouteTable::default();
-            for (ri, route) in listener.routes.iter().enumerate() {
+            for (ri, route) in listener.routes.iter().flatten().enumerate() {
                 let at = format!("binds[{bi}].listeners[{li}].routes[{ri}]");
                 let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
                 let compiled = compile_route(name, &at, &route.policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
                 routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
             }
-            listeners.push(CompiledListener { hostname: listener.hostname.as_deref().map(HostPattern::parse), routes });
+            let hostname = listener::hostname_pattern(listener.hostname.as_deref());
+            listeners.push(CompiledListener { hostname, kind, routes, tcp_routes });
         }
         // Most specific host first; host-less listeners last.
         listeners.sort_by_key(|l| match &l.hostname {
@@ -231,7 +240,8 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
             Some(HostPattern::Wildcard(_)) => 1,
             None => 2,
         });
-        binds.push(Arc::new(CompiledBind { port: bind.port, listeners }));
+        let transport = listener::bind_transport(&listeners).map_err(|e| format!("binds[{bi}] (port {}): {e}", bind.port))?;
+        binds.push(Arc::new(CompiledBind { port: bind.port, transport, listeners }));
     }
     let connect_timeout = config
         .config
@@ -240,7 +250,13 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         .and_then(|b| b.connect_timeout)
         .map_or(crate::proxy::peer::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
     let frontend = FrontendHttp::compile(config.frontend_policies.http.as_ref());
-    Ok(Gateway { binds, connect_timeout, frontend })
+    let tls_handshake_timeout = config
+        .frontend_policies
+        .tls
+        .as_ref()
+        .and_then(|t| t.handshake_timeout)
+        .map_or(tls::DEFAULT_HANDSHAKE_TIMEOUT, |d| d.0);
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
@@ -260,6 +276,7 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
                 }
                 (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries)
             }
+            BackendKind::Named(name) => return Err(format!("backends[{i}]: `backend: {name}` was not resolved")),
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
                 let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{at}.backends[{i}]"))?;

@@ -175,7 +175,7 @@ impl Telemetry {
             let value = match root.as_str() {
                 "request" => vars::request(ctx, &facts),
                 "response" => vars::response(ctx, &facts),
-                "source" => vars::source(&facts),
+                "source" => vars::source(&facts, ctx),
                 "backend" => vars::backend(ctx),
                 "llm" => match &ctx.llm {
                     Some(l) => vars::llm(l),

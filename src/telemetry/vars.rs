@@ -81,11 +81,20 @@ pub fn response(ctx: &RequestCtx, facts: &Facts) -> Json {
 }
 
 /// `source.*`.
-pub fn source(facts: &Facts) -> Json {
-    match facts.source {
+pub fn source(facts: &Facts, ctx: &RequestCtx) -> Json {
+    let mut out = match facts.source {
         Some(a) => json!({"address": a.ip().to_string(), "port": a.port()}),
         None => json!({}),
+    };
+    // A verified client certificate (mTLS listener), as agentgateway shows it.
+    if let (Some(peer), Json::Object(map)) = (ctx.client_tls.as_ref().and_then(|t| t.peer.as_ref()), &mut out) {
+        map.insert("subject".into(), json!(peer.subject));
+        map.insert("issuer".into(), json!(peer.issuer));
+        map.insert("subjectCn".into(), json!(peer.subject_cn));
+        map.insert("subjectAltNames".into(), json!(peer.subject_alt_names));
+        map.insert("certificate".into(), json!(peer.pem));
     }
+    out
 }
 
 /// `backend.*`.
