@@ -12,7 +12,7 @@ use super::{Filter, FilterAction, LocalResponse, RequestCtx};
 /// Registry entry for `cors`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "cors",
-    levels: Levels::ROUTE,
+    levels: Levels::LISTENER_AND_ROUTE,
     order: 20,
     build: |d| build_with(d, |c: CorsConfig| Ok(Cors::compile(c))),
 };

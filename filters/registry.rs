@@ -28,6 +28,8 @@ pub struct FilterSpec {
 /// backend's (agentgateway's `LocalBackendPolicies` takes only the backend-level ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Levels {
+    /// Under a listener's `policies` (agentgateway's gateway phase: before route selection).
+    pub listener: bool,
     /// Under a route's `policies`.
     pub route: bool,
     /// Under a backend's `policies`.
@@ -35,10 +37,12 @@ pub struct Levels {
 }
 
 impl Levels {
-    /// Route policies only (`timeout`, `cors`, `directResponse`, `urlRewrite`, …).
-    pub const ROUTE: Levels = Levels { route: true, backend: false };
+    /// Route policies only (`timeout`, `directResponse`, `urlRewrite`, …).
+    pub const ROUTE: Levels = Levels { listener: false, route: true, backend: false };
     /// Route and backend policies (`backendTLS`, `backendAuth`, header modifiers, …).
-    pub const ROUTE_AND_BACKEND: Levels = Levels { route: true, backend: true };
+    pub const ROUTE_AND_BACKEND: Levels = Levels { listener: false, route: true, backend: true };
+    /// Listener and route policies (`cors`, and the auth policies as they come).
+    pub const LISTENER_AND_ROUTE: Levels = Levels { listener: true, route: true, backend: false };
 }
 
 /// Parses a filter's config block with serde and hands it to `make`; for use in [`BuildFn`]s.

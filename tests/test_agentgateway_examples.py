@@ -272,7 +272,7 @@ def test_dialect_errors_name_what_is_wrong(tollgate, workdir):
         ("gateways:\n  default: {port: 1}\nroutes:\n- gateways: nope\n", "unknown gateway reference `nope`"),
         ("gateways:\n  a: {port: 5}\n  b: {port: 5}\n", "port 5 is configured by both gateways.a and gateways.b"),
         ("binds:\n- port: 3000\n  listeners: []\nmcp:\n  targets: []\n", "port 3000 is configured by both binds[0] and mcp"),
-        ("gateways:\n  default: {port: 1, cors: {allowOrigins: ['*']}}\n", "not support"),
+        ("gateways:\n  default: {port: 1, jwtAuth: {}}\n", "not support"),
         ("gateways:\n  default: {port: 1}\ntcpRoutes:\n- backends: [{host: '127.0.0.1:1'}]\n", "has no TCP listeners"),
     ]
     for text, message in cases:
@@ -351,3 +351,84 @@ backends:
     assert "echo" in names and "named" in text
     assert requests.get(f"http://127.0.0.1:{port}/plain", timeout=5).json()["set"] == "named"
     assert requests.get(f"http://127.0.0.1:{port}/tagged", timeout=5).json()["set"] == "reference"
+
+
+def test_frontend_access_log_fields_and_filter(tollgate, workdir, echo_upstreams):
+    """`frontendPolicies.accessLog` (traffic-a2a and others): CEL fields added to every access
+    log line, and a filter that keeps some requests out of the log."""
+    import json
+    import time
+    a, _ = echo_upstreams
+    port = free_port()
+    proc = tollgate.start(SCHEMA_LINE + f"""\
+config:
+  logging:
+    format: json
+frontendPolicies:
+  accessLog:
+    filter: request.path != "/quiet"
+    add:
+      backend: backend.name
+      who: request.headers["x-who"]
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends: [{{host: "127.0.0.1:{a}"}}]
+""", ports=[port])
+    requests.get(f"http://127.0.0.1:{port}/quiet", headers={"x-who": "nobody"}, timeout=5)
+    requests.get(f"http://127.0.0.1:{port}/loud", headers={"x-who": "alice"}, timeout=5)
+    deadline = time.time() + 5
+    records = []
+    while time.time() < deadline and not records:
+        records = [json.loads(l) for l in proc.output().splitlines() if l.startswith("{") and '"target":"access"' in l]
+        time.sleep(0.05)
+    time.sleep(0.3)
+    records = [json.loads(l) for l in proc.output().splitlines() if l.startswith("{") and '"target":"access"' in l]
+    assert len(records) == 1, records
+    assert records[0]["who"] == "alice" and records[0]["backend"] == f"127.0.0.1:{a}", records[0]
+
+
+def test_listener_and_gateway_level_policies(tollgate, workdir, echo_upstreams):
+    """`listeners[].policies` (binds) and policies beside a gateway's fields (gateways:) run for
+    every request on the listener: a preflight to a path no route takes is still answered,
+    routed responses carry the headers, and a route's own `cors` wins over the listener's."""
+    from conftest import BIN
+    a, _ = echo_upstreams
+    port, gw_port = free_port(), free_port()
+    tollgate.start(SCHEMA_LINE + f"""\
+binds:
+- port: {port}
+  listeners:
+  - policies:
+      cors: {{allowOrigins: ["https://app.example"], allowMethods: [GET, POST], allowHeaders: [content-type]}}
+    routes:
+    - matches: [{{path: {{pathPrefix: /api}}}}]
+      backends: [{{host: "127.0.0.1:{a}"}}]
+    - matches: [{{path: {{pathPrefix: /own}}}}]
+      policies:
+        cors: {{allowOrigins: ["https://other.example"]}}
+      backends: [{{host: "127.0.0.1:{a}"}}]
+gateways:
+  web:
+    port: {gw_port}
+    cors: {{allowOrigins: ["https://app.example"], allowMethods: [GET]}}
+routes:
+- gateways: web
+  backends: [{{host: "127.0.0.1:{a}"}}]
+""", ports=[port, gw_port])
+    origin = {"Origin": "https://app.example"}
+    for base in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{gw_port}"):
+        pre = requests.options(f"{base}/nowhere", headers={**origin, "Access-Control-Request-Method": "GET"}, timeout=5)
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://app.example", pre.headers
+    r = requests.get(f"http://127.0.0.1:{port}/api/x", headers=origin, timeout=5)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    r = requests.get(f"http://127.0.0.1:{port}/own/x", headers=origin, timeout=5)
+    assert "access-control-allow-origin" not in r.headers, r.headers
+    r = requests.get(f"http://127.0.0.1:{port}/own/x", headers={"Origin": "https://other.example"}, timeout=5)
+    assert r.headers["access-control-allow-origin"] == "https://other.example"
+    assert requests.get(f"http://127.0.0.1:{port}/nowhere", timeout=5).status_code == 404
+    cfg = workdir / "bad.yaml"
+    cfg.write_text(f"binds:\n- port: 1\n  listeners:\n  - policies:\n      timeout: {{requestTimeout: 1s}}\n    routes: []\n")
+    p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "`timeout` cannot be set under a listener's `policies`" in p.stderr and ":5:" in p.stderr, p.stderr

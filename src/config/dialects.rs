@@ -11,7 +11,8 @@ use super::mcp::{FailureMode, McpBackend, McpTarget, PrefixMode, StatefulMode};
 use super::policies::Policies;
 use super::schema::{ListenerProtocol, LocalBind, LocalConfig, LocalListener, LocalRoute, LocalTcpRoute, PathMatch, RouteMatch};
 use super::tls::TlsServerConfig;
-use super::types::Unsupported;
+use super::policies::ListenerPolicies;
+use super::types::{AnyValue, Unsupported};
 
 /// agentgateway's port for the `mcp:` shortcut when neither `port` nor a gateway is given.
 pub const DEFAULT_MCP_PORT: u16 = 3000;
@@ -85,8 +86,8 @@ pub struct LocalGateway {
     pub ext_authz: Option<Unsupported>,
     /// Not supported yet (gateway-level policy).
     pub ext_proc: Option<Unsupported>,
-    /// Not supported yet (gateway-level policy).
-    pub cors: Option<Unsupported>,
+    /// Gateway-level CORS, for every request on the gateway's listeners.
+    pub cors: Option<AnyValue>,
     /// Not supported yet (gateway-level policy).
     pub transformations: Option<Unsupported>,
     /// Not supported yet (gateway-level policy).
@@ -118,8 +119,8 @@ pub struct LocalGatewayListener {
     pub ext_authz: Option<Unsupported>,
     /// Not supported yet (gateway-level policy).
     pub ext_proc: Option<Unsupported>,
-    /// Not supported yet (gateway-level policy).
-    pub cors: Option<Unsupported>,
+    /// Gateway-level CORS, for every request on the gateway's listeners.
+    pub cors: Option<AnyValue>,
     /// Not supported yet (gateway-level policy).
     pub transformations: Option<Unsupported>,
     /// Not supported yet (gateway-level policy).
@@ -175,6 +176,9 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         }
         config.config.tracing = Some(tracing.into_settings()?);
     }
+    if let Some(access_log) = config.frontend_policies.access_log.take() {
+        access_log.merge_into(config.config.logging.get_or_insert_with(Default::default))?;
+    }
     resolve_named_backends(config)?;
     let gateways = std::mem::take(&mut config.gateways);
     let mut routes = std::mem::take(&mut config.routes);
@@ -195,7 +199,7 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
             routes: Some(vec![route]),
             tls: None,
             tcp_routes: None,
-            policies: None,
+            policies: Default::default(),
         };
         compiled.insert("mcp".into(), GatewayBind { port, listeners: vec![("mcp".into(), listener)] });
     }
@@ -255,15 +259,20 @@ fn compile_gateways(gateways: IndexMap<String, LocalGateway>) -> Result<IndexMap
             return Err(format!("port {port} is configured by both gateways.{other} and {at}"));
         }
         let listeners = if gw.listeners.is_empty() {
-            vec![(name.clone(), listener(Some(name.clone()), None, gw.protocol, gw.tls, &at)?)]
+            let mut l = listener(Some(name.clone()), None, gw.protocol, gw.tls, &at)?;
+            l.policies = gateway_policies(gw.cors, &at)?;
+            vec![(name.clone(), l)]
         } else {
-            if gw.protocol.is_some() || gw.tls.is_some() {
-                return Err(format!("{at}: a gateway with `listeners` sets protocol and tls on each listener"));
+            if gw.protocol.is_some() || gw.tls.is_some() || gw.cors.is_some() {
+                return Err(format!("{at}: a gateway with `listeners` sets protocol, tls and policies on each listener"));
             }
             let mut ls = Vec::new();
             for (i, l) in gw.listeners.into_iter().enumerate() {
                 let lname = l.name.clone().unwrap_or_else(|| format!("listener{i}"));
-                ls.push((lname.clone(), listener(Some(lname), l.hostname, l.protocol, l.tls, &format!("{at}.listeners[{i}]"))?));
+                let lat = format!("{at}.listeners[{i}]");
+                let mut compiled = listener(Some(lname.clone()), l.hostname, l.protocol, l.tls, &lat)?;
+                compiled.policies = gateway_policies(l.cors, &lat)?;
+                ls.push((lname, compiled));
             }
             ls
         };
@@ -281,7 +290,7 @@ fn listener(name: Option<String>, hostname: Option<String>, protocol: Option<Lis
     if protocol == ListenerProtocol::Https && tls.is_none() {
         return Err(format!("{at}: an HTTPS listener needs `tls`"));
     }
-    Ok(LocalListener { name, namespace: None, hostname, protocol, routes: None, tls, tcp_routes: None, policies: None })
+    Ok(LocalListener { name, namespace: None, hostname, protocol, routes: None, tls, tcp_routes: None, policies: Default::default() })
 }
 
 /// Adds a route to every listener its references name (`gw` = all of its listeners of the
@@ -368,4 +377,12 @@ fn resolve_named_backends(config: &mut LocalConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The policies written beside a gateway's or gateway listener's fields (only `cors` so far).
+fn gateway_policies(cors: Option<AnyValue>, at: &str) -> Result<ListenerPolicies, String> {
+    let Some(cors) = cors else { return Ok(ListenerPolicies::default()) };
+    let mut map = serde_yaml_ng::Mapping::new();
+    map.insert("cors".into(), cors);
+    <ListenerPolicies as Deserialize>::deserialize(serde_yaml_ng::Value::Mapping(map)).map_err(|e| format!("{at}.{e}"))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use indexmap::IndexMap;
 
-use super::settings::{FieldsSettings, OtlpProtocol, TracingSettings};
+use super::settings::{FieldsSettings, LoggingSettings, OtlpProtocol, TracingSettings};
 use super::types::{AnyValue, GoDuration, Unsupported};
 use crate::telemetry::cel::Expression;
 
@@ -30,10 +30,9 @@ pub struct FrontendPolicies {
     pub proxy_protocol: Option<Unsupported>,
     /// Not supported yet.
     pub connect: Option<Unsupported>,
-    /// Not supported yet (use `config.logging`).
-    pub access_log: Option<Unsupported>,
-    /// Not supported yet (use `config.logging`).
-    pub logging: Option<Unsupported>,
+    /// Access-log fields and filter (agentgateway's newer home for `config.logging`'s).
+    #[serde(alias = "logging")]
+    pub access_log: Option<FrontendAccessLog>,
     /// OTLP tracing (agentgateway's newer home for `config.tracing`; the two are one setting).
     pub tracing: Option<FrontendTracing>,
 }
@@ -68,6 +67,38 @@ pub struct FrontendTracing {
     pub path: Option<String>,
     /// `grpc` (default) or `http`.
     pub protocol: Option<OtlpProtocol>,
+}
+
+/// `frontendPolicies.accessLog` (alias `logging`), moved into `config.logging` at load.
+// The `Unsupported` fields exist only to fail the load with a clear message.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrontendAccessLog {
+    /// CEL: whether a request is logged.
+    pub filter: Option<Expression>,
+    /// Fields to add: name → CEL.
+    pub add: Option<IndexMap<String, Expression>>,
+    /// Default fields to drop.
+    pub remove: Option<Vec<String>>,
+    /// Not supported yet.
+    pub otlp: Option<Unsupported>,
+    /// Not supported yet.
+    pub database: Option<Unsupported>,
+}
+
+impl FrontendAccessLog {
+    /// Moves the filter and fields into `config.logging` (which keeps its level and format).
+    pub fn merge_into(self, logging: &mut LoggingSettings) -> Result<(), String> {
+        if logging.filter.is_some() || logging.fields.is_some() {
+            return Err("access-log fields are set in both config.logging and frontendPolicies.accessLog; keep one".into());
+        }
+        logging.filter = self.filter;
+        if self.add.is_some() || self.remove.is_some() {
+            logging.fields = Some(FieldsSettings { add: self.add.unwrap_or_default(), remove: self.remove.unwrap_or_default() });
+        }
+        Ok(())
+    }
 }
 
 impl FrontendTracing {

@@ -39,7 +39,26 @@ impl Policies {
 
 impl<'de> Deserialize<'de> for Policies {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PoliciesVisitor { backend: false })
+        d.deserialize_map(PoliciesVisitor { level: Level::Route })
+    }
+}
+
+/// Where a `policies:` block sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Listener,
+    Route,
+    Backend,
+}
+
+/// A listener's `policies:` block: gateway-level policies, run for every request on the
+/// listener before a route is chosen (only those agentgateway allows there, e.g. `cors`).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerPolicies(pub Policies);
+
+impl<'de> Deserialize<'de> for ListenerPolicies {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PoliciesVisitor { level: Level::Listener }).map(ListenerPolicies)
     }
 }
 
@@ -50,12 +69,12 @@ pub struct BackendPolicies(pub Policies);
 
 impl<'de> Deserialize<'de> for BackendPolicies {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PoliciesVisitor { backend: true }).map(BackendPolicies)
+        d.deserialize_map(PoliciesVisitor { level: Level::Backend }).map(BackendPolicies)
     }
 }
 
 struct PoliciesVisitor {
-    backend: bool,
+    level: Level,
 }
 
 impl<'de> Visitor<'de> for PoliciesVisitor {
@@ -71,7 +90,7 @@ impl<'de> Visitor<'de> for PoliciesVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Policies, A::Error> {
         let mut out = Vec::new();
-        while let Some(spec) = map.next_key_seed(PolicyNameSeed { backend: self.backend })? {
+        while let Some(spec) = map.next_key_seed(PolicyNameSeed { level: self.level })? {
             let name = spec.name;
             if out.iter().any(|p: &PolicyEntry| p.spec.name == name) {
                 return Err(de::Error::custom(format!("policy `{name}` is given twice")));
@@ -85,7 +104,7 @@ impl<'de> Visitor<'de> for PoliciesVisitor {
 
 /// Looks the policy name up while the parser is on the key, so errors point at its line.
 struct PolicyNameSeed {
-    backend: bool,
+    level: Level,
 }
 
 impl<'de> DeserializeSeed<'de> for PolicyNameSeed {
@@ -94,8 +113,11 @@ impl<'de> DeserializeSeed<'de> for PolicyNameSeed {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let name = String::deserialize(d)?;
         match registry::find(&name) {
-            Some(spec) if self.backend && !spec.levels.backend => Err(de::Error::custom(format!(
+            Some(spec) if self.level == Level::Backend && !spec.levels.backend => Err(de::Error::custom(format!(
                 "`{name}` is a route policy; it cannot be set under a backend's `policies` (as in agentgateway)"
+            ))),
+            Some(spec) if self.level == Level::Listener && !spec.levels.listener => Err(de::Error::custom(format!(
+                "`{name}` cannot be set under a listener's `policies` (as in agentgateway's gateway policies)"
             ))),
             Some(spec) => Ok(spec),
             None if registry::is_agentgateway_policy(&name) => Err(de::Error::custom(format!(

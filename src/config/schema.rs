@@ -6,6 +6,7 @@ use serde::de;
 use serde::Deserialize;
 
 use super::backend::LocalBackend;
+use super::policies::ListenerPolicies;
 use super::dialects::{GatewayRefs, LocalGateway, SimpleMcp};
 use super::frontend::FrontendPolicies;
 use super::policies::Policies;
@@ -105,8 +106,9 @@ pub struct LocalListener {
     pub tls: Option<TlsServerConfig>,
     /// TCP routes (`TLS` and `TCP` listeners).
     pub tcp_routes: Option<Vec<LocalTcpRoute>>,
-    /// Not supported yet.
-    pub policies: Option<Unsupported>,
+    /// Gateway-level policies: every request on this listener, before route selection.
+    #[serde(default)]
+    pub policies: ListenerPolicies,
 }
 
 /// What a listener speaks.

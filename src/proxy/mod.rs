@@ -56,7 +56,13 @@ impl TollgateProxy {
             None => bind.listeners.iter().find(|l| l.hostname.as_ref().is_none_or(|p| p.score(host).is_some())),
         };
         let listener = listener.ok_or_else(not_found)?;
-        let selected = listener.routes.select(req, host).ok_or_else(not_found)?;
+        let Some(selected) = listener.routes.select(req, host) else {
+            // No route: the listener's own policies still see the request (a preflight).
+            if !listener.chain.filters.is_empty() {
+                ctx.chain = Some(listener.chain.clone());
+            }
+            return Err(not_found());
+        };
         let route = selected.route.clone();
         ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
         ctx.max_buffer = gateway.frontend.max_buffer;
@@ -144,6 +150,13 @@ impl ProxyHttp for TollgateProxy {
         }
         self.telemetry.start(req, ctx);
         if let Err(resp) = self.route_request(session, ctx) {
+            for filter in chain_owned(ctx).filters.iter() {
+                match filter.on_request(session, ctx).await? {
+                    FilterAction::Continue => {}
+                    FilterAction::Respond(own) => return Self::respond(session, ctx, own).await,
+                    FilterAction::Handled => return Ok(true),
+                }
+            }
             return Self::respond(session, ctx, resp).await;
         }
         for filter in chain_owned(ctx).filters.iter() {

@@ -46,6 +46,9 @@ pub struct CompiledListener {
     pub routes: RouteTable,
     /// Its TCP routes, in file order.
     pub tcp_routes: Vec<TcpRoute>,
+    /// Its own (gateway-level) policies, for requests no route takes: a CORS preflight to
+    /// any path is still answered.
+    pub chain: Arc<super::FilterChain>,
 }
 
 /// A compiled TCP route.

@@ -228,11 +228,14 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
             for (ri, route) in listener.routes.iter().flatten().enumerate() {
                 let at = format!("binds[{bi}].listeners[{li}].routes[{ri}]");
                 let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
-                let compiled = compile_route(name, &at, &route.policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
+                // Listener (gateway-level) policies apply to every route; a route's own win.
+                let policies = Policies(merge(&listener.policies.0, &route.policies));
+                let compiled = compile_route(name, &at, &policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
                 routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
             }
             let hostname = listener::hostname_pattern(listener.hostname.as_deref());
-            listeners.push(CompiledListener { hostname, kind, routes, tcp_routes });
+            let chain = Arc::new(FilterChain::from_entries(listener.policies.0 .0.clone()));
+            listeners.push(CompiledListener { hostname, kind, routes, tcp_routes, chain });
         }
         // Most specific host first; host-less listeners last.
         listeners.sort_by_key(|l| match &l.hostname {
