@@ -181,3 +181,26 @@ def test_max_connections_evicts_idle_and_refuses_when_all_are_busy(tollgate):
         assert status_of(raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")) == 200
     finally:
         rec.close()
+
+
+def curl_connections(urls_base, *flags):
+    """Eight requests over ~2.3 s on one curl (which reuses its connection when it can); all
+    must succeed; returns how many connections curl opened."""
+    import subprocess
+    urls = [a for _ in range(8) for a in ("-o", "/dev/null", f"{urls_base}/healthz")]
+    out = subprocess.run(["curl", "-sS", "--rate", "3/s", *flags, "-w", "%{http_code} %{num_connects}\\n", *urls],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    codes, counts = out[0::2], [int(n) for n in out[1::2]]
+    assert codes == ["200"] * 8, out
+    return sum(counts)
+
+
+def test_max_connection_duration_recycles_http1_connections(tollgate):
+    """`frontendPolicies.http.maxConnectionDuration`: a busy keep-alive connection is closed
+    gracefully (`Connection: close` after the request in progress) once it is that old; no
+    request fails and the client opens a new one. Without the setting one connection serves
+    them all. (HTTP/2's GOAWAY is tested over TLS in test_tls_listeners: curl 7.88 cannot
+    reuse an h2c prior-knowledge connection at all.)"""
+    base = serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  http:\n    maxConnectionDuration: 1s\n")
+    assert curl_connections(base) >= 2
+    assert curl_connections(serve_listeners(tollgate, HEALTH)) == 1

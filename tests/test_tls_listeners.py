@@ -345,3 +345,23 @@ binds:
     _, version, cipher, _ = served_certificate(own, "localhost", pki.pem)
     assert (version, cipher) == ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
     assert "Server Temp Key: X25519" in s_client(own)
+
+
+def test_max_connection_duration_sends_http2_goaway(tollgate, pki):
+    """`maxConnectionDuration` on an HTTP/2 connection (ALPN h2): GOAWAY once it is that old,
+    streams in flight finish, the client reconnects; no request fails."""
+    from test_hardening_connections import curl_connections
+    crt, key = pki.issue("server", "localhost", dns=["localhost"])
+    ports = free_port(), free_port()
+    listener = f"""\
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}}}
+    routes:
+    - matches: [{{path: {{exact: /healthz}}}}]
+      policies: {{directResponse: {{status: 200, body: ok}}}}
+"""
+    tollgate.start(one_bind(ports[0], listener, "frontendPolicies:\n  http:\n    maxConnectionDuration: 1s\n"), ports=[ports[0]])
+    tollgate.start(one_bind(ports[1], listener), ports=[ports[1]], name="plain.yaml")
+    flags = ("--cacert", str(pki.pem), "--http2")
+    assert curl_connections(f"https://localhost:{ports[0]}", *flags) >= 2
+    assert curl_connections(f"https://localhost:{ports[1]}", *flags) == 1

@@ -144,6 +144,7 @@ pub struct FrontendHttp {
     pub http2_keepalive_interval: Option<Unsupported>,
     /// Not supported yet.
     pub http2_keepalive_timeout: Option<Unsupported>,
-    /// Not supported yet.
-    pub max_connection_duration: Option<Unsupported>,
+    /// Longest a client connection lives: HTTP/1 closes after the request in progress
+    /// (`Connection: close`), HTTP/2 sends GOAWAY and finishes its streams.
+    pub max_connection_duration: Option<GoDuration>,
 }

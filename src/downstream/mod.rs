@@ -80,6 +80,8 @@ impl ServerApp for Gate {
         };
         let gateway = self.gateway.load_full();
         let transport = gateway.bind(self.port).map_or(BindTransport::Plain, |b| b.transport);
+        let aged = gateway.frontend.max_connection_duration.map(|d| connection_shutdown(shutdown, Instant::now() + d));
+        let shutdown = aged.as_ref().unwrap_or(shutdown);
         match transport {
             BindTransport::Plain => self.serve_http(stream, &permit, shutdown).await,
             BindTransport::Tls => self.serve_tls(stream, &permit, shutdown, &gateway).await,
@@ -238,6 +240,24 @@ impl Gate {
             }
         }
     }
+}
+
+/// The stop signal of one connection that may live only until `deadline`
+/// (`maxConnectionDuration`): it fires at the deadline or when the process stops. HTTP/1 then
+/// closes after the request in progress; Pingora's HTTP/2 loop sends GOAWAY and lets the
+/// streams in flight finish, as on a graceful shutdown.
+fn connection_shutdown(process: &ShutdownWatch, deadline: Instant) -> ShutdownWatch {
+    let (tx, rx) = tokio::sync::watch::channel(*process.borrow());
+    let mut process = process.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = process.wait_for(|stop| *stop) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 /// Tells a client why its connection ends (when there is anything to say) and closes it.

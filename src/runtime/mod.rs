@@ -47,6 +47,8 @@ pub struct FrontendHttp {
     pub http1_max_headers: usize,
     /// How long a kept-alive HTTP/1 connection may wait for its next request.
     pub http1_idle_timeout: std::time::Duration,
+    /// Longest a client connection may live (closed gracefully once past it).
+    pub max_connection_duration: Option<std::time::Duration>,
 }
 
 impl Default for FrontendHttp {
@@ -55,6 +57,7 @@ impl Default for FrontendHttp {
             max_buffer: crate::ctx::DEFAULT_MAX_BUFFER,
             http1_max_headers: 100,
             http1_idle_timeout: std::time::Duration::from_secs(600),
+            max_connection_duration: None,
         }
     }
 }
@@ -67,6 +70,7 @@ impl FrontendHttp {
             max_buffer: c.max_buffer_size.unwrap_or(d.max_buffer),
             http1_max_headers: c.http1_max_headers.unwrap_or(d.http1_max_headers),
             http1_idle_timeout: c.http1_idle_timeout.map_or(d.http1_idle_timeout, |t| t.0),
+            max_connection_duration: c.max_connection_duration.map(|t| t.0),
         }
     }
 }
