@@ -204,3 +204,25 @@ def test_max_connection_duration_recycles_http1_connections(tollgate):
     base = serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  http:\n    maxConnectionDuration: 1s\n")
     assert curl_connections(base) >= 2
     assert curl_connections(serve_listeners(tollgate, HEALTH)) == 1
+
+
+def test_frontend_tcp_keepalives_reach_client_sockets(tollgate):
+    """`frontendPolicies.tcp.keepalives`: the kernel probes idle client connections with the
+    configured timing (seen in `ss`), so a client that vanished without a FIN is noticed."""
+    import subprocess
+
+    def keepalive_timers(port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        s.recv(1000)
+        out = subprocess.run(["ss", "-tno", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=10).stdout
+        s.close()
+        return [line for line in out.splitlines() if "timer:(keepalive" in line]
+
+    base = serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  tcp:\n    keepalives: {time: 45s, interval: 5s, retries: 3}\n")
+    timers = keepalive_timers(port_of(base))
+    assert len(timers) == 1 and ("44sec" in timers[0] or "45sec" in timers[0]), timers
+    assert keepalive_timers(port_of(serve_listeners(tollgate, HEALTH))) == []
+    off = serve_listeners(tollgate, HEALTH, settings="frontendPolicies:\n  tcp:\n    keepalives: {enabled: false}\n")
+    assert keepalive_timers(port_of(off)) == []

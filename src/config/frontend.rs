@@ -18,8 +18,8 @@ pub struct FrontendPolicies {
     pub http: Option<FrontendHttp>,
     /// Defaults for TLS listeners (handshake deadline, versions, suites, ALPN).
     pub tls: Option<super::tls::FrontendTls>,
-    /// Not supported yet.
-    pub tcp: Option<Unsupported>,
+    /// TCP keepalive on client connections.
+    pub tcp: Option<FrontendTcp>,
     /// Not supported yet.
     pub network_authorization: Option<Unsupported>,
     /// Not supported yet.
@@ -67,6 +67,33 @@ pub struct FrontendTracing {
     pub path: Option<String>,
     /// `grpc` (default) or `http`.
     pub protocol: Option<OtlpProtocol>,
+}
+
+/// `frontendPolicies.tcp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrontendTcp {
+    /// Keepalive probes, so that a client that vanished without a FIN is noticed.
+    pub keepalives: Keepalives,
+}
+
+/// TCP keepalive settings (agentgateway's `KeepaliveConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Keepalives {
+    /// Whether probes are sent (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Idle time before the first probe (default 3m).
+    pub time: Option<GoDuration>,
+    /// Time between probes (default 3m).
+    pub interval: Option<GoDuration>,
+    /// Unanswered probes before the connection is dropped (default 9).
+    pub retries: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `frontendPolicies.accessLog` (alias `logging`), moved into `config.logging` at load.

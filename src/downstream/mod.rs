@@ -80,6 +80,10 @@ impl ServerApp for Gate {
         };
         let gateway = self.gateway.load_full();
         let transport = gateway.bind(self.port).map_or(BindTransport::Plain, |b| b.transport);
+        if let Some(ka) = gateway.client_keepalive {
+            // Listeners are plain TCP, whose stream id is its socket descriptor.
+            set_keepalive(stream.id(), ka);
+        }
         let aged = gateway.frontend.max_connection_duration.map(|d| connection_shutdown(shutdown, Instant::now() + d));
         let shutdown = aged.as_ref().unwrap_or(shutdown);
         match transport {
@@ -258,6 +262,27 @@ fn connection_shutdown(process: &ShutdownWatch, deadline: Instant) -> ShutdownWa
         let _ = tx.send(true);
     });
     rx
+}
+
+/// Turns on TCP keepalive probes on a client socket (`frontendPolicies.tcp.keepalives`).
+fn set_keepalive(fd: i32, ka: crate::runtime::TcpKeepalive) {
+    let secs = |d: Duration| libc::c_int::try_from(d.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+    let options = [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(ka.idle)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(ka.interval)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, libc::c_int::try_from(ka.count.max(1)).unwrap_or(9)),
+    ];
+    for (level, name, value) in options {
+        // SAFETY: setsockopt on the connection's own descriptor with a pointer to a c_int.
+        let rc = unsafe {
+            libc::setsockopt(fd, level, name, std::ptr::addr_of!(value).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if rc != 0 {
+            tracing::debug!(target: "tollgate", "setting TCP keepalive failed: {}", std::io::Error::last_os_error());
+            return;
+        }
+    }
 }
 
 /// Tells a client why its connection ends (when there is anything to say) and closes it.

@@ -29,6 +29,19 @@ pub struct Gateway {
     pub frontend: FrontendHttp,
     /// Longest a TLS client may take to finish its handshake (`frontendPolicies.tls`).
     pub tls_handshake_timeout: std::time::Duration,
+    /// TCP keepalive for client connections (`frontendPolicies.tcp.keepalives`), if enabled.
+    pub client_keepalive: Option<TcpKeepalive>,
+}
+
+/// TCP keepalive probe timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe.
+    pub idle: std::time::Duration,
+    /// Time between probes.
+    pub interval: std::time::Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
 }
 
 impl Gateway {
@@ -263,7 +276,15 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         .as_ref()
         .and_then(|t| t.handshake_timeout)
         .map_or(tls::DEFAULT_HANDSHAKE_TIMEOUT, |d| d.0);
-    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout })
+    let client_keepalive = config.frontend_policies.tcp.as_ref().map(|t| &t.keepalives).filter(|k| k.enabled).map(|k| {
+        let three_minutes = std::time::Duration::from_secs(180);
+        TcpKeepalive {
+            idle: k.time.map_or(three_minutes, |d| d.0),
+            interval: k.interval.map_or(three_minutes, |d| d.0),
+            count: k.retries.unwrap_or(9),
+        }
+    });
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
