@@ -21,6 +21,27 @@ pub struct UpstreamPlan {
     pub connect_timeout: Option<Duration>,
     /// Longest wait for any single read or write on the upstream connection.
     pub io_timeout: Option<Duration>,
+    /// Pooling and TCP keepalive of upstream connections (`config.backend`).
+    pub pool: PoolPolicy,
+}
+
+/// How upstream connections are kept: idle time in the pool, TCP keepalive probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolPolicy {
+    /// How long an idle connection stays pooled (`poolIdleTimeout`, default 90 s).
+    pub idle: Duration,
+    /// TCP keepalive probes (`keepalives`; agentgateway's default: on, 3m / 3m / 9).
+    pub keepalive: Option<crate::runtime::TcpKeepalive>,
+}
+
+impl Default for PoolPolicy {
+    fn default() -> Self {
+        let three_minutes = Duration::from_secs(180);
+        PoolPolicy {
+            idle: Duration::from_secs(90),
+            keepalive: Some(crate::runtime::TcpKeepalive { idle: three_minutes, interval: three_minutes, count: 9 }),
+        }
+    }
 }
 
 /// Upstream TLS settings (from `backendTLS` or a provider default).

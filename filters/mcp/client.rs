@@ -71,6 +71,8 @@ pub struct CallCtx {
     pub tls: Option<Arc<TlsPlan>>,
     /// Connect timeout.
     pub connect_timeout: Option<Duration>,
+    /// Pooling and TCP keepalive of target connections.
+    pub pool: crate::ctx::PoolPolicy,
     /// Longest wait for one upstream exchange (a response, or the next event of a stream).
     pub wait: Duration,
     /// The client request's overall deadline (`timeout.requestTimeout`), if any.
@@ -183,6 +185,7 @@ impl HttpClient {
             tls: origin.tls.then(|| cc.tls.clone().unwrap_or_default()),
             connect_timeout: cc.connect_timeout,
             io_timeout: None,
+            pool: cc.pool,
         };
         let authority = origin.authority();
         let peer = build_peer(&plan, Some(&authority)).await.map_err(|e| McpError::Upstream(format!("{authority}: {e}")))?;

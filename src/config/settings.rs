@@ -209,8 +209,8 @@ pub struct BackendSettings {
     pub connect_timeout: Option<GoDuration>,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Option<GoDuration>,
-    /// Not supported yet.
-    pub keepalives: Option<Unsupported>,
+    /// TCP keepalive on upstream connections (default on: 3m / 3m / 9).
+    pub keepalives: Option<super::frontend::Keepalives>,
     /// Not supported yet.
     pub pool_max_size: Option<Unsupported>,
 }

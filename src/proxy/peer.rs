@@ -14,8 +14,6 @@ use crate::router::host_without_port;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest DNS lookup.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle upstream connection stays pooled.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Resolves `host:port` without blocking the runtime; IP literals skip DNS.
 pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
@@ -67,7 +65,13 @@ pub async fn build_peer(plan: &UpstreamPlan, upstream_host_header: Option<&str>)
     peer.options.total_connection_timeout = Some(connect);
     peer.options.read_timeout = plan.io_timeout;
     peer.options.write_timeout = plan.io_timeout;
-    peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    peer.options.idle_timeout = Some(plan.pool.idle);
+    peer.options.tcp_keepalive = plan.pool.keepalive.map(|ka| pingora::protocols::l4::ext::TcpKeepalive {
+        idle: ka.idle,
+        interval: ka.interval,
+        count: usize::try_from(ka.count).unwrap_or(9),
+        user_timeout: Duration::ZERO,
+    });
     if let Some(tls) = &plan.tls {
         peer.options.verify_cert = !tls.insecure;
         peer.options.verify_hostname = !(tls.insecure || tls.insecure_host);

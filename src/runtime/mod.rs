@@ -31,6 +31,20 @@ pub struct Gateway {
     pub tls_handshake_timeout: std::time::Duration,
     /// TCP keepalive for client connections (`frontendPolicies.tcp.keepalives`), if enabled.
     pub client_keepalive: Option<TcpKeepalive>,
+    /// Pooling and keepalive of upstream connections (`config.backend`).
+    pub upstream_pool: crate::ctx::PoolPolicy,
+}
+
+impl TcpKeepalive {
+    /// From agentgateway's `keepalives` block; `None` when disabled.
+    pub fn from_config(k: &crate::config::frontend::Keepalives) -> Option<TcpKeepalive> {
+        let three_minutes = std::time::Duration::from_secs(180);
+        k.enabled.then(|| TcpKeepalive {
+            idle: k.time.map_or(three_minutes, |d| d.0),
+            interval: k.interval.map_or(three_minutes, |d| d.0),
+            count: k.retries.unwrap_or(9),
+        })
+    }
 }
 
 /// TCP keepalive probe timing.
@@ -276,15 +290,17 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         .as_ref()
         .and_then(|t| t.handshake_timeout)
         .map_or(tls::DEFAULT_HANDSHAKE_TIMEOUT, |d| d.0);
-    let client_keepalive = config.frontend_policies.tcp.as_ref().map(|t| &t.keepalives).filter(|k| k.enabled).map(|k| {
-        let three_minutes = std::time::Duration::from_secs(180);
-        TcpKeepalive {
-            idle: k.time.map_or(three_minutes, |d| d.0),
-            interval: k.interval.map_or(three_minutes, |d| d.0),
-            count: k.retries.unwrap_or(9),
+    let client_keepalive = config.frontend_policies.tcp.as_ref().and_then(|t| TcpKeepalive::from_config(&t.keepalives));
+    let mut upstream_pool = crate::ctx::PoolPolicy::default();
+    if let Some(b) = &config.config.backend {
+        if let Some(idle) = b.pool_idle_timeout {
+            upstream_pool.idle = idle.0;
         }
-    });
-    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive })
+        if let Some(k) = &b.keepalives {
+            upstream_pool.keepalive = TcpKeepalive::from_config(k);
+        }
+    }
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_pool })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
