@@ -365,3 +365,22 @@ def test_max_connection_duration_sends_http2_goaway(tollgate, pki):
     flags = ("--cacert", str(pki.pem), "--http2")
     assert curl_connections(f"https://localhost:{ports[0]}", *flags) >= 2
     assert curl_connections(f"https://localhost:{ports[1]}", *flags) == 1
+
+
+def test_connections_stuck_before_their_handshake_make_room(tollgate, pki):
+    """With every place taken by connections that never finish a TLS handshake, a real client
+    still gets in: a connection waiting for its ClientHello or handshake may be evicted, like
+    one whose HTTP head is still arriving."""
+    crt, key = pki.issue("server", "localhost", dns=["localhost"])
+    port = free_port()
+    tollgate.start(one_bind(port, f"""\
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: ok}}}}}}]
+"""), ports=[port], args=["--max-connections", "2"])
+    stuck = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    stuck[1].sendall(bytes([0x16, 3, 1, 0, 200]))  # a ClientHello that never comes
+    time.sleep(0.3)
+    for _ in range(3):
+        assert served_certificate(port, "localhost", pki.pem)[0] == "localhost"
+    assert sum(closed_by_peer(s, 1) for s in stuck) >= 1

@@ -137,7 +137,15 @@ impl Gate {
     async fn serve_tls(&self, stream: Stream, permit: &Permit, shutdown: &ShutdownWatch, gateway: &Gateway) -> Option<Stream> {
         let deadline = Instant::now() + gateway.tls_handshake_timeout;
         let mut conn = Prefixed::new(stream);
-        let sni = match sni::read_client_hello(&mut conn, deadline).await {
+        // Until its handshake is done a connection only waits, as one whose head is still
+        // arriving does: the gateway may close it to make room for a newcomer.
+        let waiting = self.admission.waiting(permit);
+        let hello = tokio::select! {
+            biased;
+            hello = sni::read_client_hello(&mut conn, deadline) => hello,
+            _ = permit.evict.notified() => return None,
+        };
+        let sni = match hello {
             sni::Hello::Tls(sni) => sni,
             other => {
                 tracing::debug!(target: "tollgate", port = self.port, "no TLS ClientHello: {other:?}");
@@ -150,7 +158,12 @@ impl Gate {
             return None;
         };
         let handshake = |tls: Arc<TlsServer>, conn: Prefixed| async move {
-            match tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(conn)).await {
+            let result = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(conn)) => r,
+                _ = permit.evict.notified() => return None,
+            };
+            match result {
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(e)) => {
                     tracing::debug!(target: "tollgate", "TLS handshake failed: {e}");
@@ -165,6 +178,7 @@ impl Gate {
         match &listener.kind {
             ListenerKind::Https(tls) => {
                 let stream = handshake(tls.clone(), conn).await?;
+                drop(waiting);
                 self.serve_http(Box::new(stream), permit, shutdown).await
             }
             ListenerKind::Tls(terminate) => {
@@ -172,9 +186,13 @@ impl Gate {
                 let result = match terminate {
                     Some(tls) => {
                         let stream = handshake(tls.clone(), conn).await?;
+                        drop(waiting);
                         tcp::proxy(stream, route, gateway.connect_timeout).await
                     }
-                    None => tcp::proxy(conn, route, gateway.connect_timeout).await,
+                    None => {
+                        drop(waiting);
+                        tcp::proxy(conn, route, gateway.connect_timeout).await
+                    }
                 };
                 if let Err(why) = result {
                     tracing::debug!(target: "tollgate", port = self.port, "{why}");
