@@ -82,45 +82,8 @@ def served_certificate(port: int, server_hostname: str, ca: Path, client=None, *
             return cn, s.version(), s.cipher()[0], s.selected_alpn_protocol()
 
 
-class TlsEchoServer:
-    """A TLS server on 127.0.0.1 that answers each line with `<name>: <line>`."""
-
-    def __init__(self, name: str, cert: Path, key: Path):
-        self.name = name
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(cert), str(key))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.sni_seen = []
-        self.ctx.sni_callback = lambda s, name, c: self.sni_seen.append(name)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
-        try:
-            with self.ctx.wrap_socket(conn, server_side=True) as s:
-                f = s.makefile("rwb")
-                for line in f:
-                    f.write(f"{self.name}: ".encode() + line)
-                    f.flush()
-        except (OSError, ssl.SSLError):
-            pass
-
-    def close(self):
-        self.sock.close()
-
-
-class EchoServer:
-    """A plain TCP server on 127.0.0.1 that echoes bytes back."""
+class _Server:
+    """A TCP listener on 127.0.0.1 serving each connection in a thread with `_handle`."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -137,11 +100,39 @@ class EchoServer:
                 return
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
-    @staticmethod
-    def _handle(conn):
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
+    def _handle(self, conn):
+        raise NotImplementedError
 
     def close(self):
         self.sock.close()
+
+
+class TlsEchoServer(_Server):
+    """A TLS server on 127.0.0.1 that answers each line with `<name>: <line>`."""
+
+    def __init__(self, name: str, cert: Path, key: Path):
+        self.name = name
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sni_seen = []
+        self.ctx.sni_callback = lambda s, name, c: self.sni_seen.append(name)
+        super().__init__()
+
+    def _handle(self, conn):
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as s:
+                f = s.makefile("rwb")
+                for line in f:
+                    f.write(f"{self.name}: ".encode() + line)
+                    f.flush()
+        except (OSError, ssl.SSLError):
+            pass
+
+
+class EchoServer(_Server):
+    """A plain TCP server on 127.0.0.1 that echoes bytes back."""
+
+    def _handle(self, conn):
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
