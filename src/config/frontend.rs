@@ -24,10 +24,9 @@ pub struct FrontendPolicies {
     pub network_authorization: Option<Unsupported>,
     /// Not supported yet.
     pub network_ext_authz: Option<Unsupported>,
-    /// Not supported yet.
-    pub proxy: Option<Unsupported>,
-    /// Not supported yet.
-    pub proxy_protocol: Option<Unsupported>,
+    /// PROXY protocol from a load balancer in front (alias `proxy`).
+    #[serde(alias = "proxy")]
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Not supported yet.
     pub connect: Option<Unsupported>,
     /// Access-log fields and filter (agentgateway's newer home for `config.logging`'s).
@@ -67,6 +66,38 @@ pub struct FrontendTracing {
     pub path: Option<String>,
     /// `grpc` (default) or `http`.
     pub protocol: Option<OtlpProtocol>,
+}
+
+/// `frontendPolicies.proxyProtocol`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyProtocol {
+    /// `v1`, `v2` (default) or `all`.
+    pub version: Option<ProxyVersion>,
+    /// `strict` (default: the header is required) or `optional`.
+    pub mode: Option<ProxyMode>,
+}
+
+/// Accepted PROXY protocol versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyVersion {
+    /// Text headers only.
+    V1,
+    /// Binary headers only.
+    V2,
+    /// Both.
+    All,
+}
+
+/// Whether the PROXY header is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// Connections without the header are closed.
+    Strict,
+    /// Connections without it are served with the socket's own peer.
+    Optional,
 }
 
 /// `frontendPolicies.tcp`.

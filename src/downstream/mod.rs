@@ -17,6 +17,7 @@ pub mod admission;
 pub mod drain;
 pub mod head;
 pub mod prefixed;
+pub mod proxy_protocol;
 pub mod sni;
 pub mod tcp;
 
@@ -84,6 +85,10 @@ impl ServerApp for Gate {
             // Listeners are plain TCP, whose stream id is its socket descriptor.
             set_keepalive(stream.id(), ka);
         }
+        let stream = match gateway.proxy_protocol {
+            Some((versions, required)) => self.read_proxy_header(stream, versions, required, &permit).await?,
+            None => stream,
+        };
         let aged = gateway.frontend.max_connection_duration.map(|d| connection_shutdown(shutdown, Instant::now() + d));
         let shutdown = aged.as_ref().unwrap_or(shutdown);
         match transport {
@@ -130,6 +135,28 @@ impl Gate {
                 None
             }
         }
+    }
+
+    /// Strips the PROXY protocol header a load balancer put in front of the connection and
+    /// makes the client it names the connection's peer; `None` closes the connection.
+    async fn read_proxy_header(&self, stream: Stream, versions: proxy_protocol::Versions, required: bool, permit: &Permit) -> Option<Stream> {
+        let mut conn = Prefixed::new(stream);
+        let deadline = Instant::now() + self.limits.header_timeout;
+        let _waiting = self.admission.waiting(permit);
+        let read = tokio::select! {
+            biased;
+            read = proxy_protocol::read(&mut conn, versions, required, deadline) => read,
+            _ = permit.evict.notified() => return None,
+        };
+        match read {
+            Ok(Some(client)) => conn.set_peer(client),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::debug!(target: "tollgate", port = self.port, "closing: {why}");
+                return None;
+            }
+        }
+        Some(Box::new(conn))
     }
 
     /// A TLS port: the ClientHello's SNI picks the listener, which terminates TLS (HTTPS, or

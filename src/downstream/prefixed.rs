@@ -28,6 +28,8 @@ pub struct Prefixed {
     /// The current request's deadline, set by its route's `timeout` policy.
     pub deadline: Arc<DeadlineSlot>,
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// The client named by a PROXY protocol header, reported instead of the socket's peer.
+    peer: Option<Arc<SocketDigest>>,
 }
 
 /// A request deadline shared between a connection and the request it is serving. Reads on
@@ -66,7 +68,7 @@ impl DeadlineSlot {
 impl Prefixed {
     /// Wraps a connection with nothing read yet.
     pub fn new(inner: Stream) -> Self {
-        Prefixed { inner, prefix: BytesMut::new(), deadline: DeadlineSlot::new(), timer: None }
+        Prefixed { inner, prefix: BytesMut::new(), deadline: DeadlineSlot::new(), timer: None, peer: None }
     }
 
     /// Whether the request deadline has passed (a read then fails with `TimedOut`).
@@ -86,6 +88,15 @@ impl Prefixed {
         self.prefix.reserve(at_most.min(4 * 1024));
         let mut limited = (&mut self.inner).take(at_most as u64);
         limited.read_buf(&mut self.prefix).await
+    }
+
+    /// Reports `client` as the connection's peer (from a PROXY protocol header): the request's
+    /// client address, `source.*` in CEL, the logs.
+    pub fn set_peer(&mut self, client: std::net::SocketAddr) {
+        // Listeners are plain TCP, whose stream id is its socket descriptor.
+        let digest = SocketDigest::from_raw_fd(self.inner.id());
+        let _ = digest.peer_addr.set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(client)));
+        self.peer = Some(Arc::new(digest));
     }
 
     /// The connection underneath (for the TLS and socket details Pingora asks about).
@@ -180,7 +191,7 @@ impl GetProxyDigest for Prefixed {
 
 impl GetSocketDigest for Prefixed {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
+        self.peer.clone().or_else(|| self.inner.get_socket_digest())
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
         self.inner.set_socket_digest(digest)

@@ -33,6 +33,9 @@ pub struct Gateway {
     pub client_keepalive: Option<TcpKeepalive>,
     /// Pooling and keepalive of upstream connections (`config.backend`).
     pub upstream_pool: crate::ctx::PoolPolicy,
+    /// PROXY protocol in front of every connection (`frontendPolicies.proxyProtocol`):
+    /// the versions accepted and whether the header is required.
+    pub proxy_protocol: Option<(crate::downstream::proxy_protocol::Versions, bool)>,
 }
 
 impl TcpKeepalive {
@@ -300,7 +303,16 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
             upstream_pool.keepalive = TcpKeepalive::from_config(k);
         }
     }
-    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_pool })
+    let proxy_protocol = config.frontend_policies.proxy_protocol.map(|p| {
+        use crate::config::frontend::{ProxyMode, ProxyVersion};
+        let version = p.version.unwrap_or(ProxyVersion::V2);
+        let versions = crate::downstream::proxy_protocol::Versions {
+            v1: matches!(version, ProxyVersion::V1 | ProxyVersion::All),
+            v2: matches!(version, ProxyVersion::V2 | ProxyVersion::All),
+        };
+        (versions, p.mode.unwrap_or(ProxyMode::Strict) == ProxyMode::Strict)
+    });
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_pool, proxy_protocol })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {

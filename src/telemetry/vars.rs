@@ -82,8 +82,9 @@ pub fn response(ctx: &RequestCtx, facts: &Facts) -> Json {
 
 /// `source.*`.
 pub fn source(facts: &Facts, ctx: &RequestCtx) -> Json {
+    // An IPv4 client on the dual-stack listener is shown as IPv4 (not ::ffff:a.b.c.d).
     let mut out = match facts.source {
-        Some(a) => json!({"address": a.ip().to_string(), "port": a.port()}),
+        Some(a) => json!({"address": a.ip().to_canonical().to_string(), "port": a.port()}),
         None => json!({}),
     };
     // A verified client certificate (mTLS listener), as agentgateway shows it.
