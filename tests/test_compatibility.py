@@ -59,7 +59,7 @@ def test_the_table_covers_agentgateway():
     assert kinds["listener protocol"] == {"HTTP", "HTTPS", "TLS", "TCP", "HBONE"}
 
 
-CONFIG_SAMPLES = {"adminAddr": "127.0.0.1:1", "statsAddr": "127.0.0.1:1", "readinessAddr": "127.0.0.1:1",
+CONFIG_SAMPLES = {"histograms": "classic", "adminAddr": "127.0.0.1:1", "statsAddr": "127.0.0.1:1", "readinessAddr": "127.0.0.1:1",
                   "enableIpv6": "true", "workerThreads": "1", "connectionTerminationDeadline": "1s",
                   "connectionMinTerminationDeadline": "1s", "sensitiveHeaders": "[]"}
 TOP_LEVEL_SAMPLES = {"config": "{}", "binds": "[]", "backends": "[]", "frontendPolicies": "{}", "gateways": "{}", "routes": "[]",

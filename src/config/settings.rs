@@ -40,8 +40,9 @@ pub struct Settings {
     pub backend: Option<BackendSettings>,
     /// Headers treated as secrets in logs.
     pub sensitive_headers: Option<Vec<String>>,
-    /// Not supported yet.
-    pub histograms: Option<Unsupported>,
+    /// Histogram representation: `classic` (the default, and what tollgate's Prometheus
+    /// endpoint serves); native histograms are not supported yet.
+    pub histograms: Option<HistogramMode>,
     /// Not supported yet.
     pub dns: Option<Unsupported>,
     /// Needs agentgateway's control plane (never on one host).
@@ -84,6 +85,20 @@ pub struct Settings {
     pub custom_functions: Option<Unsupported>,
     /// Needs agentgateway's control plane (never on one host).
     pub hbone: Option<ControlPlaneOnly>,
+}
+
+/// `config.histograms`: only classic buckets (agentgateway's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramMode;
+
+impl<'de> Deserialize<'de> for HistogramMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "classic" => Ok(HistogramMode),
+            v @ ("native" | "both") => Err(serde::de::Error::custom(format!("histograms `{v}` is not supported yet (only `classic`)"))),
+            other => Err(serde::de::Error::unknown_variant(other, &["classic", "native", "both"])),
+        }
+    }
 }
 
 /// `config.logging`.
