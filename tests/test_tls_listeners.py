@@ -384,3 +384,139 @@ def test_connections_stuck_before_their_handshake_make_room(tollgate, pki):
     for _ in range(3):
         assert served_certificate(port, "localhost", pki.pem)[0] == "localhost"
     assert sum(closed_by_peer(s, 1) for s in stuck) >= 1
+
+
+def _handshake_with_split_client_hello(port, server_name, ca, split_at=40):
+    """A TLS 1.3 handshake whose ClientHello is cut across two TLS records (legal, and what a
+    client may do to hide its server name from a reader of the first record); returns the
+    connected SSLObject and socket, or raises when the server closes."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    assert hello[0] == 0x16
+    body = hello[5:]
+    records = b"".join(bytes([0x16, 3, 1]) + len(part).to_bytes(2, "big") + part for part in (body[:split_at], body[split_at:]))
+    sock.sendall(records)
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed by the server during the handshake")
+        incoming.write(data)
+        try:
+            tls.do_handshake()
+            sock.sendall(outgoing.read())
+            return tls, sock, incoming, outgoing
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+
+
+def test_a_split_client_hello_cannot_skip_the_mtls_listener(tollgate, workdir, pki):
+    """The server name read from the ClientHello's first record picks the listener; one hidden
+    in a later record must not make the request land on an mTLS listener whose client
+    certificate check the handshake skipped."""
+    crt, key = pki.issue("server", "secure.test", dns=["secure.test", "localhost"])
+    client_ca = Ca(workdir / "clients", "client CA")
+    port = free_port()
+    tollgate.start(one_bind(port, f"""\
+  - protocol: HTTPS
+    hostname: secure.test
+    tls: {{cert: {crt}, key: {key}, root: {client_ca.pem}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: secret}}}}}}]
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: public}}}}}}]
+"""), ports=[port])
+    # Unsplit, the mTLS listener refuses a client without a certificate.
+    with pytest.raises((ssl.SSLError, OSError)):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with _ctx(pki.pem).wrap_socket(raw, server_hostname="secure.test") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+                assert b"secret" not in s.recv(1000)
+    got = b""
+    try:
+        tls, sock, incoming, outgoing = _handshake_with_split_client_hello(port, "secure.test", pki.pem)
+        tls.write(b"GET / HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            incoming.write(data)
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+            except (ssl.SSLError, ssl.SSLZeroReturnError):
+                break
+    except (ConnectionError, OSError, ssl.SSLError):
+        pass
+    assert b"secret" not in got, got
+
+
+def test_a_split_client_hello_is_served_by_the_listener_it_names(tollgate, pki):
+    crt, key = pki.issue("server", "localhost", dns=["localhost", "other.test"])
+    port = free_port()
+    tollgate.start(one_bind(port, f"""\
+  - protocol: HTTPS
+    hostname: other.test
+    tls: {{cert: {crt}, key: {key}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: other}}}}}}]
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: public}}}}}}]
+"""), ports=[port])
+    for name, body in (("other.test", b"other"), ("localhost", b"public")):
+        tls, sock, incoming, outgoing = _handshake_with_split_client_hello(port, name, pki.pem, split_at=7)
+        tls.write(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(outgoing.read())
+        got = b""
+        while not got.endswith(body):
+            data = sock.recv(65536)
+            if not data:
+                break
+            incoming.write(data)
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+        sock.close()
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(body), got
+
+
+def test_a_reload_that_tightens_a_listener_does_not_keep_serving_old_connections(tollgate, workdir, pki):
+    """A connection accepted before a reload added client-certificate checks to its listener
+    gets 421 Misdirected Request, so the client reconnects and meets the new rule."""
+    import os
+    import requests
+    crt, key = pki.issue("server", "localhost", dns=["localhost"])
+    client_ca = Ca(workdir / "clients", "client CA")
+    port = free_port()
+
+    def cfg(extra=""):
+        return one_bind(port, f"""\
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}{extra}}}
+    routes: [{{policies: {{directResponse: {{status: 200, body: ok}}}}}}]
+""")
+
+    proc = tollgate.start(cfg(), ports=[port])
+    s = requests.Session()
+    assert s.get(f"https://localhost:{port}/", verify=str(pki.pem), timeout=5).text == "ok"
+    path = workdir / "config.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(cfg(f", root: {client_ca.pem}"))
+    os.replace(tmp, path)
+    deadline = time.time() + 5
+    while "config reloaded" not in proc.output() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    r = s.get(f"https://localhost:{port}/", verify=str(pki.pem), timeout=5)  # the kept-alive connection
+    assert r.status_code == 421, (r.status_code, r.text)
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        requests.get(f"https://localhost:{port}/", verify=str(pki.pem), timeout=5)

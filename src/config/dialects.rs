@@ -184,6 +184,9 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
     let mut routes = std::mem::take(&mut config.routes);
     let mut tcp_routes = std::mem::take(&mut config.tcp_routes);
     let mut mcp = config.mcp.take();
+    if mcp.as_ref().is_some_and(|m| m.port.is_some() && m.gateways.is_some()) {
+        return Err("mcp: set `port` or `gateways`, not both".into());
+    }
     let mut compiled = compile_gateways(gateways)?;
     // A standalone `mcp:` (its own port, or no `default` gateway to join) is a bind of its own.
     let standalone = mcp.as_ref().is_some_and(|m| m.gateways.is_none() && (m.port.is_some() || !compiled.contains_key("default")));
@@ -201,7 +204,7 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
             tcp_routes: None,
             policies: Default::default(),
         };
-        compiled.insert("mcp".into(), GatewayBind { port, listeners: vec![("mcp".into(), listener)] });
+        compiled.insert(SHORTCUT_KEY.into(), GatewayBind { port, listeners: vec![("mcp".into(), listener)] });
     }
     if let Some(m) = mcp {
         let refs = m.gateways.clone().unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
@@ -230,8 +233,11 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The `mcp:` shortcut's own bind among the gateways (not a name a gateway can have).
+const SHORTCUT_KEY: &str = "<mcp>";
+
 fn describe(name: &str) -> String {
-    if name == "mcp" {
+    if name == SHORTCUT_KEY {
         "mcp".into()
     } else {
         format!("gateways.{name}")

@@ -68,9 +68,19 @@ pub struct Permit {
     pub evict: Arc<Evict>,
 }
 
+impl Permit {
+    /// The connection was told to go just as it got work and carries on: it no longer counts
+    /// as closing (the stored notice still ends it at its next wait for a request).
+    pub fn carry_on(&self) {
+        if self.evict.told.swap(false, Ordering::AcqRel) {
+            self.admission.evicting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.evict.is_told() {
+        if self.evict.told.swap(false, Ordering::AcqRel) {
             self.admission.evicting.fetch_sub(1, Ordering::AcqRel);
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
@@ -120,10 +130,14 @@ impl Admission {
 
     /// Tells the longest-waiting connection to go; false if none is waiting.
     fn evict_oldest(&self) -> bool {
-        let Some((_, victim)) = self.lock().pop_first() else { return false };
+        // Marked while the entry is still locked: its `Waiting` guard (which takes the lock)
+        // drops before its `Permit`, so the permit always sees the mark it must undo.
+        let mut waiting = self.lock();
+        let Some((_, victim)) = waiting.pop_first() else { return false };
         if !victim.told.swap(true, Ordering::AcqRel) {
             self.evicting.fetch_add(1, Ordering::AcqRel);
         }
+        drop(waiting);
         victim.notify.notify_one();
         true
     }
@@ -253,6 +267,22 @@ mod tests {
         assert_eq!(a.open(), 1);
         assert!(a.admit().is_some());
         drop(p2);
+    }
+
+    #[test]
+    fn a_connection_that_carries_on_no_longer_counts_as_closing() {
+        let a = Admission::new(1);
+        let p1 = a.admit().unwrap();
+        let w1 = a.waiting(&p1);
+        let p2 = a.admit().expect("p1 makes room");
+        assert_eq!(a.evicting.load(Ordering::Acquire), 1);
+        drop(w1);
+        p1.carry_on(); // its request head had already arrived
+        assert_eq!(a.evicting.load(Ordering::Acquire), 0);
+        drop(p1);
+        assert_eq!(a.evicting.load(Ordering::Acquire), 0, "no double count on close");
+        drop(p2);
+        assert_eq!(a.open(), 0);
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Ssl, Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,12 +75,15 @@ pub struct Gate {
 #[async_trait]
 impl ServerApp for Gate {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let Some(permit) = self.admission.admit() else {
-            refuse(stream, 503, "the gateway is at its connection limit").await;
-            return None;
-        };
         let gateway = self.gateway.load_full();
         let transport = gateway.bind(self.port).map_or(BindTransport::Plain, |b| b.transport);
+        let Some(permit) = self.admission.admit() else {
+            // Outside the budget: answer plain HTTP clients without lingering; others just close.
+            if transport == BindTransport::Plain && gateway.proxy_protocol.is_none() {
+                refuse(stream, 503, "the gateway is at its connection limit", false).await;
+            }
+            return None;
+        };
         if let Some(ka) = gateway.client_keepalive {
             // Listeners are plain TCP, whose stream id is its socket descriptor.
             set_keepalive(stream.id(), ka);
@@ -114,22 +117,23 @@ impl Gate {
     /// HTTP on a connection that is plain, or whose TLS is already terminated: HTTP/2 when
     /// ALPN chose it, else HTTP/1 (or h2c) from the first head.
     async fn serve_http(&self, stream: Stream, permit: &Permit, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        }
+        let alpn_h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let tls = stream.get_ssl_digest().is_some();
         let mut conn = Prefixed::new(stream);
         let deadline = Instant::now() + self.limits.header_timeout;
         let first = HeadDeadlines { first_byte: deadline, header_timeout: self.limits.header_timeout, cap: Some(deadline) };
         // A new connection's first request is served even when a shutdown (or upgrade) began
         // after it was accepted: the client did nothing wrong, and its head deadline bounds it.
+        // HTTP/2 (h2c, or ALPN h2 after TLS) must send its preface within the same deadline:
+        // Pingora waits for it without one.
         match self.wait_for_head(&mut conn, first, permit, None).await {
+            Head::H2c if alpn_h2 || !tls => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
+            _ if alpn_h2 => None,
             Head::Http1 => self.serve_http1(conn, permit, shutdown).await,
-            Head::H2c if tls => {
+            Head::H2c => {
                 answer_bad_head(conn, Head::Invalid("HTTP/2 over TLS needs ALPN h2")).await;
                 None
             }
-            Head::H2c => ServerApp::process_new(&self.proxy, Box::new(conn), shutdown).await,
             other => {
                 answer_bad_head(conn, other).await;
                 None
@@ -148,6 +152,7 @@ impl Gate {
             read = proxy_protocol::read(&mut conn, versions, required, deadline) => read,
             _ = permit.evict.notified() => return None,
         };
+        permit.carry_on();
         match read {
             Ok(Some(client)) => conn.set_peer(client),
             Ok(None) => {}
@@ -172,6 +177,7 @@ impl Gate {
             hello = sni::read_client_hello(&mut conn, deadline) => hello,
             _ = permit.evict.notified() => return None,
         };
+        permit.carry_on();
         let sni = match hello {
             sni::Hello::Tls(sni) => sni,
             other => {
@@ -184,13 +190,21 @@ impl Gate {
             tracing::debug!(target: "tollgate", port = self.port, sni = ?sni, "no TLS listener for this server name");
             return None;
         };
+        let sni_seen = sni.clone();
         let handshake = |tls: Arc<TlsServer>, conn: Prefixed| async move {
             let result = tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(conn)) => r,
                 _ = permit.evict.notified() => return None,
             };
+            permit.carry_on();
             match result {
+                // The listener was chosen by our reading of the ClientHello; rustls must have
+                // read the same name (a ClientHello split across records could differ).
+                Ok(Ok(stream)) if stream.get_ssl().and_then(|t| t.server_name()).map(str::to_ascii_lowercase) != sni_seen => {
+                    tracing::debug!(target: "tollgate", "TLS server name differs from the ClientHello's first record");
+                    None
+                }
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(e)) => {
                     tracing::debug!(target: "tollgate", "TLS handshake failed: {e}");
@@ -246,7 +260,10 @@ impl Gate {
         // A head that has arrived is served even if the connection was just told to go.
         tokio::select! {
             biased;
-            head = read_head(conn, deadlines, max_headers) => head,
+            head = read_head(conn, deadlines, max_headers) => {
+                permit.carry_on();
+                head
+            }
             _ = permit.evict.notified() => Head::Idle,
             _ = stopping => Head::Idle,
         }
@@ -339,14 +356,15 @@ async fn answer_bad_head(conn: Prefixed, head: Head) {
         Head::TimedOut => (408, "the request head did not arrive in time"),
         Head::Http1 | Head::H2c | Head::Closed | Head::Idle => return,
     };
-    refuse(Box::new(conn), status, message).await;
+    refuse(Box::new(conn), status, message, true).await;
 }
 
 /// Writes a minimal JSON error with `Connection: close`, bounded in time, then closes.
 /// Closing with unread request bytes makes the kernel send a reset, which can reach the
 /// client before it has read the answer; so, like nginx's lingering close, what the client
-/// still sends is read and dropped for a moment (bounded in time and bytes) first.
-async fn refuse(mut stream: Stream, status: u16, message: &str) {
+/// still sends is read and dropped for a moment (bounded in time and bytes) first, when
+/// `linger` (connections inside the budget; a refusal past it must not hold descriptors).
+async fn refuse(mut stream: Stream, status: u16, message: &str, linger: bool) {
     let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let kind = if status == 503 { "overloaded" } else { "invalid_request_error" };
     let body = serde_json::json!({"error": {"message": message, "type": kind, "code": status.to_string(), "param": null}}).to_string();
@@ -355,12 +373,16 @@ async fn refuse(mut stream: Stream, status: u16, message: &str) {
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
         body.len()
     );
+    if !linger {
+        // What the client sent already is read first, so closing does not turn into a reset.
+        let _ = tokio::time::timeout(Duration::from_millis(20), drain_input(&mut stream)).await;
+    }
     let write = async {
         stream.write_all(response.as_bytes()).await?;
         stream.flush().await?;
         stream.shutdown().await
     };
-    if tokio::time::timeout(REFUSAL_WRITE, write).await.is_ok() {
+    if tokio::time::timeout(REFUSAL_WRITE, write).await.is_ok() && linger {
         let _ = tokio::time::timeout(LINGER, drain_input(&mut stream)).await;
     }
 }

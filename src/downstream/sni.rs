@@ -6,8 +6,10 @@ use tokio::time::Instant;
 
 use super::prefixed::Prefixed;
 
-/// Largest first TLS record accepted (a record's payload is at most 16 KiB + 2 KiB).
+/// Largest TLS record accepted (a record's payload is at most 16 KiB + 2 KiB).
 const MAX_RECORD: usize = 16 * 1024 + 2048;
+/// Largest ClientHello accepted, across however many records carry it.
+const MAX_HELLO: usize = 64 * 1024;
 
 /// What the start of a TLS port's connection turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,32 +18,61 @@ pub enum Hello {
     Tls(Option<String>),
     /// Not a TLS handshake.
     NotTls,
-    /// Closed (or failed) before a whole first record arrived.
+    /// Closed (or failed) before the whole ClientHello arrived.
     Closed,
     /// The deadline passed first.
     TimedOut,
 }
 
-/// Reads the first TLS record into the prefix (by `deadline`) and returns its SNI.
+/// Reads the whole ClientHello into the prefix (by `deadline`), reassembling it when the
+/// client split it across records, and returns its SNI. rustls reassembles it the same way,
+/// so both read the same server name.
 pub async fn read_client_hello(conn: &mut Prefixed, deadline: Instant) -> Hello {
     loop {
-        if conn.prefix.len() >= 5 {
-            if conn.prefix[0] != 0x16 || conn.prefix[1] != 3 {
-                return Hello::NotTls;
-            }
-            let len = usize::from(u16::from_be_bytes([conn.prefix[3], conn.prefix[4]]));
-            if len > MAX_RECORD {
-                return Hello::NotTls;
-            }
-            if conn.prefix.len() >= 5 + len {
-                return Hello::Tls(server_name(&conn.prefix[5..5 + len]));
-            }
+        match scan(&conn.prefix) {
+            Scan::Done(hello) => return hello,
+            Scan::More => {}
         }
-        let want = if conn.prefix.len() < 5 { 5 } else { 5 + usize::from(u16::from_be_bytes([conn.prefix[3], conn.prefix[4]])) };
-        match tokio::time::timeout_at(deadline, conn.fill(want - conn.prefix.len())).await {
+        if conn.prefix.len() >= MAX_HELLO + 5 * 8 {
+            return Hello::NotTls;
+        }
+        match tokio::time::timeout_at(deadline, conn.fill(16 * 1024)).await {
             Err(_) => return Hello::TimedOut,
             Ok(Ok(0)) | Ok(Err(_)) => return Hello::Closed,
             Ok(Ok(_)) => {}
+        }
+    }
+}
+
+enum Scan {
+    Done(Hello),
+    More,
+}
+
+/// Walks the handshake records received so far.
+fn scan(buf: &[u8]) -> Scan {
+    let mut handshake = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(header) = buf.get(pos..pos + 5) else { return Scan::More };
+        if header[0] != 0x16 || header[1] != 3 {
+            return Scan::Done(Hello::NotTls);
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if len == 0 || len > MAX_RECORD {
+            return Scan::Done(Hello::NotTls);
+        }
+        let Some(payload) = buf.get(pos + 5..pos + 5 + len) else { return Scan::More };
+        handshake.extend_from_slice(payload);
+        pos += 5 + len;
+        if handshake.len() >= 4 {
+            let need = 4 + (usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]));
+            if need > MAX_HELLO {
+                return Scan::Done(Hello::NotTls);
+            }
+            if handshake.len() >= need {
+                return Scan::Done(Hello::Tls(server_name(&handshake[..need])));
+            }
         }
     }
 }
@@ -151,6 +182,27 @@ mod tests {
     fn finds_the_server_name() {
         assert_eq!(server_name(&hello(Some("A.Example.com"))), Some("a.example.com".into()));
         assert_eq!(server_name(&hello(None)), None);
+    }
+
+    fn records(msg: &[u8], cut: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in [&msg[..cut], &msg[cut..]] {
+            out.extend([0x16, 3, 1]);
+            out.extend((part.len() as u16).to_be_bytes());
+            out.extend(part);
+        }
+        out
+    }
+
+    #[test]
+    fn a_client_hello_split_across_records_is_reassembled() {
+        let msg = hello(Some("secure.test"));
+        for cut in [1, 3, 10, msg.len() - 1] {
+            let wire = records(&msg, cut);
+            assert!(matches!(scan(&wire), Scan::Done(Hello::Tls(Some(ref n))) if n == "secure.test"), "cut at {cut}");
+            assert!(matches!(scan(&wire[..wire.len() - 1]), Scan::More));
+        }
+        assert!(matches!(scan(b"GET / HTTP/1.1"), Scan::Done(Hello::NotTls)));
     }
 
     #[test]

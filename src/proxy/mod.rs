@@ -21,9 +21,9 @@ use crate::downstream::prefixed::DeadlineSlot;
 use crate::errors::{classify, json_error};
 use crate::filters::{request_host, FilterAction, LocalResponse};
 use crate::router::host_without_port;
-use crate::runtime::listener::listener_for_sni;
+use crate::runtime::listener::{listener_for_host, listener_for_sni};
 use crate::runtime::tls::ClientTls;
-use crate::runtime::{BackendTarget, FilterChain, Gateway};
+use crate::runtime::{BackendTarget, BindTransport, FilterChain, Gateway, ListenerKind};
 use crate::telemetry::Telemetry;
 
 /// Serves one bind (listening port) from the current runtime tables.
@@ -50,12 +50,19 @@ impl TollgateProxy {
         let host = host_without_port(request_host(req));
         let not_found = || json_error(ctx.error_format, 404, "not_found", "no route matches this request");
         let bind = gateway.binds.iter().find(|b| b.port == self.port).ok_or_else(not_found)?;
-        // On a TLS port the handshake's server name chose the listener (and its certificate).
-        let listener = match &ctx.client_tls {
-            Some(tls) => listener_for_sni(&bind.listeners, tls.sni.as_deref()),
-            None => bind.listeners.iter().find(|l| l.hostname.as_ref().is_none_or(|p| p.score(host).is_some())),
+        // On a TLS port the handshake's server name chose the listener (its certificate and
+        // client-certificate rule); the request must land on that same listener.
+        let listener = if bind.transport == BindTransport::Tls {
+            let misdirected = || json_error(ctx.error_format, 421, "misdirected_request", "this connection cannot serve this request; open a new one");
+            let tls = ctx.client_tls.clone().ok_or_else(misdirected)?;
+            let listener = listener_for_sni(&bind.listeners, tls.sni.as_deref()).ok_or_else(misdirected)?;
+            match &listener.kind {
+                ListenerKind::Https(server) if server.identity == tls.identity => listener,
+                _ => return Err(misdirected()),
+            }
+        } else {
+            listener_for_host(&bind.listeners, host).ok_or_else(not_found)?
         };
-        let listener = listener.ok_or_else(not_found)?;
         let Some(selected) = listener.routes.select(req, host) else {
             // No route: the listener's own policies still see the request (a preflight).
             if !listener.chain.filters.is_empty() {

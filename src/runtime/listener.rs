@@ -114,7 +114,7 @@ pub fn compile_kind(listener: &LocalListener, frontend_tls: &FrontendTls) -> Res
     }
     let tls = |need: &str| -> Result<Arc<TlsServer>, String> {
         let t = listener.tls.as_ref().ok_or_else(|| format!("{need} needs `tls` (cert and key)"))?;
-        TlsServer::compile(t, frontend_tls).map(Arc::new)
+        TlsServer::compile(t, frontend_tls, listener.hostname.as_deref()).map(Arc::new)
     };
     let kind = match listener.protocol {
         ListenerProtocol::Http if listener.tls.is_some() => return Err("an HTTP listener takes no `tls` (use protocol: HTTPS)".into()),
@@ -127,6 +127,9 @@ pub fn compile_kind(listener: &LocalListener, frontend_tls: &FrontendTls) -> Res
     };
     let mut routes = Vec::new();
     for (i, r) in listener.tcp_routes.iter().flatten().enumerate() {
+        if listener.protocol == ListenerProtocol::Tcp && !r.hostnames.is_empty() {
+            return Err(format!("tcpRoutes[{i}].hostnames: plain TCP carries no server name to match (use protocol: TLS)"));
+        }
         routes.push(compile_tcp_route(r).map_err(|e| format!("tcpRoutes[{i}]: {e}"))?);
     }
     Ok((kind, routes))
@@ -167,12 +170,50 @@ pub fn bind_transport(listeners: &[CompiledListener]) -> Result<BindTransport, S
     }
 }
 
-/// The listener a TLS connection belongs to, by its SNI (most specific hostname first; a
-/// listener without hostname takes what no other does).
+/// The listener a TLS connection belongs to, by its SNI: the most specific hostname that
+/// matches (exact, then the longest wildcard); a listener without hostname takes the rest.
 pub fn listener_for_sni<'a>(listeners: &'a [CompiledListener], sni: Option<&str>) -> Option<&'a CompiledListener> {
-    listeners.iter().find(|l| match (&l.hostname, sni) {
-        (None, _) => true,
-        (Some(p), Some(name)) => p.score(name).is_some(),
-        (Some(_), None) => false,
-    })
+    listener_for_host(listeners, sni.unwrap_or(""))
+}
+
+/// The listener for a host name (SNI, or the `Host` of a plain request): the best-scoring
+/// hostname pattern, else the first listener without one.
+pub fn listener_for_host<'a>(listeners: &'a [CompiledListener], host: &str) -> Option<&'a CompiledListener> {
+    listeners
+        .iter()
+        .filter_map(|l| match &l.hostname {
+            Some(p) => p.score(host).map(|s| (s + 1, l)),
+            None => Some((0, l)),
+        })
+        .fold(None, |best: Option<(usize, &CompiledListener)>, (score, l)| match best {
+            Some((b, _)) if b >= score => best,
+            _ => Some((score, l)),
+        })
+        .map(|(_, l)| l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(hostname: Option<&str>) -> CompiledListener {
+        CompiledListener {
+            hostname: hostname_pattern(hostname),
+            kind: ListenerKind::Http,
+            routes: RouteTable::default(),
+            tcp_routes: Vec::new(),
+            chain: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_hostname_wins_whatever_the_file_order() {
+        let ls = [listener(Some("*.example.test")), listener(Some("*.secure.example.test")), listener(Some("a.example.test")), listener(None)];
+        let pick = |host| listener_for_host(&ls, host).and_then(|l| l.hostname.clone());
+        assert_eq!(pick("x.secure.example.test"), Some(HostPattern::parse("*.secure.example.test")));
+        assert_eq!(pick("a.example.test"), Some(HostPattern::parse("a.example.test")));
+        assert_eq!(pick("b.example.test"), Some(HostPattern::parse("*.example.test")));
+        assert_eq!(pick("elsewhere.test"), None, "the host-less listener");
+        assert!(listener_for_sni(&ls, None).is_some_and(|l| l.hostname.is_none()));
+    }
 }

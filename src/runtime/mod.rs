@@ -40,13 +40,18 @@ pub struct Gateway {
 
 impl TcpKeepalive {
     /// From agentgateway's `keepalives` block; `None` when disabled.
-    pub fn from_config(k: &crate::config::frontend::Keepalives) -> Option<TcpKeepalive> {
+    pub fn from_config(k: &crate::config::frontend::Keepalives) -> Result<Option<TcpKeepalive>, String> {
         let three_minutes = std::time::Duration::from_secs(180);
-        k.enabled.then(|| TcpKeepalive {
+        let ka = TcpKeepalive {
             idle: k.time.map_or(three_minutes, |d| d.0),
             interval: k.interval.map_or(three_minutes, |d| d.0),
             count: k.retries.unwrap_or(9),
-        })
+        };
+        // Linux's limits for TCP_KEEPIDLE / TCP_KEEPINTVL (seconds) and TCP_KEEPCNT.
+        if ka.idle.as_secs() > 32767 || ka.interval.as_secs() > 32767 || ka.count > 127 {
+            return Err("keepalives: time and interval at most 32767s, retries at most 127".into());
+        }
+        Ok(k.enabled.then_some(ka))
     }
 }
 
@@ -293,14 +298,17 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         .as_ref()
         .and_then(|t| t.handshake_timeout)
         .map_or(tls::DEFAULT_HANDSHAKE_TIMEOUT, |d| d.0);
-    let client_keepalive = config.frontend_policies.tcp.as_ref().and_then(|t| TcpKeepalive::from_config(&t.keepalives));
+    let client_keepalive = match &config.frontend_policies.tcp {
+        Some(t) => TcpKeepalive::from_config(&t.keepalives).map_err(|e| format!("frontendPolicies.tcp.{e}"))?,
+        None => None,
+    };
     let mut upstream_pool = crate::ctx::PoolPolicy::default();
     if let Some(b) = &config.config.backend {
         if let Some(idle) = b.pool_idle_timeout {
             upstream_pool.idle = idle.0;
         }
         if let Some(k) = &b.keepalives {
-            upstream_pool.keepalive = TcpKeepalive::from_config(k);
+            upstream_pool.keepalive = TcpKeepalive::from_config(k).map_err(|e| format!("config.backend.{e}"))?;
         }
     }
     let proxy_protocol = config.frontend_policies.proxy_protocol.map(|p| {

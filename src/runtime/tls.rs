@@ -30,6 +30,12 @@ pub struct TlsServer {
     pub acceptor: Acceptor,
     /// Whether clients must present a certificate (mTLS).
     pub client_auth: bool,
+    /// What a client agreed to by completing this handshake (hostname, certificate, client
+    /// roots, versions, suites). A request is served only by a listener with the same
+    /// identity as the one its connection was accepted by, so neither a ClientHello that our
+    /// parser and rustls read differently nor a reload can move a connection past an mTLS
+    /// check it never passed.
+    pub identity: Arc<str>,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -43,6 +49,8 @@ impl std::fmt::Debug for TlsServer {
 pub struct ClientTls {
     /// The server name the client asked for (SNI).
     pub sni: Option<String>,
+    /// The accepting listener's [`TlsServer::identity`].
+    pub identity: Arc<str>,
     /// The verified client certificate's details (mTLS listeners only).
     pub peer: Option<Arc<PeerCertificate>>,
 }
@@ -65,7 +73,7 @@ pub struct PeerCertificate {
 impl TlsServer {
     /// Builds a listener's TLS from its `tls:` block and the `frontendPolicies.tls` defaults;
     /// relative paths are read from the working directory, as agentgateway does.
-    pub fn compile(tls: &TlsServerConfig, frontend: &FrontendTls) -> Result<TlsServer, String> {
+    pub fn compile(tls: &TlsServerConfig, frontend: &FrontendTls, hostname: Option<&str>) -> Result<TlsServer, String> {
         let cert = tls.cert.as_deref().ok_or("tls.cert is required")?;
         let key = tls.key.as_deref().ok_or("tls.key is required")?;
         let certified = load_certified_key(cert, key)?;
@@ -107,13 +115,21 @@ impl TlsServer {
             Some(list) => list.clone(),
             None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         };
-        Ok(TlsServer { acceptor: acceptor(Arc::new(config))?, client_auth: tls.root.is_some() })
+        let identity: Arc<str> = format!(
+            "{hostname:?}|{cert}|{key}|{:?}|{min:?}-{max:?}|{:?}|{:?}|{:?}",
+            tls.root,
+            tls.cipher_suites.as_ref().or(frontend.cipher_suites.as_ref()),
+            tls.key_exchange_groups.as_ref().or(frontend.key_exchange_groups.as_ref()),
+            frontend.alpn,
+        )
+        .into();
+        Ok(TlsServer { acceptor: acceptor(Arc::new(config), identity.clone())?, client_auth: tls.root.is_some(), identity })
     }
 }
 
 /// Pingora's acceptor with our configuration and the callback that records the client.
-fn acceptor(config: Arc<ServerConfig>) -> Result<Acceptor, String> {
-    let mut settings = TlsSettings::with_callbacks(Box::new(RecordClient)).map_err(|e| e.to_string())?;
+fn acceptor(config: Arc<ServerConfig>, identity: Arc<str>) -> Result<Acceptor, String> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(RecordClient(identity))).map_err(|e| e.to_string())?;
     // `build` insists on a certificate source; ours is in `config`, swapped in below.
     settings.set_cert_resolver(Arc::new(OneCertificate(Arc::new(placeholder_key()))));
     let mut acceptor = settings.build();
@@ -149,14 +165,15 @@ impl ResolvesServerCert for OneCertificate {
     }
 }
 
-/// Records SNI and the client certificate once the handshake completes.
-struct RecordClient;
+/// Records SNI, the client certificate and the listener's identity once the handshake
+/// completes.
+struct RecordClient(Arc<str>);
 
 #[async_trait]
 impl TlsAccept for RecordClient {
     async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
         let peer = tls.peer_certificate_der().and_then(PeerCertificate::parse).map(Arc::new);
-        Some(Arc::new(ClientTls { sni: tls.server_name().map(str::to_ascii_lowercase), peer }))
+        Some(Arc::new(ClientTls { sni: tls.server_name().map(str::to_ascii_lowercase), identity: self.0.clone(), peer }))
     }
 }
 
