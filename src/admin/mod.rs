@@ -77,11 +77,16 @@ impl ServeHttp for AdminApp {
                 None => respond(400, "text/plain", "use POST /logging?level=LEVEL\n"),
             },
             ("POST", "/quitquitquit") => {
-                // The same path as SIGTERM: stop accepting, drain, exit 0.
-                // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGTERM);
-                }
+                // The same path as SIGTERM: stop accepting, drain, exit 0. Signalled a moment
+                // after this answer is written: an idle gateway drains at once, and the caller
+                // must not see its connection cut instead of the answer.
+                tokio::spawn(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
+                    unsafe {
+                        libc::kill(libc::getpid(), libc::SIGTERM);
+                    }
+                });
                 respond(200, "text/plain", "draining\n")
             }
             _ => respond(404, "text/plain", "not found; see /\n"),
