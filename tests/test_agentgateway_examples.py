@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import subprocess
 
+import pytest
 import requests
 
 from conftest import NODE_MODULES, OPENAPI_SCHEMA, free_port
@@ -282,15 +283,19 @@ def test_dialect_errors_name_what_is_wrong(tollgate, workdir):
         assert p.returncode != 0 and message in p.stderr + p.stdout, (text, p.stderr + p.stdout)
 
 
-def test_mcp_telemetry_frontend_tracing(tollgate, workdir, otlp_receiver):
-    """examples/mcp-telemetry: `frontendPolicies.tracing` sends a span per MCP request."""
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_mcp_telemetry_frontend_tracing(tollgate, workdir, otlp_receiver, protocol):
+    """examples/mcp-telemetry: `frontendPolicies.tracing` sends a span per MCP request (the
+    example's gRPC, and `protocol: http` with its `path`)."""
     root = repo_root(workdir)
     port = free_port()
+    target = otlp_receiver.grpc_port if protocol == "grpc" else otlp_receiver.http_port
+    extra = "" if protocol == "grpc" else "\n    protocol: http\n    path: /v1/traces"
     tollgate.start(SCHEMA_LINE + f"""\
 frontendPolicies:
   tracing:
-    host: 127.0.0.1:{otlp_receiver.grpc_port}
-    randomSampling: true
+    host: 127.0.0.1:{target}
+    randomSampling: true{extra}
     attributes:
       example: '"mcp-telemetry"'
 binds:
@@ -308,7 +313,7 @@ binds:
     names, _ = asyncio.run(tool_names_and_call(f"http://127.0.0.1:{port}/mcp", "echo", {"message": "traced"}))
     assert "echo" in names
     spans = otlp_receiver.spans(count=3)
-    assert spans and spans[-1]["via"] == "grpc"
+    assert spans and spans[-1]["via"] == protocol
     assert all(s["attributes"].get("example") == "mcp-telemetry" for s in spans), spans[-1]
 
 
@@ -370,6 +375,7 @@ frontendPolicies:
     add:
       backend: backend.name
       who: request.headers["x-who"]
+    remove: [http.method]
 binds:
 - port: {port}
   listeners:
@@ -387,6 +393,7 @@ binds:
     records = [json.loads(l) for l in proc.output().splitlines() if l.startswith("{") and '"target":"access"' in l]
     assert len(records) == 1, records
     assert records[0]["who"] == "alice" and records[0]["backend"] == f"127.0.0.1:{a}", records[0]
+    assert "http.method" not in records[0] and records[0]["http.path"] == "/loud", records[0]
 
 
 def test_listener_and_gateway_level_policies(tollgate, workdir, echo_upstreams):
@@ -432,3 +439,42 @@ routes:
     cfg.write_text(f"binds:\n- port: 1\n  listeners:\n  - policies:\n      timeout: {{requestTimeout: 1s}}\n    routes: []\n")
     p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 and "`timeout` cannot be set under a listener's `policies`" in p.stderr and ":5:" in p.stderr, p.stderr
+
+
+def test_gateways_with_tls_and_named_listeners(tollgate, workdir):
+    """`gateways:` whose implicit listener is HTTPS because it has `tls`, and a gateway with
+    named listeners (hostname + tls each) that routes attach to as `gateway/listener`."""
+    from tls_helpers import Ca, served_certificate
+    ca = Ca(workdir / "pki")
+    one = ca.issue("one", "localhost", dns=["localhost"])
+    a = ca.issue("a", "a.test", dns=["a.test"])
+    b = ca.issue("b", "b.test", dns=["b.test"])
+    single, multi = free_port(), free_port()
+    tollgate.start(SCHEMA_LINE + f"""\
+gateways:
+  web:
+    port: {single}
+    tls: {{cert: {one[0]}, key: {one[1]}}}
+  multi:
+    port: {multi}
+    listeners:
+    - name: a
+      hostname: a.test
+      tls: {{cert: {a[0]}, key: {a[1]}}}
+    - name: b
+      hostname: b.test
+      tls: {{cert: {b[0]}, key: {b[1]}}}
+routes:
+- gateways: web
+  policies: {{directResponse: {{status: 200, body: web}}}}
+- gateways: multi/a
+  policies: {{directResponse: {{status: 200, body: route a}}}}
+- gateways: [multi/b]
+  policies: {{directResponse: {{status: 200, body: route b}}}}
+""", ports=[single, multi])
+    assert requests.get(f"https://localhost:{single}/", verify=str(ca.pem), timeout=5).text == "web"
+    for name in ("a", "b"):
+        assert served_certificate(multi, f"{name}.test", ca.pem)[0] == f"{name}.test"
+        out = subprocess.run(["curl", "-s", "--cacert", str(ca.pem), "--resolve", f"{name}.test:{multi}:127.0.0.1",
+                              f"https://{name}.test:{multi}/"], capture_output=True, text=True, timeout=10).stdout
+        assert out == f"route {name}", out

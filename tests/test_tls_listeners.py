@@ -416,6 +416,28 @@ def _handshake_with_split_client_hello(port, server_name, ca, split_at=40):
             sock.sendall(outgoing.read())
 
 
+def _request_over(conn, request: bytes, until: bytes = None) -> bytes:
+    """Sends `request` over a connection from `_handshake_with_split_client_hello` and reads
+    the answer until `until` (or the end, or a TLS error)."""
+    tls, sock, incoming, outgoing = conn
+    tls.write(request)
+    sock.sendall(outgoing.read())
+    got = b""
+    while until is None or not got.endswith(until):
+        data = sock.recv(65536)
+        if not data:
+            break
+        incoming.write(data)
+        try:
+            got += tls.read(65536)
+        except ssl.SSLWantReadError:
+            continue
+        except (ssl.SSLError, ssl.SSLZeroReturnError):
+            break
+    sock.close()
+    return got
+
+
 def test_a_split_client_hello_cannot_skip_the_mtls_listener(tollgate, workdir, pki):
     """The server name read from the ClientHello's first record picks the listener; one hidden
     in a later record must not make the request land on an mTLS listener whose client
@@ -440,20 +462,8 @@ def test_a_split_client_hello_cannot_skip_the_mtls_listener(tollgate, workdir, p
                 assert b"secret" not in s.recv(1000)
     got = b""
     try:
-        tls, sock, incoming, outgoing = _handshake_with_split_client_hello(port, "secure.test", pki.pem)
-        tls.write(b"GET / HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
-        sock.sendall(outgoing.read())
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            incoming.write(data)
-            try:
-                got += tls.read(65536)
-            except ssl.SSLWantReadError:
-                continue
-            except (ssl.SSLError, ssl.SSLZeroReturnError):
-                break
+        conn = _handshake_with_split_client_hello(port, "secure.test", pki.pem)
+        got = _request_over(conn, b"GET / HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
     except (ConnectionError, OSError, ssl.SSLError):
         pass
     assert b"secret" not in got, got
@@ -472,20 +482,8 @@ def test_a_split_client_hello_is_served_by_the_listener_it_names(tollgate, pki):
     routes: [{{policies: {{directResponse: {{status: 200, body: public}}}}}}]
 """), ports=[port])
     for name, body in (("other.test", b"other"), ("localhost", b"public")):
-        tls, sock, incoming, outgoing = _handshake_with_split_client_hello(port, name, pki.pem, split_at=7)
-        tls.write(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-        sock.sendall(outgoing.read())
-        got = b""
-        while not got.endswith(body):
-            data = sock.recv(65536)
-            if not data:
-                break
-            incoming.write(data)
-            try:
-                got += tls.read(65536)
-            except ssl.SSLWantReadError:
-                continue
-        sock.close()
+        conn = _handshake_with_split_client_hello(port, name, pki.pem, split_at=7)
+        got = _request_over(conn, f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode(), body)
         assert got.startswith(b"HTTP/1.1 200") and got.endswith(body), got
 
 
@@ -520,3 +518,37 @@ def test_a_reload_that_tightens_a_listener_does_not_keep_serving_old_connections
     assert r.status_code == 421, (r.status_code, r.text)
     with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
         requests.get(f"https://localhost:{port}/", verify=str(pki.pem), timeout=5)
+
+
+def test_tcp_route_weights_and_upstream_keepalive(tollgate, pki):
+    """A TCP route's backend `weight` (0 = never chosen) and `config.backend.keepalives` on the
+    route's upstream sockets."""
+    never = TlsEchoServer("never", *pki.issue("n", "a.test", dns=["a.test"]))
+    always = TlsEchoServer("always", *pki.issue("y", "a.test", dns=["a.test"]))
+    port = free_port()
+    tollgate.start(f"""\
+config:
+  backend:
+    keepalives: {{time: 41s}}
+binds:
+- port: {port}
+  listeners:
+  - protocol: TLS
+    tcpRoutes:
+    - backends:
+      - {{host: "127.0.0.1:{never.port}", weight: 0}}
+      - {{host: "127.0.0.1:{always.port}", weight: 1}}
+""", ports=[port])
+    try:
+        ctx = ssl.create_default_context(cafile=str(pki.pem))
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                    s.sendall(b"hi\n")
+                    assert s.recv(100) == b"always: hi\n"
+                    out = subprocess.run(["ss", "-tno", "state", "established", f"( dport = :{always.port} )"],
+                                         capture_output=True, text=True, timeout=10).stdout
+                    assert "timer:(keepalive,40sec" in out or "timer:(keepalive,41sec" in out, out
+        assert never.sni_seen == []
+    finally:
+        never.close(), always.close()

@@ -37,11 +37,6 @@ impl Evict {
     pub async fn notified(&self) {
         self.notify.notified().await
     }
-
-    /// Whether the connection has been told to go (without waiting).
-    pub fn is_told(&self) -> bool {
-        self.told.load(Ordering::Acquire)
-    }
 }
 
 /// The process's connection budget (shared by every bind).

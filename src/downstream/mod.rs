@@ -100,7 +100,7 @@ impl ServerApp for Gate {
             BindTransport::Tcp => {
                 let bind = gateway.bind(self.port)?;
                 let route = bind.listeners.first().and_then(|l| l.tcp_route(None))?;
-                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout).await {
+                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await {
                     tracing::debug!(target: "tollgate", port = self.port, "{why}");
                 }
                 None
@@ -228,11 +228,11 @@ impl Gate {
                     Some(tls) => {
                         let stream = handshake(tls.clone(), conn).await?;
                         drop(waiting);
-                        tcp::proxy(stream, route, gateway.connect_timeout).await
+                        tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await
                     }
                     None => {
                         drop(waiting);
-                        tcp::proxy(conn, route, gateway.connect_timeout).await
+                        tcp::proxy(conn, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await
                     }
                 };
                 if let Err(why) = result {
@@ -326,7 +326,8 @@ fn connection_shutdown(process: &ShutdownWatch, deadline: Instant) -> ShutdownWa
     rx
 }
 
-/// Turns on TCP keepalive probes on a client socket (`frontendPolicies.tcp.keepalives`).
+/// Turns on TCP keepalive probes on a socket: client sockets (`frontendPolicies.tcp`), TCP
+/// routes' upstream sockets (`config.backend.keepalives`).
 fn set_keepalive(fd: i32, ka: crate::runtime::TcpKeepalive) {
     let secs = |d: Duration| libc::c_int::try_from(d.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
     let options = [

@@ -7,10 +7,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::runtime::listener::TcpRoute;
+use crate::runtime::TcpKeepalive;
 
-/// Connects to the route's backend (by `connect_timeout`) and copies until either side
-/// closes. Returns a short reason when the connection ends in error, for the debug log.
-pub async fn proxy<C>(mut client: C, route: &TcpRoute, connect_timeout: Duration) -> Result<(), String>
+/// Connects to the route's backend (by `connect_timeout`, with `config.backend`'s TCP
+/// keepalive) and copies until either side closes. Returns a short reason when the
+/// connection ends in error, for the debug log.
+pub async fn proxy<C>(mut client: C, route: &TcpRoute, connect_timeout: Duration, keepalive: Option<TcpKeepalive>) -> Result<(), String>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -21,25 +23,12 @@ where
         Err(_) => return Err(format!("connect to {host}:{port}: timed out")),
     };
     let _ = upstream.set_nodelay(true);
-    keepalive(&upstream);
+    if let Some(ka) = keepalive {
+        use std::os::fd::AsRawFd;
+        super::set_keepalive(upstream.as_raw_fd(), ka);
+    }
     tokio::io::copy_bidirectional(&mut client, &mut upstream)
         .await
         .map(|_| ())
         .map_err(|e| format!("tcp route {}: {e}", route.name))
-}
-
-/// TCP keepalive on the upstream socket, so a vanished peer ends the copy.
-fn keepalive(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket descriptor with a pointer to a c_int.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            std::ptr::addr_of!(on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
