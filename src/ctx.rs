@@ -21,23 +21,28 @@ pub struct UpstreamPlan {
     pub connect_timeout: Option<Duration>,
     /// Longest wait for any single read or write on the upstream connection.
     pub io_timeout: Option<Duration>,
-    /// Pooling and TCP keepalive of upstream connections (`config.backend`).
-    pub pool: PoolPolicy,
+    /// Name resolution, pooling and TCP keepalive of upstream connections
+    /// (`config.dns`, `config.backend`).
+    pub connect: ConnectPolicy,
 }
 
-/// How upstream connections are kept: idle time in the pool, TCP keepalive probes.
+/// How upstream connections are made and kept: address families, idle time in the pool,
+/// TCP keepalive probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolPolicy {
+pub struct ConnectPolicy {
+    /// Which addresses of a resolved name may be dialled (`config.dns.lookupFamily`).
+    pub families: crate::proxy::peer::Families,
     /// How long an idle connection stays pooled (`poolIdleTimeout`, default 90 s).
     pub idle: Duration,
     /// TCP keepalive probes (`keepalives`; agentgateway's default: on, 3m / 3m / 9).
     pub keepalive: Option<crate::runtime::TcpKeepalive>,
 }
 
-impl Default for PoolPolicy {
+impl Default for ConnectPolicy {
     fn default() -> Self {
         let three_minutes = Duration::from_secs(180);
-        PoolPolicy {
+        ConnectPolicy {
+            families: crate::proxy::peer::Families::V4First,
             idle: Duration::from_secs(90),
             keepalive: Some(crate::runtime::TcpKeepalive { idle: three_minutes, interval: three_minutes, count: 9 }),
         }

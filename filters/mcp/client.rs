@@ -72,7 +72,7 @@ pub struct CallCtx {
     /// Connect timeout.
     pub connect_timeout: Option<Duration>,
     /// Pooling and TCP keepalive of target connections.
-    pub pool: crate::ctx::PoolPolicy,
+    pub connect: crate::ctx::ConnectPolicy,
     /// Longest wait for one upstream exchange (a response, or the next event of a stream).
     pub wait: Duration,
     /// The client request's overall deadline (`timeout.requestTimeout`), if any.
@@ -185,7 +185,7 @@ impl HttpClient {
             tls: origin.tls.then(|| cc.tls.clone().unwrap_or_default()),
             connect_timeout: cc.connect_timeout,
             io_timeout: None,
-            pool: cc.pool,
+            connect: cc.connect,
         };
         let authority = origin.authority();
         let peer = build_peer(&plan, Some(&authority)).await.map_err(|e| McpError::Upstream(format!("{authority}: {e}")))?;

@@ -88,7 +88,7 @@ impl McpProxy {
             headers: req.headers.clone(),
             tls: ctx.upstream.tls.clone(),
             connect_timeout: ctx.upstream.connect_timeout,
-            pool: ctx.upstream.pool,
+            connect: ctx.upstream.connect,
             wait,
             client: self.store.client.clone(),
             access: ctx.extensions.get::<crate::filters::mcp_authorization::McpAccess>().cloned(),

@@ -43,8 +43,8 @@ pub struct Settings {
     /// Histogram representation: `classic` (the default, and what tollgate's Prometheus
     /// endpoint serves); native histograms are not supported yet.
     pub histograms: Option<HistogramMode>,
-    /// Not supported yet.
-    pub dns: Option<Unsupported>,
+    /// How upstream host names are resolved.
+    pub dns: Option<DnsSettings>,
     /// Needs agentgateway's control plane (never on one host).
     pub local_xds_path: Option<ControlPlaneOnly>,
     /// Not supported yet.
@@ -228,4 +228,30 @@ pub struct BackendSettings {
     pub keepalives: Option<super::frontend::Keepalives>,
     /// Not supported yet.
     pub pool_max_size: Option<Unsupported>,
+}
+
+/// `config.dns`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsSettings {
+    /// Which address families upstream names resolve to (default `Auto`).
+    pub lookup_family: Option<LookupFamily>,
+    /// Not supported yet: tollgate uses the system resolver as configured.
+    pub edns0: Option<Unsupported>,
+}
+
+/// `config.dns.lookupFamily`, as agentgateway names the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum LookupFamily {
+    /// IPv4 only when `enableIpv6: false`, else both (IPv4 first).
+    #[default]
+    Auto,
+    /// Both families (IPv4 first).
+    All,
+    /// IPv4 when there is one, else IPv6.
+    V4Preferred,
+    /// IPv4 addresses only.
+    V4Only,
+    /// IPv6 addresses only.
+    V6Only,
 }

@@ -100,7 +100,7 @@ impl ServerApp for Gate {
             BindTransport::Tcp => {
                 let bind = gateway.bind(self.port)?;
                 let route = bind.listeners.first().and_then(|l| l.tcp_route(None))?;
-                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await {
+                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_connect).await {
                     tracing::debug!(target: "tollgate", port = self.port, "{why}");
                 }
                 None
@@ -228,11 +228,11 @@ impl Gate {
                     Some(tls) => {
                         let stream = handshake(tls.clone(), conn).await?;
                         drop(waiting);
-                        tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await
+                        tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_connect).await
                     }
                     None => {
                         drop(waiting);
-                        tcp::proxy(conn, route, gateway.connect_timeout, gateway.upstream_pool.keepalive).await
+                        tcp::proxy(conn, route, gateway.connect_timeout, gateway.upstream_connect).await
                     }
                 };
                 if let Err(why) = result {

@@ -72,7 +72,7 @@ impl TollgateProxy {
         };
         let route = selected.route.clone();
         ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
-        ctx.upstream.pool = gateway.upstream_pool;
+        ctx.upstream.connect = gateway.upstream_connect;
         ctx.max_buffer = gateway.frontend.max_buffer;
         ctx.original_path = req.uri.path().to_string();
         ctx.matched_prefix = selected.matched_prefix;

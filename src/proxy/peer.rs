@@ -15,25 +15,57 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest DNS lookup.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Resolves `host:port` without blocking the runtime; IP literals skip DNS.
-pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+/// Which addresses of a name are dialled, and in which order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Families {
+    /// Either family, IPv4 first (loopback-only and v4-only networks are common).
+    V4First,
+    /// IPv4 only.
+    V4Only,
+    /// IPv6 only.
+    V6Only,
+}
+
+impl Families {
+    /// agentgateway's `lookupFamily`; `Auto` depends on `enableIpv6` (default true).
+    pub fn from_config(family: crate::config::settings::LookupFamily, enable_ipv6: bool) -> Families {
+        use crate::config::settings::LookupFamily as L;
+        match family {
+            L::Auto if !enable_ipv6 => Families::V4Only,
+            L::Auto | L::All | L::V4Preferred => Families::V4First,
+            L::V4Only => Families::V4Only,
+            L::V6Only => Families::V6Only,
+        }
+    }
+
+    fn admits(self, ip: &IpAddr) -> bool {
+        match self {
+            Families::V4First => true,
+            Families::V4Only => ip.is_ipv4(),
+            Families::V6Only => ip.is_ipv6(),
+        }
+    }
+}
+
+/// Resolves `host:port` without blocking the runtime; IP literals skip DNS (and the family
+/// rule: an address written in the config is dialled as written).
+pub async fn resolve(host: &str, port: u16, families: Families) -> Result<SocketAddr> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
     let lookup = tokio::net::lookup_host((bare, port));
     let addrs = match tokio::time::timeout(DNS_TIMEOUT, lookup).await {
-        Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+        Ok(Ok(addrs)) => addrs.filter(|a| families.admits(&a.ip())).collect::<Vec<_>>(),
         Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
         Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
     };
-    // Prefer IPv4 when both exist: loopback-only and v4-only networks are common.
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .ok_or_else(|| dns_error(format!("{host}: no addresses")))
+        .ok_or_else(|| dns_error(format!("{host}: no addresses of the allowed families (config.dns.lookupFamily)")))
 }
 
 fn dns_error(msg: String) -> Box<Error> {
@@ -57,7 +89,7 @@ pub fn tls_name(plan: &UpstreamPlan, upstream_host_header: Option<&str>) -> Stri
 
 /// Builds the peer for one upstream attempt.
 pub async fn build_peer(plan: &UpstreamPlan, upstream_host_header: Option<&str>) -> Result<Box<HttpPeer>> {
-    let addr = resolve(&plan.host, plan.port).await?;
+    let addr = resolve(&plan.host, plan.port, plan.connect.families).await?;
     let sni = if plan.tls.is_some() { tls_name(plan, upstream_host_header) } else { String::new() };
     let mut peer = HttpPeer::new(addr, plan.tls.is_some(), sni);
     let connect = plan.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -65,8 +97,8 @@ pub async fn build_peer(plan: &UpstreamPlan, upstream_host_header: Option<&str>)
     peer.options.total_connection_timeout = Some(connect);
     peer.options.read_timeout = plan.io_timeout;
     peer.options.write_timeout = plan.io_timeout;
-    peer.options.idle_timeout = Some(plan.pool.idle);
-    peer.options.tcp_keepalive = plan.pool.keepalive.map(|ka| pingora::protocols::l4::ext::TcpKeepalive {
+    peer.options.idle_timeout = Some(plan.connect.idle);
+    peer.options.tcp_keepalive = plan.connect.keepalive.map(|ka| pingora::protocols::l4::ext::TcpKeepalive {
         idle: ka.idle,
         interval: ka.interval,
         count: usize::try_from(ka.count).unwrap_or(9),

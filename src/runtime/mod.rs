@@ -32,7 +32,7 @@ pub struct Gateway {
     /// TCP keepalive for client connections (`frontendPolicies.tcp.keepalives`), if enabled.
     pub client_keepalive: Option<TcpKeepalive>,
     /// Pooling and keepalive of upstream connections (`config.backend`).
-    pub upstream_pool: crate::ctx::PoolPolicy,
+    pub upstream_connect: crate::ctx::ConnectPolicy,
     /// PROXY protocol in front of every connection (`frontendPolicies.proxyProtocol`):
     /// the versions accepted and whether the header is required.
     pub proxy_protocol: Option<(crate::downstream::proxy_protocol::Versions, bool)>,
@@ -302,13 +302,15 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         Some(t) => TcpKeepalive::from_config(&t.keepalives).map_err(|e| format!("frontendPolicies.tcp.{e}"))?,
         None => None,
     };
-    let mut upstream_pool = crate::ctx::PoolPolicy::default();
+    let mut upstream_connect = crate::ctx::ConnectPolicy::default();
+    let family = config.config.dns.as_ref().and_then(|d| d.lookup_family).unwrap_or_default();
+    upstream_connect.families = crate::proxy::peer::Families::from_config(family, config.config.enable_ipv6.unwrap_or(true));
     if let Some(b) = &config.config.backend {
         if let Some(idle) = b.pool_idle_timeout {
-            upstream_pool.idle = idle.0;
+            upstream_connect.idle = idle.0;
         }
         if let Some(k) = &b.keepalives {
-            upstream_pool.keepalive = TcpKeepalive::from_config(k).map_err(|e| format!("config.backend.{e}"))?;
+            upstream_connect.keepalive = TcpKeepalive::from_config(k).map_err(|e| format!("config.backend.{e}"))?;
         }
     }
     let proxy_protocol = config.frontend_policies.proxy_protocol.map(|p| {
@@ -320,7 +322,7 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         };
         (versions, p.mode.unwrap_or(ProxyMode::Strict) == ProxyMode::Strict)
     });
-    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_pool, proxy_protocol })
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_connect, proxy_protocol })
 }
 
 fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
