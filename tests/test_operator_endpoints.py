@@ -6,7 +6,7 @@ import openai
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import seed_with_local_hosts
+from conftest import free_port, seed_with_local_hosts, serve_listeners
 
 ADMIN, STATS, READY = "http://127.0.0.1:15000", "http://127.0.0.1:15020", "http://127.0.0.1:15021"
 
@@ -68,3 +68,46 @@ def test_admin_readiness_logging_and_quit(tollgate, provider_front, llmock):
     assert requests.post(f"{ADMIN}/quitquitquit", timeout=5).status_code == 200
     proc.proc.wait(timeout=20)
     assert proc.proc.returncode == 0
+
+
+def test_config_metrics_removes_metrics_and_adds_cel_labels(tollgate, llmock):
+    """`config.metrics`: `remove` drops metrics named as agentgateway names them (with its
+    prefix, or bare); `fields.add` labels the request and GenAI metrics with a CEL string,
+    anything else becoming `unknown`."""
+    stats = free_port()
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - ai: {{name: l, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{model: pinned}}}}}}
+""", settings=f"""config:
+  statsAddr: 127.0.0.1:{stats}
+  metrics:
+    remove: [agentgateway_request_duration_seconds, mcp_sessions]
+    fields:
+      add:
+        team: 'request.headers["x-team"]'
+        number: '1 + 1'
+""")
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-team": "red"})
+    c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}])
+    text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+    all_samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    names = {s.name for s in all_samples}
+    assert "tollgate_requests_total" in names and "gen_ai_server_request_duration_seconds_count" in names, names
+    assert not any(n.startswith(("tollgate_request_duration", "tollgate_mcp_sessions")) for n in names), names
+    reqs = {s.labels["team"]: s for s in all_samples if s.name == "tollgate_requests_total"}
+    assert set(reqs) == {"red", "unknown"}, reqs
+    assert all(s.labels["number"] == "unknown" and s.value == 1 for s in reqs.values())
+    tokens = [s for s in all_samples if s.name == "gen_ai_client_token_usage_count"]
+    assert {s.labels["team"] for s in tokens} == {"red", "unknown"}, tokens
+
+
+def test_config_metrics_label_names_are_checked(tmp_path):
+    import subprocess
+    from conftest import BIN
+    for name, why in [("bad-name", "not a Prometheus label name"), ("route", "already sets")]:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"config:\n  metrics:\n    fields:\n      add:\n        {name}: '\"x\"'\nbinds: []\n")
+        p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
+        assert p.returncode != 0 and why in p.stderr and name in p.stderr, p.stderr

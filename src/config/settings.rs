@@ -196,8 +196,34 @@ pub struct MetricsSettings {
     /// Metric names to drop.
     #[serde(default)]
     pub remove: Vec<String>,
-    /// Extra labels (name → CEL).
-    pub fields: Option<FieldsSettings>,
+    /// Extra labels (name → CEL) on the request, GenAI and MCP metrics.
+    pub fields: Option<MetricFields>,
+}
+
+/// `config.metrics.fields`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricFields {
+    /// Label name → CEL expression (compiled at load); names Prometheus accepts that do not
+    /// shadow a label tollgate sets.
+    #[serde(default, deserialize_with = "label_fields")]
+    pub add: IndexMap<String, Expression>,
+}
+
+fn label_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IndexMap<String, Expression>, D::Error> {
+    let add = IndexMap::<String, Expression>::deserialize(d)?;
+    for name in add.keys() {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid {
+            return Err(serde::de::Error::custom(format!("`{name}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")));
+        }
+        if crate::telemetry::metrics::BUILT_IN_LABELS.contains(&name.as_str()) {
+            return Err(serde::de::Error::custom(format!("`{name}` is a label tollgate already sets")));
+        }
+    }
+    Ok(add)
 }
 
 /// `config.session`.

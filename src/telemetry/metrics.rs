@@ -1,5 +1,7 @@
 //! Prometheus metrics (served on `statsAddr` at `/metrics`): requests by route, backend and
 //! status, and the OpenTelemetry GenAI client/server metrics for LLM calls.
+//! `config.metrics` drops metrics by name (`remove`) and adds CEL-valued labels to the
+//! request, GenAI and MCP metrics (`fields.add`), as agentgateway does.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +17,8 @@ struct RequestLabels {
     route: String,
     backend: String,
     status: u16,
+    #[prometheus(flatten)]
+    custom: CustomLabels,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +27,8 @@ struct GenAiLabels {
     gen_ai_system: &'static str,
     gen_ai_request_model: String,
     gen_ai_response_model: String,
+    #[prometheus(flatten)]
+    custom: CustomLabels,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +38,8 @@ struct TokenLabels {
     gen_ai_system: &'static str,
     gen_ai_request_model: String,
     gen_ai_response_model: String,
+    #[prometheus(flatten)]
+    custom: CustomLabels,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,7 +49,18 @@ struct McpLabels {
     resource_type: &'static str,
     resource: String,
     error: bool,
+    #[prometheus(flatten)]
+    custom: CustomLabels,
 }
+
+/// The labels tollgate's own metrics carry (custom ones may not reuse them).
+pub const BUILT_IN_LABELS: &[&str] = &[
+    "route", "backend", "status", "gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model", "gen_ai_response_model",
+    "gen_ai_token_type", "method", "server", "resource_type", "resource", "error", "le",
+];
+
+/// Labels from `config.metrics.fields.add`, in config order: (name, value).
+pub type CustomLabels = Vec<(String, String)>;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -77,35 +96,86 @@ fn per_token_seconds() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(&[])
+    }
+}
+
+/// Every metric tollgate registers, and whether it is a counter (exposed with `_total`).
+const KNOWN: &[(&str, bool)] = &[
+    ("tollgate_requests", true),
+    ("tollgate_request_duration_seconds", false),
+    ("gen_ai_client_token_usage", false),
+    ("gen_ai_server_request_duration_seconds", false),
+    ("gen_ai_server_time_to_first_token_seconds", false),
+    ("gen_ai_server_time_per_output_token_seconds", false),
+    ("tollgate_mcp_requests", true),
+    ("tollgate_mcp_sessions", false),
+];
+
+/// The names a metric may be removed by: as written, with the `_total` a counter is exposed
+/// with, and with agentgateway's or tollgate's prefix (agentgateway's configs name its own).
+fn removal_names(registered: &str, counter: bool) -> Vec<String> {
+    let bare = registered.strip_prefix("tollgate_").unwrap_or(registered);
+    let mut names = Vec::new();
+    for base in [bare.to_string(), format!("tollgate_{bare}"), format!("agentgateway_{bare}")] {
+        names.push(base.clone());
+        if counter {
+            names.push(format!("{base}_total"));
+        }
+        if let Some(unitless) = base.strip_suffix("_seconds") {
+            names.push(unitless.to_string());
+        }
+    }
+    names
+}
+
+impl Metrics {
+    /// The metrics, without those `remove` names (`config.metrics.remove`); unknown names
+    /// are logged and ignored, as there is nothing to remove.
+    pub fn new(remove: &[String]) -> Self {
         let mut registry = Registry::default();
+        let removed = |name: &str, counter: bool| removal_names(name, counter).iter().any(|n| remove.contains(n));
+        macro_rules! register {
+            ($name:expr, $counter:expr, $help:expr, $metric:expr) => {
+                if !removed($name, $counter) {
+                    registry.register($name, $help, $metric);
+                }
+            };
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration: HistogramFamily<RequestLabels> = Family::new_with_constructor(seconds);
         let token_usage: HistogramFamily<TokenLabels> = Family::new_with_constructor(tokens);
         let llm_duration: HistogramFamily<GenAiLabels> = Family::new_with_constructor(seconds);
         let time_to_first_token: HistogramFamily<GenAiLabels> = Family::new_with_constructor(seconds);
         let time_per_output_token: HistogramFamily<GenAiLabels> = Family::new_with_constructor(per_token_seconds);
-        registry.register("tollgate_requests", "Requests handled, by route, backend and status", requests.clone());
-        registry.register("tollgate_request_duration_seconds", "Request duration until the response ended", request_duration.clone());
-        registry.register("gen_ai_client_token_usage", "Tokens used per LLM call (input or output)", token_usage.clone());
-        registry.register("gen_ai_server_request_duration_seconds", "LLM call duration", llm_duration.clone());
-        registry.register("gen_ai_server_time_to_first_token_seconds", "Time to the first response bytes of an LLM call", time_to_first_token.clone());
-        registry.register("gen_ai_server_time_per_output_token_seconds", "Time per output token after the first", time_per_output_token.clone());
+        register!("tollgate_requests", true, "Requests handled, by route, backend and status", requests.clone());
+        register!("tollgate_request_duration_seconds", false, "Request duration until the response ended", request_duration.clone());
+        register!("gen_ai_client_token_usage", false, "Tokens used per LLM call (input or output)", token_usage.clone());
+        register!("gen_ai_server_request_duration_seconds", false, "LLM call duration", llm_duration.clone());
+        register!("gen_ai_server_time_to_first_token_seconds", false, "Time to the first response bytes of an LLM call", time_to_first_token.clone());
+        register!("gen_ai_server_time_per_output_token_seconds", false, "Time per output token after the first", time_per_output_token.clone());
         let mcp_requests = Family::<McpLabels, Counter>::default();
-        registry.register("tollgate_mcp_requests", "MCP messages by method, target and tool/prompt/resource", mcp_requests.clone());
+        register!("tollgate_mcp_requests", true, "MCP messages by method, target and tool/prompt/resource", mcp_requests.clone());
         let mcp_sessions = Family::<SessionLabels, prometheus_client::metrics::gauge::Gauge>::default();
-        registry.register("tollgate_mcp_sessions", "Open MCP client sessions, by front end", mcp_sessions.clone());
+        register!("tollgate_mcp_sessions", false, "Open MCP client sessions, by front end", mcp_sessions.clone());
+        for name in remove {
+            if !KNOWN.iter().any(|(m, counter)| removal_names(m, *counter).contains(name)) {
+                tracing::warn!(target: "tollgate", metric = %name, "config.metrics.remove names no metric tollgate exports");
+            }
+        }
         Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions }
     }
 }
 
 impl Metrics {
-    /// Records a finished request.
-    pub fn record(&self, ctx: &RequestCtx) {
+    /// Records a finished request; `custom` are the `config.metrics.fields.add` labels.
+    pub fn record(&self, ctx: &RequestCtx, custom: &CustomLabels) {
         let elapsed = ctx.started.elapsed();
         let labels = RequestLabels {
             route: ctx.route.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
             backend: ctx.backend.as_ref().map(|b| b.name.clone()).unwrap_or_default(),
             status: ctx.status.unwrap_or(0),
+            custom: custom.clone(),
         };
         self.requests.get_or_create(&labels).inc();
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
@@ -125,6 +195,7 @@ impl Metrics {
                 resource_type: m.resource_type.unwrap_or(""),
                 resource: if served { m.resource.clone().unwrap_or_default() } else { String::new() },
                 error: !served,
+                custom: custom.clone(),
             };
             self.mcp_requests.get_or_create(&labels).inc();
         }
@@ -137,6 +208,7 @@ impl Metrics {
             gen_ai_system: llm.provider,
             gen_ai_request_model: llm.request_model.clone().unwrap_or_default(),
             gen_ai_response_model: llm.response_model.clone().unwrap_or_default(),
+            custom: custom.clone(),
         };
         self.llm_duration.get_or_create(&gen).observe(elapsed.as_secs_f64());
         if let Some(ttft) = llm.time_to_first_byte {
@@ -154,6 +226,7 @@ impl Metrics {
                     gen_ai_system: gen.gen_ai_system,
                     gen_ai_request_model: gen.gen_ai_request_model.clone(),
                     gen_ai_response_model: gen.gen_ai_response_model.clone(),
+                    custom: custom.clone(),
                 };
                 self.token_usage.get_or_create(&labels).observe(n as f64);
             }

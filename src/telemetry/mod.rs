@@ -33,6 +33,8 @@ pub struct Telemetry {
     redact: Vec<String>,
     /// The CEL variables any expression reads.
     roots: Vec<String>,
+    /// `config.metrics.fields.add`: extra metric labels.
+    metric_fields: Vec<(String, Expression)>,
 }
 
 impl Telemetry {
@@ -44,8 +46,10 @@ impl Telemetry {
             Some(t) => TraceConfig::from_settings(t)?,
             None => None,
         };
+        let metric_fields = metric_fields(settings);
         let exprs: Vec<&Expression> = access_log
             .expressions()
+            .chain(metric_fields.iter().map(|(_, e)| e))
             .chain(trace_config.iter().flat_map(|t| t.fields.iter().map(|(_, e)| e).chain(t.sampling_expr.as_ref())))
             .collect();
         let mentions = |p: &str| exprs.iter().any(|e| e.mentions(p));
@@ -70,12 +74,13 @@ impl Telemetry {
         roots.dedup();
         Ok(Telemetry {
             access_log,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new(settings.metrics.as_ref().map_or(&[], |m| &m.remove))),
             trace_config,
             tracing: OnceLock::new(),
             needs,
             redact,
             roots,
+            metric_fields,
         })
     }
 
@@ -136,18 +141,40 @@ impl Telemetry {
 
     /// Called when a request has ended: metrics, the access-log line and the span.
     pub fn finish(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &mut RequestCtx) {
-        self.metrics.record(ctx);
         let log = self.access_log.enabled();
         let span = ctx.span.take().filter(|s| s.is_recording());
         let tracing = self.tracer().zip(self.trace_config.as_ref()).zip(span);
         let log_cel = log && self.access_log.expressions().next().is_some();
         let trace_cel = tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());
         let ctx = &*ctx;
-        if log_cel || trace_cel {
-            cel::with_evaluator(|scope| self.bind(scope, source, ctx), |ev| self.report(Some(ev), log, tracing, error, ctx));
+        if log_cel || trace_cel || !self.metric_fields.is_empty() {
+            cel::with_evaluator(
+                |scope| self.bind(scope, source, ctx),
+                |ev| {
+                    let custom = self.metric_labels(ev);
+                    self.metrics.record(ctx, &custom);
+                    self.report(Some(ev), log, tracing, error, ctx)
+                },
+            );
         } else {
+            self.metrics.record(ctx, &Vec::new());
             self.report(None, log, tracing, error, ctx);
         }
+    }
+
+    /// The `config.metrics.fields.add` labels: a CEL string as it is, anything else (an
+    /// error, null, a number) `unknown`, as agentgateway writes them.
+    fn metric_labels<'e>(&'e self, ev: &mut cel::Evaluator<'e, '_, '_>) -> metrics::CustomLabels {
+        self.metric_fields
+            .iter()
+            .map(|(name, expr)| {
+                let value = match ev.eval(expr) {
+                    Some(::cel::Value::String(s)) => s.to_string(),
+                    _ => "unknown".to_string(),
+                };
+                (name.clone(), value)
+            })
+            .collect()
     }
 
     fn report<'e>(
@@ -190,6 +217,12 @@ impl Telemetry {
             scope.add_variable_from_value(root.as_str(), to_cel(value));
         }
     }
+}
+
+/// `config.metrics.fields.add` (its label names were checked at load).
+fn metric_fields(settings: &Settings) -> Vec<(String, Expression)> {
+    let add = settings.metrics.as_ref().and_then(|m| m.fields.as_ref()).map(|f| &f.add);
+    add.into_iter().flatten().map(|(name, expr)| (name.clone(), expr.clone())).collect()
 }
 
 /// The span name (from a `span.name` field) and its attributes: OpenTelemetry HTTP and GenAI
