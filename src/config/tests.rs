@@ -157,8 +157,8 @@ fn backend_connect_timeout_reaches_the_runtime() {
 
 #[test]
 fn not_supported_messages_name_the_field_plainly() {
-    let e = parse("config:\n  dns: {}\n").unwrap_err();
-    assert_eq!((e.path.as_str(), e.message.as_str()), ("config.dns", "is an agentgateway field that tollgate does not support yet"));
+    let e = parse("config:\n  dns: {edns0: true}\n").unwrap_err();
+    assert_eq!((e.path.as_str(), e.message.as_str()), ("config.dns.edns0", "is an agentgateway field that tollgate does not support yet"));
     let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies: {backendAuth: copilot}\n").unwrap_err();
     assert_eq!(e.message, "backendAuth `copilot` is not supported yet (only `key`)");
 }
