@@ -1,4 +1,5 @@
-//! Route backends: `host`, `ai` (LLM provider) and `mcp`, each with a weight and its own policies.
+//! Route backends: `host`, `ai` (LLM provider), `mcp`, a named backend or a route group, each
+//! with a weight and its own policies.
 
 use serde::de;
 use serde::Deserialize;
@@ -36,6 +37,8 @@ pub enum BackendKind {
     Mcp(Box<McpBackend>),
     /// `backend: name`: one of the top-level `backends`, resolved right after parsing.
     Named(String),
+    /// `routeGroup: name`: delegation to the routes of a top-level `routeGroups` entry.
+    RouteGroup(String),
 }
 
 // The `Unsupported` fields exist only to fail the load with a clear message.
@@ -56,22 +59,30 @@ struct LocalBackendRaw {
     internal: Option<Unsupported>,
     dynamic: Option<Unsupported>,
     aws: Option<Unsupported>,
-    route_group: Option<Unsupported>,
+    route_group: Option<String>,
     invalid: Option<Unsupported>,
 }
 
 impl<'de> Deserialize<'de> for LocalBackend {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = LocalBackendRaw::deserialize(d)?;
-        let kind = match (raw.host, raw.ai, raw.mcp, raw.backend) {
-            (Some(h), None, None, None) => {
+        let kind = match (raw.host, raw.ai, raw.mcp, raw.backend, raw.route_group) {
+            (Some(h), None, None, None, None) => {
                 validate_host_port(&h).map_err(de::Error::custom)?;
                 BackendKind::Host(h)
             }
-            (None, Some(a), None, None) => BackendKind::Ai(a),
-            (None, None, Some(m), None) => BackendKind::Mcp(m),
-            (None, None, None, Some(name)) => BackendKind::Named(name),
-            _ => return Err(de::Error::custom("a backend needs exactly one of host, ai, mcp, backend")),
+            (None, Some(a), None, None, None) => BackendKind::Ai(a),
+            (None, None, Some(m), None, None) => BackendKind::Mcp(m),
+            (None, None, None, Some(name), None) => BackendKind::Named(name),
+            (None, None, None, None, Some(group)) => {
+                // agentgateway attaches them to the reference, where they never reach the
+                // group's backends: refuse rather than ignore.
+                if !raw.policies.0.is_empty() {
+                    return Err(de::Error::custom("a routeGroup backend takes no policies (they would never apply); set them on the route or the group's routes"));
+                }
+                BackendKind::RouteGroup(group)
+            }
+            _ => return Err(de::Error::custom("a backend needs exactly one of host, ai, mcp, backend, routeGroup")),
         };
         let weight = raw.weight.unwrap_or(1);
         Ok(LocalBackend { name: raw.name, weight, policies: raw.policies, kind })

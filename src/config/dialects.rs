@@ -346,8 +346,8 @@ fn resolve_named_backends(config: &mut LocalConfig) -> Result<(), String> {
     let mut named: IndexMap<String, LocalBackend> = IndexMap::new();
     for (i, b) in std::mem::take(&mut config.backends).into_iter().enumerate() {
         let name = b.name.clone().ok_or_else(|| format!("backends[{i}] needs a `name`"))?;
-        if matches!(b.kind, BackendKind::Named(_)) {
-            return Err(format!("backends[{i}] ({name}) cannot itself be a `backend:` reference"));
+        if matches!(b.kind, BackendKind::Named(_) | BackendKind::RouteGroup(_)) {
+            return Err(format!("backends[{i}] ({name}) must be a host, ai or mcp backend (not a `backend:` or `routeGroup:` reference)"));
         }
         if named.insert(name.clone(), b).is_some() {
             return Err(format!("backends[{i}]: the name `{name}` is used twice"));
@@ -380,6 +380,16 @@ fn resolve_named_backends(config: &mut LocalConfig) -> Result<(), String> {
     for (ri, r) in config.routes.iter_mut().enumerate() {
         for (i, b) in r.backends.iter_mut().enumerate() {
             resolve(&format!("routes[{ri}].backends[{i}]"), b)?;
+        }
+    }
+    for (gi, g) in config.route_groups.iter_mut().enumerate() {
+        for (ri, r) in g.routes.iter_mut().enumerate() {
+            if r.gateways.is_some() {
+                return Err(format!("routeGroups[{gi}].routes[{ri}]: a group's routes attach through `routeGroup:` backends, not `gateways`"));
+            }
+            for (i, b) in r.backends.iter_mut().enumerate() {
+                resolve(&format!("routeGroups[{gi}].routes[{ri}].backends[{i}]"), b)?;
+            }
         }
     }
     Ok(())

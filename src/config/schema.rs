@@ -36,8 +36,9 @@ pub struct LocalConfig {
     /// Named backends that routes refer to with `backend: name`.
     #[serde(default)]
     pub backends: Vec<LocalBackend>,
-    /// Not supported yet.
-    pub route_groups: Option<Unsupported>,
+    /// Routes that routes delegate to with a `routeGroup: name` backend.
+    #[serde(default)]
+    pub route_groups: Vec<LocalRouteGroup>,
     /// Ports and listeners that top-level routes attach to (rewritten into `binds`).
     #[serde(default)]
     pub gateways: IndexMap<String, LocalGateway>,
@@ -53,6 +54,17 @@ pub struct LocalConfig {
     pub mcp: Option<SimpleMcp>,
     /// Not supported yet.
     pub ui: Option<Unsupported>,
+}
+
+/// `routeGroups[]`: routes matched, against the whole request, when a route's
+/// `routeGroup: name` backend is chosen.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalRouteGroup {
+    /// What `routeGroup:` backends refer to.
+    pub name: String,
+    /// The group's routes.
+    pub routes: Vec<LocalRoute>,
 }
 
 /// One listening port.

@@ -70,13 +70,23 @@ impl TollgateProxy {
             }
             return Err(not_found());
         };
-        let route = selected.route.clone();
+        let mut route = selected.route.clone();
+        let mut matched_prefix = selected.matched_prefix;
+        let mut backend = route.pick_backend().cloned();
+        // `routeGroup:` delegation: the group's routes are matched against the same request
+        // (compiled acyclic, so this ends); no route of the group matching is a 404.
+        while let Some(BackendTarget::RouteGroup(table)) = backend.as_ref().map(|b| &b.target) {
+            let selected = table.select(req, host).ok_or_else(not_found)?;
+            route = selected.route.clone();
+            matched_prefix = selected.matched_prefix;
+            backend = route.pick_backend().cloned();
+        }
         ctx.upstream.connect_timeout = Some(gateway.connect_timeout);
         ctx.upstream.connect = gateway.upstream_connect;
         ctx.max_buffer = gateway.frontend.max_buffer;
         ctx.original_path = req.uri.path().to_string();
-        ctx.matched_prefix = selected.matched_prefix;
-        ctx.backend = route.pick_backend().cloned();
+        ctx.matched_prefix = matched_prefix;
+        ctx.backend = backend;
         ctx.chain = Some(match &ctx.backend {
             Some(b) => b.chain.clone(),
             None => route.chain_without_backend.clone(),

@@ -170,6 +170,9 @@ pub enum BackendTarget {
     Ai(AiTarget),
     /// MCP targets; served by the `mcp` filter.
     Mcp,
+    /// `routeGroup:` delegation: the group's routes (their policies merged over the
+    /// delegating route's), matched against the whole request once this backend is chosen.
+    RouteGroup(Arc<RouteTable>),
 }
 
 /// An LLM provider backend, ready for the `ai` filter.
@@ -269,7 +272,8 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
                 let name = route.name.clone().unwrap_or_else(|| format!("bind{}/route{ri}", bind.port));
                 // Listener (gateway-level) policies apply to every route; a route's own win.
                 let policies = Policies(merge(&listener.policies.0, &route.policies));
-                let compiled = compile_route(name, &at, &policies, &route.backends, shared).map_err(|e| format!("{at}: {e}"))?;
+                let scope = Scope { shared, groups: &config.route_groups, delegating: Vec::new() };
+                let compiled = compile_route(name, &at, &policies, &route.backends, &scope).map_err(|e| format!("{at}: {e}"))?;
                 routes.add(Arc::new(compiled), &route.hostnames, &route.matches);
             }
             let hostname = listener::hostname_pattern(listener.hostname.as_deref());
@@ -325,7 +329,40 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
     Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_connect, proxy_protocol })
 }
 
-fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], shared: &Shared) -> Result<CompiledRoute, String> {
+/// What compiling a route may refer to: process-wide state, the route groups, and the
+/// groups being compiled around it (a group that delegates to itself is a cycle).
+struct Scope<'a> {
+    shared: &'a Shared,
+    groups: &'a [crate::config::schema::LocalRouteGroup],
+    delegating: Vec<&'a str>,
+}
+
+/// Compiles the routes of group `name` under a delegating route's `policies` (theirs win).
+fn compile_group(name: &str, policies: &Policies, scope: &Scope<'_>) -> Result<RouteTable, String> {
+    let (gi, group) = scope
+        .groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| g.name == name)
+        .ok_or_else(|| format!("no route group is named `{name}`"))?;
+    if scope.delegating.contains(&group.name.as_str()) {
+        return Err(format!("route group `{name}` delegates to itself ({} -> {name})", scope.delegating.join(" -> ")));
+    }
+    let mut inner = Scope { shared: scope.shared, groups: scope.groups, delegating: scope.delegating.clone() };
+    inner.delegating.push(group.name.as_str());
+    let mut table = RouteTable::default();
+    for (ri, route) in group.routes.iter().enumerate() {
+        let at = format!("routeGroups[{gi}].routes[{ri}]");
+        let route_name = route.name.clone().unwrap_or_else(|| format!("routegroup/{name}/route{ri}"));
+        let merged = Policies(merge(policies, &route.policies));
+        let compiled = compile_route(route_name, &at, &merged, &route.backends, &inner).map_err(|e| format!("{at}: {e}"))?;
+        table.add(Arc::new(compiled), &route.hostnames, &route.matches);
+    }
+    Ok(table)
+}
+
+fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalBackend], scope: &Scope<'_>) -> Result<CompiledRoute, String> {
+    let shared = scope.shared;
     let mut compiled = Vec::new();
     for (i, b) in backends.iter().enumerate() {
         let (bname, target, entries) = match &b.kind {
@@ -343,6 +380,10 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
                 (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries)
             }
             BackendKind::Named(name) => return Err(format!("backends[{i}]: `backend: {name}` was not resolved")),
+            BackendKind::RouteGroup(group) => {
+                let table = compile_group(group, policies, scope).map_err(|e| format!("backends[{i}]: {e}"))?;
+                (format!("routegroup/{group}"), BackendTarget::RouteGroup(Arc::new(table)), Vec::new())
+            }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
                 let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{at}.backends[{i}]"))?;

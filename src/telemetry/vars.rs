@@ -105,6 +105,8 @@ pub fn backend(ctx: &RequestCtx) -> Json {
         BackendTarget::Host { .. } => ("static", "http"),
         BackendTarget::Ai(_) => ("ai", "llm"),
         BackendTarget::Mcp => ("mcp", "mcp"),
+        // Never the chosen backend: delegation picks one of the group's routes' backends.
+        BackendTarget::RouteGroup(_) => ("unknown", "http"),
     };
     json!({"name": b.name, "type": kind, "protocol": protocol})
 }
