@@ -17,10 +17,16 @@ fn main() -> ExitCode {
         }
     };
     if cli.validate_only {
+        for w in &loaded.config.warnings {
+            eprintln!("warning: {w}");
+        }
         println!("config is valid: {} bind(s)", loaded.gateway.binds.len());
         return ExitCode::SUCCESS;
     }
     let log_control = logging::init(loaded.config.config.logging.as_ref());
+    for w in &loaded.config.warnings {
+        tracing::warn!(target: "tollgate", "{w}");
+    }
     match server::run(cli, loaded, log_control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -62,6 +62,9 @@ pub fn reload(path: &Path, gateway: &ArcSwap<Gateway>, shared: &runtime::Shared)
             path.display()
         ));
     }
+    for w in &parsed.warnings {
+        tracing::warn!(target: "tollgate", "{}: {w}", path.display());
+    }
     gateway.store(Arc::new(compiled));
     ReloadOutcome::Applied
 }

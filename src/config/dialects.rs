@@ -179,7 +179,9 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
     if let Some(access_log) = config.frontend_policies.access_log.take() {
         access_log.merge_into(config.config.logging.get_or_insert_with(Default::default))?;
     }
+    super::targets::apply_backend_targets(config)?;
     resolve_named_backends(config)?;
+    let mut gateway_names = vec!["default".to_string(); config.binds.len()];
     let gateways = std::mem::take(&mut config.gateways);
     let mut routes = std::mem::take(&mut config.routes);
     let mut tcp_routes = std::mem::take(&mut config.tcp_routes);
@@ -229,8 +231,9 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
             tunnel_protocol: None,
             mode: None,
         });
+        gateway_names.push(if name == SHORTCUT_KEY { "default".into() } else { name });
     }
-    Ok(())
+    super::targets::apply_route_and_gateway_targets(config, &gateway_names)
 }
 
 /// The `mcp:` shortcut's own bind among the gateways (not a name a gateway can have).

@@ -8,6 +8,7 @@ pub mod mcp;
 pub mod policies;
 pub mod schema;
 pub mod settings;
+pub mod targets;
 pub mod tls;
 pub mod types;
 

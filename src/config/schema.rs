@@ -27,8 +27,9 @@ pub struct LocalConfig {
     /// Limits and timeouts for every downstream connection.
     #[serde(default)]
     pub frontend_policies: FrontendPolicies,
-    /// Not supported yet.
-    pub policies: Option<Unsupported>,
+    /// Policies attached by name to gateways, listeners, routes and backends.
+    #[serde(default)]
+    pub policies: Vec<super::targets::LocalPolicy>,
     /// Not supported yet.
     pub workloads: Option<Unsupported>,
     /// Not supported yet.
@@ -54,6 +55,10 @@ pub struct LocalConfig {
     pub mcp: Option<SimpleMcp>,
     /// Not supported yet.
     pub ui: Option<Unsupported>,
+    /// What loaded but deserves the operator's eye (e.g. a policy target that matches
+    /// nothing); logged at start and on reload, printed by `--validate-only`.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `routeGroups[]`: routes matched, against the whole request, when a route's
