@@ -114,6 +114,11 @@ impl BackendAuthConfig {
 }
 
 impl BackendAuth {
+    /// The `Authorization` value it sets (MCP targets that refer to a named backend reuse it).
+    pub fn header(&self) -> &HeaderValue {
+        &self.header
+    }
+
     fn compile(c: BackendAuthConfig) -> std::result::Result<Self, String> {
         Ok(BackendAuth { header: c.header()? })
     }

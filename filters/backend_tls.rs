@@ -118,6 +118,13 @@ fn load_cert_key(cert: &str, key: &str) -> Result<CertKey, String> {
 /// Puts the TLS plan on the request's upstream.
 pub struct BackendTls(Arc<TlsPlan>);
 
+impl BackendTls {
+    /// The TLS settings it applies (MCP targets that refer to a named backend reuse them).
+    pub fn plan(&self) -> &Arc<TlsPlan> {
+        &self.0
+    }
+}
+
 #[async_trait]
 impl Filter for BackendTls {
     async fn on_request(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {

@@ -91,7 +91,7 @@ pub enum FilterAction {
 /// [`BodyAccess::request`]), [`Filter::on_response`] (response header), [`Filter::on_response_body`]
 /// (each response chunk, if [`BodyAccess::response`]), [`Filter::on_log`] (after the request ends).
 #[async_trait]
-pub trait Filter: Send + Sync + 'static {
+pub trait Filter: std::any::Any + Send + Sync + 'static {
     /// Bodies this filter needs to see.
     fn body_access(&self) -> BodyAccess {
         BodyAccess::default()

@@ -511,3 +511,47 @@ def test_templated_resource_uris_reach_the_target_whose_template_matches(tollgat
         assert str(theirs.contents[0].uri) == ev_uri, theirs
     finally:
         py.stop()
+
+
+def test_openapi_schema_from_a_url_and_a_named_backend(tollgate, openapi_service, tmp_path):
+    """`openapi: {schema: {url}, backend}`: the document is fetched when the config loads, the
+    operations go to the named top-level backend; a schema that cannot be fetched fails the load
+    naming the URL."""
+    port = openapi_service.port
+    base = serve_listeners(tollgate, """  - routes:
+    - backends:
+      - mcp:
+          targets:
+          - name: pets
+            openapi:
+              schema: {url: "http://127.0.0.1:%d/openapi.json"}
+              backend: pets-api
+""" % port, settings=f"backends:\n- name: pets-api\n  host: \"127.0.0.1:{port}\"\n")
+
+    async def session():
+        async with Client(streamable_http_client(f"{base}/mcp")) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            listed = await c.call_tool("listPets", {"limit": 1})
+            return names, listed
+
+    names, listed = run(session())
+    assert {"getPet", "createPet", "listPets"} <= names, names
+    assert [p["name"] for p in json.loads(texts(listed))] == ["Rex"], listed
+    assert [(r["method"], r["path"]) for r in openapi_service.requests()] == [("GET", "/pets")]
+    import subprocess
+    from conftest import BIN
+    closed = free_port()
+    for url, why in [(f"http://127.0.0.1:{port}/missing.json", "answered HTTP 404"), (f"http://127.0.0.1:{closed}/x.json", f"127.0.0.1:{closed}")]:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"""binds:
+- port: 1
+  listeners:
+  - routes:
+    - backends:
+      - mcp:
+          targets:
+          - name: pets
+            openapi: {{schema: {{url: "{url}"}}, host: "127.0.0.1:{port}"}}
+""")
+        p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0 and url in p.stderr and why in p.stderr, p.stderr

@@ -133,3 +133,65 @@ def test_each_target_gets_its_own_credentials_and_tls(tollgate, workdir):
         front.stop()
         secret.stop()
         plain.stop()
+
+
+def test_targets_reach_named_backends_with_their_tls_and_credentials(tollgate, workdir):
+    """`mcp: {backend: name, path}` (agentgateway's MCP target reference): the target is the
+    top-level `host` backend of that name, reached with its `backendTLS` and `backendAuth`."""
+    plain_port, plain_log, plain = start_py_mcp(workdir, "streamable-http", "plain")
+    secret_port, secret_log, secret = start_py_mcp(workdir, "streamable-http", "secret")
+    front_port, ca, front = tls_front(workdir, secret_port)
+    try:
+        base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - mcp:
+          targets:
+          - name: plain
+            mcp: {{backend: plain-api, path: /mcp}}
+          - name: secret
+            mcp: {{backend: secret-api, path: /mcp}}
+""", settings=f"""backends:
+- name: plain-api
+  host: "127.0.0.1:{plain_port}"
+- name: secret-api
+  host: "localhost:{front_port}"
+  policies:
+    backendAuth: {{key: named-backend-token}}
+    backendTLS: {{root: {ca}}}
+""")
+
+        async def session():
+            async with Client(streamable_http_client(f"{base}/mcp"), mode="legacy") as c:
+                a = await c.call_tool("plain_echo", {"message": "p"})
+                b = await c.call_tool("secret_echo", {"message": "s"})
+                return a.content[0].text, b.content[0].text
+
+        assert asyncio.run(asyncio.wait_for(session(), 30)) == ("plain: p", "secret: s")
+        secret_seen = secret_log.read_text().splitlines()
+        assert secret_seen and all(l.endswith("authorization=Bearer named-backend-token") for l in secret_seen), secret_seen
+        assert not any("named-backend-token" in l for l in plain_log.read_text().splitlines())
+    finally:
+        front.stop()
+        secret.stop()
+        plain.stop()
+
+
+def test_bad_target_backend_references_are_refused(tmp_path):
+    import subprocess
+    from conftest import BIN
+    head = "backends:\n- {name: api, host: '127.0.0.1:1'}\n- {name: hdr, host: '127.0.0.1:1', policies: {requestHeaderModifier: {add: {a: b}}}}\n"
+    head += "- {name: llm, ai: {name: x, provider: {openAI: {}}}}\n"
+    route = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends:\n      - mcp:\n          targets:\n          - name: t\n            {}\n"
+    cases = [
+        ("mcp: {backend: api}", "`path` is required"),
+        ("mcp: {backend: nope, path: /mcp}", "no top-level backend is named `nope`"),
+        ("mcp: {backend: llm, path: /mcp}", "must be a `host` backend"),
+        ("mcp: {backend: api, host: 'http://x:1/mcp', path: /mcp}", "not both"),
+        ("mcp: {backend: api, path: /mcp}\n            policies: {backendAuth: {key: k}}", "takes no `policies`"),
+        ("mcp: {backend: hdr, path: /mcp}", "cannot apply to an MCP target"),
+    ]
+    for target, why in cases:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(head + route.format(target))
+        p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
+        assert p.returncode != 0 and why in p.stderr, (target, p.stderr)

@@ -252,3 +252,38 @@ fn build_header(cc: &CallCtx, authority: &str, req: &Request<'_>) -> Result<Requ
     }
     Ok(h)
 }
+
+/// Longest wait for a document fetched while the config loads (an OpenAPI `schema.url`).
+pub const LOAD_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest document fetched while the config loads.
+pub const LOAD_FETCH_LIMIT: usize = 16 << 20;
+
+/// Fetches `url` (GET, http or https with the system roots) for the config loader, which is
+/// synchronous and may run inside the server's runtime: on a thread of its own with a
+/// runtime of its own, through the same connector code as every MCP exchange, bounded by
+/// [`LOAD_FETCH_TIMEOUT`] and [`LOAD_FETCH_LIMIT`]. Anything but a 2xx is an error.
+pub fn fetch_for_load(url: &str) -> Result<Bytes, String> {
+    let (origin, path) = super::target::parse_url(url)?;
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let cc = CallCtx {
+                headers: HeaderMap::new(),
+                tls: None,
+                connect_timeout: Some(LOAD_FETCH_TIMEOUT),
+                connect: crate::ctx::ConnectPolicy::default(),
+                wait: LOAD_FETCH_TIMEOUT,
+                deadline: Some(Instant::now() + LOAD_FETCH_TIMEOUT),
+                client: Arc::new(HttpClient::default()),
+                access: None,
+            };
+            let req = Request { method: Method::GET, path: &path, headers: vec![("accept", "application/json, application/yaml, */*".into())], body: None };
+            let mut resp = cc.client.send(&cc, &origin, &req).await.map_err(|e| e.to_string())?;
+            if !(200..300).contains(&resp.status) {
+                return Err(format!("answered HTTP {}", resp.status));
+            }
+            resp.body(cc.until(), LOAD_FETCH_LIMIT).await.map_err(|e| e.to_string())
+        })
+    });
+    worker.join().map_err(|_| "the fetch panicked".to_string())?.map_err(|e| format!("fetching `{url}`: {e}"))
+}

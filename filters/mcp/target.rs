@@ -159,6 +159,17 @@ impl Target {
                 transport.auth = Some(auth.header().map_err(|e| at(format!("backendAuth: {e}")))?);
             }
         }
+        // A `backend:` reference brings that backend's transport policies.
+        for entry in &t.backend_policies.0 {
+            let filter: &dyn std::any::Any = &*entry.filter;
+            if let Some(tls) = filter.downcast_ref::<crate::filters::backend_tls::BackendTls>() {
+                transport.tls = Some(tls.plan().clone());
+            } else if let Some(auth) = filter.downcast_ref::<crate::filters::backend_auth::BackendAuth>() {
+                transport.auth = Some(auth.header().clone());
+            } else {
+                return Err(at(format!("its backend's `{}` policy cannot apply to an MCP target (only backendTLS and backendAuth)", entry.spec.name)));
+            }
+        }
         Ok(Target { name: t.name.clone(), kind, transport: Arc::new(transport) })
     }
 }

@@ -180,7 +180,7 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         access_log.merge_into(config.config.logging.get_or_insert_with(Default::default))?;
     }
     super::targets::apply_backend_targets(config)?;
-    resolve_named_backends(config)?;
+    let named = resolve_named_backends(config)?;
     let mut gateway_names = vec!["default".to_string(); config.binds.len()];
     let gateways = std::mem::take(&mut config.gateways);
     let mut routes = std::mem::take(&mut config.routes);
@@ -233,7 +233,63 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         });
         gateway_names.push(if name == SHORTCUT_KEY { "default".into() } else { name });
     }
+    resolve_mcp_target_backends(config, &named)?;
     super::targets::apply_route_and_gateway_targets(config, &gateway_names)
+}
+
+/// Rewrites MCP targets' `backend: name` into the named `host` backend's address (`https`
+/// when it has `backendTLS`), carrying its policies to the target, as agentgateway resolves
+/// them. The reference needs `path` (except for OpenAPI) and excludes target `policies`.
+fn resolve_mcp_target_backends(config: &mut LocalConfig, named: &IndexMap<String, LocalBackend>) -> Result<(), String> {
+    let resolve = |t: &mut McpTarget| -> Result<(), String> {
+        let at = format!("target `{}`", t.name);
+        let (name, host, path) = match (&mut t.mcp, &mut t.sse, &mut t.openapi) {
+            (Some(h), _, _) | (_, Some(h), _) => match h.backend.take() {
+                Some(name) => (name, &mut h.host, Some(&mut h.path)),
+                None => return Ok(()),
+            },
+            (_, _, Some(o)) => match o.backend.take() {
+                Some(name) => (name, &mut o.host, None),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if !host.is_empty() {
+            return Err(format!("{at}: set `host` or `backend`, not both"));
+        }
+        let b = named.get(&name).ok_or_else(|| format!("{at}: no top-level backend is named `{name}`"))?;
+        let BackendKind::Host(addr) = &b.kind else {
+            return Err(format!("{at}: backend `{name}` must be a `host` backend to serve an MCP target"));
+        };
+        if t.policies.is_some() {
+            return Err(format!("{at}: a target that refers to a backend takes no `policies` (set them on backend `{name}`)"));
+        }
+        let scheme = if b.policies.get("backendTLS").is_some() { "https" } else { "http" };
+        *host = match path {
+            Some(path) => {
+                let p = path.take().ok_or_else(|| format!("{at}: `path` is required when `backend` is set"))?;
+                format!("{scheme}://{addr}{p}")
+            }
+            None => format!("{scheme}://{addr}"),
+        };
+        t.backend_policies = b.policies.clone();
+        Ok(())
+    };
+    let mcp_backends = config
+        .binds
+        .iter_mut()
+        .flat_map(|b| b.listeners.iter_mut())
+        .flat_map(|l| l.routes.iter_mut().flatten())
+        .chain(config.route_groups.iter_mut().flat_map(|g| g.routes.iter_mut()))
+        .flat_map(|r| r.backends.iter_mut());
+    for b in mcp_backends {
+        if let BackendKind::Mcp(m) = &mut b.kind {
+            for t in &mut m.targets {
+                resolve(t)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `mcp:` shortcut's own bind among the gateways (not a name a gateway can have).
@@ -345,7 +401,7 @@ fn attach(gateways: &mut IndexMap<String, GatewayBind>, at: &str, refs: &Gateway
 
 /// Replaces every `backend: name` in the binds with a copy of the top-level backend of that
 /// name (the reference keeps its weight; its own policies override the named backend's).
-fn resolve_named_backends(config: &mut LocalConfig) -> Result<(), String> {
+fn resolve_named_backends(config: &mut LocalConfig) -> Result<IndexMap<String, LocalBackend>, String> {
     let mut named: IndexMap<String, LocalBackend> = IndexMap::new();
     for (i, b) in std::mem::take(&mut config.backends).into_iter().enumerate() {
         let name = b.name.clone().ok_or_else(|| format!("backends[{i}] needs a `name`"))?;
@@ -395,7 +451,7 @@ fn resolve_named_backends(config: &mut LocalConfig) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(named)
 }
 
 /// The policies written beside a gateway's or gateway listener's fields (only `cors` so far).

@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use serde::de;
 use serde::{Deserialize, Deserializer};
 
-use super::types::{read_config_file, AnyValue, Unsupported};
+use super::types::{read_config_file, AnyValue};
 
 /// `mcp:` targets federated behind one endpoint (served by the MCP module).
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +77,10 @@ pub struct McpTarget {
     pub openapi: Option<OpenApiSpec>,
     /// How to reach this target (credentials, TLS), over the route's.
     pub policies: Option<TargetPolicies>,
+    /// The policies of the named backend a `backend:` reference points at (set while
+    /// normalizing; only `backendTLS` and `backendAuth` can apply to a target).
+    #[serde(skip)]
+    pub backend_policies: super::policies::Policies,
 }
 
 /// Transport policies of one HTTP target: each target of a federation usually has its own
@@ -95,14 +99,16 @@ pub struct TargetPolicies {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTargetSpec {
-    /// `http(s)://host:port/path`, or a bare host name with `port`.
+    /// `http(s)://host:port/path`, or a bare host name with `port` (empty with `backend`).
+    #[serde(default)]
     pub host: String,
     /// Port, when `host` is not a URL.
     pub port: Option<u16>,
-    /// Path, when `host` is not a URL.
+    /// Path, when `host` is not a URL (required with `backend`).
     pub path: Option<String>,
-    /// Not supported yet.
-    pub backend: Option<Unsupported>,
+    /// A top-level `host` backend to reach the target through (its `backendTLS` and
+    /// `backendAuth` apply); rewritten into `host` while normalizing.
+    pub backend: Option<String>,
 }
 
 /// A child process target.
@@ -126,16 +132,18 @@ pub struct StdioSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenApiSpec {
-    /// The OpenAPI 3 document (JSON or YAML): `{file: path}` or inline.
+    /// The OpenAPI 3 document (JSON or YAML): `{file: path}`, `{url: URL}` or inline.
     pub schema: OpenApiDocument,
-    /// The service: `host:port`, or a URL.
+    /// The service: `host:port`, or a URL (empty with `backend`).
+    #[serde(default)]
     pub host: String,
     /// Port, when `host` is a bare name.
     pub port: Option<u16>,
     /// Path prefix prepended to every operation path.
     pub path: Option<String>,
-    /// Not supported yet.
-    pub backend: Option<Unsupported>,
+    /// A top-level `host` backend serving the API (its `backendTLS` and `backendAuth`
+    /// apply); rewritten into `host` while normalizing.
+    pub backend: Option<String>,
 }
 
 /// An OpenAPI document, read at load time.
@@ -149,6 +157,13 @@ impl<'de> Deserialize<'de> for OpenApiDocument {
             AnyValue::Mapping(m) if m.len() == 1 && m.contains_key("file") => {
                 let file = m.get("file").and_then(|f| f.as_str()).ok_or_else(|| de::Error::custom("`file` must be a path"))?;
                 read_config_file(file).map_err(de::Error::custom)?
+            }
+            // Fetched at every load and reload (bounded in time and size); a failure fails
+            // the load, so a reload keeps the previous config.
+            AnyValue::Mapping(m) if m.len() == 1 && m.contains_key("url") => {
+                let url = m.get("url").and_then(|f| f.as_str()).ok_or_else(|| de::Error::custom("`url` must be a string"))?;
+                let body = crate::filters::mcp::client::fetch_for_load(url).map_err(de::Error::custom)?;
+                String::from_utf8(body.to_vec()).map_err(|_| de::Error::custom(format!("`{url}` is not UTF-8 text")))?
             }
             AnyValue::String(s) => s.clone(),
             other => {
