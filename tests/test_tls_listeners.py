@@ -428,8 +428,10 @@ def _request_over(conn, request: bytes, until: bytes = None) -> bytes:
         if not data:
             break
         incoming.write(data)
+        # One recv may carry several TLS records (the head and the body): read them all.
         try:
-            got += tls.read(65536)
+            while chunk := tls.read(65536):
+                got += chunk
         except ssl.SSLWantReadError:
             continue
         except (ssl.SSLError, ssl.SSLZeroReturnError):
