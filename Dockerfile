@@ -9,6 +9,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY filters filters
 COPY conf conf
 RUN cargo build --release --locked && strip target/release/tollgate

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tollgate::cli::Cli;
-use tollgate::{logging, server};
+use tollgate_core::cli::Cli;
+use tollgate_core::{logging, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -3,7 +3,7 @@
 use super::backend::BackendKind;
 use super::*;
 
-const SEED: &str = include_str!("../../conf/seed.yaml");
+const SEED: &str = include_str!("../../../../conf/seed.yaml");
 
 fn parse(text: &str) -> Result<LocalConfig, ConfigError> {
     parse_str(text, "test.yaml")

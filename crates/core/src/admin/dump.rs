@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn seed_secrets_are_hidden() {
-        let d = dump(include_str!("../../conf/seed.yaml"));
+        let d = dump(include_str!("../../../../conf/seed.yaml"));
         let text = d.to_string();
         assert!(!text.contains("sk-abc") && !text.contains("Bearer abc"), "{text}");
         let route = &d["binds"][0]["listeners"][0]["routes"][0];

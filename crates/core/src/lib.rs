@@ -17,5 +17,5 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 
-#[path = "../filters/mod.rs"]
+#[path = "../../../filters/mod.rs"]
 pub mod filters;
