@@ -11,6 +11,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY crates crates
 COPY filters filters
+COPY plugins plugins
 COPY conf conf
 RUN cargo build --release --locked && strip target/release/tollgate
 

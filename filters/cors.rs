@@ -6,8 +6,8 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, LocalResponse, RequestCtx};
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 
 /// Registry entry for `cors`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -54,7 +54,7 @@ impl<'de> Deserialize<'de> for MaxAge {
         }
         match Either::deserialize(d)? {
             Either::Secs(s) => Ok(MaxAge(s)),
-            Either::Text(t) => crate::config::types::parse_go_duration(&t)
+            Either::Text(t) => tollgate_core::config::types::parse_go_duration(&t)
                 .map(|d| MaxAge(d.as_secs()))
                 .map_err(serde::de::Error::custom),
         }

@@ -5,9 +5,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, LocalResponse, RequestCtx};
-use crate::config::types::Unsupported;
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
+use tollgate_core::config::types::Unsupported;
 
 /// Registry entry for `directResponse`.
 pub const SPEC: FilterSpec = FilterSpec {

@@ -7,9 +7,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, RequestCtx};
-use crate::config::schema::HeaderMapConfig;
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::config::schema::HeaderMapConfig;
 
 /// Registry entry for `requestHeaderModifier`.
 pub const REQUEST_SPEC: FilterSpec = FilterSpec {

@@ -5,9 +5,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::url_rewrite::{AuthorityRewrite, PathRewrite};
-use super::{request_host, Filter, FilterAction, LocalResponse, RequestCtx};
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use crate::url_rewrite::{AuthorityRewrite, PathRewrite};
+use tollgate_core::filters::{request_host, Filter, FilterAction, LocalResponse, RequestCtx};
 
 /// Registry entry for `requestRedirect`.
 pub const SPEC: FilterSpec = FilterSpec {

@@ -8,9 +8,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, RequestCtx};
-use crate::config::types::GoDuration;
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::config::types::GoDuration;
 
 /// Registry entry for `timeout`.
 pub const SPEC: FilterSpec = FilterSpec {

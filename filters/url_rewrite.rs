@@ -6,8 +6,8 @@ use pingora::Result;
 use serde::de;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{request_host, set_request_path, Filter, FilterAction, RequestCtx};
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{request_host, set_request_path, Filter, FilterAction, RequestCtx};
 
 /// Registry entry for `urlRewrite`.
 pub const SPEC: FilterSpec = FilterSpec {

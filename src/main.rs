@@ -9,6 +9,10 @@ use tollgate_core::{logging, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = tollgate::install() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let loaded = match server::load(&cli) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -2,8 +2,8 @@
 //! usage injection, prompt extraction) and the response views (usage, model, choices).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tollgate::filters::ai::request::rewrite_completion_request;
-use tollgate::filters::ai::usage::{has_usage_object, ChoicesView, ResponseView};
+use tollgate_llm::request::rewrite_completion_request;
+use tollgate_llm::usage::{has_usage_object, ChoicesView, ResponseView};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = rewrite_completion_request(data, Some("pinned"), true) {

@@ -2,7 +2,7 @@
 //! on how the bytes were cut into reads, and nothing panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tollgate::filters::ai::usage::{event_data, SseSplitter};
+use tollgate_llm::usage::{event_data, SseSplitter};
 use tollgate::filters::mcp::sse::Parser;
 
 fuzz_target!(|data: &[u8]| {

@@ -17,5 +17,4 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 
-#[path = "../../../filters/mod.rs"]
 pub mod filters;

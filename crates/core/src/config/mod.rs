@@ -181,5 +181,3 @@ pub fn expand_env(text: &str, file: &str) -> Result<String, ConfigError> {
     Ok(expanded.replace(MARK, "$"))
 }
 
-#[cfg(test)]
-mod tests;

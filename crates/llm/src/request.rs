@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
-use crate::llm::{LlmParams, PromptMessage};
+use tollgate_core::llm::{LlmParams, PromptMessage};
 
 /// The rewritten body and what was learnt from it.
 #[derive(Debug)]

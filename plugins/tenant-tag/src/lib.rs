@@ -21,9 +21,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, RequestCtx};
-use crate::errors::json_error;
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::errors::json_error;
 
 /// Registry entry for `tenantTag` (behind the `plugin-tenant-tag` Cargo feature).
 pub const SPEC: FilterSpec = FilterSpec {

@@ -16,13 +16,13 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
-use crate::config::types::Unsupported;
-use crate::ctx::TlsPlan;
-use crate::errors::json_error;
-use crate::llm::{LlmExchange, RouteType};
-use crate::runtime::{AiTarget, BackendTarget};
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
+use tollgate_core::config::types::Unsupported;
+use tollgate_core::ctx::TlsPlan;
+use tollgate_core::errors::json_error;
+use tollgate_core::llm::{LlmExchange, RouteType};
+use tollgate_core::runtime::{AiTarget, BackendTarget};
 use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
 
 /// Registry entry for `ai`.

@@ -1,11 +1,15 @@
 //! Loader tests: the seed config field by field, strictness, errors with line and path.
+//! Here, beside the binary, because they need every policy crate installed, as the binary
+//! does it.
 
-use super::backend::BackendKind;
-use super::*;
+use tollgate_core::config::backend::BackendKind;
+use tollgate_core::config::{expand_env, load_file, parse_str, ConfigError, LocalConfig};
 
-const SEED: &str = include_str!("../../../../conf/seed.yaml");
+const SEED: &str = include_str!("../conf/seed.yaml");
 
 fn parse(text: &str) -> Result<LocalConfig, ConfigError> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| tollgate::install().expect("the registry installs"));
     parse_str(text, "test.yaml")
 }
 
@@ -21,8 +25,8 @@ fn seed_loads_with_every_field() {
     assert_eq!(c.config.admin_addr.as_deref(), Some("0.0.0.0:15000"));
     let tracing = c.config.tracing.as_ref().unwrap();
     assert_eq!(tracing.otlp_endpoint.as_deref(), Some("http://tracing:4317"));
-    assert_eq!(tracing.random_sampling, Some(serde_yaml_ng::Value::Bool(true)));
-    assert_eq!(tracing.client_sampling, Some(serde_yaml_ng::Value::Bool(true)));
+    assert_eq!(tracing.random_sampling, Some(tollgate_core::config::types::AnyValue::Bool(true)));
+    assert_eq!(tracing.client_sampling, Some(tollgate_core::config::types::AnyValue::Bool(true)));
     assert_eq!(tracing.fields.as_ref().unwrap().add.len(), 10);
 
     assert_eq!(c.binds.len(), 2);
@@ -49,7 +53,7 @@ fn seed_loads_with_every_field() {
 #[test]
 fn seed_compiles() {
     let c = parse(SEED).unwrap();
-    let g = crate::runtime::compile(&c).unwrap();
+    let g = tollgate_core::runtime::compile(&c).unwrap();
     assert_eq!(g.binds.iter().map(|b| b.port).collect::<Vec<_>>(), [3100, 3101]);
 }
 
@@ -149,9 +153,9 @@ fn backend_needs_exactly_one_kind() {
 
 #[test]
 fn backend_connect_timeout_reaches_the_runtime() {
-    let g = crate::runtime::compile(&parse("config: {backend: {connectTimeout: 3s}}\n").unwrap()).unwrap();
+    let g = tollgate_core::runtime::compile(&parse("config: {backend: {connectTimeout: 3s}}\n").unwrap()).unwrap();
     assert_eq!(g.connect_timeout, std::time::Duration::from_secs(3));
-    let g = crate::runtime::compile(&parse("binds: []\n").unwrap()).unwrap();
+    let g = tollgate_core::runtime::compile(&parse("binds: []\n").unwrap()).unwrap();
     assert_eq!(g.connect_timeout, std::time::Duration::from_secs(10));
 }
 
@@ -167,7 +171,7 @@ fn not_supported_messages_name_the_field_plainly() {
 fn mcp_shortcut_and_gateways_become_binds() {
     let c = parse("mcp:\n  targets: []\n").unwrap();
     assert_eq!(c.binds.len(), 1);
-    assert_eq!(c.binds[0].port, super::dialects::DEFAULT_MCP_PORT);
+    assert_eq!(c.binds[0].port, tollgate_core::config::dialects::DEFAULT_MCP_PORT);
     let c = parse("gateways:\n  default: {port: 7}\nroutes:\n- name: r\nmcp:\n  targets: []\n").unwrap();
     assert_eq!(c.binds.len(), 1);
     let routes = c.binds[0].listeners[0].routes.as_ref().unwrap();

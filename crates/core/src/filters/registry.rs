@@ -1,8 +1,8 @@
-//! The filter registry: policy name → builder. Built-in policies and plugins are
-//! listed the same way; a plugin is enabled by adding one [`FilterSpec`] line to
-//! [`FILTERS`] (behind its Cargo feature) and then naming it under `policies:`.
+//! The filter registry: policy name → builder. The core's filters are listed here; every
+//! other crate's (the built-in policies of `filters/`, the LLM crate, plugins) are handed to
+//! [`install`] by the binary, one list for all, so a plugin has exactly the built-ins' powers.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 
@@ -60,32 +60,37 @@ where
         .map_err(<erased_serde::Error as serde::de::Error>::custom)
 }
 
-/// Every filter tollgate can build, in no particular order.
-pub static FILTERS: &[FilterSpec] = &[
-    super::timeout::SPEC,
-    super::cors::SPEC,
-    super::header_modifier::REQUEST_SPEC,
-    super::url_rewrite::SPEC,
-    super::request_redirect::SPEC,
-    super::direct_response::SPEC,
-    super::backend_tls::SPEC,
-    super::backend_auth::SPEC,
-    super::header_modifier::RESPONSE_SPEC,
-    super::ai::SPEC,
-    super::mcp_authorization::SPEC,
-    // Plugins: one line each, behind their Cargo feature.
-    #[cfg(feature = "plugin-tenant-tag")]
-    super::tenant_tag::SPEC,
-];
+/// The core's own filters (the rest are installed by the binary).
+static CORE_FILTERS: &[&FilterSpec] = &[&super::backend_tls::SPEC, &super::backend_auth::SPEC, &super::mcp_authorization::SPEC];
+
+/// The filters other crates provide (built-in policy crates and plugins alike), installed
+/// once by the binary before the first config is loaded and read-only from then on: the
+/// registry is part of the program, not of the config.
+static INSTALLED: OnceLock<Vec<&'static FilterSpec>> = OnceLock::new();
+
+/// Installs the filters of the other crates. Call it once, before loading a config; a second
+/// call, or a name that is already taken, is an error (two filters cannot share a policy name).
+pub fn install(specs: Vec<&'static FilterSpec>) -> Result<(), String> {
+    for (i, s) in specs.iter().enumerate() {
+        if CORE_FILTERS.iter().any(|c| c.name == s.name) || specs[..i].iter().any(|o| o.name == s.name) {
+            return Err(format!("two filters are registered as `{}`", s.name));
+        }
+    }
+    INSTALLED.set(specs).map_err(|_| "the filter registry is installed once, at start".to_string())
+}
+
+fn all() -> impl Iterator<Item = &'static FilterSpec> {
+    CORE_FILTERS.iter().copied().chain(INSTALLED.get().into_iter().flatten().copied())
+}
 
 /// Looks a filter up by its policy name.
 pub fn find(name: &str) -> Option<&'static FilterSpec> {
-    FILTERS.iter().find(|s| s.name == name)
+    all().find(|s| s.name == name)
 }
 
 /// All registered names, sorted, for error messages.
 pub fn names() -> Vec<&'static str> {
-    let mut v: Vec<_> = FILTERS.iter().map(|s| s.name).collect();
+    let mut v: Vec<_> = all().map(|s| s.name).collect();
     v.sort_unstable();
     v
 }

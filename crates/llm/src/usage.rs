@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::llm::Usage;
+use tollgate_core::llm::Usage;
 
 /// The parts of a response or stream chunk the gateway records.
 #[derive(Debug, Default, Deserialize)]

@@ -1,22 +1,18 @@
-//! Filters: every policy (built-in or plugin), the LLM handling and the MCP handling
+//! The Filter API: every policy (built-in or plugin), the LLM handling and the MCP handling
 //! implement one trait, [`Filter`], and are built by name from YAML through the
 //! [`registry`]. The proxy calls a route's filters in order at each Pingora hook.
+//!
+//! The core's own filters live here: the upstream transport policies (`backendTLS`,
+//! `backendAuth`) that the config loader and MCP targets reuse, and the MCP gateway with its
+//! `mcpAuthorization`. Every other policy is a crate of its own on this API (`filters/`,
+//! `crates/llm`, plugins) that the binary installs into the registry.
 
-pub mod ai;
 pub mod backend_auth;
 pub mod backend_tls;
-pub mod cors;
-pub mod direct_response;
-pub mod header_modifier;
 pub mod mcp;
 pub mod mcp_authorization;
 pub mod registry;
-pub mod request_redirect;
 pub mod response;
-#[cfg(feature = "plugin-tenant-tag")]
-pub mod tenant_tag;
-pub mod timeout;
-pub mod url_rewrite;
 
 use async_trait::async_trait;
 use bytes::Bytes;

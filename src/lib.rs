@@ -1,0 +1,20 @@
+//! The tollgate binary's one job beyond `main`: assembling the program from its crates. The
+//! core (config, router, proxy, Filter API) knows none of the policy crates; this list is
+//! where the built-in policies, the LLM family and the enabled plugins join the registry.
+
+use tollgate_core::filters::registry::{self, FilterSpec};
+
+/// Every filter the binary offers beyond the core's own: built-in policies, the LLM
+/// family, and the plugins enabled by Cargo feature.
+pub fn filters() -> Vec<&'static FilterSpec> {
+    let mut all: Vec<&'static FilterSpec> = tollgate_filters::FILTERS.to_vec();
+    all.push(&tollgate_llm::SPEC);
+    #[cfg(feature = "plugin-tenant-tag")]
+    all.push(&tollgate_plugin_tenant_tag::SPEC);
+    all
+}
+
+/// Installs [`filters`] into the core's registry; call once, before loading a config.
+pub fn install() -> Result<(), String> {
+    registry::install(filters())
+}
