@@ -2,8 +2,8 @@
 //! ids (sealed tokens) from untrusted headers.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tollgate::filters::mcp::jsonrpc;
-use tollgate::filters::mcp::token::Codec;
+use tollgate_mcp::jsonrpc;
+use tollgate_mcp::token::Codec;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = serde_json::from_slice::<serde_json::Value>(data) {

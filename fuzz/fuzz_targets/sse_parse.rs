@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use tollgate_llm::usage::{event_data, SseSplitter};
-use tollgate::filters::mcp::sse::Parser;
+use tollgate_mcp::sse::Parser;
 
 fuzz_target!(|data: &[u8]| {
     if data.is_empty() {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod ctx;
 pub mod downstream;
 pub mod errors;
+pub mod family;
 pub mod llm;
 pub mod logging;
 pub mod proxy;

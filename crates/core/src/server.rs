@@ -43,6 +43,19 @@ pub struct Loaded {
     pub dump: serde_json::Value,
 }
 
+/// The MCP family's upkeep (session expiry), as a Pingora background service.
+struct McpUpkeep {
+    mcp: Arc<dyn crate::family::McpFamily>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for McpUpkeep {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.mcp.maintain(shutdown, self.metrics.clone()).await;
+    }
+}
+
 /// Loads and compiles the config named on the command line.
 pub fn load(cli: &Cli) -> Result<Loaded, String> {
     let (parsed, text) = match (&cli.file, &cli.config) {
@@ -199,11 +212,12 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
         tracing::info!(target: "tollgate", port = bind.port, "listening");
     }
     let grace = config.config.connection_termination_deadline.map_or(std::time::Duration::from_secs(DEFAULT_GRACE_SECONDS), |d| d.0);
-    let upkeep = crate::filters::mcp::session::Upkeep { store: runtime_shared.mcp_sessions.clone(), metrics: metrics.clone() };
     let min = config.config.connection_min_termination_deadline.map_or(std::time::Duration::ZERO, |d| d.0);
-    let drain = Drain { admission: admission.clone(), sessions: runtime_shared.mcp_sessions.clone(), min, grace };
-    add_operator_services(&mut server, &config, v6, dump, logging, metrics)?;
-    server.add_service(background_service("mcp sessions", upkeep));
+    let drain = Drain { admission: admission.clone(), mcp: runtime_shared.mcp.clone(), min, grace };
+    add_operator_services(&mut server, &config, v6, dump, logging, metrics.clone())?;
+    if let Some(mcp) = runtime_shared.mcp.clone() {
+        server.add_service(background_service("mcp sessions", McpUpkeep { mcp, metrics: metrics.clone() }));
+    }
     server.add_service(background_service("drain", drain));
     server.add_service(background_service("trim", Trim { admission: admission.clone() }));
     if let Some(path) = &cli.file {

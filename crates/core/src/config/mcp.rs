@@ -146,9 +146,15 @@ pub struct OpenApiSpec {
     pub backend: Option<String>,
 }
 
-/// An OpenAPI document, read at load time.
+/// An OpenAPI document: read at load time (`{file}`, inline), or a URL the MCP family
+/// fetches when it compiles the target (at every load and reload).
 #[derive(Debug, Clone)]
-pub struct OpenApiDocument(pub serde_json::Value);
+pub enum OpenApiDocument {
+    /// The parsed document.
+    Inline(serde_json::Value),
+    /// `{url: …}`: fetched when the target is compiled.
+    Url(String),
+}
 
 impl<'de> Deserialize<'de> for OpenApiDocument {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -158,22 +164,29 @@ impl<'de> Deserialize<'de> for OpenApiDocument {
                 let file = m.get("file").and_then(|f| f.as_str()).ok_or_else(|| de::Error::custom("`file` must be a path"))?;
                 read_config_file(file).map_err(de::Error::custom)?
             }
-            // Fetched at every load and reload (bounded in time and size); a failure fails
-            // the load, so a reload keeps the previous config.
             AnyValue::Mapping(m) if m.len() == 1 && m.contains_key("url") => {
                 let url = m.get("url").and_then(|f| f.as_str()).ok_or_else(|| de::Error::custom("`url` must be a string"))?;
-                let body = crate::filters::mcp::client::fetch_for_load(url).map_err(de::Error::custom)?;
-                String::from_utf8(body.to_vec()).map_err(|_| de::Error::custom(format!("`{url}` is not UTF-8 text")))?
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(de::Error::custom(format!("`{url}` must start with http:// or https://")));
+                }
+                return Ok(OpenApiDocument::Url(url.to_string()));
             }
             AnyValue::String(s) => s.clone(),
             other => {
-                return serde_json::to_value(other).map(OpenApiDocument).map_err(de::Error::custom);
+                return serde_json::to_value(other).map(OpenApiDocument::Inline).map_err(de::Error::custom);
             }
         };
-        let doc: serde_json::Value = serde_yaml_ng::from_str(&text).map_err(|e| de::Error::custom(format!("OpenAPI document: {e}")))?;
+        OpenApiDocument::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl OpenApiDocument {
+    /// Parses a document's text (JSON or YAML); it must be an object.
+    pub fn parse(text: &str) -> Result<OpenApiDocument, String> {
+        let doc: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| format!("OpenAPI document: {e}"))?;
         if !doc.is_object() {
-            return Err(de::Error::custom("the OpenAPI document must be an object"));
+            return Err("the OpenAPI document must be an object".into());
         }
-        Ok(OpenApiDocument(doc))
+        Ok(OpenApiDocument::Inline(doc))
     }
 }

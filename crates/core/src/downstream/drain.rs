@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::admission::Admission;
-use crate::filters::mcp::session::SessionStore;
+use crate::family::McpFamily;
 
 /// How often the drain checks for remaining connections.
 const POLL: Duration = Duration::from_millis(50);
@@ -18,8 +18,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct Drain {
     /// The connections still open.
     pub admission: Arc<Admission>,
-    /// MCP sessions whose stdio children must not outlive the process.
-    pub sessions: Arc<SessionStore>,
+    /// The MCP family, whose stdio children must not outlive the process.
+    pub mcp: Option<Arc<dyn McpFamily>>,
     /// `connectionMinTerminationDeadline` (default 0).
     pub min: Duration,
     /// `connectionTerminationDeadline` (Pingora's drain period).
@@ -39,7 +39,9 @@ impl pingora::services::background::BackgroundService for Drain {
         while self.admission.open() > 0 && Instant::now() < last_call {
             tokio::time::sleep(POLL).await;
         }
-        self.sessions.stop_children().await;
+        if let Some(mcp) = &self.mcp {
+            mcp.stop().await;
+        }
         if self.admission.open() == 0 {
             tracing::info!(target: "tollgate", drained_in_ms = started.elapsed().as_millis() as u64, "no connections left; exiting");
             std::process::exit(0);

@@ -3,14 +3,12 @@
 //! [`registry`]. The proxy calls a route's filters in order at each Pingora hook.
 //!
 //! The core's own filters live here: the upstream transport policies (`backendTLS`,
-//! `backendAuth`) that the config loader and MCP targets reuse, and the MCP gateway with its
-//! `mcpAuthorization`. Every other policy is a crate of its own on this API (`filters/`,
-//! `crates/llm`, plugins) that the binary installs into the registry.
+//! `backendAuth`) that the config loader and MCP targets reuse. Every other policy is a crate
+//! of its own on this API (`filters/`, `crates/llm`, `crates/mcp`, plugins) that the binary
+//! installs into the registry.
 
 pub mod backend_auth;
 pub mod backend_tls;
-pub mod mcp;
-pub mod mcp_authorization;
 pub mod registry;
 pub mod response;
 

@@ -61,7 +61,7 @@ where
 }
 
 /// The core's own filters (the rest are installed by the binary).
-static CORE_FILTERS: &[&FilterSpec] = &[&super::backend_tls::SPEC, &super::backend_auth::SPEC, &super::mcp_authorization::SPEC];
+static CORE_FILTERS: &[&FilterSpec] = &[&super::backend_tls::SPEC, &super::backend_auth::SPEC];
 
 /// The filters other crates provide (built-in policy crates and plugins alike), installed
 /// once by the binary before the first config is loaded and read-only from then on: the

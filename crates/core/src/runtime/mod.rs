@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::config::backend::{split_host_port, AiBackend, BackendKind, LocalBackend};
 use crate::config::policies::{Policies, PolicyEntry};
 use crate::config::LocalConfig;
-use crate::filters::mcp::McpProxy;
 use crate::filters::{registry, BodyAccess, Filter};
 use crate::router::{HostPattern, RouteTable};
 
@@ -228,24 +227,23 @@ fn merge(route: &Policies, backend: &Policies) -> Vec<PolicyEntry> {
 /// Builds the runtime tables from a parsed config.
 /// Process-wide state that compiled tables refer to and that outlives a reload: MCP
 /// sessions stay usable when the routes are swapped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Shared {
-    /// MCP client sessions.
-    pub mcp_sessions: Arc<crate::filters::mcp::session::SessionStore>,
+    /// The MCP family (its sessions), when this build has one.
+    pub mcp: Option<Arc<dyn crate::family::McpFamily>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared {{ mcp: {} }}", self.mcp.is_some())
+    }
 }
 
 impl Shared {
     /// Builds the shared state from the `config:` section (read once, at start).
     pub fn from_config(config: &LocalConfig, key_dir: Option<&std::path::Path>) -> Result<Shared, String> {
-        use crate::filters::mcp::token;
-        let key = match (config.config.session.as_ref().and_then(|s| s.key.as_deref()), key_dir) {
-            (Some(k), _) => k.to_string(),
-            (None, Some(dir)) => token::load_or_create_key(dir).map_err(|e| format!("MCP session key: {e}"))?,
-            (None, None) => token::random_key(),
-        };
-        let ttl = config.config.mcp.as_ref().and_then(|m| m.session_ttl).map(|d| d.0);
-        let store = crate::filters::mcp::session::SessionStore::new(&key, ttl).map_err(|e| format!("config.session.key: {e}"))?;
-        Ok(Shared { mcp_sessions: Arc::new(store) })
+        let mcp = crate::family::mcp_factory().map(|make| make(config, key_dir)).transpose()?;
+        Ok(Shared { mcp })
     }
 }
 
@@ -386,10 +384,8 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
             }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);
-                let proxy = McpProxy::compile(m, shared.mcp_sessions.clone(), &format!("{at}.backends[{i}]"))?;
-                entries.push(PolicyEntry { spec: &crate::filters::mcp::SPEC, filter: Arc::new(proxy) });
-                let creds = crate::filters::mcp::credentials::ClientCredentials;
-                entries.push(PolicyEntry { spec: &crate::filters::mcp::credentials::SPEC, filter: Arc::new(creds) });
+                let family = shared.mcp.as_ref().ok_or("`mcp` backends need the MCP family, which this build does not include")?;
+                entries.extend(family.compile(m, &format!("{at}.backends[{i}]"))?);
                 (format!("mcp{i}"), BackendTarget::Mcp, entries)
             }
         };

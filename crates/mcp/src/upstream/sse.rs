@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 
 use super::dispatch::Dispatcher;
 use super::Relay;
-use crate::filters::mcp::client::{left, CallCtx, Origin, Request};
-use crate::filters::mcp::error::McpError;
-use crate::filters::mcp::sse;
+use crate::client::{left, CallCtx, Origin, Request};
+use crate::error::McpError;
+use crate::sse;
 
 /// One session with a legacy SSE target.
 pub struct SseUpstream {

@@ -10,7 +10,7 @@ use super::client::{CallCtx, Origin, Request};
 use super::error::McpError;
 use super::jsonrpc;
 use super::target::{http_location, parse_url};
-use crate::config::mcp::{HttpTargetSpec, OpenApiSpec};
+use tollgate_core::config::mcp::{HttpTargetSpec, OpenApiDocument, OpenApiSpec};
 
 /// Largest service response turned into a tool result.
 const MAX_RESPONSE: usize = 8 * 1024 * 1024;
@@ -71,7 +71,20 @@ impl OpenApiTarget {
 
     /// Reads the operations out of the document.
     pub fn compile(spec: &OpenApiSpec) -> Result<OpenApiTarget, String> {
-        let doc = &spec.schema.0;
+        // A `{url}` schema is fetched now, at every load and reload.
+        let fetched;
+        let doc = match &spec.schema {
+            OpenApiDocument::Inline(doc) => doc,
+            OpenApiDocument::Url(url) => {
+                let body = super::client::fetch_for_load(url)?;
+                let text = String::from_utf8(body.to_vec()).map_err(|_| format!("`{url}` is not UTF-8 text"))?;
+                fetched = match OpenApiDocument::parse(&text).map_err(|e| format!("`{url}`: {e}"))? {
+                    OpenApiDocument::Inline(doc) => doc,
+                    OpenApiDocument::Url(_) => return Err(format!("`{url}`: not a document")),
+                };
+                &fetched
+            }
+        };
         let (origin, mut prefix) = if spec.host.contains("://") {
             parse_url(&spec.host)?
         } else {

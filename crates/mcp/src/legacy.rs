@@ -119,7 +119,7 @@ impl LegacyClient {
 
 impl super::McpProxy {
     /// `GET …/sse`: a legacy client's stream, for as long as the client keeps it open.
-    pub(super) async fn legacy_stream(&self, session: &mut pingora::proxy::Session, ctx: &mut crate::ctx::RequestCtx, cc: CallCtx) -> pingora::Result<()> {
+    pub(super) async fn legacy_stream(&self, session: &mut pingora::proxy::Session, ctx: &mut tollgate_core::ctx::RequestCtx, cc: CallCtx) -> pingora::Result<()> {
         if !self.store.has_room() {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, format!("too many MCP sessions (limit {})", super::session::MAX_SESSIONS));
             return super::front::json(session, ctx, 503, &e, None).await;
@@ -137,7 +137,7 @@ impl super::McpProxy {
     }
 
     /// `POST …/message?sessionId=`: accepted now, answered on the stream.
-    pub(super) async fn legacy_message(&self, session: &mut pingora::proxy::Session, ctx: &mut crate::ctx::RequestCtx, cc: CallCtx, id: &str) -> pingora::Result<()> {
+    pub(super) async fn legacy_message(&self, session: &mut pingora::proxy::Session, ctx: &mut tollgate_core::ctx::RequestCtx, cc: CallCtx, id: &str) -> pingora::Result<()> {
         let client = self.store.legacy.lock().unwrap().get(id).cloned();
         let Some(client) = client.filter(|c| c.fed.fingerprint == self.fed.fingerprint) else {
             let e = McpError::SessionGone.to_response(&Value::Null);

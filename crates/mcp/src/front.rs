@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::replay::Replay;
 use super::sse;
-use crate::ctx::RequestCtx;
+use tollgate_core::ctx::RequestCtx;
 
 /// Largest message accepted from a client (tool arguments carry whole files).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;

@@ -14,7 +14,7 @@ use super::jsonrpc;
 use super::session::McpSession;
 use super::target::Target;
 use super::upstream::{relayed_id, ClientHello, Upstream, RELAY_QUEUE};
-use crate::config::mcp::{FailureMode, McpBackend, PrefixMode, StatefulMode};
+use tollgate_core::config::mcp::{FailureMode, McpBackend, PrefixMode, StatefulMode};
 
 /// Most pages read from one target for one list.
 const MAX_PAGES: usize = 64;
@@ -92,13 +92,13 @@ impl Federation {
     }
 
     /// What a client message is about (for telemetry): method, owning target, resource.
-    pub fn describe(&self, msg: &Value) -> crate::ctx::McpExchange {
+    pub fn describe(&self, msg: &Value) -> tollgate_core::ctx::McpExchange {
         let method = jsonrpc::method(msg).to_string();
         let (pointer, kind, is_uri) = match method.as_str() {
             "tools/call" => ("/params/name", "tool", false),
             "prompts/get" => ("/params/name", "prompt", false),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resource", true),
-            _ => return crate::ctx::McpExchange { method, ..Default::default() },
+            _ => return tollgate_core::ctx::McpExchange { method, ..Default::default() },
         };
         let public = msg.pointer(pointer).and_then(Value::as_str).unwrap_or("");
         let owned = match (self.prefixed, is_uri) {
@@ -107,7 +107,7 @@ impl Federation {
             (false, _) if self.targets.len() == 1 => Some((0, public)),
             _ => None,
         };
-        crate::ctx::McpExchange {
+        tollgate_core::ctx::McpExchange {
             method,
             target: owned.map(|(i, _)| self.targets[i].name.clone()),
             resource_type: Some(kind),

@@ -3,7 +3,7 @@
 
 use pingora::http::RequestHeader;
 
-use crate::router::host_without_port;
+use tollgate_core::router::host_without_port;
 
 /// Protocol revisions tollgate speaks to clients.
 pub const KNOWN_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use super::client::{CallCtx, Origin};
-use crate::ctx::TlsPlan;
+use tollgate_core::ctx::TlsPlan;
 use super::openapi::OpenApiTarget;
-use crate::config::backend::split_host_port;
-use crate::config::mcp::{HttpTargetSpec, McpTarget, StdioSpec};
+use tollgate_core::config::backend::split_host_port;
+use tollgate_core::config::mcp::{HttpTargetSpec, McpTarget, StdioSpec};
 
 /// One target of an MCP backend.
 #[derive(Debug)]
@@ -162,9 +162,9 @@ impl Target {
         // A `backend:` reference brings that backend's transport policies.
         for entry in &t.backend_policies.0 {
             let filter: &dyn std::any::Any = &*entry.filter;
-            if let Some(tls) = filter.downcast_ref::<crate::filters::backend_tls::BackendTls>() {
+            if let Some(tls) = filter.downcast_ref::<tollgate_core::filters::backend_tls::BackendTls>() {
                 transport.tls = Some(tls.plan().clone());
-            } else if let Some(auth) = filter.downcast_ref::<crate::filters::backend_auth::BackendAuth>() {
+            } else if let Some(auth) = filter.downcast_ref::<tollgate_core::filters::backend_auth::BackendAuth>() {
                 transport.auth = Some(auth.header().clone());
             } else {
                 return Err(at(format!("its backend's `{}` policy cannot apply to an MCP target (only backendTLS and backendAuth)", entry.spec.name)));

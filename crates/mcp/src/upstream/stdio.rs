@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 
 use super::dispatch::Dispatcher;
 use super::Relay;
-use crate::config::mcp::StdioSpec;
-use crate::filters::mcp::client::CallCtx;
-use crate::filters::mcp::error::McpError;
+use tollgate_core::config::mcp::StdioSpec;
+use crate::client::CallCtx;
+use crate::error::McpError;
 
 /// Longest line accepted from a child.
 const MAX_LINE: usize = 16 * 1024 * 1024;

@@ -8,10 +8,12 @@ pub mod checks;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod family;
 pub mod federation;
 pub mod front;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod mcp_authorization;
 pub mod openapi;
 pub mod replay;
 pub mod session;
@@ -31,14 +33,17 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::registry::{FilterSpec, Levels};
-use super::{Filter, FilterAction, RequestCtx};
-use crate::config::mcp::McpBackend;
+use tollgate_core::filters::registry::{FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::config::mcp::McpBackend;
 use client::CallCtx;
 use federation::Federation;
 use session::SessionStore;
 
-/// Not a YAML policy: the runtime adds it to every `mcp` backend's chain.
+/// The policies of the MCP family, for the registry.
+pub static FILTERS: &[&FilterSpec] = &[&mcp_authorization::SPEC];
+
+/// Not a YAML policy: the family adds it to every `mcp` backend's chain.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcp",
     levels: Levels::ROUTE_AND_BACKEND,
@@ -91,7 +96,7 @@ impl McpProxy {
             connect: ctx.upstream.connect,
             wait,
             client: self.store.client.clone(),
-            access: ctx.extensions.get::<crate::filters::mcp_authorization::McpAccess>().cloned(),
+            access: ctx.extensions.get::<crate::mcp_authorization::McpAccess>().cloned(),
         })
     }
 }
@@ -113,7 +118,7 @@ impl Filter for McpProxy {
             (&Method::DELETE, _) => "delete",
             _ => "",
         };
-        ctx.mcp = Some(crate::ctx::McpExchange { method: role.to_string(), ..Default::default() });
+        ctx.mcp = Some(tollgate_core::ctx::McpExchange { method: role.to_string(), ..Default::default() });
         if let Err((status, why)) = checks::check(req, method == Method::POST, self.fed.dns_rebinding_protection) {
             let e = jsonrpc::error(&serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
             front::json(session, ctx, status, &e, None).await?;

@@ -11,10 +11,10 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::Relay;
-use crate::filters::mcp::client::{left, CallCtx, Origin, Request, Response};
-use crate::filters::mcp::error::McpError;
-use crate::filters::mcp::jsonrpc::{self, Kind};
-use crate::filters::mcp::sse;
+use crate::client::{left, CallCtx, Origin, Request, Response};
+use crate::error::McpError;
+use crate::jsonrpc::{self, Kind};
+use crate::sse;
 
 /// Largest JSON response read from a target.
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;

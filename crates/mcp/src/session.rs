@@ -189,7 +189,7 @@ impl SessionStore {
     /// Runs for the life of the process (a background service): ends idle sessions until the
     /// process starts to stop. The end of life is [`SessionStore::stop_children`]'s, called by
     /// the process's drain once connections are done.
-    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, metrics: &crate::telemetry::metrics::Metrics) {
+    pub async fn maintain(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, metrics: &tollgate_core::telemetry::metrics::Metrics) {
         let every = (self.ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -329,18 +329,3 @@ impl SessionStore {
     }
 }
 
-/// The store's upkeep (idle expiry) as a Pingora background service, so it runs once per
-/// process whatever the binds.
-pub struct Upkeep {
-    /// The sessions.
-    pub store: Arc<SessionStore>,
-    /// Where the session count is published.
-    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Upkeep {
-    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
-        self.store.maintain(shutdown, &self.metrics).await;
-    }
-}

@@ -14,8 +14,8 @@ use pingora::prelude::HttpPeer;
 use pingora::protocols::http::client::HttpSession;
 
 use super::error::McpError;
-use crate::ctx::{TlsPlan, UpstreamPlan};
-use crate::proxy::peer::build_peer;
+use tollgate_core::ctx::{TlsPlan, UpstreamPlan};
+use tollgate_core::proxy::peer::build_peer;
 
 /// How long an idle pooled connection to a target is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -72,7 +72,7 @@ pub struct CallCtx {
     /// Connect timeout.
     pub connect_timeout: Option<Duration>,
     /// Pooling and TCP keepalive of target connections.
-    pub connect: crate::ctx::ConnectPolicy,
+    pub connect: tollgate_core::ctx::ConnectPolicy,
     /// Longest wait for one upstream exchange (a response, or the next event of a stream).
     pub wait: Duration,
     /// The client request's overall deadline (`timeout.requestTimeout`), if any.
@@ -80,7 +80,7 @@ pub struct CallCtx {
     /// The shared connector.
     pub client: Arc<HttpClient>,
     /// The route's `mcpAuthorization`, if any: what this request may see and use.
-    pub access: Option<crate::filters::mcp_authorization::McpAccess>,
+    pub access: Option<crate::mcp_authorization::McpAccess>,
 }
 
 impl CallCtx {
@@ -271,7 +271,7 @@ pub fn fetch_for_load(url: &str) -> Result<Bytes, String> {
                 headers: HeaderMap::new(),
                 tls: None,
                 connect_timeout: Some(LOAD_FETCH_TIMEOUT),
-                connect: crate::ctx::ConnectPolicy::default(),
+                connect: tollgate_core::ctx::ConnectPolicy::default(),
                 wait: LOAD_FETCH_TIMEOUT,
                 deadline: Some(Instant::now() + LOAD_FETCH_TIMEOUT),
                 client: Arc::new(HttpClient::default()),

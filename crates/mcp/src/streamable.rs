@@ -21,7 +21,7 @@ use super::target::TargetKind;
 use super::upstream::http::{HttpUpstream, MODERN_VERSION};
 use super::upstream::{ClientHello, Kind as UpstreamKind, Upstream, RELAY_QUEUE};
 use super::McpProxy;
-use crate::ctx::RequestCtx;
+use tollgate_core::ctx::RequestCtx;
 
 /// How a request found its session.
 enum Found {

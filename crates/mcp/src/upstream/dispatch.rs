@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::Relay;
-use crate::filters::mcp::error::McpError;
-use crate::filters::mcp::jsonrpc::{self, Kind};
+use crate::error::McpError;
+use crate::jsonrpc::{self, Kind};
 
 struct InFlight {
     original_id: Value,

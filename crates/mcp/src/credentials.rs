@@ -9,8 +9,8 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use crate::filters::registry::{FilterSpec, Levels};
-use crate::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::filters::registry::{FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
 
 /// Headers that carry the client's credentials.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];

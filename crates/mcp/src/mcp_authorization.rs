@@ -12,9 +12,9 @@ use pingora::Result;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::registry::{build_with, FilterSpec, Levels};
-use super::{Filter, FilterAction, RequestCtx};
-use crate::telemetry::cel::{with_evaluator, Expression};
+use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
+use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
+use tollgate_core::telemetry::cel::{with_evaluator, Expression};
 
 /// Registry entry for `mcpAuthorization`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -57,7 +57,7 @@ impl McpAccess {
         let key = if kind == "resource" { "uri" } else { "name" };
         let mut item = Map::new();
         item.insert(kind.to_string(), json!({key: name, "target": target}));
-        let to_cel = crate::telemetry::cel::json_to_cel;
+        let to_cel = tollgate_core::telemetry::cel::json_to_cel;
         with_evaluator(
             |scope| {
                 scope.add_variable_from_value("mcp", to_cel(Json::Object(item)));
