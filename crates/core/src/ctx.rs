@@ -87,6 +87,8 @@ pub enum ErrorFormat {
     /// `{"error": {"message", "type", "code"}}` (OpenAI's shape; also the generic default).
     #[default]
     OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}` (Anthropic's Messages API).
+    Anthropic,
 }
 
 /// What the configured telemetry needs a request to keep (decided once, at config load,

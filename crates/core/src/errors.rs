@@ -6,14 +6,33 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::ctx::ErrorFormat;
 use crate::filters::LocalResponse;
 
-/// A JSON error response: `{"error": {"message", "type", "code"}}`.
+/// A JSON error response in the caller's API format: OpenAI's
+/// `{"error": {"message", "type", "code"}}`, or Anthropic's
+/// `{"type": "error", "error": {"type", "message"}}` (its type follows the status).
 pub fn json_error(format: ErrorFormat, status: u16, kind: &str, message: &str) -> LocalResponse {
     let body = match format {
         ErrorFormat::OpenAi => serde_json::json!({
             "error": {"message": message, "type": kind, "code": status.to_string(), "param": null}
         }),
+        ErrorFormat::Anthropic => serde_json::json!({
+            "type": "error", "error": {"type": anthropic_error_type(status), "message": message}
+        }),
     };
     LocalResponse::json(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Anthropic's error type for an HTTP status (its API has a fixed set).
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
 }
 
 /// The status, error type and message for a proxying failure. Status 0 means the

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub enum RouteType {
     /// `/v1/chat/completions`: parsed, model overridden, usage recorded.
     Completions,
+    /// `/v1/messages` (Anthropic's Messages API): translated for the provider, usage recorded.
+    Messages,
     /// `/v1/models`: forwarded untouched.
     Models,
     /// Anything else the provider serves: forwarded untouched.

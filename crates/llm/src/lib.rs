@@ -1,7 +1,9 @@
 //! The `ai` policy: LLM handling for an `ai` backend. It classifies each call with the
 //! `ai.routes` suffix table; chat completions get the model override, usage injection for
-//! streams and token accounting; `models` and `passthrough` calls are forwarded untouched.
+//! streams and token accounting; Anthropic Messages calls are translated for the provider's
+//! Chat Completions API and back; `models` and `passthrough` calls are forwarded untouched.
 
+pub mod messages;
 pub mod request;
 pub mod usage;
 
@@ -20,6 +22,7 @@ use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
 use tollgate_core::filters::{set_request_path, BodyAccess, Filter, FilterAction, RequestCtx};
 use tollgate_core::config::types::Unsupported;
 use tollgate_core::ctx::TlsPlan;
+use tollgate_core::ctx::ErrorFormat;
 use tollgate_core::errors::json_error;
 use tollgate_core::llm::{LlmExchange, RouteType};
 use tollgate_core::runtime::{AiTarget, BackendTarget};
@@ -67,7 +70,7 @@ pub enum RouteTypeName {
     Models,
     /// Untouched.
     Passthrough,
-    /// Not supported yet.
+    /// Anthropic Messages, translated for the provider.
     Messages,
     /// Not supported yet.
     Detect,
@@ -103,6 +106,7 @@ impl AiPolicy {
                 RouteTypeName::Completions => RouteType::Completions,
                 RouteTypeName::Models => RouteType::Models,
                 RouteTypeName::Passthrough => RouteType::Passthrough,
+                RouteTypeName::Messages => RouteType::Messages,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -129,6 +133,16 @@ struct CompletionState {
     response: ResponseMode,
     response_body: Vec<u8>,
     sse: SseSplitter,
+    /// A Messages client: its answer is translated back from the provider's Chat answer.
+    messages: Option<MessagesState>,
+}
+
+/// How a Messages answer is being translated.
+#[derive(Default, Clone)]
+struct MessagesState {
+    stream: messages::stream::ChatToMessagesStream,
+    /// The upstream answered with an error status: its body becomes an Anthropic error.
+    error_status: Option<u16>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -147,9 +161,27 @@ enum ResponseMode {
 const PREREAD_LIMIT: usize = 60 * 1024;
 
 impl AiPolicy {
-    /// Rewrites a completion request body and records what it says on the exchange.
+    /// Rewrites a completion request body (or translates a Messages one) and records what it
+    /// says on the exchange.
     fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<request::RewrittenRequest, String> {
         let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
+        if ctx.llm.as_ref().is_some_and(|l| l.route == RouteType::Messages) {
+            let t = messages::request::messages_to_chat(raw, model.as_deref(), ctx.needs.llm_prompt)?;
+            if let Some(llm) = ctx.llm.as_mut() {
+                llm.request_model = t.request_model;
+                llm.streaming = t.streaming;
+                llm.params = t.params;
+                llm.prompt = t.prompt;
+            }
+            return Ok(request::RewrittenRequest {
+                body: t.body,
+                request_model: None,
+                streaming: t.streaming,
+                injected_usage: false,
+                params: Default::default(),
+                prompt: None,
+            });
+        }
         let mut rewritten = request::rewrite_completion_request(raw, model.as_deref(), ctx.needs.llm_prompt)?;
         if let Some(llm) = ctx.llm.as_mut() {
             llm.request_model = rewritten.request_model.take();
@@ -166,17 +198,22 @@ const MAX_RESPONSE_COPY: usize = 8 * 1024 * 1024;
 
 fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<String> {
     let api_path = match kind {
-        RouteType::Completions => "/chat/completions",
+        // Messages are translated for the provider's Chat Completions API.
+        RouteType::Completions | RouteType::Messages => "/chat/completions",
         RouteType::Models => "/models",
         RouteType::Passthrough => return None,
     };
-    if kind == RouteType::Completions {
+    if matches!(kind, RouteType::Completions | RouteType::Messages) {
         if let Some(p) = &ai.path_override {
             return Some(p.clone());
         }
     }
     if let Some(prefix) = &ai.path_prefix {
         return Some(format!("{}{api_path}", prefix.trim_end_matches('/')));
+    }
+    if kind == RouteType::Messages {
+        // Translated: the client's path is Anthropic's, the provider's is its own.
+        return Some(format!("/v1{api_path}"));
     }
     (!ai.host_overridden && !client_path.starts_with("/v1/")).then(|| format!("/v1{api_path}"))
 }
@@ -204,10 +241,17 @@ impl Filter for AiPolicy {
         let mut exchange = LlmExchange::new("openai", &ai.name, kind);
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
+        if kind == RouteType::Messages {
+            ctx.error_format = ErrorFormat::Anthropic;
+            if session.req_header().method != http::Method::POST {
+                let msg = "the Messages API takes POST";
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 405, "invalid_request_error", msg)));
+            }
+        }
         if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
             set_request_path(session.req_header_mut(), &path)?;
         }
-        if kind != RouteType::Completions || session.req_header().method != http::Method::POST {
+        if !matches!(kind, RouteType::Completions | RouteType::Messages) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
         let declared = session
@@ -225,6 +269,9 @@ impl Filter for AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         let mut state = CompletionState::default();
+        if kind == RouteType::Messages {
+            state.messages = Some(MessagesState::default());
+        }
         // A client that waits for `100 Continue` before its body is left to the upstream's.
         let expects_continue = session.req_header().headers.contains_key(http::header::EXPECT);
         if let Some(len) = declared.filter(|n| *n <= PREREAD_LIMIT && !expects_continue) {
@@ -259,6 +306,15 @@ impl Filter for AiPolicy {
             }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);
+            if state.messages.is_some() {
+                // The client spoke Anthropic's API to the gateway: its key and API headers
+                // are not the provider's (backendAuth sets the provider's credential).
+                req.remove_header("x-api-key");
+                let anthropic: Vec<_> = req.headers.keys().filter(|k| k.as_str().starts_with("anthropic-")).cloned().collect();
+                for name in anthropic {
+                    req.remove_header(&name);
+                }
+            }
         }
         Ok(())
     }
@@ -296,6 +352,15 @@ impl Filter for AiPolicy {
 
     fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        if let Some(m) = state.messages.as_mut() {
+            // Every Messages answer is rewritten: its length is not known ahead.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            if !resp.status.is_success() {
+                m.error_status = Some(resp.status.as_u16());
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                return Ok(());
+            }
+        }
         if !resp.status.is_success() {
             return Ok(());
         }
@@ -320,6 +385,11 @@ impl Filter for AiPolicy {
         if llm.time_to_first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
             llm.time_to_first_byte = Some(Instant::now().duration_since(started));
         }
+        if let Some(mut m) = state.messages.take() {
+            translate_messages_body(state, &mut m, llm, body, end, want_completion);
+            state.messages = Some(m);
+            return Ok(());
+        }
         match state.response {
             ResponseMode::Untouched => {}
             ResponseMode::Json => {
@@ -340,6 +410,61 @@ impl Filter for AiPolicy {
         }
         Ok(())
     }
+}
+
+/// Translates the provider's Chat answer for a Messages client: an error body once whole,
+/// a JSON answer once whole, a stream event by event. Usage is recorded from the Chat side.
+fn translate_messages_body(state: &mut CompletionState, m: &mut MessagesState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
+    let incoming = body.take().unwrap_or_default();
+    if m.error_status.is_some() || state.response == ResponseMode::Json {
+        if state.response_body.len() + incoming.len() <= MAX_RESPONSE_COPY {
+            state.response_body.extend_from_slice(&incoming);
+        }
+        *body = None;
+        if !end {
+            return;
+        }
+        let whole = std::mem::take(&mut state.response_body);
+        let out = match m.error_status {
+            Some(status) => messages::response::error_to_messages(status, &whole),
+            None => {
+                record(llm, &ResponseView::parse(&whole));
+                if want_completion {
+                    ChoicesView::append_to(&whole, llm.completion.get_or_insert_with(Vec::new));
+                }
+                let chat: serde_json::Value = serde_json::from_slice(&whole).unwrap_or_default();
+                messages::response::chat_to_messages(&chat)
+                    .unwrap_or_else(|| messages::response::error_to_messages(502, b"the provider's answer is not a chat completion"))
+            }
+        };
+        *body = Some(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()));
+        return;
+    }
+    let mut out = Vec::new();
+    let mut events = state.sse.push(&incoming);
+    if end {
+        let rest = state.sse.take_rest();
+        if !rest.is_empty() {
+            events.push(rest);
+        }
+    }
+    let stream = &mut m.stream;
+    for event in events {
+        let Some(data) = event_data(&event) else { continue };
+        if data.as_slice() != b"[DONE]" {
+            if llm.response_model.is_none() || has_usage_object(&data) {
+                record(llm, &ResponseView::parse(&data));
+            }
+            if want_completion {
+                ChoicesView::append_to(&data, llm.completion.get_or_insert_with(Vec::new));
+            }
+        }
+        out.extend(stream.chunk(&data));
+    }
+    if end {
+        out.extend(stream.end());
+    }
+    *body = Some(Bytes::from(out));
 }
 
 fn record(llm: &mut LlmExchange, view: &ResponseView) {

@@ -200,7 +200,7 @@ impl Metrics {
             self.mcp_requests.get_or_create(&labels).inc();
         }
         let Some(llm) = &ctx.llm else { return };
-        if llm.route != RouteType::Completions {
+        if !matches!(llm.route, RouteType::Completions | RouteType::Messages) {
             return;
         }
         let gen = GenAiLabels {
