@@ -251,6 +251,10 @@ impl Filter for AiPolicy {
         if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
             set_request_path(session.req_header_mut(), &path)?;
         }
+        if kind == RouteType::Messages {
+            // The query belongs to Anthropic's API (`?beta=true`), not to the provider's.
+            strip_query(session.req_header_mut())?;
+        }
         if !matches!(kind, RouteType::Completions | RouteType::Messages) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
@@ -465,6 +469,23 @@ fn translate_messages_body(state: &mut CompletionState, m: &mut MessagesState, l
         out.extend(stream.end());
     }
     *body = Some(Bytes::from(out));
+}
+
+/// Drops the query string of the request's URI (keeping an absolute form's authority).
+fn strip_query(req: &mut RequestHeader) -> Result<()> {
+    if req.uri.query().is_none() {
+        return Ok(());
+    }
+    let mut builder = http::Uri::builder();
+    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
+        builder = builder.scheme(scheme.clone()).authority(authority.clone());
+    }
+    let uri = builder
+        .path_and_query(req.uri.path().to_string())
+        .build()
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "the path without its query is not a valid URI", e))?;
+    req.set_uri(uri);
+    Ok(())
 }
 
 fn record(llm: &mut LlmExchange, view: &ResponseView) {

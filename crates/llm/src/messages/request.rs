@@ -23,8 +23,10 @@ pub struct ChatRequest {
 
 /// Fields a Messages request may carry that have no Chat Completions equivalent but change
 /// nothing in the answer's content, so leaving them out is faithful: `cache_control`
-/// markers are caching hints, `service_tier` a scheduling hint.
-const HINTS: &[&str] = &["service_tier"];
+/// markers are caching hints, `service_tier` a scheduling hint, `context_management` asks
+/// Anthropic to trim old thinking and tool results from long contexts (the provider then
+/// sees the whole conversation; Claude Code sends it on every request).
+const HINTS: &[&str] = &["service_tier", "context_management"];
 
 /// Translates a Messages request; the error is a message for a 400 naming the field.
 pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<ChatRequest, String> {
@@ -154,7 +156,13 @@ fn translate_turn(turn: &Value, out: &mut Vec<Value>) -> Result<(), String> {
     match role {
         "user" => user_turn(&blocks, out),
         "assistant" => assistant_turn(&blocks, out),
-        other => Err(format!("role `{other}` is not a Messages role (user or assistant)")),
+        // Not in Anthropic's reference, but clients send it (Claude Code does): a system
+        // message where it stands, as agentgateway takes it.
+        "system" => {
+            out.extend(system_message(&Value::Array(blocks))?);
+            Ok(())
+        }
+        other => Err(format!("role `{other}` is not a Messages role (user, assistant)")),
     }
 }
 

@@ -102,3 +102,11 @@ fn what_has_no_chat_meaning_is_refused_naming_it() {
     assert!(refused(json!({"model": "m", "max_tokens": "many", "messages": []})).contains("max_tokens"));
     assert!(messages_to_chat(b"[1]", None, false).is_err());
 }
+
+#[test]
+fn claude_codes_extras_a_system_turn_and_context_management() {
+    let chat = translate(json!({"model": "m", "max_tokens": 8, "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": [{"type": "text", "text": "be terse"}]}]}));
+    assert_eq!(chat["messages"][1], json!({"role": "system", "content": [{"type": "text", "text": "be terse"}]}));
+    assert!(chat.get("context_management").is_none());
+}
