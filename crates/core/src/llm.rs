@@ -16,6 +16,26 @@ pub enum RouteType {
     Passthrough,
 }
 
+/// The API an `ai` backend's provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AiProvider {
+    /// OpenAI's (and every OpenAI-compatible server's) Chat Completions.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages.
+    Anthropic,
+}
+
+impl AiProvider {
+    /// The name in telemetry (`gen_ai.provider.name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AiProvider::OpenAi => "openai",
+            AiProvider::Anthropic => "anthropic",
+        }
+    }
+}
+
 /// Token counts reported by the provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -53,6 +73,8 @@ pub struct LlmParams {
 pub struct LlmExchange {
     /// Provider name (`openai`).
     pub provider: &'static str,
+    /// The API the provider speaks.
+    pub provider_api: AiProvider,
     /// Backend name from the config.
     pub backend: String,
     /// What kind of call it is.
@@ -91,6 +113,7 @@ impl LlmExchange {
     pub fn new(provider: &'static str, backend: &str, route: RouteType) -> Self {
         LlmExchange {
             provider,
+            provider_api: AiProvider::default(),
             backend: backend.to_string(),
             route,
             request_model: None,

@@ -1,10 +1,13 @@
 //! The `ai` policy: LLM handling for an `ai` backend. It classifies each call with the
 //! `ai.routes` suffix table; chat completions get the model override, usage injection for
-//! streams and token accounting; Anthropic Messages calls are translated for the provider's
-//! Chat Completions API and back; `models` and `passthrough` calls are forwarded untouched.
+//! streams and token accounting; calls whose API differs from the provider's (a Messages
+//! client on an OpenAI provider, a Chat client on an Anthropic one) are translated both ways
+//! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
+pub mod anthropic;
 pub mod messages;
 pub mod request;
+pub mod translation;
 pub mod usage;
 
 use std::sync::Arc;
@@ -133,16 +136,8 @@ struct CompletionState {
     response: ResponseMode,
     response_body: Vec<u8>,
     sse: SseSplitter,
-    /// A Messages client: its answer is translated back from the provider's Chat answer.
-    messages: Option<MessagesState>,
-}
-
-/// How a Messages answer is being translated.
-#[derive(Default, Clone)]
-struct MessagesState {
-    stream: messages::stream::ChatToMessagesStream,
-    /// The upstream answered with an error status: its body becomes an Anthropic error.
-    error_status: Option<u16>,
+    /// The answer's translation, when the client's API is not the provider's.
+    answer: translation::TranslatedAnswer,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -161,47 +156,28 @@ enum ResponseMode {
 const PREREAD_LIMIT: usize = 60 * 1024;
 
 impl AiPolicy {
-    /// Rewrites a completion request body (or translates a Messages one) and records what it
-    /// says on the exchange.
-    fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<request::RewrittenRequest, String> {
-        let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone());
-        if ctx.llm.as_ref().is_some_and(|l| l.route == RouteType::Messages) {
-            let t = messages::request::messages_to_chat(raw, model.as_deref(), ctx.needs.llm_prompt)?;
-            if let Some(llm) = ctx.llm.as_mut() {
-                llm.request_model = t.request_model;
-                llm.streaming = t.streaming;
-                llm.params = t.params;
-                llm.prompt = t.prompt;
-            }
-            return Ok(request::RewrittenRequest {
-                body: t.body,
-                request_model: None,
-                streaming: t.streaming,
-                injected_usage: false,
-                params: Default::default(),
-                prompt: None,
-            });
-        }
-        let mut rewritten = request::rewrite_completion_request(raw, model.as_deref(), ctx.needs.llm_prompt)?;
-        if let Some(llm) = ctx.llm.as_mut() {
-            llm.request_model = rewritten.request_model.take();
-            llm.streaming = rewritten.streaming;
-            llm.params = std::mem::take(&mut rewritten.params);
-            llm.prompt = rewritten.prompt.take();
-        }
-        Ok(rewritten)
+    /// Rewrites a completion request body (or translates it for the provider), records what
+    /// it says on the exchange, and readies the answer's translation.
+    fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, translation::Translation), String> {
+        let want_prompt = ctx.needs.llm_prompt;
+        let Some(llm) = ctx.llm.as_mut() else { return Err("not an LLM call".into()) };
+        let model = llm.override_model.clone();
+        translation::translate_request(llm.provider_api, llm.route, raw, model.as_deref(), llm, want_prompt)
     }
 }
 
-/// Upper bound on a non-streamed response copied for usage parsing.
-const MAX_RESPONSE_COPY: usize = 8 * 1024 * 1024;
+use translation::MAX_RESPONSE_COPY;
 
 fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<String> {
-    let api_path = match kind {
-        // Messages are translated for the provider's Chat Completions API.
-        RouteType::Completions | RouteType::Messages => "/chat/completions",
-        RouteType::Models => "/models",
-        RouteType::Passthrough => return None,
+    use tollgate_core::llm::AiProvider;
+    // The provider's path for the call; a translated call always takes it.
+    let (api_path, translated) = match (ai.provider, kind) {
+        (AiProvider::OpenAi, RouteType::Completions) => ("/chat/completions", false),
+        (AiProvider::OpenAi, RouteType::Messages) => ("/chat/completions", true),
+        (AiProvider::Anthropic, RouteType::Messages) => ("/messages", false),
+        (AiProvider::Anthropic, RouteType::Completions) => ("/messages", true),
+        (_, RouteType::Models) => ("/models", false),
+        (_, RouteType::Passthrough) => return None,
     };
     if matches!(kind, RouteType::Completions | RouteType::Messages) {
         if let Some(p) = &ai.path_override {
@@ -211,8 +187,8 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
     if let Some(prefix) = &ai.path_prefix {
         return Some(format!("{}{api_path}", prefix.trim_end_matches('/')));
     }
-    if kind == RouteType::Messages {
-        // Translated: the client's path is Anthropic's, the provider's is its own.
+    if translated {
+        // The client's path belongs to its API, not to the provider's.
         return Some(format!("/v1{api_path}"));
     }
     (!ai.host_overridden && !client_path.starts_with("/v1/")).then(|| format!("/v1{api_path}"))
@@ -238,7 +214,8 @@ impl Filter for AiPolicy {
             let msg = format!("no ai route for path {}", ctx.original_path);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 404, "not_found", &msg)));
         };
-        let mut exchange = LlmExchange::new("openai", &ai.name, kind);
+        let mut exchange = LlmExchange::new(ai.provider.name(), &ai.name, kind);
+        exchange.provider_api = ai.provider;
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
         if kind == RouteType::Messages {
@@ -251,8 +228,8 @@ impl Filter for AiPolicy {
         if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
             set_request_path(session.req_header_mut(), &path)?;
         }
-        if kind == RouteType::Messages {
-            // The query belongs to Anthropic's API (`?beta=true`), not to the provider's.
+        if translation::is_translated(ai.provider, kind) {
+            // The query belongs to the client's API (`?beta=true`), not to the provider's.
             strip_query(session.req_header_mut())?;
         }
         if !matches!(kind, RouteType::Completions | RouteType::Messages) || session.req_header().method != http::Method::POST {
@@ -273,9 +250,6 @@ impl Filter for AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         let mut state = CompletionState::default();
-        if kind == RouteType::Messages {
-            state.messages = Some(MessagesState::default());
-        }
         // A client that waits for `100 Continue` before its body is left to the upstream's.
         let expects_continue = session.req_header().headers.contains_key(http::header::EXPECT);
         if let Some(len) = declared.filter(|n| *n <= PREREAD_LIMIT && !expects_continue) {
@@ -287,9 +261,10 @@ impl Filter for AiPolicy {
                 raw.extend_from_slice(&chunk);
             }
             match self.rewrite(&raw, ctx) {
-                Ok(rewritten) => {
+                Ok((rewritten, t)) => {
                     state.injected_usage = rewritten.injected_usage;
                     state.prepared = Some(Bytes::from(rewritten.body));
+                    state.answer.translation = t;
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
@@ -310,7 +285,7 @@ impl Filter for AiPolicy {
             }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);
-            if state.messages.is_some() {
+            if matches!(state.answer.translation, translation::Translation::MessagesOverChat(_)) {
                 // The client spoke Anthropic's API to the gateway: its key and API headers
                 // are not the provider's (backendAuth sets the provider's credential).
                 req.remove_header("x-api-key");
@@ -319,6 +294,9 @@ impl Filter for AiPolicy {
                     req.remove_header(&name);
                 }
             }
+        }
+        if ctx.llm.as_ref().is_some_and(|l| l.provider_api == tollgate_core::llm::AiProvider::Anthropic) {
+            anthropic_headers(req)?;
         }
         Ok(())
     }
@@ -343,12 +321,13 @@ impl Filter for AiPolicy {
             return Ok(());
         }
         let raw = std::mem::take(&mut state.request_body);
-        let rewritten = match self.rewrite(&raw, ctx) {
+        let (rewritten, t) = match self.rewrite(&raw, ctx) {
             Ok(r) => r,
             Err(msg) => return Err(ctx.reject(400, msg)),
         };
         if let Some(state) = ctx.extensions.get_mut::<CompletionState>() {
             state.injected_usage = rewritten.injected_usage;
+            state.answer.translation = t;
         }
         *body = Some(Bytes::from(rewritten.body));
         Ok(())
@@ -356,23 +335,29 @@ impl Filter for AiPolicy {
 
     fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
-        if let Some(m) = state.messages.as_mut() {
-            // Every Messages answer is rewritten: its length is not known ahead.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            if !resp.status.is_success() {
-                m.error_status = Some(resp.status.as_u16());
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                return Ok(());
-            }
-        }
-        if !resp.status.is_success() {
-            return Ok(());
-        }
         let is_sse = resp
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !matches!(state.answer.translation, translation::Translation::None) {
+            let answer = &mut state.answer;
+            answer.sse = is_sse;
+            if !resp.status.is_success() {
+                answer.error_status = Some(resp.status.as_u16());
+            }
+            if answer.rewrites() {
+                // A translated answer's length is not known ahead.
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                if answer.error_status.is_some() {
+                    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                }
+            }
+            return Ok(());
+        }
+        if !resp.status.is_success() {
+            return Ok(());
+        }
         state.response = if is_sse { ResponseMode::Sse } else { ResponseMode::Json };
         if is_sse && state.injected_usage {
             // An event the client did not ask for is dropped, so the length changes.
@@ -389,9 +374,8 @@ impl Filter for AiPolicy {
         if llm.time_to_first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
             llm.time_to_first_byte = Some(Instant::now().duration_since(started));
         }
-        if let Some(mut m) = state.messages.take() {
-            translate_messages_body(state, &mut m, llm, body, end, want_completion);
-            state.messages = Some(m);
+        if !matches!(state.answer.translation, translation::Translation::None) {
+            state.answer.on_body(llm, body, end, want_completion);
             return Ok(());
         }
         match state.response {
@@ -416,59 +400,20 @@ impl Filter for AiPolicy {
     }
 }
 
-/// Translates the provider's Chat answer for a Messages client: an error body once whole,
-/// a JSON answer once whole, a stream event by event. Usage is recorded from the Chat side.
-fn translate_messages_body(state: &mut CompletionState, m: &mut MessagesState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
-    let incoming = body.take().unwrap_or_default();
-    if m.error_status.is_some() || state.response == ResponseMode::Json {
-        if state.response_body.len() + incoming.len() <= MAX_RESPONSE_COPY {
-            state.response_body.extend_from_slice(&incoming);
-        }
-        *body = None;
-        if !end {
-            return;
-        }
-        let whole = std::mem::take(&mut state.response_body);
-        let out = match m.error_status {
-            Some(status) => messages::response::error_to_messages(status, &whole),
-            None => {
-                record(llm, &ResponseView::parse(&whole));
-                if want_completion {
-                    ChoicesView::append_to(&whole, llm.completion.get_or_insert_with(Vec::new));
-                }
-                let chat: serde_json::Value = serde_json::from_slice(&whole).unwrap_or_default();
-                messages::response::chat_to_messages(&chat)
-                    .unwrap_or_else(|| messages::response::error_to_messages(502, b"the provider's answer is not a chat completion"))
-            }
-        };
-        *body = Some(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()));
-        return;
+/// Anthropic's API takes its key as `x-api-key` (`backendAuth` sets `Authorization:
+/// Bearer`) and wants `anthropic-version`.
+fn anthropic_headers(req: &mut RequestHeader) -> Result<()> {
+    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+    if let Some(key) = bearer {
+        let mut value = http::HeaderValue::from_str(&key).map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "x-api-key", e))?;
+        value.set_sensitive(true);
+        req.remove_header(&http::header::AUTHORIZATION);
+        req.insert_header("x-api-key", value)?;
     }
-    let mut out = Vec::new();
-    let mut events = state.sse.push(&incoming);
-    if end {
-        let rest = state.sse.take_rest();
-        if !rest.is_empty() {
-            events.push(rest);
-        }
+    if !req.headers.contains_key("anthropic-version") {
+        req.insert_header("anthropic-version", "2023-06-01")?;
     }
-    let stream = &mut m.stream;
-    for event in events {
-        let Some(data) = event_data(&event) else { continue };
-        if data.as_slice() != b"[DONE]" {
-            if llm.response_model.is_none() || has_usage_object(&data) {
-                record(llm, &ResponseView::parse(&data));
-            }
-            if want_completion {
-                ChoicesView::append_to(&data, llm.completion.get_or_insert_with(Vec::new));
-            }
-        }
-        out.extend(stream.chunk(&data));
-    }
-    if end {
-        out.extend(stream.end());
-    }
-    *body = Some(Bytes::from(out));
+    Ok(())
 }
 
 /// Drops the query string of the request's URI (keeping an absolute form's authority).

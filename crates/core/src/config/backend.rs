@@ -140,8 +140,8 @@ pub struct Provider {
     pub gemini: Option<Unsupported>,
     /// Not supported yet.
     pub vertex: Option<Unsupported>,
-    /// Not supported yet.
-    pub anthropic: Option<Unsupported>,
+    /// Anthropic's Messages API.
+    pub anthropic: Option<AnthropicProvider>,
     /// Not supported yet.
     pub bedrock: Option<Unsupported>,
     /// Not supported yet.
@@ -150,6 +150,14 @@ pub struct Provider {
     pub copilot: Option<Unsupported>,
     /// Not supported yet.
     pub custom: Option<Unsupported>,
+}
+
+/// `provider.anthropic`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnthropicProvider {
+    /// Model that replaces whatever the client asked for.
+    pub model: Option<String>,
 }
 
 /// `provider.openAI`.

@@ -179,6 +179,8 @@ pub enum BackendTarget {
 pub struct AiTarget {
     /// Backend name.
     pub name: String,
+    /// The API the provider speaks.
+    pub provider: crate::llm::AiProvider,
     /// Model that replaces the client's.
     pub model: Option<String>,
     /// Host to connect to.
@@ -409,17 +411,24 @@ fn default_ai_policy() -> Result<PolicyEntry, String> {
 }
 
 fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
-    let openai = ai.provider.open_ai.as_ref().ok_or("ai.provider: exactly one provider is required (openAI)")?;
+    use crate::llm::AiProvider;
+    let p = &ai.provider;
+    let (provider, model, default_host) = match (&p.open_ai, &p.anthropic) {
+        (Some(o), None) => (AiProvider::OpenAi, o.model.clone(), "api.openai.com"),
+        (None, Some(a)) => (AiProvider::Anthropic, a.model.clone(), "api.anthropic.com"),
+        _ => return Err("ai.provider: exactly one provider is required (openAI or anthropic)".into()),
+    };
     let (host, port, host_overridden) = match &ai.host_override {
         Some(h) => {
             let (host, port) = split_host_port(h)?;
             (host, port, true)
         }
-        None => ("api.openai.com".to_string(), 443, false),
+        None => (default_host.to_string(), 443, false),
     };
     Ok(AiTarget {
         name: ai.name.clone(),
-        model: openai.model.clone(),
+        provider,
+        model,
         host,
         port,
         host_overridden,

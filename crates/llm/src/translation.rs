@@ -1,0 +1,258 @@
+//! Which API pair a call is (client API × provider API) and the translation it needs, for
+//! the request body and for the answer: whole, streamed event by event, or an error.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
+
+use crate::anthropic::stream::MessagesToChatStream;
+use crate::messages::stream::ChatToMessagesStream;
+use crate::request::RewrittenRequest;
+use crate::usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
+
+/// Upper bound on an answer (or error) held whole for translation or usage parsing.
+pub const MAX_RESPONSE_COPY: usize = 8 * 1024 * 1024;
+
+/// How the provider's answer goes back to the client.
+#[derive(Debug, Clone, Default)]
+pub enum Translation {
+    /// Same API both sides (OpenAI Chat): handled by the completions path.
+    #[default]
+    None,
+    /// A Messages client, an OpenAI provider.
+    MessagesOverChat(ChatToMessagesStream),
+    /// A Chat client, an Anthropic provider.
+    ChatOverMessages(MessagesToChatStream),
+    /// A Messages client, an Anthropic provider: bytes pass untouched, usage is read.
+    NativeMessages(MessagesToChatStream),
+}
+
+/// Whether a call is translated (the client's API is not the provider's).
+pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
+    matches!((provider, kind), (AiProvider::OpenAi, RouteType::Messages) | (AiProvider::Anthropic, RouteType::Completions))
+}
+
+/// The request body for the provider, and how its answer is to be handled.
+pub fn translate_request(
+    provider: AiProvider,
+    kind: RouteType,
+    raw: &[u8],
+    model: Option<&str>,
+    llm: &mut LlmExchange,
+    want_prompt: bool,
+) -> Result<(RewrittenRequest, Translation), String> {
+    let plain = |body: Vec<u8>, streaming: bool| RewrittenRequest {
+        body,
+        request_model: None,
+        streaming,
+        injected_usage: false,
+        params: Default::default(),
+        prompt: None,
+    };
+    match (provider, kind) {
+        (AiProvider::OpenAi, RouteType::Messages) => {
+            let t = crate::messages::request::messages_to_chat(raw, model, want_prompt)?;
+            (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
+            Ok((plain(t.body, t.streaming), Translation::MessagesOverChat(Default::default())))
+        }
+        (AiProvider::Anthropic, RouteType::Completions) => {
+            let t = crate::anthropic::request::chat_to_messages(raw, model, want_prompt)?;
+            (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
+            Ok((plain(t.body, t.streaming), Translation::ChatOverMessages(MessagesToChatStream::new(t.include_usage))))
+        }
+        (AiProvider::Anthropic, RouteType::Messages) => {
+            let t = crate::anthropic::native::rewrite_messages_request(raw, model)?;
+            (llm.request_model, llm.streaming, llm.params) = (t.request_model, t.streaming, t.params);
+            Ok((plain(t.body, t.streaming), Translation::NativeMessages(MessagesToChatStream::new(false))))
+        }
+        _ => {
+            let mut rewritten = crate::request::rewrite_completion_request(raw, model, want_prompt)?;
+            llm.request_model = rewritten.request_model.take();
+            llm.streaming = rewritten.streaming;
+            llm.params = std::mem::take(&mut rewritten.params);
+            llm.prompt = rewritten.prompt.take();
+            Ok((rewritten, Translation::None))
+        }
+    }
+}
+
+/// A translated answer in flight.
+#[derive(Debug, Clone, Default)]
+pub struct TranslatedAnswer {
+    /// The translation.
+    pub translation: Translation,
+    /// The provider answered with an error status: its body becomes the client API's error.
+    pub error_status: Option<u16>,
+    /// The answer is an event stream.
+    pub sse: bool,
+    held: Vec<u8>,
+    splitter: SseSplitter,
+}
+
+impl TranslatedAnswer {
+    /// Whether the answer's bytes are rewritten (so its length is not known ahead).
+    pub fn rewrites(&self) -> bool {
+        matches!(self.translation, Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_))
+    }
+
+    /// One chunk of the provider's answer; replaces it with what the client gets.
+    pub fn on_body(&mut self, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
+        let incoming = body.take().unwrap_or_default();
+        if let Translation::NativeMessages(observer) = &mut self.translation {
+            // Untouched bytes; usage read on the way.
+            if self.error_status.is_none() {
+                observe_native(observer, &mut self.splitter, &mut self.held, self.sse, llm, &incoming, end);
+            }
+            *body = Some(incoming);
+            return;
+        }
+        if self.error_status.is_some() || !self.sse {
+            if self.held.len() + incoming.len() <= MAX_RESPONSE_COPY {
+                self.held.extend_from_slice(&incoming);
+            }
+            *body = if end { Some(Bytes::from(self.whole(llm, want_completion))) } else { None };
+            return;
+        }
+        let mut events = self.splitter.push(&incoming);
+        if end {
+            let rest = self.splitter.take_rest();
+            if !rest.is_empty() {
+                events.push(rest);
+            }
+        }
+        let mut out = Vec::new();
+        for event in events {
+            let Some(data) = event_data(&event) else { continue };
+            match &mut self.translation {
+                Translation::MessagesOverChat(s) => {
+                    record_chat(llm, &data, want_completion);
+                    out.extend(s.chunk(&data));
+                }
+                Translation::ChatOverMessages(s) => {
+                    out.extend(s.event(&data));
+                    record_usage(llm, &s.chat_usage(), None);
+                    if want_completion {
+                        if let Some(t) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/delta/text").and_then(Value::as_str).map(str::to_string)) {
+                            push_completion(llm, &t);
+                        }
+                    }
+                    if llm.response_model.is_none() {
+                        if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/message/model").and_then(Value::as_str).map(str::to_string)) {
+                            llm.response_model = Some(m);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if end {
+            match &mut self.translation {
+                Translation::MessagesOverChat(s) => out.extend(s.end()),
+                Translation::ChatOverMessages(s) => out.extend(s.end()),
+                _ => {}
+            }
+        }
+        *body = Some(Bytes::from(out));
+    }
+
+    /// The held whole answer (or error), translated.
+    fn whole(&mut self, llm: &mut LlmExchange, want_completion: bool) -> Vec<u8> {
+        let whole = std::mem::take(&mut self.held);
+        let out = match (&self.translation, self.error_status) {
+            (Translation::MessagesOverChat(_), Some(status)) => crate::messages::response::error_to_messages(status, &whole),
+            (Translation::ChatOverMessages(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::MessagesOverChat(_), None) => {
+                record_chat(llm, &whole, want_completion);
+                let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                crate::messages::response::chat_to_messages(&chat)
+                    .unwrap_or_else(|| crate::messages::response::error_to_messages(502, b"the provider's answer is not a chat completion"))
+            }
+            (Translation::ChatOverMessages(_), None) => {
+                let m: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                match crate::anthropic::response::messages_to_chat(&m) {
+                    Some(chat) => {
+                        record_chat(llm, chat.to_string().as_bytes(), want_completion);
+                        chat
+                    }
+                    None => crate::anthropic::response::error_to_chat(502, b"the provider's answer is not a Messages response"),
+                }
+            }
+            _ => return whole,
+        };
+        serde_json::to_vec(&out).unwrap_or_default()
+    }
+}
+
+/// Records model, usage (and the text, when telemetry wants it) from a Chat document.
+fn record_chat(llm: &mut LlmExchange, data: &[u8], want_completion: bool) {
+    if data == b"[DONE]" {
+        return;
+    }
+    if llm.response_model.is_none() || has_usage_object(data) {
+        let view = ResponseView::parse(data);
+        if let Some(m) = &view.model {
+            llm.response_model.get_or_insert_with(|| m.clone());
+        }
+        if let Some(u) = &view.usage {
+            llm.usage = Some(u.to_usage());
+        }
+    }
+    if want_completion {
+        ChoicesView::append_to(data, llm.completion.get_or_insert_with(Vec::new));
+    }
+}
+
+/// Records Chat-shaped usage (and the model) on the exchange.
+fn record_usage(llm: &mut LlmExchange, usage: &Value, model: Option<&str>) {
+    let doc = serde_json::json!({"model": model, "usage": usage});
+    let view = ResponseView::parse(doc.to_string().as_bytes());
+    if let Some(u) = &view.usage {
+        llm.usage = Some(u.to_usage());
+    }
+}
+
+fn push_completion(llm: &mut LlmExchange, text: &str) {
+    let out = llm.completion.get_or_insert_with(Vec::new);
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out[0].push_str(text);
+}
+
+/// Reads usage and model from a native Anthropic answer without changing it.
+fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool) {
+    if !sse {
+        if held.len() + incoming.len() <= MAX_RESPONSE_COPY {
+            held.extend_from_slice(incoming);
+        }
+        if end {
+            let m: Value = serde_json::from_slice(held).unwrap_or_default();
+            if let Some(model) = m.get("model").and_then(Value::as_str) {
+                llm.response_model.get_or_insert_with(|| model.to_string());
+            }
+            if let Some(u) = m.get("usage") {
+                record_usage(llm, &crate::anthropic::response::usage(u), None);
+            }
+            held.clear();
+        }
+        return;
+    }
+    let mut events = splitter.push(incoming);
+    if end {
+        let rest = splitter.take_rest();
+        if !rest.is_empty() {
+            events.push(rest);
+        }
+    }
+    for event in events {
+        let Some(data) = event_data(&event) else { continue };
+        let _ = observer.event(&data);
+        if llm.response_model.is_none() {
+            if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/message/model").and_then(Value::as_str).map(str::to_string)) {
+                llm.response_model = Some(m);
+            }
+        }
+    }
+    record_usage(llm, &observer.chat_usage(), None);
+}
