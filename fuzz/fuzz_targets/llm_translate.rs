@@ -1,0 +1,51 @@
+//! The LLM translations on untrusted bodies and streams: Messages ↔ Chat Completions requests
+//! (what goes upstream is always JSON with the gateway's model), whole answers, and both
+//! stream translators fed the input as a sequence of events (never a panic; the output is
+//! well-formed SSE).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tollgate_llm::anthropic::request::chat_to_messages;
+use tollgate_llm::anthropic::response::{error_to_chat, messages_to_chat as messages_answer_to_chat};
+use tollgate_llm::anthropic::stream::MessagesToChatStream;
+use tollgate_llm::messages::request::messages_to_chat;
+use tollgate_llm::messages::response::{chat_to_messages as chat_answer_to_messages, error_to_messages};
+use tollgate_llm::messages::stream::ChatToMessagesStream;
+
+fn well_formed_sse(out: &[u8]) {
+    let text = std::str::from_utf8(out).expect("translated events are UTF-8");
+    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+        for line in event.lines() {
+            assert!(line.starts_with("event: ") || line.starts_with("data: "), "{line:?}");
+            if let Some(d) = line.strip_prefix("data: ") {
+                assert!(d == "[DONE]" || serde_json::from_str::<serde_json::Value>(d).is_ok(), "{d:?}");
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    for translated in [messages_to_chat(data, Some("pinned"), true).map(|r| r.body), chat_to_messages(data, Some("pinned"), true).map(|r| r.body)] {
+        if let Ok(body) = translated {
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("translated body is JSON");
+            assert_eq!(v["model"], "pinned");
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = chat_answer_to_messages(&v);
+        let _ = messages_answer_to_chat(&v);
+    }
+    let _ = error_to_messages(500, data);
+    let _ = error_to_chat(500, data);
+    // Each line is one event's data.
+    let mut to_messages = ChatToMessagesStream::default();
+    let mut to_chat = MessagesToChatStream::new(true);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for line in data.split(|c| *c == b'\n') {
+        a.extend(to_messages.chunk(line));
+        b.extend(to_chat.event(line));
+    }
+    a.extend(to_messages.end());
+    b.extend(to_chat.end());
+    well_formed_sse(&a);
+    well_formed_sse(&b);
+});
