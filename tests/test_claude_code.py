@@ -26,7 +26,7 @@ def test_claude_code_completes_a_prompt_through_tollgate(tollgate, workdir):
           policies:
             backendAuth: {{key: sk-provider}}
             ai:
-              routes: {{/v1/messages: messages}}
+              routes: {{/v1/messages: messages, /v1/messages/count_tokens: anthropicTokenCount}}
 """)
         home, cwd = workdir / "home", workdir / "project"
         home.mkdir()

@@ -93,8 +93,14 @@ def test_messages_client_is_served_natively(tollgate, llmock):
     with c.messages.stream(model="claude-opus-9", max_tokens=32, messages=[{"role": "user", "content": "hi"}]) as s:
         final = s.get_final_message()
     assert final.content[0].text and final.stop_reason == "end_turn", final
-    log = tollgate.workdir.joinpath("config.yaml.log").read_text()
-    lines = [l for l in log.splitlines() if "http.path=/v1/messages" in l]
+    import time
+    deadline = time.time() + 5
+    while True:  # the access-log line follows the end of the stream
+        log = tollgate.workdir.joinpath("config.yaml.log").read_text()
+        lines = [l for l in log.splitlines() if "http.path=/v1/messages" in l]
+        if len(lines) == 2 or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 2 and all("gen_ai.provider.name=anthropic" in l and "gen_ai.usage.output_tokens=" in l for l in lines), lines
 
 
@@ -121,8 +127,13 @@ def test_the_provider_gets_its_key_as_x_api_key_with_a_version(tollgate, llmock,
           policies:
             backendAuth: {{key: sk-ant-provider}}
             ai:
-              routes: {{/v1/chat/completions: completions}}
+              routes: {{/v1/chat/completions: completions, /v1/messages/count_tokens: anthropicTokenCount}}
 """)
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic.Anthropic(base_url=base, api_key="sk-client", max_retries=0).messages.count_tokens(
+            model="claude-x", messages=[{"role": "user", "content": "hi"}])
+    seen = openapi_service.requests()[-1]
+    assert seen["path"] == "/v1/messages/count_tokens" and seen["headers"].get("x-api-key") == "sk-ant-provider", seen
     with pytest.raises(openai.NotFoundError):
         oai(base).chat.completions.create(model="claude-x", messages=[{"role": "user", "content": "hi"}])
     seen = openapi_service.requests()[-1]

@@ -21,7 +21,7 @@ def gateway(tollgate, llmock, upstream=None):
           policies:
             backendAuth: {{key: sk-provider}}
             ai:
-              routes: {{/v1/messages: messages, /v1/chat/completions: completions}}
+              routes: {{/v1/messages: messages, /v1/messages/count_tokens: anthropicTokenCount, /v1/chat/completions: completions}}
 """)
 
 
@@ -149,3 +149,19 @@ def test_a_one_mebibyte_prompt_translates(tollgate, llmock):
     assert m.stop_reason == "end_turn" and m.usage.input_tokens > 1000, m
     last = llmock.journal()[-1]
     assert (last["path"], last["status"]) == ("/v1/chat/completions", 200), last
+
+
+def test_token_count_is_estimated_by_the_gateway(tollgate, llmock):
+    """An OpenAI-compatible provider has no count_tokens: the gateway answers with an
+    estimate (Claude Code asks for it), and nothing goes upstream."""
+    base = gateway(tollgate, llmock)
+    c = client(base)
+    before = len(llmock.journal())
+    short = c.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}])
+    long = c.messages.count_tokens(model="m", system="Be brief.", tools=[WEATHER],
+                                   messages=[{"role": "user", "content": "word " * 2000}])
+    assert 0 < short.input_tokens < 20 and 2400 < long.input_tokens < 2800, (short, long)
+    assert len(llmock.journal()) == before
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}], extra_body={"top_k": 1})
+    assert "top_k" in e.value.body["error"]["message"]

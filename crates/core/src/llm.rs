@@ -10,6 +10,8 @@ pub enum RouteType {
     Completions,
     /// `/v1/messages` (Anthropic's Messages API): translated for the provider, usage recorded.
     Messages,
+    /// `/v1/messages/count_tokens`: Anthropic's own, or estimated by the gateway.
+    AnthropicTokenCount,
     /// `/v1/models`: forwarded untouched.
     Models,
     /// Anything else the provider serves: forwarded untouched.

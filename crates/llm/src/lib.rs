@@ -83,7 +83,7 @@ pub enum RouteTypeName {
     Embeddings,
     /// Not supported yet.
     Realtime,
-    /// Not supported yet.
+    /// Anthropic's token count: the provider's own, or the gateway's estimate.
     AnthropicTokenCount,
     /// Not supported yet.
     GenerateContent,
@@ -110,6 +110,7 @@ impl AiPolicy {
                 RouteTypeName::Models => RouteType::Models,
                 RouteTypeName::Passthrough => RouteType::Passthrough,
                 RouteTypeName::Messages => RouteType::Messages,
+                RouteTypeName::AnthropicTokenCount => RouteType::AnthropicTokenCount,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -176,6 +177,9 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         (AiProvider::OpenAi, RouteType::Messages) => ("/chat/completions", true),
         (AiProvider::Anthropic, RouteType::Messages) => ("/messages", false),
         (AiProvider::Anthropic, RouteType::Completions) => ("/messages", true),
+        (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => ("/messages/count_tokens", false),
+        // Answered by the gateway (see `on_request`).
+        (AiProvider::OpenAi, RouteType::AnthropicTokenCount) => return None,
         (_, RouteType::Models) => ("/models", false),
         (_, RouteType::Passthrough) => return None,
     };
@@ -218,11 +222,14 @@ impl Filter for AiPolicy {
         exchange.provider_api = ai.provider;
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
-        if kind == RouteType::Messages {
+        if matches!(kind, RouteType::Messages | RouteType::AnthropicTokenCount) {
             ctx.error_format = ErrorFormat::Anthropic;
             if session.req_header().method != http::Method::POST {
                 let msg = "the Messages API takes POST";
                 return Ok(FilterAction::Respond(json_error(ctx.error_format, 405, "invalid_request_error", msg)));
+            }
+            if kind == RouteType::AnthropicTokenCount && ai.provider == tollgate_core::llm::AiProvider::OpenAi {
+                return count_tokens_locally(session, ctx).await;
             }
         }
         if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
@@ -232,7 +239,7 @@ impl Filter for AiPolicy {
             // The query belongs to the client's API (`?beta=true`), not to the provider's.
             strip_query(session.req_header_mut())?;
         }
-        if !matches!(kind, RouteType::Completions | RouteType::Messages) || session.req_header().method != http::Method::POST {
+        if !matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::AnthropicTokenCount) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
         let declared = session
@@ -397,6 +404,26 @@ impl Filter for AiPolicy {
             ResponseMode::Sse => scan_sse(state, llm, body, end, want_completion),
         }
         Ok(())
+    }
+}
+
+/// Answers a token count from the gateway's estimate; the body is read whole (bounded by the
+/// buffer limit) and never goes upstream.
+async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+    let mut raw = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if raw.len() + chunk.len() > ctx.max_buffer {
+            let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    match messages::count::estimate_input_tokens(&raw) {
+        Ok(n) => {
+            let body = serde_json::to_vec(&serde_json::json!({"input_tokens": n})).unwrap_or_default();
+            Ok(FilterAction::Respond(tollgate_core::filters::LocalResponse::json(200, body)))
+        }
+        Err(msg) => Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
     }
 }
 

@@ -61,6 +61,11 @@ pub fn translate_request(
             (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
             Ok((plain(t.body, t.streaming), Translation::ChatOverMessages(MessagesToChatStream::new(t.include_usage))))
         }
+        (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => {
+            let t = crate::anthropic::native::rewrite_messages_request(raw, model)?;
+            llm.request_model = t.request_model;
+            Ok((plain(t.body, false), Translation::None))
+        }
         (AiProvider::Anthropic, RouteType::Messages) => {
             let t = crate::anthropic::native::rewrite_messages_request(raw, model)?;
             (llm.request_model, llm.streaming, llm.params) = (t.request_model, t.streaming, t.params);
