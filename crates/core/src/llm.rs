@@ -12,6 +12,8 @@ pub enum RouteType {
     Messages,
     /// `/v1/messages/count_tokens`: Anthropic's own, or estimated by the gateway.
     AnthropicTokenCount,
+    /// `/v1/embeddings`: model overridden, usage recorded.
+    Embeddings,
     /// `/v1/models`: forwarded untouched.
     Models,
     /// Anything else the provider serves: forwarded untouched.

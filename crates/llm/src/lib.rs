@@ -79,7 +79,7 @@ pub enum RouteTypeName {
     Detect,
     /// Not supported yet.
     Responses,
-    /// Not supported yet.
+    /// Embeddings: model override and usage.
     Embeddings,
     /// Not supported yet.
     Realtime,
@@ -111,6 +111,7 @@ impl AiPolicy {
                 RouteTypeName::Passthrough => RouteType::Passthrough,
                 RouteTypeName::Messages => RouteType::Messages,
                 RouteTypeName::AnthropicTokenCount => RouteType::AnthropicTokenCount,
+                RouteTypeName::Embeddings => RouteType::Embeddings,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -180,6 +181,9 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => ("/messages/count_tokens", false),
         // Answered by the gateway (see `on_request`).
         (AiProvider::OpenAi, RouteType::AnthropicTokenCount) => return None,
+        (AiProvider::OpenAi, RouteType::Embeddings) => ("/embeddings", false),
+        // Refused in `on_request`: Anthropic has no embeddings API.
+        (AiProvider::Anthropic, RouteType::Embeddings) => return None,
         (_, RouteType::Models) => ("/models", false),
         (_, RouteType::Passthrough) => return None,
     };
@@ -232,6 +236,10 @@ impl Filter for AiPolicy {
                 return count_tokens_locally(session, ctx).await;
             }
         }
+        if kind == RouteType::Embeddings && ai.provider == tollgate_core::llm::AiProvider::Anthropic {
+            let msg = "the anthropic provider has no embeddings API";
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
+        }
         if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
             set_request_path(session.req_header_mut(), &path)?;
         }
@@ -239,7 +247,8 @@ impl Filter for AiPolicy {
             // The query belongs to the client's API (`?beta=true`), not to the provider's.
             strip_query(session.req_header_mut())?;
         }
-        if !matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::AnthropicTokenCount) || session.req_header().method != http::Method::POST {
+        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings];
+        if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
         let declared = session

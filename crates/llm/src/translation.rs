@@ -72,6 +72,8 @@ pub fn translate_request(
             Ok((plain(t.body, t.streaming), Translation::NativeMessages(MessagesToChatStream::new(false))))
         }
         _ => {
+            // Chat completions and embeddings: the model replaced, the rest as written.
+            let want_prompt = want_prompt && kind == RouteType::Completions;
             let mut rewritten = crate::request::rewrite_completion_request(raw, model, want_prompt)?;
             llm.request_model = rewritten.request_model.take();
             llm.streaming = rewritten.streaming;

@@ -1,4 +1,4 @@
-//! A fast mock upstream for benchmarks: OpenAI chat completions (JSON, or SSE with
+//! A fast mock upstream for benchmarks: Anthropic `/v1/messages` (JSON), OpenAI chat completions (JSON, or SSE with
 //! `MOCK_CHUNKS` chunks every `MOCK_CHUNK_DELAY_MS`), `/v1/models`, and a tiny MCP
 //! server (`tools/list`, `tools/call`) on POST /mcp. HTTP/1.1 with keep-alive; request
 //! bodies may be Content-Length or chunked (tollgate sends rewritten bodies chunked).
@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+/// An Anthropic Messages answer (for the translation benchmark's Anthropic provider).
+const MESSAGE: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"mock-model","content":[{"type":"text","text":"Hello from the benchmark mock."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":6}}"#;
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark mock."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":6,"total_tokens":15}}"#;
 const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"model","created":1,"owned_by":"bench"}]}"#;
 
@@ -113,6 +115,7 @@ async fn serve(stream: TcpStream, s: &Settings) -> std::io::Result<()> {
                 stream_completion(&mut write, s).await?
             }
             ("POST", p) if p.ends_with("/chat/completions") => respond(&mut write, "application/json", COMPLETION).await?,
+            ("POST", p) if p.ends_with("/messages") => respond(&mut write, "application/json", MESSAGE).await?,
             ("GET", p) if p.ends_with("/models") => respond(&mut write, "application/json", MODELS).await?,
             ("POST", "/mcp") => respond(&mut write, "application/json", &mcp(&body)).await?,
             _ => write.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await?,
