@@ -148,18 +148,22 @@ fn text_of(b: &Value) -> Result<&str, String> {
 /// One Messages turn, as one or more Chat messages.
 fn translate_turn(turn: &Value, out: &mut Vec<Value>) -> Result<(), String> {
     let role = turn.get("role").and_then(Value::as_str).ok_or("`role` is required")?;
-    let blocks: Vec<Value> = match turn.get("content") {
-        Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
-        Some(Value::Array(a)) => a.clone(),
+    let single;
+    let blocks: &[Value] = match turn.get("content") {
+        Some(Value::String(s)) => {
+            single = [json!({"type": "text", "text": s})];
+            &single
+        }
+        Some(Value::Array(a)) => a,
         _ => return Err("`content` must be a string or a list of blocks".into()),
     };
     match role {
-        "user" => user_turn(&blocks, out),
-        "assistant" => assistant_turn(&blocks, out),
+        "user" => user_turn(blocks, out),
+        "assistant" => assistant_turn(blocks, out),
         // Not in Anthropic's reference, but clients send it (Claude Code does): a system
         // message where it stands, as agentgateway takes it.
         "system" => {
-            out.extend(system_message(&Value::Array(blocks))?);
+            out.extend(system_message(&Value::Array(blocks.to_vec()))?);
             Ok(())
         }
         other => Err(format!("role `{other}` is not a Messages role (user, assistant)")),
