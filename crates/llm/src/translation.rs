@@ -28,6 +28,58 @@ pub enum Translation {
     NativeMessages(MessagesToChatStream),
 }
 
+/// A request body translated for the provider, and what the gateway records of it.
+#[derive(Debug)]
+pub struct TranslatedRequest {
+    /// Bytes to send upstream.
+    pub body: Vec<u8>,
+    /// `model` as the client sent it.
+    pub request_model: Option<String>,
+    /// `stream: true`.
+    pub streaming: bool,
+    /// A Chat client asked for the usage chunk at the end of its stream.
+    pub include_usage: bool,
+    /// Sampling parameters.
+    pub params: tollgate_core::llm::LlmParams,
+    /// The prompt messages, when asked for.
+    pub prompt: Option<Vec<tollgate_core::llm::PromptMessage>>,
+}
+
+/// Role and text of each Chat-shaped message, for telemetry (text parts joined).
+pub fn chat_prompt(messages: &[Value]) -> Vec<tollgate_core::llm::PromptMessage> {
+    messages
+        .iter()
+        .map(|m| tollgate_core::llm::PromptMessage {
+            role: m.get("role").and_then(Value::as_str).unwrap_or("").to_string(),
+            content: match m.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
+                _ => String::new(),
+            },
+        })
+        .collect()
+}
+
+/// What an upstream error body says: its type (when it names one) and its message (the
+/// JSON's `error.message` or `message`, else the text itself, cut to a sane length).
+pub fn upstream_error(status: u16, body: &[u8]) -> (Option<String>, String) {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let kind = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str).map(str::to_string);
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                format!("the upstream answered HTTP {status}")
+            } else {
+                text.chars().take(2048).collect()
+            }
+        });
+    (kind, message)
+}
+
 /// Whether a call is translated (the client's API is not the provider's).
 pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
     matches!((provider, kind), (AiProvider::OpenAi, RouteType::Messages) | (AiProvider::Anthropic, RouteType::Completions))

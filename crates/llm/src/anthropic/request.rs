@@ -3,30 +3,15 @@
 
 use serde_json::{json, Map, Value};
 
-use tollgate_core::llm::{LlmParams, PromptMessage};
+use tollgate_core::llm::LlmParams;
+
+use crate::translation::{chat_prompt, TranslatedRequest};
 
 /// `max_tokens` is required by Anthropic; Chat clients may leave it out.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// The Messages body and what the gateway records of the request.
-#[derive(Debug)]
-pub struct MessagesRequest {
-    /// Bytes to send upstream.
-    pub body: Vec<u8>,
-    /// `model` as the client sent it.
-    pub request_model: Option<String>,
-    /// `stream: true`.
-    pub streaming: bool,
-    /// The client asked for the usage chunk at the end of a stream.
-    pub include_usage: bool,
-    /// Sampling parameters.
-    pub params: LlmParams,
-    /// The prompt messages, when asked for.
-    pub prompt: Option<Vec<PromptMessage>>,
-}
-
 /// Translates a Chat request; the error is a message for a 400 naming the field.
-pub fn chat_to_messages(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<MessagesRequest, String> {
+pub fn chat_to_messages(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<TranslatedRequest, String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let mut out = Map::new();
     let mut params = LlmParams::default();
@@ -42,7 +27,7 @@ pub fn chat_to_messages(raw: &[u8], model_override: Option<&str>, want_prompt: b
         _ => return Err("`messages` is required and must be a list".into()),
     };
     let (system, turns) = translate_messages(chat)?;
-    let prompt = want_prompt.then(|| prompt_messages(chat));
+    let prompt = want_prompt.then(|| chat_prompt(chat));
     if !system.is_empty() {
         out.insert("system".into(), Value::Array(system));
     }
@@ -125,7 +110,7 @@ pub fn chat_to_messages(raw: &[u8], model_override: Option<&str>, want_prompt: b
         }
     }
     let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
-    Ok(MessagesRequest { body, request_model, streaming, include_usage, params, prompt })
+    Ok(TranslatedRequest { body, request_model, streaming, include_usage, params, prompt })
 }
 
 /// The system prompt (from `system` and `developer` messages) and the turns.
@@ -273,17 +258,4 @@ fn translate_tool_choice(choice: &Value) -> Result<Value, String> {
         }
         _ => Err("invalid `tool_choice`".into()),
     }
-}
-
-fn prompt_messages(chat: &[Value]) -> Vec<PromptMessage> {
-    chat.iter()
-        .map(|m| PromptMessage {
-            role: m.get("role").and_then(Value::as_str).unwrap_or("").to_string(),
-            content: match m.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
-                _ => String::new(),
-            },
-        })
-        .collect()
 }

@@ -74,19 +74,7 @@ pub fn messages_to_chat(m: &Value) -> Option<Value> {
 /// An upstream error body (Anthropic's `{"type": "error", "error": {"type", "message"}}`,
 /// or anything else) in OpenAI's shape, for the same status.
 pub fn error_to_chat(status: u16, body: &[u8]) -> Value {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let kind = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str).unwrap_or("upstream_error").to_string();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                format!("the upstream answered HTTP {status}")
-            } else {
-                text.chars().take(2048).collect()
-            }
-        });
+    let (kind, message) = crate::translation::upstream_error(status, body);
+    let kind = kind.unwrap_or_else(|| "upstream_error".into());
     json!({"error": {"message": message, "type": kind, "code": status.to_string(), "param": null}})
 }

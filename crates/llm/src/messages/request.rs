@@ -4,22 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
-use tollgate_core::llm::{LlmParams, PromptMessage};
+use tollgate_core::llm::LlmParams;
 
-/// The Chat Completions body and what the gateway records of the request.
-#[derive(Debug)]
-pub struct ChatRequest {
-    /// Bytes to send upstream.
-    pub body: Vec<u8>,
-    /// `model` as the client sent it.
-    pub request_model: Option<String>,
-    /// `stream: true`.
-    pub streaming: bool,
-    /// Sampling parameters.
-    pub params: LlmParams,
-    /// The prompt messages, when asked for.
-    pub prompt: Option<Vec<PromptMessage>>,
-}
+use crate::translation::{chat_prompt, TranslatedRequest};
 
 /// Fields a Messages request may carry that have no Chat Completions equivalent but change
 /// nothing in the answer's content, so leaving them out is faithful: `cache_control`
@@ -29,7 +16,7 @@ pub struct ChatRequest {
 const HINTS: &[&str] = &["service_tier", "context_management"];
 
 /// Translates a Messages request; the error is a message for a 400 naming the field.
-pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<ChatRequest, String> {
+pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<TranslatedRequest, String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let mut out = Map::new();
     let mut params = LlmParams::default();
@@ -54,7 +41,7 @@ pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: b
     for (i, turn) in turns.iter().enumerate() {
         translate_turn(turn, &mut messages).map_err(|e| format!("messages[{i}]: {e}"))?;
     }
-    let prompt = want_prompt.then(|| prompt_messages(&messages));
+    let prompt = want_prompt.then(|| chat_prompt(&messages));
     out.insert("messages".into(), Value::Array(messages));
     for (key, value) in &req {
         match key.as_str() {
@@ -115,7 +102,7 @@ pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: b
         }
     }
     let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
-    Ok(ChatRequest { body, request_model, streaming, params, prompt })
+    Ok(TranslatedRequest { body, request_model, streaming, include_usage: false, params, prompt })
 }
 
 /// `system`: a string, or text blocks (kept apart, as parts of one system message).
@@ -365,22 +352,6 @@ fn translate_output_config(config: &Value, out: &mut Map<String, Value>) -> Resu
         }
     }
     Ok(())
-}
-
-/// Role and text of each Chat message, for telemetry.
-fn prompt_messages(messages: &[Value]) -> Vec<PromptMessage> {
-    messages
-        .iter()
-        .map(|m| {
-            let role = m.get("role").and_then(Value::as_str).unwrap_or("").to_string();
-            let content = match m.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
-                _ => String::new(),
-            };
-            PromptMessage { role, content }
-        })
-        .collect()
 }
 
 #[cfg(test)]

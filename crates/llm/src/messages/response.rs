@@ -82,18 +82,6 @@ pub fn chat_to_messages(chat: &Value) -> Option<Value> {
 /// Anthropic error for the same status. Text that is not OpenAI-shaped becomes the message,
 /// cut to a sane length.
 pub fn error_to_messages(status: u16, body: &[u8]) -> Value {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                format!("the upstream answered HTTP {status}")
-            } else {
-                text.chars().take(2048).collect()
-            }
-        });
+    let (_, message) = crate::translation::upstream_error(status, body);
     json!({"type": "error", "error": {"type": tollgate_core::errors::anthropic_error_type(status), "message": message}})
 }
