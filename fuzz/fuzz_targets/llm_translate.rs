@@ -9,6 +9,8 @@ use tollgate_llm::anthropic::response::{error_to_chat, messages_to_chat as messa
 use tollgate_llm::anthropic::stream::MessagesToChatStream;
 use tollgate_llm::messages::request::messages_to_chat;
 use tollgate_llm::messages::response::{chat_to_messages as chat_answer_to_messages, error_to_messages};
+use tollgate_llm::gemini::request::chat_to_gemini;
+use tollgate_llm::gemini::stream::GeminiToChat;
 use tollgate_llm::messages::stream::ChatToMessagesStream;
 
 fn well_formed_sse(out: &[u8]) {
@@ -30,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(v["model"], "pinned");
         }
     }
+    if let Ok((t, model)) = chat_to_gemini(data, None, true) {
+        serde_json::from_slice::<serde_json::Value>(&t.body).expect("translated body is JSON");
+        // The model goes into the upstream path: nothing that could change it.
+        assert!(model.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')), "{model:?}");
+    }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         let _ = chat_answer_to_messages(&v);
         let _ = messages_answer_to_chat(&v);
@@ -39,13 +46,20 @@ fuzz_target!(|data: &[u8]| {
     // Each line is one event's data.
     let mut to_messages = ChatToMessagesStream::default();
     let mut to_chat = MessagesToChatStream::new(true);
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut gemini = GeminiToChat::new(true, true);
+    let mut gemini_whole = GeminiToChat::new(false, false);
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for line in data.split(|c| *c == b'\n') {
         a.extend(to_messages.chunk(line));
         b.extend(to_chat.event(line));
+        c.extend(gemini.event(line));
+        assert!(gemini_whole.event(line).is_empty());
     }
     a.extend(to_messages.end());
     b.extend(to_chat.end());
+    c.extend(gemini.end());
     well_formed_sse(&a);
     well_formed_sse(&b);
+    well_formed_sse(&c);
+    serde_json::from_slice::<serde_json::Value>(&gemini_whole.end()).expect("a gathered answer is JSON");
 });

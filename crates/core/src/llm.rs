@@ -28,6 +28,8 @@ pub enum AiProvider {
     OpenAi,
     /// Anthropic's Messages.
     Anthropic,
+    /// Google AI Studio's Gemini `generateContent`.
+    Gemini,
 }
 
 impl AiProvider {
@@ -36,6 +38,7 @@ impl AiProvider {
         match self {
             AiProvider::OpenAi => "openai",
             AiProvider::Anthropic => "anthropic",
+            AiProvider::Gemini => "gcp.gemini",
         }
     }
 }

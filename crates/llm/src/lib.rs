@@ -5,6 +5,7 @@
 //! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod messages;
 pub mod request;
 pub mod translation;
@@ -27,7 +28,7 @@ use tollgate_core::config::types::Unsupported;
 use tollgate_core::ctx::TlsPlan;
 use tollgate_core::ctx::ErrorFormat;
 use tollgate_core::errors::json_error;
-use tollgate_core::llm::{LlmExchange, RouteType};
+use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
 use tollgate_core::runtime::{AiTarget, BackendTarget};
 use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
 
@@ -171,7 +172,6 @@ impl AiPolicy {
 use translation::MAX_RESPONSE_COPY;
 
 fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<String> {
-    use tollgate_core::llm::AiProvider;
     // The provider's path for the call; a translated call always takes it.
     let (api_path, translated) = match (ai.provider, kind) {
         (AiProvider::OpenAi, RouteType::Completions) => ("/chat/completions", false),
@@ -186,6 +186,8 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         (AiProvider::Anthropic, RouteType::Embeddings) => return None,
         (_, RouteType::Models) => ("/models", false),
         (_, RouteType::Passthrough) => return None,
+        // The model names the path: set once it is known (see `gemini_path`).
+        (AiProvider::Gemini, _) => return None,
     };
     if matches!(kind, RouteType::Completions | RouteType::Messages) {
         if let Some(p) = &ai.path_override {
@@ -236,6 +238,10 @@ impl Filter for AiPolicy {
                 return count_tokens_locally(session, ctx).await;
             }
         }
+        if ai.provider == AiProvider::Gemini && !matches!(kind, RouteType::Completions | RouteType::Passthrough) {
+            let msg = "the gemini provider serves chat completions so far";
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
+        }
         if kind == RouteType::Embeddings && ai.provider == tollgate_core::llm::AiProvider::Anthropic {
             let msg = "the anthropic provider has no embeddings API";
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
@@ -280,10 +286,23 @@ impl Filter for AiPolicy {
                 Ok((rewritten, t)) => {
                     state.injected_usage = rewritten.injected_usage;
                     state.prepared = Some(Bytes::from(rewritten.body));
+                    if let translation::Translation::ChatOverGemini(g) = &t {
+                        gemini_path(session.req_header_mut(), ai, &g.path_model)?;
+                    }
                     state.answer.translation = t;
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
+        }
+        if ai.provider == AiProvider::Gemini && kind == RouteType::Completions && state.prepared.is_none() {
+            // The body goes upstream as it arrives, after the header: the path's model must
+            // be known now, from the backend.
+            let Some(model) = ai.model.as_deref() else {
+                let msg = format!("the gemini provider needs `provider.gemini.model` for requests over {PREREAD_LIMIT} bytes (its path names the model)");
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+            };
+            let model = gemini::request::path_model(model).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
+            gemini_path(session.req_header_mut(), ai, &model)?;
         }
         ctx.extensions.insert(state);
         Ok(FilterAction::Continue)
@@ -311,8 +330,10 @@ impl Filter for AiPolicy {
                 }
             }
         }
-        if ctx.llm.as_ref().is_some_and(|l| l.provider_api == tollgate_core::llm::AiProvider::Anthropic) {
-            anthropic_headers(req)?;
+        match ctx.llm.as_ref().map(|l| l.provider_api) {
+            Some(AiProvider::Anthropic) => anthropic_headers(req)?,
+            Some(AiProvider::Gemini) => bearer_to_header(req, "x-goog-api-key")?,
+            _ => {}
         }
         Ok(())
     }
@@ -365,7 +386,9 @@ impl Filter for AiPolicy {
             if answer.rewrites() {
                 // A translated answer's length is not known ahead.
                 resp.remove_header(&http::header::CONTENT_LENGTH);
-                if answer.error_status.is_some() {
+                let whole_gemini = matches!(&answer.translation, translation::Translation::ChatOverGemini(g) if !g.client_streams);
+                if answer.error_status.is_some() || whole_gemini {
+                    // An error, or Gemini's stream gathered into one completion.
                     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
                 }
             }
@@ -436,16 +459,37 @@ async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx) -> Re
     }
 }
 
+/// Moves a `backendAuth` key (`Authorization: Bearer …`) to the header a provider reads it
+/// from (`x-api-key`, `x-goog-api-key`).
+fn bearer_to_header(req: &mut RequestHeader, header: &'static str) -> Result<()> {
+    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+    if let Some(key) = bearer {
+        let mut value = http::HeaderValue::from_str(&key).map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider key", e))?;
+        value.set_sensitive(true);
+        req.remove_header(&http::header::AUTHORIZATION);
+        req.insert_header(header, value)?;
+    }
+    Ok(())
+}
+
+/// The Gemini path for `model`: `{pathPrefix or /v1beta}/models/{model}:streamGenerateContent`
+/// with `alt=sse` (the gateway always streams from Gemini).
+fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()> {
+    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
+    let pq = format!("{prefix}/models/{model}:streamGenerateContent?alt=sse");
+    let mut builder = http::Uri::builder();
+    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
+        builder = builder.scheme(scheme.clone()).authority(authority.clone());
+    }
+    let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "gemini path", e))?;
+    req.set_uri(uri);
+    Ok(())
+}
+
 /// Anthropic's API takes its key as `x-api-key` (`backendAuth` sets `Authorization:
 /// Bearer`) and wants `anthropic-version`.
 fn anthropic_headers(req: &mut RequestHeader) -> Result<()> {
-    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
-    if let Some(key) = bearer {
-        let mut value = http::HeaderValue::from_str(&key).map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "x-api-key", e))?;
-        value.set_sensitive(true);
-        req.remove_header(&http::header::AUTHORIZATION);
-        req.insert_header("x-api-key", value)?;
-    }
+    bearer_to_header(req, "x-api-key")?;
     if !req.headers.contains_key("anthropic-version") {
         req.insert_header("anthropic-version", "2023-06-01")?;
     }

@@ -26,6 +26,8 @@ pub enum Translation {
     ChatOverMessages(MessagesToChatStream),
     /// A Messages client, an Anthropic provider: bytes pass untouched, usage is read.
     NativeMessages(MessagesToChatStream),
+    /// A Chat client, a Gemini provider (always streamed upstream).
+    ChatOverGemini(Box<crate::gemini::stream::GeminiToChat>),
 }
 
 /// A request body translated for the provider, and what the gateway records of it.
@@ -64,7 +66,8 @@ pub fn chat_prompt(messages: &[Value]) -> Vec<tollgate_core::llm::PromptMessage>
 /// JSON's `error.message` or `message`, else the text itself, cut to a sane length).
 pub fn upstream_error(status: u16, body: &[u8]) -> (Option<String>, String) {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let kind = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str).map(str::to_string);
+    // OpenAI and Anthropic name the error's `type`, Google its `status`.
+    let kind = parsed.as_ref().and_then(|v| v.pointer("/error/type").or_else(|| v.pointer("/error/status"))).and_then(Value::as_str).map(str::to_string);
     let message = parsed
         .as_ref()
         .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).and_then(Value::as_str).map(str::to_string))
@@ -82,7 +85,10 @@ pub fn upstream_error(status: u16, body: &[u8]) -> (Option<String>, String) {
 
 /// Whether a call is translated (the client's API is not the provider's).
 pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
-    matches!((provider, kind), (AiProvider::OpenAi, RouteType::Messages) | (AiProvider::Anthropic, RouteType::Completions))
+    matches!(
+        (provider, kind),
+        (AiProvider::OpenAi, RouteType::Messages) | (AiProvider::Anthropic, RouteType::Completions) | (AiProvider::Gemini, RouteType::Completions)
+    )
 }
 
 /// The request body for the provider, and how its answer is to be handled.
@@ -112,6 +118,13 @@ pub fn translate_request(
             let t = crate::anthropic::request::chat_to_messages(raw, model, want_prompt)?;
             (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
             Ok((plain(t.body, t.streaming), Translation::ChatOverMessages(MessagesToChatStream::new(t.include_usage))))
+        }
+        (AiProvider::Gemini, RouteType::Completions) => {
+            let (t, path_model) = crate::gemini::request::chat_to_gemini(raw, model, want_prompt)?;
+            (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
+            let mut g = crate::gemini::stream::GeminiToChat::new(t.streaming, t.include_usage);
+            g.path_model = path_model;
+            Ok((plain(t.body, t.streaming), Translation::ChatOverGemini(Box::new(g))))
         }
         (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => {
             let t = crate::anthropic::native::rewrite_messages_request(raw, model)?;
@@ -152,7 +165,7 @@ pub struct TranslatedAnswer {
 impl TranslatedAnswer {
     /// Whether the answer's bytes are rewritten (so its length is not known ahead).
     pub fn rewrites(&self) -> bool {
-        matches!(self.translation, Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_))
+        matches!(self.translation, Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_))
     }
 
     /// One chunk of the provider's answer; replaces it with what the client gets.
@@ -188,6 +201,12 @@ impl TranslatedAnswer {
                     record_chat(llm, &data, want_completion);
                     out.extend(s.chunk(&data));
                 }
+                Translation::ChatOverGemini(g) => {
+                    out.extend(g.event(&data));
+                    if let Some(u) = g.chat_usage() {
+                        record_usage(llm, &u, None);
+                    }
+                }
                 Translation::ChatOverMessages(s) => {
                     out.extend(s.event(&data));
                     record_usage(llm, &s.chat_usage(), None);
@@ -209,6 +228,15 @@ impl TranslatedAnswer {
             match &mut self.translation {
                 Translation::MessagesOverChat(s) => out.extend(s.end()),
                 Translation::ChatOverMessages(s) => out.extend(s.end()),
+                Translation::ChatOverGemini(g) => {
+                    let tail = g.end();
+                    if want_completion {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&tail) {
+                            ChoicesView::append_to(v.to_string().as_bytes(), llm.completion.get_or_insert_with(Vec::new));
+                        }
+                    }
+                    out.extend(tail);
+                }
                 _ => {}
             }
         }
@@ -218,9 +246,18 @@ impl TranslatedAnswer {
     /// The held whole answer (or error), translated.
     fn whole(&mut self, llm: &mut LlmExchange, want_completion: bool) -> Vec<u8> {
         let whole = std::mem::take(&mut self.held);
+        if let (Translation::ChatOverGemini(g), None) = (&mut self.translation, self.error_status) {
+            // Gemini answered one document rather than a stream: the same translation.
+            let mut out = g.event(&whole);
+            out.extend(g.end());
+            if let Some(u) = g.chat_usage() {
+                record_usage(llm, &u, None);
+            }
+            return out;
+        }
         let out = match (&self.translation, self.error_status) {
             (Translation::MessagesOverChat(_), Some(status)) => crate::messages::response::error_to_messages(status, &whole),
-            (Translation::ChatOverMessages(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
             (Translation::MessagesOverChat(_), None) => {
                 record_chat(llm, &whole, want_completion);
                 let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();

@@ -136,8 +136,8 @@ pub struct Provider {
     /// OpenAI or any OpenAI-compatible API.
     #[serde(rename = "openAI")]
     pub open_ai: Option<OpenAiProvider>,
-    /// Not supported yet.
-    pub gemini: Option<Unsupported>,
+    /// Google AI Studio's Gemini API.
+    pub gemini: Option<GeminiProvider>,
     /// Not supported yet.
     pub vertex: Option<Unsupported>,
     /// Anthropic's Messages API.
@@ -150,6 +150,14 @@ pub struct Provider {
     pub copilot: Option<Unsupported>,
     /// Not supported yet.
     pub custom: Option<Unsupported>,
+}
+
+/// `provider.gemini`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeminiProvider {
+    /// Model that replaces whatever the client asked for (also names the request path).
+    pub model: Option<String>,
 }
 
 /// `provider.anthropic`.

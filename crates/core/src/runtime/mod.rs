@@ -413,10 +413,11 @@ fn default_ai_policy() -> Result<PolicyEntry, String> {
 fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
     use crate::llm::AiProvider;
     let p = &ai.provider;
-    let (provider, model, default_host) = match (&p.open_ai, &p.anthropic) {
-        (Some(o), None) => (AiProvider::OpenAi, o.model.clone(), "api.openai.com"),
-        (None, Some(a)) => (AiProvider::Anthropic, a.model.clone(), "api.anthropic.com"),
-        _ => return Err("ai.provider: exactly one provider is required (openAI or anthropic)".into()),
+    let (provider, model, default_host) = match (&p.open_ai, &p.anthropic, &p.gemini) {
+        (Some(o), None, None) => (AiProvider::OpenAi, o.model.clone(), "api.openai.com"),
+        (None, Some(a), None) => (AiProvider::Anthropic, a.model.clone(), "api.anthropic.com"),
+        (None, None, Some(g)) => (AiProvider::Gemini, g.model.clone(), "generativelanguage.googleapis.com"),
+        _ => return Err("ai.provider: exactly one provider is required (openAI, anthropic or gemini)".into()),
     };
     let (host, port, host_overridden) = match &ai.host_override {
         Some(h) => {

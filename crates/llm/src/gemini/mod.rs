@@ -1,0 +1,5 @@
+//! The Gemini provider (Google AI Studio's `generateContent` API): Chat Completions clients
+//! translated to `streamGenerateContent` and back.
+
+pub mod request;
+pub mod stream;
