@@ -158,7 +158,18 @@ class Nginx:
         self.access_log = access_log
 
     def entries(self):
-        return [json.loads(l) for l in self.access_log.read_text().splitlines() if l.strip()]
+        """The access log's lines. nginx writes a line just after it sent the response, so a
+        client can be faster than the log: wait until the log is non-empty and stops growing."""
+        read = lambda: [json.loads(l) for l in self.access_log.read_text().splitlines() if l.strip()]
+        deadline = time.time() + 3
+        last = read()
+        while time.time() < deadline:
+            time.sleep(0.1)
+            now = read()
+            if now and len(now) == len(last):
+                return now
+            last = now
+        return last
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ use tollgate_llm::anthropic::stream::MessagesToChatStream;
 use tollgate_llm::messages::request::messages_to_chat;
 use tollgate_llm::messages::response::{chat_to_messages as chat_answer_to_messages, error_to_messages};
 use tollgate_llm::gemini::request::chat_to_gemini;
+use tollgate_llm::generate::request::generate_to_chat;
+use tollgate_llm::generate::response::{chat_to_generate, error_to_generate, ChatToGenerateStream};
 use tollgate_llm::gemini::stream::GeminiToChat;
 use tollgate_llm::messages::stream::ChatToMessagesStream;
 
@@ -37,7 +39,13 @@ fuzz_target!(|data: &[u8]| {
         // The model goes into the upstream path: nothing that could change it.
         assert!(model.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')), "{model:?}");
     }
+    if let Ok(t) = generate_to_chat(data, "pinned", true, true) {
+        let v: serde_json::Value = serde_json::from_slice(&t.body).expect("translated body is JSON");
+        assert_eq!(v["model"], "pinned");
+    }
+    let _ = error_to_generate(500, data);
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = chat_to_generate(&v);
         let _ = chat_answer_to_messages(&v);
         let _ = messages_answer_to_chat(&v);
     }
@@ -48,16 +56,23 @@ fuzz_target!(|data: &[u8]| {
     let mut to_chat = MessagesToChatStream::new(true);
     let mut gemini = GeminiToChat::new(true, true);
     let mut gemini_whole = GeminiToChat::new(false, false);
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let mut to_generate = ChatToGenerateStream::default();
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for line in data.split(|c| *c == b'\n') {
         a.extend(to_messages.chunk(line));
         b.extend(to_chat.event(line));
         c.extend(gemini.event(line));
+        d.extend(to_generate.chunk(line));
         assert!(gemini_whole.event(line).is_empty());
     }
     a.extend(to_messages.end());
     b.extend(to_chat.end());
     c.extend(gemini.end());
+    d.extend(to_generate.end());
+    for event in String::from_utf8(d).expect("UTF-8").split("\r\n\r\n").filter(|e| !e.is_empty()) {
+        let body = event.strip_prefix("data: ").expect("a data line");
+        serde_json::from_str::<serde_json::Value>(body).expect("a JSON event");
+    }
     well_formed_sse(&a);
     well_formed_sse(&b);
     well_formed_sse(&c);

@@ -89,6 +89,8 @@ pub enum ErrorFormat {
     OpenAi,
     /// `{"type": "error", "error": {"type", "message"}}` (Anthropic's Messages API).
     Anthropic,
+    /// `{"error": {"code", "message", "status"}}` (Google's APIs).
+    Google,
 }
 
 /// What the configured telemetry needs a request to keep (decided once, at config load,

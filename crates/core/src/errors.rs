@@ -17,8 +17,25 @@ pub fn json_error(format: ErrorFormat, status: u16, kind: &str, message: &str) -
         ErrorFormat::Anthropic => serde_json::json!({
             "type": "error", "error": {"type": anthropic_error_type(status), "message": message}
         }),
+        ErrorFormat::Google => serde_json::json!({
+            "error": {"code": status, "message": message, "status": google_status(status)}
+        }),
     };
     LocalResponse::json(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Google's status name for an HTTP status (its APIs' `error.status`).
+pub fn google_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
 }
 
 /// Anthropic's error type for an HTTP status (its API has a fixed set).

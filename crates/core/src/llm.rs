@@ -14,6 +14,8 @@ pub enum RouteType {
     AnthropicTokenCount,
     /// `/v1/embeddings`: model overridden, usage recorded.
     Embeddings,
+    /// Gemini's `models/{model}:generateContent` / `:streamGenerateContent`: translated.
+    GenerateContent,
     /// `/v1/models`: forwarded untouched.
     Models,
     /// Anything else the provider serves: forwarded untouched.

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod generate;
 pub mod messages;
 pub mod request;
 pub mod translation;
@@ -86,7 +87,7 @@ pub enum RouteTypeName {
     Realtime,
     /// Anthropic's token count: the provider's own, or the gateway's estimate.
     AnthropicTokenCount,
-    /// Not supported yet.
+    /// Gemini's generateContent / streamGenerateContent, translated for the provider.
     GenerateContent,
     /// Not supported yet.
     GeminiCountTokens,
@@ -113,6 +114,7 @@ impl AiPolicy {
                 RouteTypeName::Messages => RouteType::Messages,
                 RouteTypeName::AnthropicTokenCount => RouteType::AnthropicTokenCount,
                 RouteTypeName::Embeddings => RouteType::Embeddings,
+                RouteTypeName::GenerateContent => RouteType::GenerateContent,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -163,9 +165,10 @@ impl AiPolicy {
     /// it says on the exchange, and readies the answer's translation.
     fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, translation::Translation), String> {
         let want_prompt = ctx.needs.llm_prompt;
+        let path = ctx.original_path.clone();
         let Some(llm) = ctx.llm.as_mut() else { return Err("not an LLM call".into()) };
         let model = llm.override_model.clone();
-        translation::translate_request(llm.provider_api, llm.route, raw, model.as_deref(), llm, want_prompt)
+        translation::translate_request(llm.provider_api, llm.route, &path, raw, model.as_deref(), llm, want_prompt)
     }
 }
 
@@ -175,7 +178,8 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
     // The provider's path for the call; a translated call always takes it.
     let (api_path, translated) = match (ai.provider, kind) {
         (AiProvider::OpenAi, RouteType::Completions) => ("/chat/completions", false),
-        (AiProvider::OpenAi, RouteType::Messages) => ("/chat/completions", true),
+        (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent) => ("/chat/completions", true),
+        (AiProvider::Anthropic, RouteType::GenerateContent) => return None,
         (AiProvider::Anthropic, RouteType::Messages) => ("/messages", false),
         (AiProvider::Anthropic, RouteType::Completions) => ("/messages", true),
         (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => ("/messages/count_tokens", false),
@@ -228,6 +232,13 @@ impl Filter for AiPolicy {
         exchange.provider_api = ai.provider;
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
+        if kind == RouteType::GenerateContent {
+            ctx.error_format = ErrorFormat::Google;
+            if ai.provider != AiProvider::OpenAi {
+                let msg = "generateContent clients need an OpenAI-compatible provider so far";
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
+            }
+        }
         if matches!(kind, RouteType::Messages | RouteType::AnthropicTokenCount) {
             ctx.error_format = ErrorFormat::Anthropic;
             if session.req_header().method != http::Method::POST {
@@ -253,7 +264,7 @@ impl Filter for AiPolicy {
             // The query belongs to the client's API (`?beta=true`), not to the provider's.
             strip_query(session.req_header_mut())?;
         }
-        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings];
+        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
@@ -320,10 +331,11 @@ impl Filter for AiPolicy {
             }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);
-            if matches!(state.answer.translation, translation::Translation::MessagesOverChat(_)) {
-                // The client spoke Anthropic's API to the gateway: its key and API headers
-                // are not the provider's (backendAuth sets the provider's credential).
+            if matches!(state.answer.translation, translation::Translation::MessagesOverChat(_) | translation::Translation::GenerateOverChat(_)) {
+                // The client spoke another API to the gateway: its key and API headers are
+                // not the provider's (backendAuth sets the provider's credential).
                 req.remove_header("x-api-key");
+                req.remove_header("x-goog-api-key");
                 let anthropic: Vec<_> = req.headers.keys().filter(|k| k.as_str().starts_with("anthropic-")).cloned().collect();
                 for name in anthropic {
                     req.remove_header(&name);

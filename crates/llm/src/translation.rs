@@ -26,6 +26,8 @@ pub enum Translation {
     ChatOverMessages(MessagesToChatStream),
     /// A Messages client, an Anthropic provider: bytes pass untouched, usage is read.
     NativeMessages(MessagesToChatStream),
+    /// A Gemini generateContent client, an OpenAI provider.
+    GenerateOverChat(crate::generate::response::ChatToGenerateStream),
     /// A Chat client, a Gemini provider (always streamed upstream).
     ChatOverGemini(Box<crate::gemini::stream::GeminiToChat>),
 }
@@ -87,14 +89,18 @@ pub fn upstream_error(status: u16, body: &[u8]) -> (Option<String>, String) {
 pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
     matches!(
         (provider, kind),
-        (AiProvider::OpenAi, RouteType::Messages) | (AiProvider::Anthropic, RouteType::Completions) | (AiProvider::Gemini, RouteType::Completions)
+        (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent)
+            | (AiProvider::Anthropic, RouteType::Completions)
+            | (AiProvider::Gemini, RouteType::Completions)
     )
 }
 
 /// The request body for the provider, and how its answer is to be handled.
+#[allow(clippy::too_many_arguments)]
 pub fn translate_request(
     provider: AiProvider,
     kind: RouteType,
+    client_path: &str,
     raw: &[u8],
     model: Option<&str>,
     llm: &mut LlmExchange,
@@ -118,6 +124,13 @@ pub fn translate_request(
             let t = crate::anthropic::request::chat_to_messages(raw, model, want_prompt)?;
             (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
             Ok((plain(t.body, t.streaming), Translation::ChatOverMessages(MessagesToChatStream::new(t.include_usage))))
+        }
+        (AiProvider::OpenAi, RouteType::GenerateContent) => {
+            let (path_model, streaming) = crate::generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
+            let t = crate::generate::request::generate_to_chat(raw, model.unwrap_or(&path_model), streaming, want_prompt)?;
+            (llm.streaming, llm.params, llm.prompt) = (t.streaming, t.params, t.prompt);
+            llm.request_model = Some(path_model);
+            Ok((plain(t.body, t.streaming), Translation::GenerateOverChat(Default::default())))
         }
         (AiProvider::Gemini, RouteType::Completions) => {
             let (t, path_model) = crate::gemini::request::chat_to_gemini(raw, model, want_prompt)?;
@@ -165,7 +178,10 @@ pub struct TranslatedAnswer {
 impl TranslatedAnswer {
     /// Whether the answer's bytes are rewritten (so its length is not known ahead).
     pub fn rewrites(&self) -> bool {
-        matches!(self.translation, Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_))
+        matches!(
+            self.translation,
+            Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_) | Translation::GenerateOverChat(_)
+        )
     }
 
     /// One chunk of the provider's answer; replaces it with what the client gets.
@@ -201,6 +217,10 @@ impl TranslatedAnswer {
                     record_chat(llm, &data, want_completion);
                     out.extend(s.chunk(&data));
                 }
+                Translation::GenerateOverChat(s) => {
+                    record_chat(llm, &data, want_completion);
+                    out.extend(s.chunk(&data));
+                }
                 Translation::ChatOverGemini(g) => {
                     out.extend(g.event(&data));
                     if let Some(u) = g.chat_usage() {
@@ -228,6 +248,7 @@ impl TranslatedAnswer {
             match &mut self.translation {
                 Translation::MessagesOverChat(s) => out.extend(s.end()),
                 Translation::ChatOverMessages(s) => out.extend(s.end()),
+                Translation::GenerateOverChat(s) => out.extend(s.end()),
                 Translation::ChatOverGemini(g) => {
                     let tail = g.end();
                     if want_completion {
@@ -257,6 +278,13 @@ impl TranslatedAnswer {
         }
         let out = match (&self.translation, self.error_status) {
             (Translation::MessagesOverChat(_), Some(status)) => crate::messages::response::error_to_messages(status, &whole),
+            (Translation::GenerateOverChat(_), Some(status)) => crate::generate::response::error_to_generate(status, &whole),
+            (Translation::GenerateOverChat(_), None) => {
+                record_chat(llm, &whole, want_completion);
+                let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                crate::generate::response::chat_to_generate(&chat)
+                    .unwrap_or_else(|| crate::generate::response::error_to_generate(502, b"the provider's answer is not a chat completion"))
+            }
             (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
             (Translation::MessagesOverChat(_), None) => {
                 record_chat(llm, &whole, want_completion);

@@ -200,7 +200,7 @@ impl Metrics {
             self.mcp_requests.get_or_create(&labels).inc();
         }
         let Some(llm) = &ctx.llm else { return };
-        if !matches!(llm.route, RouteType::Completions | RouteType::Messages) {
+        if !matches!(llm.route, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent) {
             return;
         }
         let gen = GenAiLabels {
