@@ -85,8 +85,8 @@ def test_errors_in_googles_shape(tollgate, llmock, openapi_service):
     c = client(gateway(tollgate, f"127.0.0.1:{llmock.port}"))
     with pytest.raises(errors.ClientError) as e:
         c.models.generate_content(model="gemini-2.5-flash", contents="hi",
-                                  config=types.GenerateContentConfig(top_k=3))
-    assert e.value.code == 400 and "topK" in e.value.message, e.value
+                                  config=types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())]))
+    assert e.value.code == 400 and "googleSearch" in e.value.message, e.value
     llmock.scenario([{"type": "fail", "status": 429, "times": 1}])
     with pytest.raises(errors.ClientError) as e:
         c.models.generate_content(model="gemini-2.5-flash", contents="hi")

@@ -106,8 +106,8 @@ def test_errors_come_back_in_anthropics_shape(tollgate, llmock):
     c = client(base)
     # Refused by the gateway: no Chat Completions meaning.
     with pytest.raises(anthropic.BadRequestError) as e:
-        c.messages.create(model="m", max_tokens=16, extra_body={"top_k": 3}, messages=[{"role": "user", "content": "hi"}])
-    assert e.value.body["type"] == "error" and "top_k" in e.value.body["error"]["message"], e.value.body
+        c.messages.create(model="m", max_tokens=16, extra_body={"mcp_servers": []}, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.body["type"] == "error" and "mcp_servers" in e.value.body["error"]["message"], e.value.body
     r = requests.post(f"{base}/v1/messages", data=b"{not json", headers={"content-type": "application/json"}, timeout=5)
     assert r.status_code == 400 and r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error", r.text
     # The provider's own error (llmock's scripted 429) keeps its status, in Anthropic's shape.
@@ -163,5 +163,5 @@ def test_token_count_is_estimated_by_the_gateway(tollgate, llmock):
     assert 0 < short.input_tokens < 20 and 2400 < long.input_tokens < 2800, (short, long)
     assert len(llmock.journal()) == before
     with pytest.raises(anthropic.BadRequestError) as e:
-        c.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}], extra_body={"top_k": 1})
-    assert "top_k" in e.value.body["error"]["message"]
+        c.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}], extra_body={"mcp_servers": []})
+    assert "mcp_servers" in e.value.body["error"]["message"]

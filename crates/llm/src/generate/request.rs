@@ -188,6 +188,17 @@ fn generation_config(config: &Value, out: &mut Map<String, Value>, params: &mut 
                 out.insert("frequency_penalty".into(), v.clone());
             }
             "candidateCount" | "candidate_count" if v.as_u64() == Some(1) => {}
+            // Narrows sampling; Chat has no such cut, so the model samples without it (the
+            // Gemini CLI sends it on every request).
+            "topK" | "top_k" => {}
+            // `thinkingLevel` is Chat's `reasoning_effort`. As for Anthropic's `budget_tokens`, a
+            // bare `thinkingBudget` has no Chat equivalent and sends none; `includeThoughts`
+            // only asks to see them (`reasoning_content` comes back when the model sends it).
+            "thinkingConfig" | "thinking_config" => {
+                if let Some(level) = v.get("thinkingLevel").or_else(|| v.get("thinking_level")).and_then(Value::as_str) {
+                    out.insert("reasoning_effort".into(), level.to_ascii_lowercase().into());
+                }
+            }
             "responseMimeType" | "response_mime_type" => match v.as_str() {
                 Some("text/plain") => {}
                 Some("application/json") if !config.contains_key("responseJsonSchema") && !config.contains_key("responseSchema") => {

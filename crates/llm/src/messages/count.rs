@@ -64,6 +64,6 @@ mod tests {
         assert!(with_tool > small);
         let image = estimate_input_tokens(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://x/y.png"}}]}]}"#).unwrap();
         assert!(image >= IMAGE_TOKENS);
-        assert!(estimate_input_tokens(br#"{"model":"m","messages":[],"top_k":1}"#).is_err());
+        assert!(estimate_input_tokens(br#"{"model":"m","messages":[],"mcp_servers":[]}"#).is_err());
     }
 }

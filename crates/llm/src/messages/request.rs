@@ -12,8 +12,9 @@ use crate::translation::{chat_prompt, TranslatedRequest};
 /// nothing in the answer's content, so leaving them out is faithful: `cache_control`
 /// markers are caching hints, `service_tier` a scheduling hint, `context_management` asks
 /// Anthropic to trim old thinking and tool results from long contexts (the provider then
-/// sees the whole conversation; Claude Code sends it on every request).
-const HINTS: &[&str] = &["service_tier", "context_management"];
+/// sees the whole conversation; Claude Code sends it on every request). `top_k` narrows
+/// sampling and Chat has no such cut: the model samples without it (as agentgateway drops it).
+const HINTS: &[&str] = &["service_tier", "context_management", "top_k"];
 
 /// Translates a Messages request; the error is a message for a 400 naming the field.
 pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<TranslatedRequest, String> {

@@ -90,7 +90,8 @@ fn the_gateway_model_replaces_the_clients_and_thinking_maps_to_effort() {
 
 #[test]
 fn what_has_no_chat_meaning_is_refused_naming_it() {
-    assert!(refused(json!({"model": "m", "max_tokens": 8, "messages": [], "top_k": 5})).contains("`top_k`"));
+    assert!(refused(json!({"model": "m", "max_tokens": 8, "messages": [], "mcp_servers": []})).contains("`mcp_servers`"));
+    assert!(translate(json!({"model": "m", "max_tokens": 8, "messages": [], "top_k": 5})).get("top_k").is_none());
     assert!(refused(json!({"model": "m", "max_tokens": 8, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}))
         .contains("web_search_20250305"));
     let doc = json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]});
