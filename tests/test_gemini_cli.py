@@ -33,7 +33,8 @@ def test_gemini_cli_completes_a_prompt_through_tollgate(tollgate, workdir):
         # API-key auth, no telemetry (the CLI reads these from its settings file).
         (home / ".gemini" / "settings.json").write_text(json.dumps({
             "security": {"auth": {"selectedType": "gemini-api-key"}}, "telemetry": {"enabled": False},
-            "privacy": {"usageStatisticsEnabled": False}}))
+            "privacy": {"usageStatisticsEnabled": False},
+            "general": {"disableAutoUpdate": True, "disableUpdateNag": True}}))
         env = dict(os.environ, HOME=str(home), GEMINI_API_KEY="goog-client", GOOGLE_GEMINI_BASE_URL=base,
                    GEMINI_CLI_TRUST_WORKSPACE="true")
         r = subprocess.run([str(GEMINI), "-p", "say hi"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)

@@ -29,6 +29,9 @@ pub struct GeminiToChat {
     error: Option<Value>,
 }
 
+/// Most text a gathered answer may hold (as `translation::MAX_RESPONSE_COPY` for whole answers).
+const MAX_GATHERED: usize = crate::translation::MAX_RESPONSE_COPY;
+
 fn data(out: &mut Vec<u8>, v: &Value) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(v.to_string().as_bytes());
@@ -113,7 +116,15 @@ impl GeminiToChat {
             if let Some(t) = part.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
                 let (field, acc) = if thought { ("reasoning_content", &mut self.reasoning) } else { ("content", &mut self.text) };
-                acc.push_str(t);
+                // A streaming client gets each piece as it comes; only a gathered answer holds
+                // them, bounded: past the bound the answer is an error, not an unbounded buffer.
+                if !self.client_streams {
+                    if acc.len() + t.len() > MAX_GATHERED {
+                        self.error = Some(json!({"error": {"message": "the upstream answer is larger than the gateway gathers", "type": "upstream_error"}}));
+                        return out;
+                    }
+                    acc.push_str(t);
+                }
                 if self.client_streams {
                     data(&mut out, &self.chunk(json!({ field: t }), Value::Null));
                 }
@@ -200,6 +211,18 @@ mod tests {
         assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(whole["usage"]["completion_tokens"], 5);
         assert_eq!(whole["usage"]["completion_tokens_details"]["reasoning_tokens"], 2);
+    }
+
+    #[test]
+    fn a_gathered_answer_is_bounded() {
+        let mut g = GeminiToChat::new(false, false);
+        let piece = "x".repeat(1 << 20);
+        for _ in 0..9 {
+            g.event(json!({"candidates": [{"content": {"parts": [{"text": piece}]}}]}).to_string().as_bytes());
+        }
+        g.event(json!({"candidates": [{"content": {"parts": [{"text": "y"}]}, "finishReason": "STOP"}]}).to_string().as_bytes());
+        let out: Value = serde_json::from_slice(&g.end()).unwrap();
+        assert!(out["error"]["message"].as_str().unwrap().contains("larger than"), "{out}");
     }
 
     #[test]

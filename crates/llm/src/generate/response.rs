@@ -152,7 +152,14 @@ impl ChatToGenerateStream {
                 if let Some(name) = call.pointer("/function/name").filter(|n| !n.is_null()) {
                     entry.name = name.clone();
                 }
-                entry.arguments.push_str(call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or(""));
+                let piece = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+                // Gemini sends a call whole, so its arguments are held until it ends: bounded.
+                if entry.arguments.len() + piece.len() > crate::translation::MAX_RESPONSE_COPY {
+                    data(&mut out, &json!({"error": {"code": 502, "message": "the upstream tool call is larger than the gateway holds", "status": "INTERNAL"}}));
+                    self.finished = true;
+                    return out;
+                }
+                entry.arguments.push_str(piece);
             }
         }
         if !parts.is_empty() {

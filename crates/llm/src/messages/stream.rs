@@ -164,6 +164,11 @@ impl ChatToMessagesStream {
             entry.name.get_or_insert_with(|| name.to_string());
         }
         if entry.block.is_none() {
+            // Arguments wait for the call's name; a name that never comes cannot hold memory.
+            if entry.pending.len() + args.len() > crate::translation::MAX_RESPONSE_COPY {
+                tracing::debug!(target: "tollgate", "tool call {key} sent arguments without a name past the bound");
+                return;
+            }
             entry.pending.push_str(&args);
             if entry.name.is_none() {
                 return;
