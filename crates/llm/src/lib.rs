@@ -5,6 +5,7 @@
 //! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
 pub mod anthropic;
+pub mod azure;
 pub mod gemini;
 pub mod generate;
 pub mod messages;
@@ -228,7 +229,7 @@ impl Filter for AiPolicy {
             let msg = format!("no ai route for path {}", ctx.original_path);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 404, "not_found", &msg)));
         };
-        let mut exchange = LlmExchange::new(ai.provider.name(), &ai.name, kind);
+        let mut exchange = LlmExchange::new(ai.provider_name, &ai.name, kind);
         exchange.provider_api = ai.provider;
         exchange.override_model = ai.model.clone();
         ctx.llm = Some(exchange);
@@ -257,12 +258,22 @@ impl Filter for AiPolicy {
             let msg = "the anthropic provider has no embeddings API";
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
         }
-        if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
-            set_request_path(session.req_header_mut(), &path)?;
-        }
-        if translation::is_translated(ai.provider, kind) {
-            // The query belongs to the client's API (`?beta=true`), not to the provider's.
-            strip_query(session.req_header_mut())?;
+        let mut azure_needs_model = false;
+        if let Some(paths) = &ai.azure {
+            match azure_upstream_path(ai, paths, kind) {
+                Ok(azure::AzurePath::Set(pq)) => replace_path_and_query(session.req_header_mut(), &pq)?,
+                Ok(azure::AzurePath::Keep) => {}
+                Ok(azure::AzurePath::NeedsModel) => azure_needs_model = true,
+                Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+            }
+        } else {
+            if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
+                set_request_path(session.req_header_mut(), &path)?;
+            }
+            if translation::is_translated(ai.provider, kind) {
+                // The query belongs to the client's API (`?beta=true`), not to the provider's.
+                strip_query(session.req_header_mut())?;
+            }
         }
         let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
@@ -302,6 +313,20 @@ impl Filter for AiPolicy {
                     }
                     state.answer.translation = t;
                 }
+                Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+            }
+        }
+        if azure_needs_model {
+            // A dated API version names the deployment in the path: the request's model.
+            let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone().or_else(|| l.request_model.clone()));
+            let Some(model) = model.filter(|_| state.prepared.is_some()) else {
+                let msg = format!("the azure provider needs `provider.azure.model` on a dated apiVersion for requests over {PREREAD_LIMIT} bytes (its path names the deployment)");
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+            };
+            let Some(paths) = &ai.azure else { return Ok(FilterAction::Continue) };
+            match azure::path(paths, kind, Some(&model)) {
+                Ok(azure::AzurePath::Set(pq)) => replace_path_and_query(session.req_header_mut(), &pq)?,
+                Ok(_) => {}
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
@@ -484,16 +509,38 @@ fn bearer_to_header(req: &mut RequestHeader, header: &'static str) -> Result<()>
     Ok(())
 }
 
+/// The path (and query) of an Azure call: `pathOverride` for completions, else Azure's path
+/// for the call (behind `pathPrefix`), or the wait for the model it names.
+fn azure_upstream_path(ai: &AiTarget, paths: &tollgate_core::runtime::AzurePaths, kind: RouteType) -> std::result::Result<azure::AzurePath, String> {
+    if matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent) {
+        if let Some(p) = &ai.path_override {
+            return Ok(azure::AzurePath::Set(p.clone()));
+        }
+    }
+    Ok(match azure::path(paths, kind, ai.model.as_deref())? {
+        azure::AzurePath::Set(pq) => azure::AzurePath::Set(match &ai.path_prefix {
+            Some(prefix) => format!("{}{pq}", prefix.trim_end_matches('/')),
+            None => pq,
+        }),
+        other => other,
+    })
+}
+
 /// The Gemini path for `model`: `{pathPrefix or /v1beta}/models/{model}:streamGenerateContent`
 /// with `alt=sse` (the gateway always streams from Gemini).
 fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()> {
     let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
-    let pq = format!("{prefix}/models/{model}:streamGenerateContent?alt=sse");
+    replace_path_and_query(req, &format!("{prefix}/models/{model}:streamGenerateContent?alt=sse"))
+}
+
+/// Replaces the request's path and query (keeping an absolute form's scheme and authority).
+fn replace_path_and_query(req: &mut RequestHeader, pq: &str) -> Result<()> {
+    let pq = pq.to_string();
     let mut builder = http::Uri::builder();
     if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
         builder = builder.scheme(scheme.clone()).authority(authority.clone());
     }
-    let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "gemini path", e))?;
+    let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider path", e))?;
     req.set_uri(uri);
     Ok(())
 }

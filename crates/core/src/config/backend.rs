@@ -144,8 +144,8 @@ pub struct Provider {
     pub anthropic: Option<AnthropicProvider>,
     /// Not supported yet.
     pub bedrock: Option<Unsupported>,
-    /// Not supported yet.
-    pub azure: Option<Unsupported>,
+    /// Azure OpenAI / AI Foundry (OpenAI's wire format on Azure's hosts and paths).
+    pub azure: Option<AzureProvider>,
     /// Not supported yet.
     pub copilot: Option<Unsupported>,
     /// Not supported yet.
@@ -158,6 +158,33 @@ pub struct Provider {
 pub struct GeminiProvider {
     /// Model that replaces whatever the client asked for (also names the request path).
     pub model: Option<String>,
+}
+
+/// `provider.azure`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureProvider {
+    /// Model (the deployment, on deployment paths) that replaces the client's.
+    pub model: Option<String>,
+    /// Names the host: `{resourceName}.openai.azure.com` or `….services.ai.azure.com`.
+    pub resource_name: String,
+    /// Which Azure endpoint family.
+    pub resource_type: AzureResourceType,
+    /// `v1` (default) or `preview` for the v1 API; a dated version selects the deployment paths.
+    pub api_version: Option<String>,
+    /// Foundry project (`/api/projects/{project}/openai/v1/…`); defaults to the resource name.
+    pub project_name: Option<String>,
+}
+
+/// `provider.azure.resourceType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AzureResourceType {
+    /// Azure OpenAI Service.
+    #[serde(rename = "openAI", alias = "azureOpenAI")]
+    OpenAi,
+    /// Azure AI Foundry project.
+    #[serde(rename = "foundry", alias = "aiServices")]
+    Foundry,
 }
 
 /// `provider.anthropic`.

@@ -181,6 +181,10 @@ pub struct AiTarget {
     pub name: String,
     /// The API the provider speaks.
     pub provider: crate::llm::AiProvider,
+    /// The provider's name in telemetry (`gen_ai.provider.name`).
+    pub provider_name: &'static str,
+    /// Azure's paths, for an `azure` provider (which speaks OpenAI's API).
+    pub azure: Option<AzurePaths>,
     /// Model that replaces the client's.
     pub model: Option<String>,
     /// Host to connect to.
@@ -193,6 +197,26 @@ pub struct AiTarget {
     pub path_override: Option<String>,
     /// Base path for provider API paths.
     pub path_prefix: Option<String>,
+}
+
+/// Where an Azure provider serves each API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzurePaths {
+    /// The v1 API: `/openai/v1/{api}`, with `?api-version=preview` when asked for.
+    V1 {
+        /// `api-version=preview`.
+        preview: bool,
+    },
+    /// Dated versions: `/openai/deployments/{model}/{api}?api-version={version}`.
+    Deployments {
+        /// The `api-version` query value.
+        api_version: String,
+    },
+    /// AI Foundry: `/api/projects/{project}/openai/v1/{api}`.
+    Foundry {
+        /// The project.
+        project: String,
+    },
 }
 
 /// Ordered filters and the body access they need together.
@@ -411,24 +435,64 @@ fn default_ai_policy() -> Result<PolicyEntry, String> {
 }
 
 fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
+    use crate::config::backend::AzureResourceType;
     use crate::llm::AiProvider;
     let p = &ai.provider;
-    let (provider, model, default_host) = match (&p.open_ai, &p.anthropic, &p.gemini) {
-        (Some(o), None, None) => (AiProvider::OpenAi, o.model.clone(), "api.openai.com"),
-        (None, Some(a), None) => (AiProvider::Anthropic, a.model.clone(), "api.anthropic.com"),
-        (None, None, Some(g)) => (AiProvider::Gemini, g.model.clone(), "generativelanguage.googleapis.com"),
-        _ => return Err("ai.provider: exactly one provider is required (openAI, anthropic or gemini)".into()),
+    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some()];
+    if named.iter().filter(|n| **n).count() != 1 {
+        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini or azure)".into());
+    }
+    let mut azure = None;
+    let (provider, provider_name, model, default_host) = if let Some(o) = &p.open_ai {
+        (AiProvider::OpenAi, "openai", o.model.clone(), "api.openai.com".to_string())
+    } else if let Some(a) = &p.anthropic {
+        (AiProvider::Anthropic, "anthropic", a.model.clone(), "api.anthropic.com".to_string())
+    } else if let Some(g) = &p.gemini {
+        (AiProvider::Gemini, "gcp.gemini", g.model.clone(), "generativelanguage.googleapis.com".to_string())
+    } else if let Some(z) = &p.azure {
+        let resource = &z.resource_name;
+        let valid_label = !resource.is_empty() && resource.len() <= 63 && resource.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid_label {
+            return Err(format!("ai.provider.azure.resourceName `{resource}` is not a host name label"));
+        }
+        let (host, paths) = match z.resource_type {
+            AzureResourceType::OpenAi => {
+                if z.project_name.is_some() {
+                    return Err("ai.provider.azure.projectName applies to resourceType foundry only".into());
+                }
+                let paths = match z.api_version.as_deref().unwrap_or("v1") {
+                    "v1" => AzurePaths::V1 { preview: false },
+                    "preview" => AzurePaths::V1 { preview: true },
+                    v if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => AzurePaths::Deployments { api_version: v.to_string() },
+                    v => return Err(format!("ai.provider.azure.apiVersion `{v}` is not an API version")),
+                };
+                (format!("{resource}.openai.azure.com"), paths)
+            }
+            AzureResourceType::Foundry => {
+                let project = z.project_name.clone().unwrap_or_else(|| resource.clone());
+                if project.is_empty() || !project.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                    return Err(format!("ai.provider.azure.projectName `{project}` is not a project name"));
+                }
+                (format!("{resource}.services.ai.azure.com"), AzurePaths::Foundry { project })
+            }
+        };
+        azure = Some(paths);
+        (AiProvider::OpenAi, "azure.ai.openai", z.model.clone(), host)
+    } else {
+        return Err("ai.provider: exactly one provider is required".into());
     };
     let (host, port, host_overridden) = match &ai.host_override {
         Some(h) => {
             let (host, port) = split_host_port(h)?;
             (host, port, true)
         }
-        None => (default_host.to_string(), 443, false),
+        None => (default_host, 443, false),
     };
     Ok(AiTarget {
         name: ai.name.clone(),
         provider,
+        provider_name,
+        azure,
         model,
         host,
         port,
@@ -436,4 +500,28 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         path_override: ai.path_override.clone(),
         path_prefix: ai.path_prefix.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(yaml: &str) -> Result<AiTarget, String> {
+        let backend: AiBackend = serde_yaml_ng::from_str(yaml).map_err(|e| e.to_string())?;
+        ai_target(&backend)
+    }
+
+    #[test]
+    fn azure_hosts_come_from_the_resource() {
+        let t = target("{name: a, provider: {azure: {resourceName: acme, resourceType: openAI}}}").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.host_overridden), ("acme.openai.azure.com", 443, false));
+        assert_eq!(t.azure, Some(AzurePaths::V1 { preview: false }));
+        assert_eq!(t.provider_name, "azure.ai.openai");
+        let t = target("{name: a, provider: {azure: {resourceName: acme, resourceType: foundry, projectName: p}}}").unwrap();
+        assert_eq!(t.host, "acme.services.ai.azure.com");
+        assert_eq!(t.azure, Some(AzurePaths::Foundry { project: "p".into() }));
+        let t = target("{name: a, hostOverride: '127.0.0.1:9', provider: {azure: {resourceName: acme, resourceType: openAI, apiVersion: 2024-10-21}}}").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.host_overridden), ("127.0.0.1", 9, true));
+        assert_eq!(t.azure, Some(AzurePaths::Deployments { api_version: "2024-10-21".into() }));
+    }
 }
