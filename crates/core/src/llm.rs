@@ -106,6 +106,18 @@ pub struct LlmExchange {
     pub prompt: Option<Vec<PromptMessage>>,
     /// The completion text per choice, when telemetry asks for it.
     pub completion: Option<Vec<String>>,
+    /// Providers of an `ai.groups` backend that failed in this request (and were evicted).
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// A provider attempt that failed: failed over when another provider was left, else the
+/// answer the client got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    /// The provider's backend name.
+    pub backend: String,
+    /// Why: the status (`429`, `503`…), `connect`, `timeout` or `io`.
+    pub reason: String,
 }
 
 /// One prompt message as logged: role and text content.
@@ -134,6 +146,7 @@ impl LlmExchange {
             time_to_first_byte: None,
             prompt: None,
             completion: None,
+            failed_attempts: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod failover;
 pub mod gemini;
 pub mod generate;
 pub mod messages;
@@ -218,7 +219,49 @@ impl Filter for AiPolicy {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
         // One reference-count increment; the target itself is not copied.
         let Some(backend) = ctx.backend.clone() else { return Ok(FilterAction::Continue) };
-        let BackendTarget::Ai(ai) = &backend.target else { return Ok(FilterAction::Continue) };
+        match &backend.target {
+            BackendTarget::Ai(ai) => self.start(session, ctx, ai).await,
+            BackendTarget::AiGroups(groups) => {
+                let Some(first) = groups.next(&[], Instant::now()) else {
+                    return Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "no_backend", "the ai backend has no provider")));
+                };
+                ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone()));
+                if let Some(tls) = &first.tls {
+                    ctx.upstream.tls = Some(tls.clone());
+                }
+                self.start(session, ctx, &first.target).await
+            }
+            _ => Ok(FilterAction::Continue),
+        }
+    }
+
+    fn on_upstream_error(&self, error: &pingora::Error, replayable: bool, ctx: &mut RequestCtx) -> bool {
+        failover::on_upstream_error(self, error, replayable, ctx)
+    }
+
+    fn on_upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        failover::on_upstream_request(req, ctx)?;
+        self.upstream_request(req, ctx)
+    }
+
+    fn on_request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        failover::count_body(body.as_ref().map_or(0, |b| b.len()), ctx);
+        self.request_body(body, end, ctx)
+    }
+
+    fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        failover::on_response(resp, ctx)?;
+        self.response(resp, ctx)
+    }
+
+    fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        self.response_body(body, end, ctx)
+    }
+}
+
+impl AiPolicy {
+    /// Readies the request for provider `ai`: where it goes, the path, the body's translation.
+    async fn start(&self, session: &mut Session, ctx: &mut RequestCtx, ai: &AiTarget) -> Result<FilterAction> {
         ctx.upstream.host.clone_from(&ai.host);
         ctx.upstream.port = ai.port;
         if !ai.host_overridden && ctx.upstream.tls.is_none() {
@@ -235,10 +278,6 @@ impl Filter for AiPolicy {
         ctx.llm = Some(exchange);
         if kind == RouteType::GenerateContent {
             ctx.error_format = ErrorFormat::Google;
-            if ai.provider != AiProvider::OpenAi {
-                let msg = "generateContent clients need an OpenAI-compatible provider so far";
-                return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
-            }
         }
         if matches!(kind, RouteType::Messages | RouteType::AnthropicTokenCount) {
             ctx.error_format = ErrorFormat::Anthropic;
@@ -250,12 +289,7 @@ impl Filter for AiPolicy {
                 return count_tokens_locally(session, ctx).await;
             }
         }
-        if ai.provider == AiProvider::Gemini && !matches!(kind, RouteType::Completions | RouteType::Passthrough) {
-            let msg = "the gemini provider serves chat completions so far";
-            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
-        }
-        if kind == RouteType::Embeddings && ai.provider == tollgate_core::llm::AiProvider::Anthropic {
-            let msg = "the anthropic provider has no embeddings API";
+        if let Some(msg) = refusal(ai.provider, kind) {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
         }
         let mut azure_needs_model = false;
@@ -312,6 +346,10 @@ impl Filter for AiPolicy {
                         gemini_path(session.req_header_mut(), ai, &g.path_model)?;
                     }
                     state.answer.translation = t;
+                    if let Some(f) = ctx.extensions.get_mut::<failover::Failover>() {
+                        // Kept to translate again for another provider.
+                        f.raw = Some(Bytes::from(raw));
+                    }
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
@@ -344,7 +382,7 @@ impl Filter for AiPolicy {
         Ok(FilterAction::Continue)
     }
 
-    fn on_upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    fn upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         if let Some(state) = ctx.extensions.get::<CompletionState>() {
             // The body is rewritten, so its length changes: known already when it was read
             // whole, else Pingora sends it chunked.
@@ -375,7 +413,7 @@ impl Filter for AiPolicy {
         Ok(())
     }
 
-    fn on_request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+    fn request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
         let max = ctx.max_buffer;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         if let Some(prepared) = &state.prepared {
@@ -407,7 +445,7 @@ impl Filter for AiPolicy {
         Ok(())
     }
 
-    fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    fn response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         let is_sse = resp
             .headers
@@ -442,7 +480,7 @@ impl Filter for AiPolicy {
         Ok(())
     }
 
-    fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+    fn response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
         let started = ctx.started;
         let want_completion = ctx.needs.llm_completion;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
@@ -473,6 +511,16 @@ impl Filter for AiPolicy {
             ResponseMode::Sse => scan_sse(state, llm, body, end, want_completion),
         }
         Ok(())
+    }
+}
+
+/// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
+fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
+    match (provider, kind) {
+        (AiProvider::Anthropic | AiProvider::Gemini, RouteType::GenerateContent) => Some("generateContent clients need an OpenAI-compatible provider so far"),
+        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Passthrough) => Some("the gemini provider serves chat completions so far"),
+        (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
+        _ => None,
     }
 }
 
@@ -529,8 +577,13 @@ fn azure_upstream_path(ai: &AiTarget, paths: &tollgate_core::runtime::AzurePaths
 /// The Gemini path for `model`: `{pathPrefix or /v1beta}/models/{model}:streamGenerateContent`
 /// with `alt=sse` (the gateway always streams from Gemini).
 fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()> {
+    replace_path_and_query(req, &gemini_pq(ai, model))
+}
+
+/// The Gemini path and query for `model` (see [`gemini_path`]).
+fn gemini_pq(ai: &AiTarget, model: &str) -> String {
     let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
-    replace_path_and_query(req, &format!("{prefix}/models/{model}:streamGenerateContent?alt=sse"))
+    format!("{prefix}/models/{model}:streamGenerateContent?alt=sse")
 }
 
 /// Replaces the request's path and query (keeping an absolute form's scheme and authority).

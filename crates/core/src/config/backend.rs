@@ -106,14 +106,15 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// `ai:` an LLM provider backend.
+/// `ai:` an LLM provider backend: one provider (`name`, `provider`, …), or `groups` of them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AiBackend {
     /// Name, for logs and metrics.
+    #[serde(default)]
     pub name: String,
-    /// Which provider API this backend speaks.
-    pub provider: Provider,
+    /// Which provider API this backend speaks (absent only beside `groups`).
+    pub provider: Option<Provider>,
     /// `host:port` to send to instead of the provider's default.
     pub host_override: Option<String>,
     /// Replaces the upstream path entirely.
@@ -125,8 +126,16 @@ pub struct AiBackend {
     pub policies: Policies,
     /// Not supported yet.
     pub tokenize: Option<Unsupported>,
-    /// Not supported yet.
-    pub groups: Option<Unsupported>,
+    /// Priority tiers of providers, for failover (the only key of this form).
+    pub groups: Option<Vec<AiGroup>>,
+}
+
+/// One priority tier of `ai.groups`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiGroup {
+    /// Providers sharing this tier's load.
+    pub providers: Vec<AiBackend>,
 }
 
 /// Exactly one provider kind.

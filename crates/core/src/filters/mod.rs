@@ -48,6 +48,19 @@ pub fn set_request_path(req: &mut RequestHeader, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The error `on_response` returns to drop an upstream's answer unseen and have the proxy try
+/// again (after `on_upstream_error` readied the next attempt): the client sees nothing of it.
+pub fn retry_error(status: u16, why: &str) -> Box<pingora::Error> {
+    let mut e = pingora::Error::explain(pingora::ErrorType::HTTPStatus(status), why.to_string());
+    e.set_retry(true);
+    e
+}
+
+/// Whether `e` is a [`retry_error`].
+pub fn is_retry_error(e: &pingora::Error) -> bool {
+    matches!(e.etype(), pingora::ErrorType::HTTPStatus(_)) && e.retry()
+}
+
 /// Which bodies a filter must see. The proxy only runs body hooks for a request
 /// whose filters ask for them, so routes without body work pay nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +118,18 @@ pub trait Filter: std::any::Any + Send + Sync + 'static {
     /// body. To hold bytes back, take them and leave `Some(Bytes::new())`.
     fn on_request_body(&self, _body: &mut Option<Bytes>, _end: bool, _ctx: &mut RequestCtx) -> Result<()> {
         Ok(())
+    }
+
+    /// An upstream attempt failed before any of its response reached the client (could not
+    /// connect, the connection broke, a read timed out, or `on_response` returned a
+    /// [`retry_error`]). Return `true` when this filter has readied the request for another
+    /// attempt (another upstream in `ctx.upstream`, say); the proxy then tries again if the
+    /// request body can be sent again, calling `upstream_peer`, `on_upstream_request` and
+    /// `on_request_body` (with the body Pingora kept) once more, but not `on_request`.
+    /// `replayable` says whether another attempt is possible at all; a filter records the
+    /// failure either way.
+    fn on_upstream_error(&self, _error: &pingora::Error, _replayable: bool, _ctx: &mut RequestCtx) -> bool {
+        false
     }
 
     /// The response header about to be sent downstream.

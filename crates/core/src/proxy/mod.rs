@@ -135,6 +135,18 @@ fn sanitize_request(req: &mut RequestHeader) -> std::result::Result<(), String> 
     crate::filters::set_request_path(req, &normalized).map_err(|e| e.to_string())
 }
 
+/// Asks the request's filters whether one readied another attempt after `e` (see
+/// [`crate::filters::Filter::on_upstream_error`]); only when nothing reached the client and
+/// the body Pingora kept can be sent again (its retry buffer holds the first 64 KiB).
+fn retry_elsewhere(session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> bool {
+    let replayable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated() && !ctx.deadline_passed();
+    let mut again = false;
+    for filter in chain_owned(ctx).filters.iter() {
+        again |= filter.on_upstream_error(e, replayable, ctx);
+    }
+    again && replayable
+}
+
 #[async_trait]
 impl ProxyHttp for TollgateProxy {
     type CTX = RequestCtx;
@@ -283,6 +295,27 @@ impl ProxyHttp for TollgateProxy {
             }
         }
         Ok(None)
+    }
+
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        if retry_elsewhere(session, ctx, &e) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if retry_elsewhere(session, ctx, &e) {
+            e.set_retry(true);
+        } else if crate::filters::is_retry_error(&e) || !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            // Pingora's own rule: an idempotent request on a reused connection (which the
+            // upstream may have closed meanwhile) is tried once more.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {

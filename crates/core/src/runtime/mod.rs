@@ -10,6 +10,7 @@ use crate::config::LocalConfig;
 use crate::filters::{registry, BodyAccess, Filter};
 use crate::router::{HostPattern, RouteTable};
 
+pub mod ai_groups;
 pub mod listener;
 pub mod picker;
 pub mod tls;
@@ -167,6 +168,8 @@ pub enum BackendTarget {
     },
     /// An LLM provider.
     Ai(AiTarget),
+    /// LLM providers in priority tiers, with failover (`ai.groups`).
+    AiGroups(Arc<ai_groups::AiGroups>),
     /// MCP targets; served by the `mcp` filter.
     Mcp,
     /// `routeGroup:` delegation: the group's routes (their policies merged over the
@@ -401,7 +404,10 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
                 if !entries.iter().any(|e| e.spec.name == "ai") {
                     entries.push(default_ai_policy()?);
                 }
-                (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries)
+                match &ai.groups {
+                    Some(groups) => (format!("ai-groups{i}"), BackendTarget::AiGroups(Arc::new(compile_ai_groups(ai, groups)?)), entries),
+                    None => (ai.name.clone(), BackendTarget::Ai(ai_target(ai)?), entries),
+                }
             }
             BackendKind::Named(name) => return Err(format!("backends[{i}]: `backend: {name}` was not resolved")),
             BackendKind::RouteGroup(group) => {
@@ -434,10 +440,59 @@ fn default_ai_policy() -> Result<PolicyEntry, String> {
     Ok(PolicyEntry { spec, filter })
 }
 
+/// `ai.groups`: each provider compiled as a single one, with its own TLS and credentials.
+fn compile_ai_groups(ai: &AiBackend, groups: &[crate::config::backend::AiGroup]) -> Result<ai_groups::AiGroups, String> {
+    let beside = [
+        (!ai.name.is_empty(), "name"),
+        (ai.provider.is_some(), "provider"),
+        (ai.host_override.is_some(), "hostOverride"),
+        (ai.path_override.is_some(), "pathOverride"),
+        (ai.path_prefix.is_some(), "pathPrefix"),
+        (!ai.policies.0.is_empty(), "policies"),
+    ];
+    if let Some((_, field)) = beside.iter().find(|(set, _)| *set) {
+        return Err(format!("ai: `{field}` cannot stand beside `groups` (each provider of a group has its own; backend policies go beside `ai:`)"));
+    }
+    let mut tiers = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        if group.providers.is_empty() {
+            return Err(format!("ai.groups[{g}]: a group needs at least one provider"));
+        }
+        let mut tier = Vec::new();
+        for (p, provider) in group.providers.iter().enumerate() {
+            let at = |e: String| format!("ai.groups[{g}].providers[{p}]: {e}");
+            if provider.groups.is_some() {
+                return Err(at("groups do not nest".into()));
+            }
+            let target = ai_target(provider).map_err(at)?;
+            let (mut tls, mut auth) = (None, None);
+            for entry in &provider.policies.0 {
+                let filter: &dyn std::any::Any = &*entry.filter;
+                if let Some(t) = filter.downcast_ref::<crate::filters::backend_tls::BackendTls>() {
+                    tls = Some(t.plan().clone());
+                } else if let Some(a) = filter.downcast_ref::<crate::filters::backend_auth::BackendAuth>() {
+                    auth = Some(a.header().clone());
+                } else {
+                    return Err(at(format!("policy `{}` on a provider of a group is not supported yet (backendTLS and backendAuth are; others go beside `ai:`)", entry.spec.name)));
+                }
+            }
+            tier.push(Arc::new(ai_groups::GroupProvider { target, tls, auth, health: Default::default() }));
+        }
+        tiers.push(tier);
+    }
+    if tiers.is_empty() {
+        return Err("ai.groups: at least one group is required".into());
+    }
+    Ok(ai_groups::AiGroups { tiers })
+}
+
 fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
     use crate::config::backend::AzureResourceType;
     use crate::llm::AiProvider;
-    let p = &ai.provider;
+    if ai.name.is_empty() {
+        return Err("ai: `name` is required".into());
+    }
+    let p = ai.provider.as_ref().ok_or("ai: `provider` (or `groups`) is required")?;
     let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some()];
     if named.iter().filter(|n| **n).count() != 1 {
         return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini or azure)".into());

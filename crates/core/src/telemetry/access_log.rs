@@ -74,7 +74,8 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
         ("http.path".into(), ctx.original_path.clone().into()),
         ("http.status".into(), ctx.status.unwrap_or(0).into()),
         ("route".into(), ctx.route.as_ref().map(|r| r.name.clone()).into()),
-        ("backend".into(), ctx.backend.as_ref().map(|b| b.name.clone()).into()),
+        // An LLM call names the provider that answered (one of an `ai.groups` backend).
+        ("backend".into(), ctx.llm.as_ref().map(|l| l.backend.clone()).or_else(|| ctx.backend.as_ref().map(|b| b.name.clone())).into()),
         ("duration_ms".into(), ((ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0).into()),
     ];
     if ctx.timed_out {
@@ -87,6 +88,10 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
         f.push(("gen_ai.request.model".into(), l.request_model.clone().into()));
         f.push(("gen_ai.response.model".into(), l.response_model.clone().into()));
         f.push(("gen_ai.streaming".into(), l.streaming.into()));
+        if !l.failed_attempts.is_empty() {
+            let failed: Vec<String> = l.failed_attempts.iter().map(|a| format!("{}:{}", a.backend, a.reason)).collect();
+            f.push(("llm.failed_attempts".into(), failed.join(",").into()));
+        }
         if let Some(u) = l.usage {
             f.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
             f.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));

@@ -53,6 +53,12 @@ struct McpLabels {
     custom: CustomLabels,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    backend: String,
+    reason: String,
+}
+
 /// The labels tollgate's own metrics carry (custom ones may not reuse them).
 pub const BUILT_IN_LABELS: &[&str] = &[
     "route", "backend", "status", "gen_ai_operation_name", "gen_ai_system", "gen_ai_request_model", "gen_ai_response_model",
@@ -75,6 +81,7 @@ pub struct Metrics {
     time_per_output_token: HistogramFamily<GenAiLabels>,
     mcp_requests: Family<McpLabels, Counter>,
     mcp_sessions: Family<SessionLabels, prometheus_client::metrics::gauge::Gauge>,
+    provider_evictions: Family<EvictionLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +117,7 @@ const KNOWN: &[(&str, bool)] = &[
     ("gen_ai_server_time_per_output_token_seconds", false),
     ("tollgate_mcp_requests", true),
     ("tollgate_mcp_sessions", false),
+    ("tollgate_llm_provider_evictions", true),
 ];
 
 /// The names a metric may be removed by: as written, with the `_total` a counter is exposed
@@ -158,12 +166,14 @@ impl Metrics {
         register!("tollgate_mcp_requests", true, "MCP messages by method, target and tool/prompt/resource", mcp_requests.clone());
         let mcp_sessions = Family::<SessionLabels, prometheus_client::metrics::gauge::Gauge>::default();
         register!("tollgate_mcp_sessions", false, "Open MCP client sessions, by front end", mcp_sessions.clone());
+        let provider_evictions = Family::<EvictionLabels, Counter>::default();
+        register!("tollgate_llm_provider_evictions", true, "Providers of ai.groups backends evicted after a failure (and failed over when another was left), by provider and reason", provider_evictions.clone());
         for name in remove {
             if !KNOWN.iter().any(|(m, counter)| removal_names(m, *counter).contains(name)) {
                 tracing::warn!(target: "tollgate", metric = %name, "config.metrics.remove names no metric tollgate exports");
             }
         }
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions }
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions }
     }
 }
 
@@ -200,6 +210,9 @@ impl Metrics {
             self.mcp_requests.get_or_create(&labels).inc();
         }
         let Some(llm) = &ctx.llm else { return };
+        for failed in &llm.failed_attempts {
+            self.provider_evictions.get_or_create(&EvictionLabels { backend: failed.backend.clone(), reason: failed.reason.clone() }).inc();
+        }
         if !matches!(llm.route, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent) {
             return;
         }

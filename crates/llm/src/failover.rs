@@ -1,0 +1,212 @@
+//! Failover between the providers of an `ai.groups` backend, within one request. A provider
+//! that answers 429 or 5xx, cannot be reached, breaks the connection or times out before the
+//! client has seen anything is evicted (see `tollgate_core::runtime::ai_groups`) and the request
+//! is planned again for the next provider: its host, TLS and credentials, its path, and the
+//! client's body translated afresh for its API. Pingora then sends it (`Filter::on_upstream_error`).
+//! Only a body Pingora can send again qualifies: up to its 64 KiB retry buffer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::Result;
+
+use tollgate_core::ctx::TlsPlan;
+use tollgate_core::filters::{is_retry_error, retry_error, RequestCtx};
+use tollgate_core::llm::{AiProvider, FailedAttempt, LlmExchange, RouteType};
+use tollgate_core::runtime::ai_groups::{AiGroups, GroupProvider};
+
+use crate::{azure, translation, AiPolicy, CompletionState};
+
+/// Pingora's retry buffer: a request body up to this size can be sent again.
+const REPLAYABLE_BODY: usize = 64 * 1024;
+
+/// Per-request failover state of an `ai.groups` backend.
+#[derive(Clone)]
+pub struct Failover {
+    groups: Arc<AiGroups>,
+    /// The provider of the attempt under way.
+    current: Arc<GroupProvider>,
+    /// Every provider tried so far, `current` included.
+    tried: Vec<Arc<GroupProvider>>,
+    /// TLS the backend's own policies set (a provider's `backendTLS` beats it).
+    base_tls: Option<Arc<TlsPlan>>,
+    /// The client's body, when it was read before the first attempt.
+    pub raw: Option<Bytes>,
+    /// Path and query of a later attempt (the first one's is on the request already).
+    pq: Option<String>,
+    /// Body bytes seen in this attempt.
+    body_seen: usize,
+    /// What a 429's `Retry-After` asked for.
+    retry_after: Option<Duration>,
+}
+
+impl Failover {
+    /// State for a request whose first attempt goes to `first`.
+    pub fn new(groups: Arc<AiGroups>, first: Arc<GroupProvider>, base_tls: Option<Arc<TlsPlan>>) -> Self {
+        Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None }
+    }
+}
+
+/// The attempt's path and the provider's own credential.
+pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let Some(f) = ctx.extensions.get::<Failover>() else { return Ok(()) };
+    if let Some(pq) = &f.pq {
+        crate::replace_path_and_query(req, pq)?;
+    }
+    if let Some(auth) = &f.current.auth {
+        req.insert_header(http::header::AUTHORIZATION, auth.clone())?;
+    }
+    Ok(())
+}
+
+/// Counts the attempt's body bytes (whether another attempt could send them again).
+pub fn count_body(n: usize, ctx: &mut RequestCtx) {
+    if let Some(f) = ctx.extensions.get_mut::<Failover>() {
+        f.body_seen = f.body_seen.saturating_add(n);
+    }
+}
+
+/// A 429 or 5xx with another provider to try (and a body that can be sent again) is dropped
+/// unseen; any answer settles the provider's health.
+pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let deadline_passed = ctx.deadline_passed();
+    let Some(f) = ctx.extensions.get_mut::<Failover>() else { return Ok(()) };
+    let status = resp.status.as_u16();
+    let now = Instant::now();
+    if status != 429 && status < 500 {
+        if resp.status.is_success() {
+            f.current.health.succeeded();
+        }
+        return Ok(());
+    }
+    f.retry_after = (status == 429).then(|| retry_after(resp)).flatten();
+    let replayable = f.body_seen <= REPLAYABLE_BODY;
+    if replayable && !deadline_passed && f.groups.next(&f.tried, now).is_some() {
+        return Err(retry_error(status, "the provider failed; failing over to the next"));
+    }
+    // This answer stands: the client gets it, and the provider rests.
+    f.current.health.evict(now, f.retry_after);
+    let backend = f.current.target.name.clone();
+    if let Some(llm) = ctx.llm.as_mut() {
+        llm.failed_attempts.push(FailedAttempt { backend, reason: status.to_string() });
+    }
+    Ok(())
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by LLM providers).
+fn retry_after(resp: &ResponseHeader) -> Option<Duration> {
+    let v = resp.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Why an attempt failed, for logs and metrics.
+fn reason(e: &pingora::Error) -> String {
+    use pingora::ErrorType::*;
+    match e.etype() {
+        HTTPStatus(s) => s.to_string(),
+        ConnectTimedout | ReadTimedout | WriteTimedout => "timeout".into(),
+        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout => "connect".into(),
+        _ => "io".into(),
+    }
+}
+
+/// Evicts the failed provider and readies the request for the next one, if any and if the
+/// request can be sent again.
+pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool, ctx: &mut RequestCtx) -> bool {
+    let Some(mut f) = ctx.extensions.remove::<Failover>() else { return false };
+    let now = Instant::now();
+    let retry_after = if is_retry_error(e) { f.retry_after.take() } else { None };
+    let rest = f.current.health.evict(now, retry_after);
+    let why = reason(e);
+    log::warn!(target: "tollgate", "ai provider {} failed ({why}); it rests {}s", f.current.target.name, rest.as_secs());
+    let mut failed = ctx.llm.as_ref().map(|l| l.failed_attempts.clone()).unwrap_or_default();
+    failed.push(FailedAttempt { backend: f.current.target.name.clone(), reason: why });
+    if let Some(llm) = ctx.llm.as_mut() {
+        llm.failed_attempts = failed.clone();
+    }
+    let mut again = false;
+    while replayable {
+        let Some(next) = f.groups.next(&f.tried, now) else { break };
+        f.tried.push(next.clone());
+        match replan(policy, ctx, &mut f, &next, &failed) {
+            Ok(()) => {
+                f.current = next;
+                again = true;
+                break;
+            }
+            Err(why) => log::warn!(target: "tollgate", "ai provider {} skipped: {why}", next.target.name),
+        }
+    }
+    ctx.extensions.insert(f);
+    again
+}
+
+/// Plans the request for `next`: upstream, exchange record, body translation, path.
+fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
+    let ai = &next.target;
+    let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
+    if let Some(why) = crate::refusal(ai.provider, kind) {
+        return Err(why.into());
+    }
+    if kind == RouteType::AnthropicTokenCount && ai.provider == AiProvider::OpenAi {
+        return Err("token counts for OpenAI providers are answered before any attempt".into());
+    }
+    let mut exchange = LlmExchange::new(ai.provider_name, &ai.name, kind);
+    exchange.provider_api = ai.provider;
+    exchange.override_model = ai.model.clone();
+    exchange.failed_attempts = failed.to_vec();
+    ctx.llm = Some(exchange);
+    ctx.upstream.host.clone_from(&ai.host);
+    ctx.upstream.port = ai.port;
+    ctx.upstream.tls = next.tls.clone().or_else(|| f.base_tls.clone()).or_else(|| (!ai.host_overridden).then(|| Arc::new(TlsPlan::default())));
+    let mut gemini_model = None;
+    if ctx.extensions.get::<CompletionState>().is_some() {
+        let mut state = CompletionState::default();
+        if let Some(raw) = &f.raw {
+            let (rewritten, t) = policy.rewrite(raw, ctx)?;
+            state.injected_usage = rewritten.injected_usage;
+            state.prepared = Some(Bytes::from(rewritten.body));
+            if let translation::Translation::ChatOverGemini(g) = &t {
+                gemini_model = Some(g.path_model.clone());
+            }
+            state.answer.translation = t;
+        }
+        // Without `raw` the body is translated as Pingora sends it again (`request_body`).
+        ctx.extensions.insert(state);
+    }
+    f.pq = Some(path_for(ai, kind, ctx, gemini_model)?);
+    f.body_seen = 0;
+    f.retry_after = None;
+    Ok(())
+}
+
+/// The path and query of a later attempt on `ai`.
+fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &RequestCtx, gemini_model: Option<String>) -> std::result::Result<String, String> {
+    let client_query = ctx.captured.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    if let Some(paths) = &ai.azure {
+        return match crate::azure_upstream_path(ai, paths, kind)? {
+            azure::AzurePath::Set(pq) => Ok(pq),
+            azure::AzurePath::Keep => Ok(format!("{}{client_query}", ctx.original_path)),
+            azure::AzurePath::NeedsModel => {
+                let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone().or_else(|| l.request_model.clone()));
+                let model = model.ok_or("the azure deployment path needs a model, and the body is not read yet")?;
+                match azure::path(paths, kind, Some(&model))? {
+                    azure::AzurePath::Set(pq) => Ok(pq),
+                    _ => Err("no azure path".into()),
+                }
+            }
+        };
+    }
+    if ai.provider == AiProvider::Gemini && kind == RouteType::Completions {
+        let model = match gemini_model {
+            Some(m) => m,
+            None => crate::gemini::request::path_model(ai.model.as_deref().ok_or("the gemini path needs `provider.gemini.model` for a body not read yet")?)?,
+        };
+        return Ok(crate::gemini_pq(ai, &model));
+    }
+    let translated = translation::is_translated(ai.provider, kind);
+    let path = crate::upstream_path(ai, kind, &ctx.original_path).unwrap_or_else(|| ctx.original_path.clone());
+    Ok(if translated { path } else { format!("{path}{client_query}") })
+}
