@@ -14,6 +14,8 @@ use tollgate_llm::generate::request::generate_to_chat;
 use tollgate_llm::generate::response::{chat_to_generate, error_to_generate, ChatToGenerateStream};
 use tollgate_llm::gemini::stream::GeminiToChat;
 use tollgate_llm::messages::stream::ChatToMessagesStream;
+use tollgate_llm::translation::{translate_request, TranslatedAnswer};
+use tollgate::llm::{AiProvider, LlmExchange, RouteType};
 
 fn well_formed_sse(out: &[u8]) {
     let text = std::str::from_utf8(out).expect("translated events are UTF-8");
@@ -48,6 +50,20 @@ fuzz_target!(|data: &[u8]| {
         let _ = chat_to_generate(&v);
         let _ = chat_answer_to_messages(&v);
         let _ = messages_answer_to_chat(&v);
+    }
+    // Chained through Chat: Messages on Gemini, generateContent on Anthropic, answered by
+    // the input as an event stream and as an error.
+    let pairs = [(AiProvider::Gemini, RouteType::Messages, "/v1/messages"), (AiProvider::Anthropic, RouteType::GenerateContent, "/v1beta/models/m:streamGenerateContent")];
+    for (provider, kind, path) in pairs {
+        let mut llm = LlmExchange::new("p", "b", kind);
+        if let Ok((req, t)) = translate_request(provider, kind, path, data, None, &mut llm, true) {
+            serde_json::from_slice::<serde_json::Value>(&req.body).expect("translated body is JSON");
+            for error_status in [None, Some(503)] {
+                let mut answer = TranslatedAnswer::new(t.clone(), true, error_status);
+                let mut body = Some(data.to_vec().into());
+                answer.on_body(&mut llm, &mut body, true, true);
+            }
+        }
     }
     let _ = error_to_messages(500, data);
     let _ = error_to_chat(500, data);

@@ -168,9 +168,7 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
             let (rewritten, t) = policy.rewrite(raw, ctx)?;
             state.injected_usage = rewritten.injected_usage;
             state.prepared = Some(Bytes::from(rewritten.body));
-            if let translation::Translation::ChatOverGemini(g) = &t {
-                gemini_model = Some(g.path_model.clone());
-            }
+            gemini_model = t.gemini_path_model().map(str::to_string);
             state.answer.translation = t;
         }
         // Without `raw` the body is translated as Pingora sends it again (`request_body`).
@@ -199,7 +197,7 @@ fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &Reques
             }
         };
     }
-    if ai.provider == AiProvider::Gemini && kind == RouteType::Completions {
+    if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages) {
         let model = match gemini_model {
             Some(m) => m,
             None => crate::gemini::request::path_model(ai.model.as_deref().ok_or("the gemini path needs `provider.gemini.model` for a body not read yet")?)?,

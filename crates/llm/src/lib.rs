@@ -181,7 +181,7 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
     let (api_path, translated) = match (ai.provider, kind) {
         (AiProvider::OpenAi, RouteType::Completions) => ("/chat/completions", false),
         (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent) => ("/chat/completions", true),
-        (AiProvider::Anthropic, RouteType::GenerateContent) => return None,
+        (AiProvider::Anthropic, RouteType::GenerateContent) => ("/messages", true),
         (AiProvider::Anthropic, RouteType::Messages) => ("/messages", false),
         (AiProvider::Anthropic, RouteType::Completions) => ("/messages", true),
         (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => ("/messages/count_tokens", false),
@@ -342,8 +342,8 @@ impl AiPolicy {
                 Ok((rewritten, t)) => {
                     state.injected_usage = rewritten.injected_usage;
                     state.prepared = Some(Bytes::from(rewritten.body));
-                    if let translation::Translation::ChatOverGemini(g) = &t {
-                        gemini_path(session.req_header_mut(), ai, &g.path_model)?;
+                    if let Some(model) = t.gemini_path_model() {
+                        gemini_path(session.req_header_mut(), ai, model)?;
                     }
                     state.answer.translation = t;
                     if let Some(f) = ctx.extensions.get_mut::<failover::Failover>() {
@@ -368,7 +368,7 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
-        if ai.provider == AiProvider::Gemini && kind == RouteType::Completions && state.prepared.is_none() {
+        if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages) && state.prepared.is_none() {
             // The body goes upstream as it arrives, after the header: the path's model must
             // be known now, from the backend.
             let Some(model) = ai.model.as_deref() else {
@@ -394,7 +394,7 @@ impl AiPolicy {
             }
             // Usage is read from the response: ask for it uncompressed.
             req.remove_header(&http::header::ACCEPT_ENCODING);
-            if matches!(state.answer.translation, translation::Translation::MessagesOverChat(_) | translation::Translation::GenerateOverChat(_)) {
+            if state.answer.translation.client_api_differs() && matches!(ctx.llm.as_ref().map(|l| l.route), Some(RouteType::Messages | RouteType::GenerateContent)) {
                 // The client spoke another API to the gateway: its key and API headers are
                 // not the provider's (backendAuth sets the provider's credential).
                 req.remove_header("x-api-key");
@@ -461,8 +461,7 @@ impl AiPolicy {
             if answer.rewrites() {
                 // A translated answer's length is not known ahead.
                 resp.remove_header(&http::header::CONTENT_LENGTH);
-                let whole_gemini = matches!(&answer.translation, translation::Translation::ChatOverGemini(g) if !g.client_streams);
-                if answer.error_status.is_some() || whole_gemini {
+                if answer.error_status.is_some() || answer.translation.gathers_stream() {
                     // An error, or Gemini's stream gathered into one completion.
                     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
                 }
@@ -517,8 +516,8 @@ impl AiPolicy {
 /// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
 fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     match (provider, kind) {
-        (AiProvider::Anthropic | AiProvider::Gemini, RouteType::GenerateContent) => Some("generateContent clients need an OpenAI-compatible provider so far"),
-        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Passthrough) => Some("the gemini provider serves chat completions so far"),
+        (AiProvider::Gemini, RouteType::GenerateContent) => Some("generateContent clients need an OpenAI-compatible or Anthropic provider so far"),
+        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::Passthrough) => Some("the gemini provider serves chat completions and messages so far"),
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
         _ => None,
     }

@@ -30,6 +30,46 @@ pub enum Translation {
     GenerateOverChat(crate::generate::response::ChatToGenerateStream),
     /// A Chat client, a Gemini provider (always streamed upstream).
     ChatOverGemini(Box<crate::gemini::stream::GeminiToChat>),
+    /// Two translations through Chat Completions: the provider's answer becomes a Chat answer
+    /// (`inner`), which becomes the client's (`outer`). A Messages client on a Gemini provider,
+    /// a generateContent client on an Anthropic one.
+    Chained(Box<Chain>),
+}
+
+/// The two halves of [`Translation::Chained`].
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    /// Provider → Chat.
+    pub inner: TranslatedAnswer,
+    /// Chat → client.
+    pub outer: TranslatedAnswer,
+}
+
+impl Translation {
+    /// The model a Gemini provider's path names, when the provider is Gemini.
+    pub fn gemini_path_model(&self) -> Option<&str> {
+        match self {
+            Translation::ChatOverGemini(g) => Some(&g.path_model),
+            Translation::Chained(c) => c.inner.translation.gemini_path_model(),
+            _ => None,
+        }
+    }
+
+    /// Whether the client speaks another API than the provider's, so its own API's headers
+    /// (`x-api-key`, `x-goog-api-key`, `anthropic-*`) are not the provider's.
+    pub fn client_api_differs(&self) -> bool {
+        !matches!(self, Translation::None | Translation::NativeMessages(_))
+    }
+
+    /// Whether the client gets one JSON document though the provider streams (Gemini is
+    /// always asked for a stream).
+    pub fn gathers_stream(&self) -> bool {
+        match self {
+            Translation::ChatOverGemini(g) => !g.client_streams,
+            Translation::Chained(c) => c.inner.translation.gathers_stream(),
+            _ => false,
+        }
+    }
 }
 
 /// A request body translated for the provider, and what the gateway records of it.
@@ -90,9 +130,14 @@ pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
     matches!(
         (provider, kind),
         (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent)
-            | (AiProvider::Anthropic, RouteType::Completions)
-            | (AiProvider::Gemini, RouteType::Completions)
+            | (AiProvider::Anthropic, RouteType::Completions | RouteType::GenerateContent)
+            | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages)
     )
+}
+
+/// Client APIs translated to Chat Completions and on to a provider that does not speak Chat.
+fn is_chained(provider: AiProvider, kind: RouteType) -> bool {
+    matches!((provider, kind), (AiProvider::Anthropic, RouteType::GenerateContent) | (AiProvider::Gemini, RouteType::Messages))
 }
 
 /// The request body for the provider, and how its answer is to be handled.
@@ -114,6 +159,17 @@ pub fn translate_request(
         params: Default::default(),
         prompt: None,
     };
+    if is_chained(provider, kind) {
+        // The client's API → Chat (the model set here) → the provider's API.
+        let (chat, outer) = translate_request(AiProvider::OpenAi, kind, client_path, raw, model, llm, want_prompt)?;
+        let mut scratch = LlmExchange::new(llm.provider, &llm.backend, RouteType::Completions);
+        let (body, inner) = translate_request(provider, RouteType::Completions, client_path, &chat.body, None, &mut scratch, false)?;
+        let chain = Chain {
+            inner: TranslatedAnswer { translation: inner, ..Default::default() },
+            outer: TranslatedAnswer { translation: outer, ..Default::default() },
+        };
+        return Ok((plain(body.body, llm.streaming), Translation::Chained(Box::new(chain))));
+    }
     match (provider, kind) {
         (AiProvider::OpenAi, RouteType::Messages) => {
             let t = crate::messages::request::messages_to_chat(raw, model, want_prompt)?;
@@ -176,16 +232,28 @@ pub struct TranslatedAnswer {
 }
 
 impl TranslatedAnswer {
+    /// A fresh answer for `translation`; `sse` and `error_status` as the provider answered.
+    pub fn new(translation: Translation, sse: bool, error_status: Option<u16>) -> Self {
+        TranslatedAnswer { translation, sse, error_status, ..Default::default() }
+    }
+
     /// Whether the answer's bytes are rewritten (so its length is not known ahead).
     pub fn rewrites(&self) -> bool {
-        matches!(
-            self.translation,
-            Translation::MessagesOverChat(_) | Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_) | Translation::GenerateOverChat(_)
-        )
+        self.translation.client_api_differs()
     }
 
     /// One chunk of the provider's answer; replaces it with what the client gets.
     pub fn on_body(&mut self, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
+        if let Translation::Chained(c) = &mut self.translation {
+            c.inner.sse = self.sse;
+            c.inner.error_status = self.error_status;
+            c.inner.on_body(llm, body, end, false);
+            // What the inner half made: Chat events when the client streams, else one document.
+            c.outer.sse = self.error_status.is_none() && self.sse && !c.inner.translation.gathers_stream();
+            c.outer.error_status = self.error_status;
+            c.outer.on_body(llm, body, end, want_completion);
+            return;
+        }
         let incoming = body.take().unwrap_or_default();
         if let Translation::NativeMessages(observer) = &mut self.translation {
             // Untouched bytes; usage read on the way.
