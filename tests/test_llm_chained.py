@@ -121,3 +121,31 @@ def test_generate_content_client_on_anthropic_errors(tollgate, llmock):
     with pytest.raises(errors.APIError) as e:
         c.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert e.value.code == 529 and e.value.status, (e.value.code, e.value.status)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_generate_content_client_on_gemini_is_native(tollgate, llmock, stream):
+    base = gateway(tollgate, llmock, "{gemini: {model: gemini-2.5-pro}}", "/gemini/v1beta")
+    c = genai_client(base)
+    config = types.GenerateContentConfig(system_instruction="Be brief.", top_k=7, max_output_tokens=50)
+    if stream:
+        chunks = list(c.models.generate_content_stream(model="gemini-2.5-flash", contents="hi", config=config))
+        text, usage = "".join(ch.text or "" for ch in chunks), chunks[-1].usage_metadata
+    else:
+        r = c.models.generate_content(model="gemini-2.5-flash", contents="hi", config=config)
+        text, usage = r.text, r.usage_metadata
+    assert text and usage.candidates_token_count > 0, usage
+    sent = llmock.journal()[-1]
+    method = "streamGenerateContent" if stream else "generateContent"
+    # The backend's model in the path; the body as the client wrote it (topK kept: no translation).
+    assert sent["path"] == f"/gemini/v1beta/models/gemini-2.5-pro:{method}", sent["path"]
+    assert sent["body"]["generationConfig"]["topK"] == 7 and sent["body"]["systemInstruction"]["parts"][0]["text"] == "Be brief.", sent["body"]
+    # Usage read from usageMetadata reaches the access log.
+    import time
+    deadline = time.time() + 5
+    while True:
+        lines = [l for l in (tollgate.workdir / "config.yaml.log").read_text().splitlines() if f":{method}" in l and "gen_ai.usage.output_tokens=" in l]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert lines and f"gen_ai.usage.output_tokens={usage.candidates_token_count}" in lines[-1], lines

@@ -197,6 +197,9 @@ fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &Reques
             }
         };
     }
+    if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
+        return crate::native_generate_pq(ai, &ctx.original_path);
+    }
     if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages) {
         let model = match gemini_model {
             Some(m) => m,

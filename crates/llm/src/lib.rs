@@ -300,6 +300,11 @@ impl AiPolicy {
                 Ok(azure::AzurePath::NeedsModel) => azure_needs_model = true,
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
+        } else if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
+            match native_generate_pq(ai, &ctx.original_path) {
+                Ok(pq) => replace_path_and_query(session.req_header_mut(), &pq)?,
+                Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+            }
         } else {
             if let Some(path) = upstream_path(ai, kind, &ctx.original_path) {
                 set_request_path(session.req_header_mut(), &path)?;
@@ -516,8 +521,9 @@ impl AiPolicy {
 /// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
 fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     match (provider, kind) {
-        (AiProvider::Gemini, RouteType::GenerateContent) => Some("generateContent clients need an OpenAI-compatible or Anthropic provider so far"),
-        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::Passthrough) => Some("the gemini provider serves chat completions and messages so far"),
+        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Passthrough) => {
+            Some("the gemini provider serves chat completions, messages and generateContent so far")
+        }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
         _ => None,
     }
@@ -577,6 +583,15 @@ fn azure_upstream_path(ai: &AiTarget, paths: &tollgate_core::runtime::AzurePaths
 /// with `alt=sse` (the gateway always streams from Gemini).
 fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()> {
     replace_path_and_query(req, &gemini_pq(ai, model))
+}
+
+/// The Gemini path and query of a native generateContent call: the client's method, the
+/// backend's model (else the client's, which must be a plain model name).
+fn native_generate_pq(ai: &AiTarget, client_path: &str) -> std::result::Result<String, String> {
+    let (model, streaming) = generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
+    let model = gemini::request::path_model(ai.model.as_deref().unwrap_or(&model))?;
+    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
+    Ok(if streaming { format!("{prefix}/models/{model}:streamGenerateContent?alt=sse") } else { format!("{prefix}/models/{model}:generateContent") })
 }
 
 /// The Gemini path and query for `model` (see [`gemini_path`]).

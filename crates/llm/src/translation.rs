@@ -30,6 +30,8 @@ pub enum Translation {
     GenerateOverChat(crate::generate::response::ChatToGenerateStream),
     /// A Chat client, a Gemini provider (always streamed upstream).
     ChatOverGemini(Box<crate::gemini::stream::GeminiToChat>),
+    /// A generateContent client, a Gemini provider: bytes pass untouched, usage is read.
+    NativeGenerate,
     /// Two translations through Chat Completions: the provider's answer becomes a Chat answer
     /// (`inner`), which becomes the client's (`outer`). A Messages client on a Gemini provider,
     /// a generateContent client on an Anthropic one.
@@ -58,7 +60,7 @@ impl Translation {
     /// Whether the client speaks another API than the provider's, so its own API's headers
     /// (`x-api-key`, `x-goog-api-key`, `anthropic-*`) are not the provider's.
     pub fn client_api_differs(&self) -> bool {
-        !matches!(self, Translation::None | Translation::NativeMessages(_))
+        !matches!(self, Translation::None | Translation::NativeMessages(_) | Translation::NativeGenerate)
     }
 
     /// Whether the client gets one JSON document though the provider streams (Gemini is
@@ -195,6 +197,15 @@ pub fn translate_request(
             g.path_model = path_model;
             Ok((plain(t.body, t.streaming), Translation::ChatOverGemini(Box::new(g))))
         }
+        (AiProvider::Gemini, RouteType::GenerateContent) => {
+            // The model and streaming are in the path (set by the caller); the body is Gemini's.
+            let (path_model, streaming) = crate::generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
+            if !raw.trim_ascii_start().starts_with(b"{") {
+                return Err("request body is not a JSON object".into());
+            }
+            (llm.request_model, llm.streaming) = (Some(path_model), streaming);
+            Ok((plain(raw.to_vec(), streaming), Translation::NativeGenerate))
+        }
         (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => {
             let t = crate::anthropic::native::rewrite_messages_request(raw, model)?;
             llm.request_model = t.request_model;
@@ -255,6 +266,13 @@ impl TranslatedAnswer {
             return;
         }
         let incoming = body.take().unwrap_or_default();
+        if let Translation::NativeGenerate = &self.translation {
+            if self.error_status.is_none() {
+                observe_generate(&mut self.splitter, &mut self.held, self.sse, llm, &incoming, end);
+            }
+            *body = Some(incoming);
+            return;
+        }
         if let Translation::NativeMessages(observer) = &mut self.translation {
             // Untouched bytes; usage read on the way.
             if self.error_status.is_none() {
@@ -447,4 +465,40 @@ fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut SseSplitte
         }
     }
     record_usage(llm, &observer.chat_usage(), None);
+}
+
+/// Reads usage and model from a native Gemini answer (one document, or events) without
+/// changing it.
+fn observe_generate(splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool) {
+    let record = |doc: &[u8], llm: &mut LlmExchange| {
+        let Ok(v) = serde_json::from_slice::<Value>(doc) else { return };
+        if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
+            llm.response_model.get_or_insert_with(|| m.to_string());
+        }
+        if let Some(u) = v.get("usageMetadata").filter(|u| u.is_object()) {
+            record_usage(llm, &crate::gemini::stream::usage(u), None);
+        }
+    };
+    if !sse {
+        if held.len() + incoming.len() <= MAX_RESPONSE_COPY {
+            held.extend_from_slice(incoming);
+        }
+        if end {
+            record(held, llm);
+            held.clear();
+        }
+        return;
+    }
+    let mut events = splitter.push(incoming);
+    if end {
+        let rest = splitter.take_rest();
+        if !rest.is_empty() {
+            events.push(rest);
+        }
+    }
+    for event in events {
+        if let Some(data) = event_data(&event) {
+            record(&data, llm);
+        }
+    }
 }
