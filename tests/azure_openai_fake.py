@@ -5,7 +5,7 @@ Usage: python azure_openai_fake.py PORT LLMOCK_PORT KEY DEPLOYMENTS REQUEST_LOG
 
 Checked as Azure does:
   - the key: `api-key: KEY` or `Authorization: Bearer KEY`, else 401 in Azure's error shape;
-  - the path: `/openai/v1/{chat/completions|embeddings|models}` (the v1 API; `api-version`
+  - the path: `/openai/v1/{chat/completions|embeddings|models|responses}` (the v1 API; `api-version`
     may only be `preview` there), `/openai/deployments/{deployment}/{api}?api-version=YYYY-MM-DD[-preview]`
     (the deployment must be one of DEPLOYMENTS, comma separated, and `api-version` is
     required), `/openai/models?api-version=…`, or Foundry's
@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 port, llmock_port, key, deployments, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], set(sys.argv[4].split(",")), sys.argv[5]
 lock = threading.Lock()
-APIS = {"chat/completions", "embeddings", "models"}
+APIS = {"chat/completions", "embeddings", "models", "responses"}
 DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 

@@ -176,3 +176,16 @@ def test_bad_azure_blocks_are_load_errors(workdir, block, words):
     import subprocess
     out = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and words in out.stderr + out.stdout, out
+
+
+def test_responses_go_natively_to_azure(tollgate, azure):
+    base = gateway(tollgate, azure, "{resourceName: myres, resourceType: openAI, model: gpt-4o}",
+                   routes="{/v1/responses: responses}")
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
+    r = c.responses.create(model="ignored", input="hi")
+    assert r.output_text, r
+    with c.responses.stream(model="ignored", input="hi") as s:
+        text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+    assert text
+    sent = azure.requests()[-1]
+    assert sent["path"] == "/openai/v1/responses" and sent["body"]["model"] == "gpt-4o", sent

@@ -15,6 +15,8 @@ use tollgate_llm::generate::response::{chat_to_generate, error_to_generate, Chat
 use tollgate_llm::gemini::stream::GeminiToChat;
 use tollgate_llm::messages::stream::ChatToMessagesStream;
 use tollgate_llm::translation::{translate_request, TranslatedAnswer};
+use tollgate_llm::responses::request::responses_to_chat;
+use tollgate_llm::responses::stream::ChatToResponsesStream;
 use tollgate::llm::{AiProvider, LlmExchange, RouteType};
 
 fn well_formed_sse(out: &[u8]) {
@@ -53,7 +55,16 @@ fuzz_target!(|data: &[u8]| {
     }
     // Chained through Chat: Messages on Gemini, generateContent on Anthropic, answered by
     // the input as an event stream and as an error.
-    let pairs = [(AiProvider::Gemini, RouteType::Messages, "/v1/messages"), (AiProvider::Anthropic, RouteType::GenerateContent, "/v1beta/models/m:streamGenerateContent")];
+    if let Ok((t, _)) = responses_to_chat(data, Some("pinned"), true) {
+        let v: serde_json::Value = serde_json::from_slice(&t.body).expect("translated body is JSON");
+        assert_eq!(v["model"], "pinned");
+    }
+    let pairs = [
+        (AiProvider::Gemini, RouteType::Messages, "/v1/messages"),
+        (AiProvider::Anthropic, RouteType::GenerateContent, "/v1beta/models/m:streamGenerateContent"),
+        (AiProvider::Anthropic, RouteType::Responses, "/v1/responses"),
+        (AiProvider::Gemini, RouteType::Responses, "/v1/responses"),
+    ];
     for (provider, kind, path) in pairs {
         let mut llm = LlmExchange::new("p", "b", kind);
         if let Ok((req, t)) = translate_request(provider, kind, path, data, None, &mut llm, true) {
@@ -73,18 +84,22 @@ fuzz_target!(|data: &[u8]| {
     let mut gemini = GeminiToChat::new(true, true);
     let mut gemini_whole = GeminiToChat::new(false, false);
     let mut to_generate = ChatToGenerateStream::default();
-    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut to_responses = ChatToResponsesStream::default();
+    let (mut a, mut b, mut c, mut d, mut e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for line in data.split(|c| *c == b'\n') {
         a.extend(to_messages.chunk(line));
         b.extend(to_chat.event(line));
         c.extend(gemini.event(line));
         d.extend(to_generate.chunk(line));
+        e.extend(to_responses.chunk(line));
         assert!(gemini_whole.event(line).is_empty());
     }
     a.extend(to_messages.end());
     b.extend(to_chat.end());
     c.extend(gemini.end());
     d.extend(to_generate.end());
+    e.extend(to_responses.end());
+    well_formed_sse(&e);
     for event in String::from_utf8(d).expect("UTF-8").split("\r\n\r\n").filter(|e| !e.is_empty()) {
         let body = event.strip_prefix("data: ").expect("a data line");
         serde_json::from_str::<serde_json::Value>(body).expect("a JSON event");

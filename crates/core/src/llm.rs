@@ -20,6 +20,8 @@ pub enum RouteType {
     Models,
     /// Anything else the provider serves: forwarded untouched.
     Passthrough,
+    /// OpenAI's Responses API (`/v1/responses`), stateless: native or translated.
+    Responses,
 }
 
 /// The API an `ai` backend's provider speaks.

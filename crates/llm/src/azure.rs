@@ -11,6 +11,7 @@ fn api_segment(kind: RouteType) -> Option<&'static str> {
     match kind {
         RouteType::Completions | RouteType::Messages | RouteType::GenerateContent => Some("chat/completions"),
         RouteType::Embeddings => Some("embeddings"),
+        RouteType::Responses => Some("responses"),
         RouteType::Models => Some("models"),
         RouteType::AnthropicTokenCount | RouteType::Passthrough => None,
     }

@@ -200,7 +200,7 @@ fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &Reques
     if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
         return crate::native_generate_pq(ai, &ctx.original_path);
     }
-    if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages) {
+    if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) {
         let model = match gemini_model {
             Some(m) => m,
             None => crate::gemini::request::path_model(ai.model.as_deref().ok_or("the gemini path needs `provider.gemini.model` for a body not read yet")?)?,

@@ -11,6 +11,7 @@ pub mod gemini;
 pub mod generate;
 pub mod messages;
 pub mod request;
+pub mod responses;
 pub mod translation;
 pub mod usage;
 
@@ -81,7 +82,7 @@ pub enum RouteTypeName {
     Messages,
     /// Not supported yet.
     Detect,
-    /// Not supported yet.
+    /// OpenAI's Responses API, native or translated.
     Responses,
     /// Embeddings: model override and usage.
     Embeddings,
@@ -117,6 +118,7 @@ impl AiPolicy {
                 RouteTypeName::AnthropicTokenCount => RouteType::AnthropicTokenCount,
                 RouteTypeName::Embeddings => RouteType::Embeddings,
                 RouteTypeName::GenerateContent => RouteType::GenerateContent,
+                RouteTypeName::Responses => RouteType::Responses,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -188,6 +190,8 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         // Answered by the gateway (see `on_request`).
         (AiProvider::OpenAi, RouteType::AnthropicTokenCount) => return None,
         (AiProvider::OpenAi, RouteType::Embeddings) => ("/embeddings", false),
+        (AiProvider::OpenAi, RouteType::Responses) => ("/responses", false),
+        (AiProvider::Anthropic, RouteType::Responses) => ("/messages", true),
         // Refused in `on_request`: Anthropic has no embeddings API.
         (AiProvider::Anthropic, RouteType::Embeddings) => return None,
         (_, RouteType::Models) => ("/models", false),
@@ -314,7 +318,7 @@ impl AiPolicy {
                 strip_query(session.req_header_mut())?;
             }
         }
-        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent];
+        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent, RouteType::Responses];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
@@ -373,7 +377,7 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
-        if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages) && state.prepared.is_none() {
+        if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) && state.prepared.is_none() {
             // The body goes upstream as it arrives, after the header: the path's model must
             // be known now, from the backend.
             let Some(model) = ai.model.as_deref() else {
@@ -521,8 +525,8 @@ impl AiPolicy {
 /// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
 fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     match (provider, kind) {
-        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Passthrough) => {
-            Some("the gemini provider serves chat completions, messages and generateContent so far")
+        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
+            Some("the gemini provider serves chat completions, messages, responses and generateContent so far")
         }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
         _ => None,

@@ -32,6 +32,10 @@ pub enum Translation {
     ChatOverGemini(Box<crate::gemini::stream::GeminiToChat>),
     /// A generateContent client, a Gemini provider: bytes pass untouched, usage is read.
     NativeGenerate,
+    /// A Responses client, a provider that speaks Responses: bytes pass untouched, usage is read.
+    NativeResponses,
+    /// A Responses client, a Chat answer (the outer half of a chain).
+    ResponsesOverChat(Box<crate::responses::stream::ChatToResponsesStream>),
     /// Two translations through Chat Completions: the provider's answer becomes a Chat answer
     /// (`inner`), which becomes the client's (`outer`). A Messages client on a Gemini provider,
     /// a generateContent client on an Anthropic one.
@@ -60,7 +64,7 @@ impl Translation {
     /// Whether the client speaks another API than the provider's, so its own API's headers
     /// (`x-api-key`, `x-goog-api-key`, `anthropic-*`) are not the provider's.
     pub fn client_api_differs(&self) -> bool {
-        !matches!(self, Translation::None | Translation::NativeMessages(_) | Translation::NativeGenerate)
+        !matches!(self, Translation::None | Translation::NativeMessages(_) | Translation::NativeGenerate | Translation::NativeResponses)
     }
 
     /// Whether the client gets one JSON document though the provider streams (Gemini is
@@ -132,14 +136,17 @@ pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
     matches!(
         (provider, kind),
         (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent)
-            | (AiProvider::Anthropic, RouteType::Completions | RouteType::GenerateContent)
-            | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages)
+            | (AiProvider::Anthropic, RouteType::Completions | RouteType::GenerateContent | RouteType::Responses)
+            | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages | RouteType::Responses)
     )
 }
 
 /// Client APIs translated to Chat Completions and on to a provider that does not speak Chat.
 fn is_chained(provider: AiProvider, kind: RouteType) -> bool {
-    matches!((provider, kind), (AiProvider::Anthropic, RouteType::GenerateContent) | (AiProvider::Gemini, RouteType::Messages))
+    matches!(
+        (provider, kind),
+        (AiProvider::Anthropic, RouteType::GenerateContent | RouteType::Responses) | (AiProvider::Gemini, RouteType::Messages | RouteType::Responses)
+    )
 }
 
 /// The request body for the provider, and how its answer is to be handled.
@@ -163,7 +170,14 @@ pub fn translate_request(
     };
     if is_chained(provider, kind) {
         // The client's API → Chat (the model set here) → the provider's API.
-        let (chat, outer) = translate_request(AiProvider::OpenAi, kind, client_path, raw, model, llm, want_prompt)?;
+        let (chat, outer) = if kind == RouteType::Responses {
+            let (t, echo) = crate::responses::request::responses_to_chat(raw, model, want_prompt)?;
+            (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
+            let outer = Translation::ResponsesOverChat(Box::new(crate::responses::stream::ChatToResponsesStream::new(echo)));
+            (plain(t.body, t.streaming), outer)
+        } else {
+            translate_request(AiProvider::OpenAi, kind, client_path, raw, model, llm, want_prompt)?
+        };
         let mut scratch = LlmExchange::new(llm.provider, &llm.backend, RouteType::Completions);
         let (body, inner) = translate_request(provider, RouteType::Completions, client_path, &chat.body, None, &mut scratch, false)?;
         let chain = Chain {
@@ -196,6 +210,11 @@ pub fn translate_request(
             let mut g = crate::gemini::stream::GeminiToChat::new(t.streaming, t.include_usage);
             g.path_model = path_model;
             Ok((plain(t.body, t.streaming), Translation::ChatOverGemini(Box::new(g))))
+        }
+        (AiProvider::OpenAi, RouteType::Responses) => {
+            let t = crate::responses::native::rewrite_responses_request(raw, model)?;
+            (llm.request_model, llm.streaming, llm.params) = (t.request_model, t.streaming, t.params);
+            Ok((plain(t.body, t.streaming), Translation::NativeResponses))
         }
         (AiProvider::Gemini, RouteType::GenerateContent) => {
             // The model and streaming are in the path (set by the caller); the body is Gemini's.
@@ -266,9 +285,10 @@ impl TranslatedAnswer {
             return;
         }
         let incoming = body.take().unwrap_or_default();
-        if let Translation::NativeGenerate = &self.translation {
+        if matches!(self.translation, Translation::NativeGenerate | Translation::NativeResponses) {
             if self.error_status.is_none() {
-                observe_generate(&mut self.splitter, &mut self.held, self.sse, llm, &incoming, end);
+                let native_responses = matches!(self.translation, Translation::NativeResponses);
+                observe_generate(&mut self.splitter, &mut self.held, self.sse, llm, &incoming, end, native_responses);
             }
             *body = Some(incoming);
             return;
@@ -307,6 +327,10 @@ impl TranslatedAnswer {
                     record_chat(llm, &data, want_completion);
                     out.extend(s.chunk(&data));
                 }
+                Translation::ResponsesOverChat(s) => {
+                    record_chat(llm, &data, want_completion);
+                    out.extend(s.chunk(&data));
+                }
                 Translation::ChatOverGemini(g) => {
                     out.extend(g.event(&data));
                     if let Some(u) = g.chat_usage() {
@@ -335,6 +359,7 @@ impl TranslatedAnswer {
                 Translation::MessagesOverChat(s) => out.extend(s.end()),
                 Translation::ChatOverMessages(s) => out.extend(s.end()),
                 Translation::GenerateOverChat(s) => out.extend(s.end()),
+                Translation::ResponsesOverChat(s) => out.extend(s.end()),
                 Translation::ChatOverGemini(g) => {
                     let tail = g.end();
                     if want_completion {
@@ -365,6 +390,14 @@ impl TranslatedAnswer {
         let out = match (&self.translation, self.error_status) {
             (Translation::MessagesOverChat(_), Some(status)) => crate::messages::response::error_to_messages(status, &whole),
             (Translation::GenerateOverChat(_), Some(status)) => crate::generate::response::error_to_generate(status, &whole),
+            // Chat's errors are in OpenAI's shape already, as Responses clients want them.
+            (Translation::ResponsesOverChat(_), Some(_)) => return whole,
+            (Translation::ResponsesOverChat(s), None) => {
+                record_chat(llm, &whole, want_completion);
+                let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                crate::responses::response::chat_to_response(&chat, &s.echo)
+                    .unwrap_or_else(|| serde_json::json!({"error": {"message": "the provider's answer is not a chat completion", "type": "upstream_error"}}))
+            }
             (Translation::GenerateOverChat(_), None) => {
                 record_chat(llm, &whole, want_completion);
                 let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();
@@ -467,11 +500,22 @@ fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut SseSplitte
     record_usage(llm, &observer.chat_usage(), None);
 }
 
-/// Reads usage and model from a native Gemini answer (one document, or events) without
-/// changing it.
-fn observe_generate(splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool) {
+/// Reads usage and model from a native Gemini or Responses answer (one document, or events)
+/// without changing it.
+fn observe_generate(splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool, responses: bool) {
     let record = |doc: &[u8], llm: &mut LlmExchange| {
         let Ok(v) = serde_json::from_slice::<Value>(doc) else { return };
+        if responses {
+            // A whole response, or the stream's closing event carrying it.
+            let r = v.get("response").filter(|_| v.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("response."))).unwrap_or(&v);
+            if let Some(m) = r.get("model").and_then(Value::as_str) {
+                llm.response_model.get_or_insert_with(|| m.to_string());
+            }
+            if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
+                record_usage(llm, &crate::responses::native::chat_usage(u), None);
+            }
+            return;
+        }
         if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
             llm.response_model.get_or_insert_with(|| m.to_string());
         }

@@ -213,7 +213,7 @@ impl Metrics {
         for failed in &llm.failed_attempts {
             self.provider_evictions.get_or_create(&EvictionLabels { backend: failed.backend.clone(), reason: failed.reason.clone() }).inc();
         }
-        if !matches!(llm.route, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent) {
+        if !matches!(llm.route, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses) {
             return;
         }
         let gen = GenAiLabels {
