@@ -174,14 +174,14 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
         // Without `raw` the body is translated as Pingora sends it again (`request_body`).
         ctx.extensions.insert(state);
     }
-    f.pq = Some(path_for(ai, kind, ctx, gemini_model)?);
+    f.pq = Some(path_for(policy, ai, kind, ctx, gemini_model)?);
     f.body_seen = 0;
     f.retry_after = None;
     Ok(())
 }
 
 /// The path and query of a later attempt on `ai`.
-fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &RequestCtx, gemini_model: Option<String>) -> std::result::Result<String, String> {
+fn path_for(policy: &AiPolicy, ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &RequestCtx, gemini_model: Option<String>) -> std::result::Result<String, String> {
     let client_query = ctx.captured.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     if let Some(paths) = &ai.azure {
         return match crate::azure_upstream_path(ai, paths, kind)? {
@@ -198,7 +198,7 @@ fn path_for(ai: &tollgate_core::runtime::AiTarget, kind: RouteType, ctx: &Reques
         };
     }
     if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
-        return crate::native_generate_pq(ai, &ctx.original_path);
+        return crate::native_generate_pq(ai, &ctx.original_path, policy);
     }
     if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) {
         let model = match gemini_model {

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod body_policy;
 pub mod failover;
 pub mod gemini;
 pub mod generate;
@@ -52,18 +53,18 @@ pub struct AiPolicyConfig {
     pub routes: Option<IndexMap<String, RouteTypeName>>,
     /// Not supported yet.
     pub prompt_guard: Option<Unsupported>,
-    /// Not supported yet.
-    pub defaults: Option<Unsupported>,
-    /// Not supported yet.
-    pub overrides: Option<Unsupported>,
+    /// Request body fields set when the client did not (top-level keys).
+    pub defaults: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Request body fields set always (top-level keys).
+    pub overrides: Option<serde_json::Map<String, serde_json::Value>>,
     /// Not supported yet.
     pub transformations: Option<Unsupported>,
     /// Not supported yet.
     pub final_transformations: Option<Unsupported>,
-    /// Not supported yet.
-    pub prompts: Option<Unsupported>,
-    /// Not supported yet.
-    pub model_aliases: Option<Unsupported>,
+    /// Messages added before and after the client's.
+    pub prompts: Option<body_policy::PromptEnrichment>,
+    /// Requested model → model sent (`*` wildcards; exact keys first).
+    pub model_aliases: Option<IndexMap<String, String>>,
     /// Not supported yet.
     pub prompt_caching: Option<Unsupported>,
 }
@@ -103,11 +104,14 @@ pub enum RouteTypeName {
 pub struct AiPolicy {
     /// `None`: every path is a completion (agentgateway's default for the binds dialect).
     routes: Option<Vec<(String, RouteType)>>,
+    /// `modelAliases`, `defaults`, `overrides`, `prompts`, when any is set.
+    body: Option<body_policy::BodyPolicy>,
 }
 
 impl AiPolicy {
     fn compile(c: AiPolicyConfig) -> std::result::Result<Self, String> {
-        let Some(routes) = c.routes else { return Ok(AiPolicy { routes: None }) };
+        let body = body_policy::BodyPolicy::compile(c.model_aliases, c.defaults, c.overrides, c.prompts);
+        let Some(routes) = c.routes else { return Ok(AiPolicy { routes: None, body }) };
         let mut out = Vec::new();
         for (suffix, name) in routes {
             let kind = match name {
@@ -125,7 +129,7 @@ impl AiPolicy {
         }
         // Longest suffix wins; "*" is the fallback.
         out.sort_by_key(|(s, _)| std::cmp::Reverse(if s == "*" { 0 } else { s.len() + 1 }));
-        Ok(AiPolicy { routes: Some(out) })
+        Ok(AiPolicy { routes: Some(out), body })
     }
 
     /// The route type for a request path, or `None` when the table has no entry for it.
@@ -172,7 +176,30 @@ impl AiPolicy {
         let path = ctx.original_path.clone();
         let Some(llm) = ctx.llm.as_mut() else { return Err("not an LLM call".into()) };
         let model = llm.override_model.clone();
-        translation::translate_request(llm.provider_api, llm.route, &path, raw, model.as_deref(), llm, want_prompt)
+        let Some(rules) = &self.body else {
+            return translation::translate_request(llm.provider_api, llm.route, &path, raw, model.as_deref(), llm, want_prompt);
+        };
+        // The rules rewrite the client's own body first; the model is in it now, except for
+        // generateContent, whose path names it.
+        let (ruled, client_model) = rules.apply(raw, llm.route, model.as_deref())?;
+        let model = match llm.route {
+            RouteType::GenerateContent => {
+                let path_model = generate::request::model_in_path(&path).map(|(m, _)| m);
+                let effective = model.or(path_model);
+                effective.as_deref().map(|m| rules.alias(m).unwrap_or(m).to_string())
+            }
+            _ => None,
+        };
+        let out = translation::translate_request(llm.provider_api, llm.route, &path, &ruled, model.as_deref(), llm, want_prompt)?;
+        if llm.route != RouteType::GenerateContent {
+            llm.request_model = client_model;
+        }
+        Ok(out)
+    }
+
+    /// The model a generateContent path names, aliased.
+    fn generate_model(&self, model: &str) -> String {
+        self.body.as_ref().and_then(|b| b.alias(model)).unwrap_or(model).to_string()
     }
 }
 
@@ -305,7 +332,7 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         } else if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
-            match native_generate_pq(ai, &ctx.original_path) {
+            match native_generate_pq(ai, &ctx.original_path, self) {
                 Ok(pq) => replace_path_and_query(session.req_header_mut(), &pq)?,
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
@@ -591,9 +618,9 @@ fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()
 
 /// The Gemini path and query of a native generateContent call: the client's method, the
 /// backend's model (else the client's, which must be a plain model name).
-fn native_generate_pq(ai: &AiTarget, client_path: &str) -> std::result::Result<String, String> {
+fn native_generate_pq(ai: &AiTarget, client_path: &str, policy: &AiPolicy) -> std::result::Result<String, String> {
     let (model, streaming) = generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
-    let model = gemini::request::path_model(ai.model.as_deref().unwrap_or(&model))?;
+    let model = gemini::request::path_model(&policy.generate_model(ai.model.as_deref().unwrap_or(&model)))?;
     let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
     Ok(if streaming { format!("{prefix}/models/{model}:streamGenerateContent?alt=sse") } else { format!("{prefix}/models/{model}:generateContent") })
 }
