@@ -56,7 +56,8 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
         crate::replace_path_and_query(req, pq)?;
     }
     if let Some(auth) = &f.current.auth {
-        req.insert_header(http::header::AUTHORIZATION, auth.clone())?;
+        let header = auth.header().map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
+        req.insert_header(http::header::AUTHORIZATION, header)?;
     }
     Ok(())
 }
@@ -147,6 +148,9 @@ pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool
 fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
     let ai = &next.target;
     let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
+    if ai.vertex.is_some() {
+        return Err("failing over to a vertex provider is not supported yet".into());
+    }
     if let Some(why) = crate::refusal(ai.provider, kind) {
         return Err(why.into());
     }

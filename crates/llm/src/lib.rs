@@ -15,6 +15,7 @@ pub mod request;
 pub mod responses;
 pub mod translation;
 pub mod usage;
+pub mod vertex;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -197,6 +198,32 @@ impl AiPolicy {
         Ok(out)
     }
 
+    /// The model the client asked for: in a generateContent path (aliased), else in the body.
+    fn client_model(&self, kind: RouteType, path: &str, raw: &[u8]) -> Option<String> {
+        match kind {
+            RouteType::GenerateContent => generate::request::model_in_path(path).map(|(m, _)| self.generate_model(&m)),
+            _ => vertex::peek_model(raw).map(|m| self.body.as_ref().and_then(|b| b.alias(&m)).unwrap_or(&m).to_string()),
+        }
+    }
+
+    /// A Vertex call's body and path, once the body is translated for the model's family.
+    fn vertex_plan(&self, ai: &AiTarget, v: &tollgate_core::runtime::VertexTarget, t: &translation::Translation, body: Vec<u8>, ctx: &RequestCtx) -> std::result::Result<(Vec<u8>, String), String> {
+        let llm = ctx.llm.as_ref().ok_or("not an LLM call")?;
+        if llm.provider_api == AiProvider::Anthropic {
+            let (body, model) = vertex::anthropic_body(&body)?;
+            let model = vertex::path_model(&model.ok_or("`model` is required")?)?;
+            return Ok((body, vertex::pq(v, AiProvider::Anthropic, &model, false, llm.streaming)));
+        }
+        let (model, stream) = match t {
+            translation::Translation::NativeGenerate => {
+                let (m, s) = generate::request::model_in_path(&ctx.original_path).ok_or("the path names no model")?;
+                (self.generate_model(ai.model.as_deref().unwrap_or(&m)), s)
+            }
+            _ => (t.gemini_path_model().ok_or("this call has no Gemini translation")?.to_string(), true),
+        };
+        Ok((body, vertex::pq(v, AiProvider::Gemini, &vertex::path_model(&model)?, stream, false)))
+    }
+
     /// The model a generateContent path names, aliased.
     fn generate_model(&self, model: &str) -> String {
         self.body.as_ref().and_then(|b| b.alias(model)).unwrap_or(model).to_string()
@@ -324,7 +351,9 @@ impl AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
         }
         let mut azure_needs_model = false;
-        if let Some(paths) = &ai.azure {
+        if ai.vertex.is_some() {
+            // The model names the path and picks the API: set once it is known (below).
+        } else if let Some(paths) = &ai.azure {
             match azure_upstream_path(ai, paths, kind) {
                 Ok(azure::AzurePath::Set(pq)) => replace_path_and_query(session.req_header_mut(), &pq)?,
                 Ok(azure::AzurePath::Keep) => {}
@@ -374,13 +403,32 @@ impl AiPolicy {
             while let Some(chunk) = session.read_request_body().await? {
                 raw.extend_from_slice(&chunk);
             }
+            if ai.vertex.is_some() {
+                // The model's family picks the API the body is translated for.
+                let model = ai.model.clone().or_else(|| self.client_model(kind, &ctx.original_path, &raw));
+                let Some(model) = model else {
+                    return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "`model` is required")));
+                };
+                if let Some(llm) = ctx.llm.as_mut() {
+                    llm.provider_api = vertex::family(&model);
+                }
+            }
             match self.rewrite(&raw, ctx) {
                 Ok((rewritten, t)) => {
                     state.injected_usage = rewritten.injected_usage;
-                    state.prepared = Some(Bytes::from(rewritten.body));
-                    if let Some(model) = t.gemini_path_model() {
+                    let mut body = rewritten.body;
+                    if let Some(v) = &ai.vertex {
+                        match self.vertex_plan(ai, v, &t, body, ctx) {
+                            Ok((b, pq)) => {
+                                body = b;
+                                replace_path_and_query(session.req_header_mut(), &pq)?;
+                            }
+                            Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+                        }
+                    } else if let Some(model) = t.gemini_path_model() {
                         gemini_path(session.req_header_mut(), ai, model)?;
                     }
+                    state.prepared = Some(Bytes::from(body));
                     state.answer.translation = t;
                     if let Some(f) = ctx.extensions.get_mut::<failover::Failover>() {
                         // Kept to translate again for another provider.
@@ -389,6 +437,19 @@ impl AiPolicy {
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
+        }
+        if let (Some(v), None) = (&ai.vertex, &state.prepared) {
+            // The body goes as it arrives, after the header: only a Gemini model the backend
+            // (or a generateContent path) names can set the path now.
+            let model = ai.model.clone().or_else(|| (kind == RouteType::GenerateContent).then(|| self.client_model(kind, &ctx.original_path, b"")).flatten());
+            let gemini = model.filter(|m| vertex::family(m) == AiProvider::Gemini);
+            let Some(model) = gemini else {
+                let msg = format!("the vertex provider needs `provider.vertex.model` naming a Gemini model for requests over {PREREAD_LIMIT} bytes (the path names the model; Claude models need the body first)");
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+            };
+            let streaming = kind != RouteType::GenerateContent || generate::request::model_in_path(&ctx.original_path).is_some_and(|(_, s)| s);
+            let path_model = vertex::path_model(&model).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
+            replace_path_and_query(session.req_header_mut(), &vertex::pq(v, AiProvider::Gemini, &path_model, streaming, false))?;
         }
         if azure_needs_model {
             // A dated API version names the deployment in the path: the request's model.
@@ -404,7 +465,7 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
-        if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) && state.prepared.is_none() {
+        if ai.provider == AiProvider::Gemini && ai.vertex.is_none() && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) && state.prepared.is_none() {
             // The body goes upstream as it arrives, after the header: the path's model must
             // be known now, from the backend.
             let Some(model) = ai.model.as_deref() else {
@@ -440,6 +501,13 @@ impl AiPolicy {
                     req.remove_header(&name);
                 }
             }
+        }
+        if ctx.llm.as_ref().is_some_and(|l| l.provider == vertex::PROVIDER_NAME) {
+            // Vertex takes the Google access token as it is (`Authorization: Bearer`); API
+            // keys the client sent for other APIs are not Google's.
+            req.remove_header("x-api-key");
+            req.remove_header("x-goog-api-key");
+            return Ok(());
         }
         match ctx.llm.as_ref().map(|l| l.provider_api) {
             Some(AiProvider::Anthropic) => anthropic_headers(req)?,

@@ -147,8 +147,8 @@ pub struct Provider {
     pub open_ai: Option<OpenAiProvider>,
     /// Google AI Studio's Gemini API.
     pub gemini: Option<GeminiProvider>,
-    /// Not supported yet.
-    pub vertex: Option<Unsupported>,
+    /// Gemini and Claude models on Google Cloud's Vertex AI.
+    pub vertex: Option<VertexProvider>,
     /// Anthropic's Messages API.
     pub anthropic: Option<AnthropicProvider>,
     /// Not supported yet.
@@ -167,6 +167,18 @@ pub struct Provider {
 pub struct GeminiProvider {
     /// Model that replaces whatever the client asked for (also names the request path).
     pub model: Option<String>,
+}
+
+/// `provider.vertex`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VertexProvider {
+    /// Model that replaces the client's (it names the path, and its family the API).
+    pub model: Option<String>,
+    /// `global` (the default), `us` / `eu` (multi-region), or a region such as `us-central1`.
+    pub region: Option<String>,
+    /// The Google Cloud project.
+    pub project_id: String,
 }
 
 /// `provider.azure`.

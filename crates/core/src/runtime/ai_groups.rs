@@ -7,8 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
-
 use super::AiTarget;
 use crate::ctx::TlsPlan;
 
@@ -32,8 +30,8 @@ pub struct GroupProvider {
     pub target: AiTarget,
     /// Its `backendTLS` (else the provider's public endpoint gets system-root TLS).
     pub tls: Option<Arc<TlsPlan>>,
-    /// Its `backendAuth` header.
-    pub auth: Option<HeaderValue>,
+    /// Its `backendAuth` credential.
+    pub auth: Option<crate::filters::backend_auth::Credential>,
     /// Its eviction state, shared by every request to this backend (reset by a reload).
     pub health: ProviderHealth,
 }
@@ -108,6 +106,7 @@ mod tests {
             provider: AiProvider::OpenAi,
             provider_name: "openai",
             azure: None,
+            vertex: None,
             model: None,
             host: "127.0.0.1".into(),
             port: 1,

@@ -188,6 +188,8 @@ pub struct AiTarget {
     pub provider_name: &'static str,
     /// Azure's paths, for an `azure` provider (which speaks OpenAI's API).
     pub azure: Option<AzurePaths>,
+    /// Project and location of a `vertex` provider (whose API follows the model's family).
+    pub vertex: Option<VertexTarget>,
     /// Model that replaces the client's.
     pub model: Option<String>,
     /// Host to connect to.
@@ -200,6 +202,15 @@ pub struct AiTarget {
     pub path_override: Option<String>,
     /// Base path for provider API paths.
     pub path_prefix: Option<String>,
+}
+
+/// A Vertex AI endpoint: `/v1/projects/{project}/locations/{location}/publishers/…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexTarget {
+    /// The project.
+    pub project: String,
+    /// The location (`global`, `us`, `eu` or a region).
+    pub location: String,
 }
 
 /// Where an Azure provider serves each API.
@@ -471,7 +482,7 @@ fn compile_ai_groups(ai: &AiBackend, groups: &[crate::config::backend::AiGroup])
                 if let Some(t) = filter.downcast_ref::<crate::filters::backend_tls::BackendTls>() {
                     tls = Some(t.plan().clone());
                 } else if let Some(a) = filter.downcast_ref::<crate::filters::backend_auth::BackendAuth>() {
-                    auth = Some(a.header().clone());
+                    auth = Some(a.credential().clone());
                 } else {
                     return Err(at(format!("policy `{}` on a provider of a group is not supported yet (backendTLS and backendAuth are; others go beside `ai:`)", entry.spec.name)));
                 }
@@ -493,17 +504,34 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         return Err("ai: `name` is required".into());
     }
     let p = ai.provider.as_ref().ok_or("ai: `provider` (or `groups`) is required")?;
-    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some()];
+    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some(), p.vertex.is_some()];
     if named.iter().filter(|n| **n).count() != 1 {
-        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini or azure)".into());
+        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini, vertex or azure)".into());
     }
     let mut azure = None;
+    let mut vertex = None;
     let (provider, provider_name, model, default_host) = if let Some(o) = &p.open_ai {
         (AiProvider::OpenAi, "openai", o.model.clone(), "api.openai.com".to_string())
     } else if let Some(a) = &p.anthropic {
         (AiProvider::Anthropic, "anthropic", a.model.clone(), "api.anthropic.com".to_string())
     } else if let Some(g) = &p.gemini {
         (AiProvider::Gemini, "gcp.gemini", g.model.clone(), "generativelanguage.googleapis.com".to_string())
+    } else if let Some(v) = &p.vertex {
+        let location = v.region.clone().unwrap_or_else(|| "global".into());
+        let plain = |s: &str| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !plain(&v.project_id) {
+            return Err(format!("ai.provider.vertex.projectId `{}` is not a project id", v.project_id));
+        }
+        if !plain(&location) {
+            return Err(format!("ai.provider.vertex.region `{location}` is not a region"));
+        }
+        let host = match location.as_str() {
+            "global" => "aiplatform.googleapis.com".to_string(),
+            "us" | "eu" => format!("aiplatform.{location}.rep.googleapis.com"),
+            region => format!("{region}-aiplatform.googleapis.com"),
+        };
+        vertex = Some(VertexTarget { project: v.project_id.clone(), location });
+        (AiProvider::Gemini, "gcp.vertex_ai", v.model.clone(), host)
     } else if let Some(z) = &p.azure {
         let resource = &z.resource_name;
         let valid_label = !resource.is_empty() && resource.len() <= 63 && resource.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -548,6 +576,7 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         provider,
         provider_name,
         azure,
+        vertex,
         model,
         host,
         port,

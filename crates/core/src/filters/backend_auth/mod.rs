@@ -1,5 +1,9 @@
-//! `backendAuth`: attach the provider credential upstream (`Authorization: Bearer <key>`),
-//! replacing whatever the client sent. The key never appears in logs.
+//! `backendAuth`: attach the provider credential upstream (`Authorization: Bearer <key>`, or a
+//! Google access token), replacing whatever the client sent. The key never appears in logs.
+
+pub mod gcp;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -28,8 +32,8 @@ pub struct BackendAuthConfig {
     pub key: Option<KeySource>,
     /// Not supported yet.
     pub passthrough: Option<Unsupported>,
-    /// Not supported yet.
-    pub gcp: Option<Unsupported>,
+    /// Google access tokens (`{type: accessToken, credential}`).
+    pub gcp: Option<GcpAuthConfig>,
     /// Not supported yet.
     pub aws: Option<Unsupported>,
     /// Not supported yet.
@@ -44,6 +48,19 @@ pub struct BackendAuthConfig {
     pub cross_app_access: Option<Unsupported>,
     /// Not supported yet.
     pub credentials: Option<Unsupported>,
+}
+
+/// `backendAuth.gcp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpAuthConfig {
+    /// `accessToken` (the default); `idToken` is not supported yet.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Only for ID tokens: not supported yet.
+    pub audience: Option<Unsupported>,
+    /// A service account key (file or inline JSON); ambient credentials are not supported yet.
+    pub credential: Option<FileOrInline>,
 }
 
 /// `backendAuth` as written: a block, or a bare kind name (`copilot`), which names a kind
@@ -97,15 +114,50 @@ impl<'de> Deserialize<'de> for KeySource {
     }
 }
 
+/// A credential to present upstream.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A fixed `Authorization` value.
+    Static(HeaderValue),
+    /// A Google access token, minted and refreshed.
+    Gcp(Arc<gcp::GcpTokenSource>),
+}
+
+impl Credential {
+    /// The `Authorization` value to send now (marked sensitive).
+    pub fn header(&self) -> std::result::Result<HeaderValue, String> {
+        match self {
+            Credential::Static(h) => Ok(h.clone()),
+            Credential::Gcp(source) => source.header(),
+        }
+    }
+}
+
 /// Sets the upstream Authorization header.
 pub struct BackendAuth {
-    header: HeaderValue,
+    credential: Credential,
 }
 
 impl BackendAuthConfig {
-    /// The `Authorization` value this credential sends (marked sensitive).
+    /// The credential this block describes.
+    pub fn credential(&self) -> std::result::Result<Credential, String> {
+        if let Some(g) = &self.gcp {
+            if self.key.is_some() {
+                return Err("backendAuth takes one kind: `key` or `gcp`".into());
+            }
+            match g.kind.as_deref() {
+                None | Some("accessToken") => {}
+                Some(other) => return Err(format!("backendAuth.gcp type `{other}` is not supported yet (only accessToken)")),
+            }
+            let credential = g.credential.as_ref().ok_or("backendAuth.gcp needs `credential` (ambient Google credentials are not supported yet)")?;
+            return Ok(Credential::Gcp(Arc::new(gcp::GcpTokenSource::from_json(&credential.0).map_err(|e| format!("backendAuth.gcp.credential: {e}"))?)));
+        }
+        Ok(Credential::Static(self.header()?))
+    }
+
+    /// The `Authorization` value a `key` sends (marked sensitive).
     pub fn header(&self) -> std::result::Result<HeaderValue, String> {
-        let key = self.key.as_ref().ok_or("backendAuth needs `key` (other kinds are not supported yet)")?;
+        let key = self.key.as_ref().ok_or("backendAuth needs `key` or `gcp` (other kinds are not supported yet)")?;
         let key = key.0 .0.trim().to_string();
         let mut header = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "key is not a valid header value")?;
         header.set_sensitive(true);
@@ -114,20 +166,27 @@ impl BackendAuthConfig {
 }
 
 impl BackendAuth {
-    /// The `Authorization` value it sets (MCP targets that refer to a named backend reuse it).
-    pub fn header(&self) -> &HeaderValue {
-        &self.header
+    /// The credential it presents (MCP targets and ai groups that refer to it reuse it).
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 
     fn compile(c: BackendAuthConfig) -> std::result::Result<Self, String> {
-        Ok(BackendAuth { header: c.header()? })
+        Ok(BackendAuth { credential: c.credential()? })
     }
 }
 
 #[async_trait]
 impl Filter for BackendAuth {
-    async fn on_request(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<FilterAction> {
-        session.req_header_mut().insert_header(http::header::AUTHORIZATION, self.header.clone())?;
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        match self.credential.header() {
+            Ok(h) => session.req_header_mut().insert_header(http::header::AUTHORIZATION, h)?,
+            Err(e) => {
+                log::warn!(target: "tollgate", "backendAuth: {e}");
+                let msg = "the gateway could not get its credential for the upstream";
+                return Ok(FilterAction::Respond(crate::errors::json_error(ctx.error_format, 503, "credential_unavailable", msg)));
+            }
+        }
         Ok(FilterAction::Continue)
     }
 }
