@@ -17,6 +17,8 @@ use tollgate_llm::messages::stream::ChatToMessagesStream;
 use tollgate_llm::translation::{translate_request, TranslatedAnswer};
 use tollgate_llm::responses::request::responses_to_chat;
 use tollgate_llm::responses::stream::ChatToResponsesStream;
+use tollgate_llm::bedrock::request::chat_to_converse;
+use tollgate_llm::bedrock::stream::BedrockToChat;
 use tollgate::llm::{AiProvider, LlmExchange, RouteType};
 
 fn well_formed_sse(out: &[u8]) {
@@ -55,6 +57,24 @@ fuzz_target!(|data: &[u8]| {
     }
     // Chained through Chat: Messages on Gemini, generateContent on Anthropic, answered by
     // the input as an event stream and as an error.
+    if let Ok(c) = chat_to_converse(data, None, true) {
+        serde_json::from_slice::<serde_json::Value>(&c.translated.body).expect("translated body is JSON");
+        // The model goes into the path as one segment.
+        if let Ok(p) = tollgate_llm::bedrock::path(None, &c.model, true) {
+            assert_eq!(p.matches('/').count(), 3, "{p}");
+        }
+    }
+    // The input as an event stream, whole and byte by byte.
+    for streaming in [true, false] {
+        let mut b = BedrockToChat::new(streaming, true, "m".into());
+        let mut out = b.push(data);
+        out.extend(b.end());
+        if streaming {
+            well_formed_sse(&out);
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&out).expect("a gathered answer is JSON");
+        }
+    }
     if let Ok((t, _)) = responses_to_chat(data, Some("pinned"), true) {
         let v: serde_json::Value = serde_json::from_slice(&t.body).expect("translated body is JSON");
         assert_eq!(v["model"], "pinned");
@@ -64,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
         (AiProvider::Anthropic, RouteType::GenerateContent, "/v1beta/models/m:streamGenerateContent"),
         (AiProvider::Anthropic, RouteType::Responses, "/v1/responses"),
         (AiProvider::Gemini, RouteType::Responses, "/v1/responses"),
+        (AiProvider::Bedrock, RouteType::Messages, "/v1/messages"),
     ];
     for (provider, kind, path) in pairs {
         let mut llm = LlmExchange::new("p", "b", kind);

@@ -34,6 +34,8 @@ pub enum AiProvider {
     Anthropic,
     /// Google AI Studio's Gemini `generateContent`.
     Gemini,
+    /// Amazon Bedrock's Converse.
+    Bedrock,
 }
 
 impl AiProvider {
@@ -43,6 +45,7 @@ impl AiProvider {
             AiProvider::OpenAi => "openai",
             AiProvider::Anthropic => "anthropic",
             AiProvider::Gemini => "gcp.gemini",
+            AiProvider::Bedrock => "aws.bedrock",
         }
     }
 }

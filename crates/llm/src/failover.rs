@@ -43,6 +43,11 @@ pub struct Failover {
 }
 
 impl Failover {
+    /// The AWS region of the provider under way, when it is a bedrock one.
+    pub fn current_bedrock_region(&self) -> Option<String> {
+        self.current.target.bedrock_region.clone()
+    }
+
     /// State for a request whose first attempt goes to `first`.
     pub fn new(groups: Arc<AiGroups>, first: Arc<GroupProvider>, base_tls: Option<Arc<TlsPlan>>) -> Self {
         Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None }
@@ -148,8 +153,8 @@ pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool
 fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
     let ai = &next.target;
     let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
-    if ai.vertex.is_some() {
-        return Err("failing over to a vertex provider is not supported yet".into());
+    if ai.vertex.is_some() || ai.provider == AiProvider::Bedrock {
+        return Err("failing over to a vertex or bedrock provider is not supported yet".into());
     }
     if let Some(why) = crate::refusal(ai.provider, kind) {
         return Err(why.into());

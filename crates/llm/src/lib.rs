@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod body_policy;
 pub mod failover;
 pub mod gemini;
@@ -252,6 +253,8 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         (_, RouteType::Passthrough) => return None,
         // The model names the path: set once it is known (see `gemini_path`).
         (AiProvider::Gemini, _) => return None,
+        // The model and streaming name the path: set once the body is read (see `start`).
+        (AiProvider::Bedrock, _) => return None,
     };
     if matches!(kind, RouteType::Completions | RouteType::Messages) {
         if let Some(p) = &ai.path_override {
@@ -427,6 +430,11 @@ impl AiPolicy {
                         }
                     } else if let Some(model) = t.gemini_path_model() {
                         gemini_path(session.req_header_mut(), ai, model)?;
+                    } else if let Some((model, streaming)) = t.bedrock_route() {
+                        match bedrock::path(ai.path_prefix.as_deref(), model, streaming) {
+                            Ok(pq) => replace_path_and_query(session.req_header_mut(), &pq)?,
+                            Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+                        }
                     }
                     state.prepared = Some(Bytes::from(body));
                     state.answer.translation = t;
@@ -437,6 +445,11 @@ impl AiPolicy {
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
+        }
+        if ai.provider == AiProvider::Bedrock && state.prepared.is_none() {
+            // The signature covers the body, and the path names the model and streaming.
+            let msg = format!("the bedrock provider takes requests up to {PREREAD_LIMIT} bytes so far (its signature covers the body, which must be read before the call)");
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         if let (Some(v), None) = (&ai.vertex, &state.prepared) {
             // The body goes as it arrives, after the header: only a Gemini model the backend
@@ -502,6 +515,9 @@ impl AiPolicy {
                 }
             }
         }
+        if ctx.llm.as_ref().is_some_and(|l| l.provider_api == AiProvider::Bedrock) {
+            return bedrock_headers(req, ctx);
+        }
         if ctx.llm.as_ref().is_some_and(|l| l.provider == vertex::PROVIDER_NAME) {
             // Vertex takes the Google access token as it is (`Authorization: Bearer`); API
             // keys the client sent for other APIs are not Google's.
@@ -565,9 +581,12 @@ impl AiPolicy {
             if answer.rewrites() {
                 // A translated answer's length is not known ahead.
                 resp.remove_header(&http::header::CONTENT_LENGTH);
-                if answer.error_status.is_some() || answer.translation.gathers_stream() {
-                    // An error, or Gemini's stream gathered into one completion.
+                if answer.error_status.is_some() || !answer.translation.outputs_sse(is_sse) {
+                    // An error, or a stream gathered into one document.
                     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                } else if !is_sse {
+                    // An event stream in another framing (Bedrock's), now server-sent events.
+                    resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
                 }
             }
             return Ok(());
@@ -624,6 +643,9 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
             Some("the gemini provider serves chat completions, messages, responses and generateContent so far")
         }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
+        (AiProvider::Bedrock, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
+            Some("the bedrock provider serves chat completions, messages, responses and generateContent so far")
+        }
         _ => None,
     }
 }
@@ -709,6 +731,28 @@ fn replace_path_and_query(req: &mut RequestHeader, pq: &str) -> Result<()> {
     let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider path", e))?;
     req.set_uri(uri);
     Ok(())
+}
+
+/// A Bedrock call carries only AWS's credential: the client's keys go, and the request is
+/// signed (SigV4) with the backend's keys over the body about to be sent.
+fn bedrock_headers(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    for name in ["authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta"] {
+        req.remove_header(name);
+    }
+    let Some(keys) = ctx.extensions.get::<std::sync::Arc<tollgate_core::filters::backend_auth::AwsKeys>>().cloned() else {
+        // No credential: an overridden host is the user's to authenticate (as agentgateway).
+        return Ok(());
+    };
+    let Some(body) = ctx.extensions.get::<CompletionState>().and_then(|s| s.prepared.clone()) else {
+        return Err(pingora::Error::explain(pingora::ErrorType::InternalError, "a bedrock request is signed over a body read before the call"));
+    };
+    let host = if ctx.upstream.port == 443 { ctx.upstream.host.clone() } else { format!("{}:{}", ctx.upstream.host, ctx.upstream.port) };
+    let region = ctx.backend.as_ref().and_then(|b| match &b.target {
+        BackendTarget::Ai(ai) => ai.bedrock_region.clone(),
+        _ => None,
+    });
+    let region = region.or_else(|| ctx.extensions.get::<failover::Failover>().and_then(|f| f.current_bedrock_region())).unwrap_or_else(|| "us-east-1".into());
+    bedrock::sign::sign_request(req, &keys, &region, &host, &body).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))
 }
 
 /// Anthropic's API takes its key as `x-api-key` (`backendAuth` sets `Authorization:

@@ -34,6 +34,8 @@ pub enum Translation {
     NativeGenerate,
     /// A Responses client, a provider that speaks Responses: bytes pass untouched, usage is read.
     NativeResponses,
+    /// A Chat client, a Bedrock provider (Converse, or ConverseStream's event stream).
+    ChatOverBedrock(Box<crate::bedrock::stream::BedrockToChat>),
     /// A Responses client, a Chat answer (the outer half of a chain).
     ResponsesOverChat(Box<crate::responses::stream::ChatToResponsesStream>),
     /// Two translations through Chat Completions: the provider's answer becomes a Chat answer
@@ -58,6 +60,26 @@ impl Translation {
             Translation::ChatOverGemini(g) => Some(&g.path_model),
             Translation::Chained(c) => c.inner.translation.gemini_path_model(),
             _ => None,
+        }
+    }
+
+    /// The model and streaming of a Bedrock call (its path names both).
+    pub fn bedrock_route(&self) -> Option<(&str, bool)> {
+        match self {
+            Translation::ChatOverBedrock(b) => Some((&b.model, b.streaming)),
+            Translation::Chained(c) => c.inner.translation.bedrock_route(),
+            _ => None,
+        }
+    }
+
+    /// Whether what this translation gives the client is an event stream, given whether the
+    /// provider's answer is one (Gemini always streams; Bedrock streams in its own framing).
+    pub fn outputs_sse(&self, upstream_sse: bool) -> bool {
+        match self {
+            Translation::ChatOverGemini(g) => g.client_streams,
+            Translation::ChatOverBedrock(b) => b.streaming,
+            Translation::Chained(c) => c.outer.translation.outputs_sse(c.inner.translation.outputs_sse(upstream_sse)),
+            _ => upstream_sse,
         }
     }
 
@@ -138,6 +160,7 @@ pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
         (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent)
             | (AiProvider::Anthropic, RouteType::Completions | RouteType::GenerateContent | RouteType::Responses)
             | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages | RouteType::Responses)
+            | (AiProvider::Bedrock, RouteType::Completions | RouteType::Messages | RouteType::Responses | RouteType::GenerateContent)
     )
 }
 
@@ -145,7 +168,9 @@ pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
 fn is_chained(provider: AiProvider, kind: RouteType) -> bool {
     matches!(
         (provider, kind),
-        (AiProvider::Anthropic, RouteType::GenerateContent | RouteType::Responses) | (AiProvider::Gemini, RouteType::Messages | RouteType::Responses)
+        (AiProvider::Anthropic, RouteType::GenerateContent | RouteType::Responses)
+            | (AiProvider::Gemini, RouteType::Messages | RouteType::Responses)
+            | (AiProvider::Bedrock, RouteType::Messages | RouteType::Responses | RouteType::GenerateContent)
     )
 }
 
@@ -210,6 +235,13 @@ pub fn translate_request(
             let mut g = crate::gemini::stream::GeminiToChat::new(t.streaming, t.include_usage);
             g.path_model = path_model;
             Ok((plain(t.body, t.streaming), Translation::ChatOverGemini(Box::new(g))))
+        }
+        (AiProvider::Bedrock, RouteType::Completions) => {
+            let c = crate::bedrock::request::chat_to_converse(raw, model, want_prompt)?;
+            let t = c.translated;
+            (llm.request_model, llm.streaming, llm.params, llm.prompt) = (t.request_model, t.streaming, t.params, t.prompt);
+            let b = crate::bedrock::stream::BedrockToChat::new(t.streaming, t.include_usage, c.model);
+            Ok((plain(t.body, t.streaming), Translation::ChatOverBedrock(Box::new(b))))
         }
         (AiProvider::OpenAi, RouteType::Responses) => {
             let t = crate::responses::native::rewrite_responses_request(raw, model)?;
@@ -279,7 +311,7 @@ impl TranslatedAnswer {
             c.inner.error_status = self.error_status;
             c.inner.on_body(llm, body, end, false);
             // What the inner half made: Chat events when the client streams, else one document.
-            c.outer.sse = self.error_status.is_none() && self.sse && !c.inner.translation.gathers_stream();
+            c.outer.sse = self.error_status.is_none() && c.inner.translation.outputs_sse(self.sse);
             c.outer.error_status = self.error_status;
             c.outer.on_body(llm, body, end, want_completion);
             return;
@@ -292,6 +324,25 @@ impl TranslatedAnswer {
             }
             *body = Some(incoming);
             return;
+        }
+        if let (Translation::ChatOverBedrock(b), None) = (&mut self.translation, self.error_status) {
+            llm.response_model.get_or_insert_with(|| b.model.clone());
+            if b.streaming {
+                let mut out = b.push(&incoming);
+                if end {
+                    out.extend(b.end());
+                }
+                if let Some(u) = b.chat_usage() {
+                    record_usage(llm, &u, None);
+                }
+                if want_completion {
+                    for event in out.split(|c| *c == b'\n').filter_map(|l| l.strip_prefix(b"data: ")) {
+                        ChoicesView::append_to(event, llm.completion.get_or_insert_with(Vec::new));
+                    }
+                }
+                *body = Some(Bytes::from(out));
+                return;
+            }
         }
         if let Translation::NativeMessages(observer) = &mut self.translation {
             // Untouched bytes; usage read on the way.
@@ -404,7 +455,17 @@ impl TranslatedAnswer {
                 crate::generate::response::chat_to_generate(&chat)
                     .unwrap_or_else(|| crate::generate::response::error_to_generate(502, b"the provider's answer is not a chat completion"))
             }
-            (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_) | Translation::ChatOverBedrock(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::ChatOverBedrock(b), None) => {
+                let v: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                match crate::bedrock::response::converse_to_chat(&v, &b.model) {
+                    Some(chat) => {
+                        record_chat(llm, chat.to_string().as_bytes(), want_completion);
+                        chat
+                    }
+                    None => crate::anthropic::response::error_to_chat(502, b"the provider's answer is not a Converse response"),
+                }
+            }
             (Translation::MessagesOverChat(_), None) => {
                 record_chat(llm, &whole, want_completion);
                 let chat: Value = serde_json::from_slice(&whole).unwrap_or_default();

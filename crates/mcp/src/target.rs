@@ -167,7 +167,7 @@ impl Target {
             } else if let Some(auth) = filter.downcast_ref::<tollgate_core::filters::backend_auth::BackendAuth>() {
                 match auth.credential() {
                     tollgate_core::filters::backend_auth::Credential::Static(h) => transport.auth = Some(h.clone()),
-                    _ => return Err(at("its backend's backendAuth.gcp cannot apply to an MCP target yet (only `key`)".into())),
+                    _ => return Err(at("its backend's backendAuth cannot apply to an MCP target yet (only `key`)".into())),
                 }
             } else {
                 return Err(at(format!("its backend's `{}` policy cannot apply to an MCP target (only backendTLS and backendAuth)", entry.spec.name)));

@@ -151,8 +151,8 @@ pub struct Provider {
     pub vertex: Option<VertexProvider>,
     /// Anthropic's Messages API.
     pub anthropic: Option<AnthropicProvider>,
-    /// Not supported yet.
-    pub bedrock: Option<Unsupported>,
+    /// Amazon Bedrock's Converse API.
+    pub bedrock: Option<BedrockProvider>,
     /// Azure OpenAI / AI Foundry (OpenAI's wire format on Azure's hosts and paths).
     pub azure: Option<AzureProvider>,
     /// Not supported yet.
@@ -167,6 +167,20 @@ pub struct Provider {
 pub struct GeminiProvider {
     /// Model that replaces whatever the client asked for (also names the request path).
     pub model: Option<String>,
+}
+
+/// `provider.bedrock`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BedrockProvider {
+    /// Model (id or inference profile ARN) that replaces the client's; the path names it.
+    pub model: Option<String>,
+    /// The AWS region (`bedrock-runtime.{region}.amazonaws.com`, and the signing region).
+    pub region: String,
+    /// Not supported yet.
+    pub guardrail_identifier: Option<Unsupported>,
+    /// Not supported yet.
+    pub guardrail_version: Option<Unsupported>,
 }
 
 /// `provider.vertex`.

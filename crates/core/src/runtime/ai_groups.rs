@@ -107,6 +107,7 @@ mod tests {
             provider_name: "openai",
             azure: None,
             vertex: None,
+            bedrock_region: None,
             model: None,
             host: "127.0.0.1".into(),
             port: 1,

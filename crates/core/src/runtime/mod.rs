@@ -190,6 +190,8 @@ pub struct AiTarget {
     pub azure: Option<AzurePaths>,
     /// Project and location of a `vertex` provider (whose API follows the model's family).
     pub vertex: Option<VertexTarget>,
+    /// The AWS region of a `bedrock` provider (its host and signing region).
+    pub bedrock_region: Option<String>,
     /// Model that replaces the client's.
     pub model: Option<String>,
     /// Host to connect to.
@@ -504,11 +506,12 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         return Err("ai: `name` is required".into());
     }
     let p = ai.provider.as_ref().ok_or("ai: `provider` (or `groups`) is required")?;
-    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some(), p.vertex.is_some()];
+    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some(), p.vertex.is_some(), p.bedrock.is_some()];
     if named.iter().filter(|n| **n).count() != 1 {
-        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini, vertex or azure)".into());
+        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini, vertex, bedrock or azure)".into());
     }
     let mut azure = None;
+    let mut bedrock_region = None;
     let mut vertex = None;
     let (provider, provider_name, model, default_host) = if let Some(o) = &p.open_ai {
         (AiProvider::OpenAi, "openai", o.model.clone(), "api.openai.com".to_string())
@@ -516,6 +519,13 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         (AiProvider::Anthropic, "anthropic", a.model.clone(), "api.anthropic.com".to_string())
     } else if let Some(g) = &p.gemini {
         (AiProvider::Gemini, "gcp.gemini", g.model.clone(), "generativelanguage.googleapis.com".to_string())
+    } else if let Some(b) = &p.bedrock {
+        let region = &b.region;
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(format!("ai.provider.bedrock.region `{region}` is not an AWS region"));
+        }
+        bedrock_region = Some(region.clone());
+        (AiProvider::Bedrock, "aws.bedrock", b.model.clone(), format!("bedrock-runtime.{region}.amazonaws.com"))
     } else if let Some(v) = &p.vertex {
         let location = v.region.clone().unwrap_or_else(|| "global".into());
         let plain = |s: &str| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
@@ -577,6 +587,7 @@ fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         provider_name,
         azure,
         vertex,
+        bedrock_region,
         model,
         host,
         port,

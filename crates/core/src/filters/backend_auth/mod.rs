@@ -34,8 +34,9 @@ pub struct BackendAuthConfig {
     pub passthrough: Option<Unsupported>,
     /// Google access tokens (`{type: accessToken, credential}`).
     pub gcp: Option<GcpAuthConfig>,
-    /// Not supported yet.
-    pub aws: Option<Unsupported>,
+    /// AWS SigV4 (`{accessKeyId, secretAccessKey, sessionToken, region, serviceName}`, or `{}`
+    /// for the standard environment variables); signed by the backend that knows the body.
+    pub aws: Option<AwsAuthConfig>,
     /// Not supported yet.
     pub azure: Option<Unsupported>,
     /// Not supported yet.
@@ -48,6 +49,61 @@ pub struct BackendAuthConfig {
     pub cross_app_access: Option<Unsupported>,
     /// Not supported yet.
     pub credentials: Option<Unsupported>,
+}
+
+/// `backendAuth.aws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsAuthConfig {
+    /// The access key id (else `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<FileOrInline>,
+    /// The secret key (else `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<FileOrInline>,
+    /// A session token (else `AWS_SESSION_TOKEN`, when set).
+    pub session_token: Option<FileOrInline>,
+    /// The signing region (else the provider's).
+    pub region: Option<String>,
+    /// The signing service (default `bedrock`).
+    pub service_name: Option<String>,
+    /// Not supported yet.
+    pub assume_role: Option<Unsupported>,
+}
+
+/// AWS keys and where they sign.
+#[derive(Clone)]
+pub struct AwsKeys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret key.
+    pub secret_access_key: String,
+    /// Session token.
+    pub session_token: Option<String>,
+    /// Signing region, when the credential names one.
+    pub region: Option<String>,
+    /// Signing service.
+    pub service: Option<String>,
+}
+
+impl std::fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsKeys({}…)", self.access_key_id.chars().take(4).collect::<String>())
+    }
+}
+
+impl AwsAuthConfig {
+    fn keys(&self) -> std::result::Result<AwsKeys, String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let pick = |v: &Option<FileOrInline>, name: &str| v.as_ref().map(|s| s.0.trim().to_string()).or_else(|| env(name));
+        let access_key_id = pick(&self.access_key_id, "AWS_ACCESS_KEY_ID").ok_or("backendAuth.aws needs accessKeyId (or AWS_ACCESS_KEY_ID; profiles and roles are not supported yet)")?;
+        let secret_access_key = pick(&self.secret_access_key, "AWS_SECRET_ACCESS_KEY").ok_or("backendAuth.aws needs secretAccessKey (or AWS_SECRET_ACCESS_KEY)")?;
+        let explicit = self.access_key_id.is_some();
+        let session_token = match &self.session_token {
+            Some(t) => Some(t.0.trim().to_string()),
+            None if !explicit => env("AWS_SESSION_TOKEN"),
+            None => None,
+        };
+        Ok(AwsKeys { access_key_id, secret_access_key, session_token, region: self.region.clone(), service: self.service_name.clone() })
+    }
 }
 
 /// `backendAuth.gcp`.
@@ -121,6 +177,8 @@ pub enum Credential {
     Static(HeaderValue),
     /// A Google access token, minted and refreshed.
     Gcp(Arc<gcp::GcpTokenSource>),
+    /// AWS SigV4: the backend signs the request once its body is final.
+    Aws(Arc<AwsKeys>),
 }
 
 impl Credential {
@@ -129,6 +187,7 @@ impl Credential {
         match self {
             Credential::Static(h) => Ok(h.clone()),
             Credential::Gcp(source) => source.header(),
+            Credential::Aws(_) => Err("AWS credentials sign the request; they are not a header".into()),
         }
     }
 }
@@ -141,10 +200,13 @@ pub struct BackendAuth {
 impl BackendAuthConfig {
     /// The credential this block describes.
     pub fn credential(&self) -> std::result::Result<Credential, String> {
+        if [self.key.is_some(), self.gcp.is_some(), self.aws.is_some()].iter().filter(|k| **k).count() > 1 {
+            return Err("backendAuth takes one kind: `key`, `gcp` or `aws`".into());
+        }
+        if let Some(a) = &self.aws {
+            return Ok(Credential::Aws(Arc::new(a.keys()?)));
+        }
         if let Some(g) = &self.gcp {
-            if self.key.is_some() {
-                return Err("backendAuth takes one kind: `key` or `gcp`".into());
-            }
             match g.kind.as_deref() {
                 None | Some("accessToken") => {}
                 Some(other) => return Err(format!("backendAuth.gcp type `{other}` is not supported yet (only accessToken)")),
@@ -179,6 +241,16 @@ impl BackendAuth {
 #[async_trait]
 impl Filter for BackendAuth {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        if let Credential::Aws(keys) = &self.credential {
+            // Signed by the backend once the body is final; only LLM providers do that so far.
+            let ai = matches!(ctx.backend.as_ref().map(|b| &b.target), Some(crate::runtime::BackendTarget::Ai(_) | crate::runtime::BackendTarget::AiGroups(_)));
+            if !ai {
+                let msg = "backendAuth.aws signs requests to ai backends only so far";
+                return Ok(FilterAction::Respond(crate::errors::json_error(ctx.error_format, 500, "unsupported_credential", msg)));
+            }
+            ctx.extensions.insert(keys.clone());
+            return Ok(FilterAction::Continue);
+        }
         match self.credential.header() {
             Ok(h) => session.req_header_mut().insert_header(http::header::AUTHORIZATION, h)?,
             Err(e) => {
