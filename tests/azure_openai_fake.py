@@ -22,6 +22,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from fake_http import read_body, relay, send_json
+
 port, llmock_port, key, deployments, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], set(sys.argv[4].split(",")), sys.argv[5]
 lock = threading.Lock()
 APIS = {"chat/completions", "embeddings", "models", "responses"}
@@ -35,25 +37,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def error(self, status, code, message):
-        data = json.dumps({"error": {"code": code, "message": message}}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raw = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return raw
-                raw += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        send_json(self, status, {"error": {"code": code, "message": message}})
 
     def route(self, path, query):
         """(api, deployment or None) for a path Azure serves, or an error tuple."""
@@ -77,7 +61,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        body = self.read_body() if self.command == "POST" else b""
+        body = read_body(self) if self.command == "POST" else b""
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
@@ -102,19 +86,7 @@ class Handler(BaseHTTPRequestHandler):
             body = json.dumps(parsed).encode()
         upstream = http.client.HTTPConnection("127.0.0.1", llmock_port, timeout=30)
         upstream.request(self.command, f"/v1/{api}", body=body or None, headers={"Content-Type": "application/json"})
-        resp = upstream.getresponse()
-        self.send_response(resp.status)
-        self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("apim-request-id", "fake")
-        self.end_headers()
-        while True:
-            chunk = resp.read1(65536)
-            if not chunk:
-                break
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        relay(self, upstream.getresponse(), headers=[("apim-request-id", "fake")])
         upstream.close()
 
     do_GET = do_POST = handle_any

@@ -13,7 +13,6 @@ Checked as Bedrock does:
     blocks Bedrock knows (text, image, toolUse, toolResult), `toolConfig.tools[].toolSpec`.
 Every request is appended to REQUEST_LOG as one JSON line: {path, headers, body, signature_ok}.
 """
-import binascii
 import datetime
 import http.client
 import json
@@ -28,6 +27,8 @@ from urllib.parse import unquote
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from fake_http import end_chunked, read_body, send_json, start_chunked
 
 port, llmock_port, akid, secret, region, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 lock = threading.Lock()
@@ -101,16 +102,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def error(self, code, kind, message):
-        data = json.dumps({"message": message}).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("x-amzn-ErrorType", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, {"message": message}, headers=[("x-amzn-ErrorType", kind)])
 
     def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = read_body(self)
         headers = {k.lower(): v for k, v in self.headers.items()}
         ok = signature_ok("POST", self.path, headers, raw)
         try:
@@ -147,22 +142,8 @@ class Handler(BaseHTTPRequestHandler):
             out = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": STOP.get(c["finish_reason"], "end_turn"),
                    "usage": {"inputTokens": u.get("prompt_tokens", 0), "outputTokens": u.get("completion_tokens", 0), "totalTokens": u.get("total_tokens", 0)},
                    "metrics": {"latencyMs": 1}}
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def send(b):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(b), b))
-            self.wfile.flush()
-
+            return send_json(self, 200, out)
+        send = start_chunked(self, 200, "application/vnd.amazon.eventstream")
         send(frame("messageStart", {"role": "assistant"}))
         blocks = {}
         finish, usage = "end_turn", {}
@@ -191,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         send(frame("messageStop", {"stopReason": finish}))
         send(frame("metadata", {"usage": {"inputTokens": usage.get("prompt_tokens", 0), "outputTokens": usage.get("completion_tokens", 0),
                                           "totalTokens": usage.get("total_tokens", 0)}, "metrics": {"latencyMs": 1}}))
-        self.wfile.write(b"0\r\n\r\n")
+        end_chunked(self)
 
 
 ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()

@@ -354,13 +354,31 @@ def time_stdio_cmd():
     return str(cmd.absolute()), ["--local-timezone", "UTC"]
 
 
-class OpenApiService:
-    def __init__(self, port: int, log: Path, schema: Path, proc: Proc):
-        self.port, self.log, self.schema, self.proc = port, log, schema, proc
+class LoggedService:
+    """A local server that appends each request it gets to `log` as one JSON line."""
+    def __init__(self, port: int, log: Path):
+        self.port, self.log = port, log
 
     def requests(self):
-        """Requests received so far: [{method, path, query, body, headers}]."""
+        """Requests received so far, oldest first."""
         return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
+
+
+def start_logged_service(workdir: Path, name: str, script: str, *args) -> tuple:
+    """Starts tests/`script` on a free port as `script PORT *args LOG`; returns the service and
+    its process."""
+    port = free_port()
+    log = workdir / f"{name}-requests.jsonl"
+    log.write_text("")
+    p = Proc([sys.executable, str(ROOT / "tests" / script), str(port), *map(str, args), str(log)], workdir / f"{name}.log")
+    wait_port(port, proc=p.proc)
+    return LoggedService(port, log), p
+
+
+class OpenApiService(LoggedService):
+    def __init__(self, port: int, log: Path, schema: Path, proc: Proc):
+        super().__init__(port, log)
+        self.schema, self.proc = schema, proc
 
 
 @pytest.fixture

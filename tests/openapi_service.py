@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from fake_http import read_body, send_json
+
 SCHEMA_FILE = Path(__file__).resolve().parent / "openapi_pets.json"
 
 port, log_path = int(sys.argv[1]), sys.argv[2]
@@ -38,27 +40,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, value):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        send_json(self, status, value)
 
     def read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raw = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return raw
-                raw += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return read_body(self)
 
     def record(self, url, raw):
         body = None

@@ -2,36 +2,21 @@
 Azure checks (tests/azure_openai_fake.py: the key, the v1 / deployment / Foundry paths, the
 required api-version, known deployments) and answers with llmock's completions. Clients are the
 official OpenAI and Anthropic SDKs."""
-import json
-import sys
 import time
 
 import anthropic
 import openai
 import pytest
 
-from conftest import BIN, ROOT, Proc, free_port, serve_listeners, wait_port
+from conftest import BIN, serve_listeners, start_logged_service
 
 KEY = "azure-test-key-5f1c"
 
 
-class AzureFake:
-    def __init__(self, port, log):
-        self.port, self.log = port, log
-
-    def requests(self):
-        return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
-
-
 @pytest.fixture
 def azure(workdir, llmock):
-    port = free_port()
-    log = workdir / "azure-requests.jsonl"
-    log.write_text("")
-    p = Proc([sys.executable, str(ROOT / "tests" / "azure_openai_fake.py"), str(port), str(llmock.port), KEY, "gpt-4o,mini-dep", str(log)],
-             workdir / "azure.log")
-    wait_port(port, proc=p.proc)
-    yield AzureFake(port, log)
+    service, p = start_logged_service(workdir, "azure", "azure_openai_fake.py", llmock.port, KEY, "gpt-4o,mini-dep")
+    yield service
     p.stop()
 
 

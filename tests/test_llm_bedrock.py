@@ -3,7 +3,6 @@ local stand-in that verifies the signature with botocore's own signer and answer
 wire formats, event-stream framing included (tests/bedrock_fake.py, the words from llmock).
 Clients: the OpenAI, Anthropic and google-genai SDKs, with a tool round trip."""
 import json
-import sys
 
 import anthropic
 import openai
@@ -11,7 +10,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from conftest import ROOT, Proc, free_port, serve_listeners, wait_port
+from conftest import serve_listeners, start_logged_service
 
 AKID, SECRET = "AKIDTOLLGATETEST", "secret/tollgate+test"
 MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
@@ -19,22 +18,10 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "description"
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-class Bedrock:
-    def __init__(self, port, log):
-        self.port, self.log = port, log
-
-    def requests(self):
-        return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
-
-
 @pytest.fixture
 def bedrock(workdir, llmock):
-    port = free_port()
-    log = workdir / "bedrock.jsonl"
-    log.write_text("")
-    p = Proc([sys.executable, str(ROOT / "tests" / "bedrock_fake.py"), str(port), str(llmock.port), AKID, SECRET, "eu-west-1", str(log)], workdir / "bedrock.log")
-    wait_port(port, proc=p.proc)
-    yield Bedrock(port, log)
+    service, p = start_logged_service(workdir, "bedrock", "bedrock_fake.py", llmock.port, AKID, SECRET, "eu-west-1")
+    yield service
     p.stop()
 
 

@@ -3,8 +3,6 @@ down, or is slower than `backendRequestTimeout` before the client has seen anyth
 and the request goes to the next provider, translated for its API; the client (official SDKs)
 never sees the failed attempt. Providers are llmock instances (its scenarios inject the faults)
 and the Azure stand-in (which checks its own key)."""
-import json
-import sys
 import time
 
 import anthropic
@@ -12,7 +10,7 @@ import openai
 import pytest
 import requests
 
-from conftest import ROOT, VENV_BIN, Proc, free_port, serve_listeners, wait_port
+from conftest import VENV_BIN, Proc, free_port, serve_listeners, start_logged_service, wait_port
 
 
 def start_llmock(workdir, name):
@@ -176,24 +174,20 @@ def test_chat_client_fails_over_from_openai_to_anthropic_streaming(tollgate, llm
 
 def test_each_provider_sends_its_own_key(tollgate, workdir, llmock, backup):
     # The secondary is the Azure stand-in, which refuses any key but its own.
-    port = free_port()
-    log = workdir / "azure.jsonl"
-    log.write_text("")
-    az = Proc([sys.executable, str(ROOT / "tests" / "azure_openai_fake.py"), str(port), str(backup.port), "second-key", "d", str(log)], workdir / "azure.log")
-    wait_port(port, proc=az.proc)
+    az, proc = start_logged_service(workdir, "azure", "azure_openai_fake.py", backup.port, "second-key", "d")
     try:
-        cfg = groups_config(llmock.port, port, secondary_provider="azure: {resourceName: r, resourceType: openAI}",
+        cfg = groups_config(llmock.port, az.port, secondary_provider="azure: {resourceName: r, resourceType: openAI}",
                             secondary_policies="              policies: {backendAuth: {key: second-key}}\n")
         cfg = cfg.replace('              provider: {openAI: {model: primary-model}}\n',
                           '              provider: {openAI: {model: primary-model}}\n              policies: {backendAuth: {key: first-key}}\n')
         base = serve_listeners(tollgate, cfg)
         llmock.scenario([{"type": "fail", "status": 500, "times": 1}])
         assert ask(base)
-        sent = [json.loads(l) for l in log.read_text().splitlines()]
+        sent = az.requests()
         assert sent[-1]["headers"]["authorization"] == "Bearer second-key", sent[-1]["headers"]
         assert sent[-1]["path"] == "/openai/v1/chat/completions", sent[-1]
     finally:
-        az.stop()
+        proc.stop()
 
 
 def test_big_bodies_are_not_failed_over_but_answered(tollgate, llmock, backup):

@@ -5,7 +5,6 @@ account's public key and checks Vertex's paths and bodies (tests/vertex_fake.py)
 llmock. Clients: the OpenAI, Anthropic and google-genai SDKs."""
 import json
 import subprocess
-import sys
 
 import anthropic
 import openai
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google import genai
 from google.genai import types
 
-from conftest import BIN, ROOT, Proc, free_port, serve_listeners, wait_port
+from conftest import BIN, serve_listeners, start_logged_service
 
 EMAIL = "gateway@proj-1.iam.gserviceaccount.com"
 
@@ -28,25 +27,11 @@ def service_account(path, email=EMAIL):
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-class Vertex:
-    def __init__(self, port, log):
-        self.port, self.log = port, log
-
-    def requests(self):
-        return [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
-
-
 @pytest.fixture
 def vertex(workdir, llmock):
-    public = service_account(workdir / "sa.json")
-    (workdir / "sa.pub").write_bytes(public)
-    port = free_port()
-    log = workdir / "vertex.jsonl"
-    log.write_text("")
-    p = Proc([sys.executable, str(ROOT / "tests" / "vertex_fake.py"), str(port), str(llmock.port), "proj-1", EMAIL, str(workdir / "sa.pub"), str(log)],
-             workdir / "vertex.log")
-    wait_port(port, proc=p.proc)
-    yield Vertex(port, log)
+    (workdir / "sa.pub").write_bytes(service_account(workdir / "sa.json"))
+    service, p = start_logged_service(workdir, "vertex", "vertex_fake.py", llmock.port, "proj-1", EMAIL, workdir / "sa.pub")
+    yield service
     p.stop()
 
 

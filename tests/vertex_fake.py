@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from fake_http import read_body, relay, send_json
+
 port, llmock_port, project, email, pem_path, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 public_key = serialization.load_pem_public_key(open(pem_path, "rb").read())
 lock = threading.Lock()
@@ -60,17 +62,12 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def error(self, code, status, message):
-        data = json.dumps({"error": {"code": code, "message": message, "status": status}}).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, {"error": {"code": code, "message": message, "status": status}})
 
     def do_POST(self):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if "chunked" not in (self.headers.get("Transfer-Encoding") or "") else self.read_chunked()
+        raw = read_body(self)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -108,30 +105,9 @@ class Handler(BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection("127.0.0.1", llmock_port, timeout=30)
         headers = {"Content-Type": "application/json", "x-api-key": "vertex-internal", "anthropic-version": "2023-06-01"}
         upstream.request("POST", target, body=json.dumps(body), headers=headers)
-        resp = upstream.getresponse()
-        self.send_response(resp.status)
-        self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        while True:
-            chunk = resp.read1(65536)
-            if not chunk:
-                break
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        relay(self, upstream.getresponse())
         upstream.close()
 
-    def read_chunked(self):
-        raw = b""
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return raw
-            raw += self.rfile.read(size)
-            self.rfile.readline()
 
 
 ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
