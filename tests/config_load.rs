@@ -38,7 +38,7 @@ fn seed_loads_with_every_field() {
     let BackendKind::Ai(ai) = &route.backends[0].kind else { panic!("ai backend") };
     assert_eq!(ai.name, "qwen-plus");
     assert_eq!(ai.host_override.as_deref(), Some("dashscope.aliyuncs.com:443"));
-    assert_eq!(ai.provider.open_ai.as_ref().unwrap().model.as_deref(), Some("qwen-plus"));
+    assert_eq!(ai.provider.as_ref().unwrap().open_ai.as_ref().unwrap().model.as_deref(), Some("qwen-plus"));
     assert!(ai.policies.get("ai").is_some());
 
     let mcp = &c.binds[1];

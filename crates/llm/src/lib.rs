@@ -796,14 +796,7 @@ fn record(llm: &mut LlmExchange, view: &ResponseView) {
 fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
     let incoming = body.take().unwrap_or_default();
     let mut out = Vec::with_capacity(incoming.len());
-    let mut events = state.sse.push(&incoming);
-    if end {
-        let rest = state.sse.take_rest();
-        if !rest.is_empty() {
-            events.push(rest);
-        }
-    }
-    for event in events {
+    for event in translation::complete_events(&mut state.sse, &incoming, end) {
         let data = event_data(&event);
         if let (true, Some(d)) = (want_completion, &data) {
             ChoicesView::append_to(d, llm.completion.get_or_insert_with(Vec::new));

@@ -117,6 +117,15 @@ pub struct TranslatedRequest {
     pub prompt: Option<Vec<tollgate_core::llm::PromptMessage>>,
 }
 
+/// The `model` a client's request names (absent or null: none; anything but a string: a 400).
+pub fn request_model(req: &serde_json::Map<String, Value>) -> Result<Option<String>, String> {
+    match req.get("model") {
+        Some(Value::String(m)) => Ok(Some(m.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err("invalid `model`: expected a string".into()),
+    }
+}
+
 /// Role and text of each Chat-shaped message, for telemetry (text parts joined).
 pub fn chat_prompt(messages: &[Value]) -> Vec<tollgate_core::llm::PromptMessage> {
     messages
@@ -359,15 +368,8 @@ impl TranslatedAnswer {
             *body = if end { Some(Bytes::from(self.whole(llm, want_completion))) } else { None };
             return;
         }
-        let mut events = self.splitter.push(&incoming);
-        if end {
-            let rest = self.splitter.take_rest();
-            if !rest.is_empty() {
-                events.push(rest);
-            }
-        }
         let mut out = Vec::new();
-        for event in events {
+        for event in complete_events(&mut self.splitter, &incoming, end) {
             let Some(data) = event_data(&event) else { continue };
             match &mut self.translation {
                 Translation::MessagesOverChat(s) => {
@@ -488,6 +490,18 @@ impl TranslatedAnswer {
     }
 }
 
+/// The events complete with `incoming` (and, at the end, whatever is left).
+pub(crate) fn complete_events(splitter: &mut SseSplitter, incoming: &[u8], end: bool) -> Vec<Vec<u8>> {
+    let mut events = splitter.push(incoming);
+    if end {
+        let rest = splitter.take_rest();
+        if !rest.is_empty() {
+            events.push(rest);
+        }
+    }
+    events
+}
+
 /// Records model, usage (and the text, when telemetry wants it) from a Chat document.
 fn record_chat(llm: &mut LlmExchange, data: &[u8], want_completion: bool) {
     if data == b"[DONE]" {
@@ -542,14 +556,7 @@ fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut SseSplitte
         }
         return;
     }
-    let mut events = splitter.push(incoming);
-    if end {
-        let rest = splitter.take_rest();
-        if !rest.is_empty() {
-            events.push(rest);
-        }
-    }
-    for event in events {
+    for event in complete_events(splitter, incoming, end) {
         let Some(data) = event_data(&event) else { continue };
         let _ = observer.event(&data);
         if llm.response_model.is_none() {
@@ -594,14 +601,7 @@ fn observe_generate(splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, l
         }
         return;
     }
-    let mut events = splitter.push(incoming);
-    if end {
-        let rest = splitter.take_rest();
-        if !rest.is_empty() {
-            events.push(rest);
-        }
-    }
-    for event in events {
+    for event in complete_events(splitter, incoming, end) {
         if let Some(data) = event_data(&event) {
             record(&data, llm);
         }

@@ -15,11 +15,7 @@ pub fn chat_to_messages(raw: &[u8], model_override: Option<&str>, want_prompt: b
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let mut out = Map::new();
     let mut params = LlmParams::default();
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     let model = model_override.map(str::to_string).or_else(|| request_model.clone()).ok_or("`model` is required")?;
     out.insert("model".into(), model.into());
     let chat = match req.get("messages") {

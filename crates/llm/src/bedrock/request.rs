@@ -24,11 +24,7 @@ pub struct ConverseRequest {
 /// Translates a Chat request; the error is a message for a 400 naming the field.
 pub fn chat_to_converse(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<ConverseRequest, String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     let model = model_override.map(str::to_string).or_else(|| request_model.clone()).ok_or("`model` is required")?;
     let chat = match req.get("messages") {
         Some(Value::Array(a)) => a,

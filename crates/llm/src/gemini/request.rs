@@ -24,11 +24,7 @@ pub fn path_model(model: &str) -> Result<String, String> {
 /// Translates a Chat request; also returns the model for the path. The error is for a 400.
 pub fn chat_to_gemini(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<(TranslatedRequest, String), String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     let model = path_model(model_override.or(request_model.as_deref()).ok_or("`model` is required")?)?;
     let chat = match req.get("messages") {
         Some(Value::Array(a)) => a,

@@ -22,11 +22,7 @@ pub fn messages_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: b
     let mut out = Map::new();
     let mut params = LlmParams::default();
     let mut streaming = false;
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     let model = model_override.map(str::to_string).or_else(|| request_model.clone()).ok_or("`model` is required")?;
     out.insert("model".into(), model.into());
     let mut messages = Vec::new();

@@ -10,11 +10,7 @@ use crate::translation::TranslatedRequest;
 /// The request with the backend's model; what the gateway records of it.
 pub fn rewrite_responses_request(raw: &[u8], model_override: Option<&str>) -> Result<TranslatedRequest, String> {
     let mut req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     if let Some(m) = model_override {
         req.insert("model".into(), m.into());
     }

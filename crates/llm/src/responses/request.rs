@@ -19,11 +19,7 @@ const HINTS: &[&str] = &["store", "metadata", "include", "truncation", "service_
 /// Also returns what the response echoes of the request.
 pub fn responses_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: bool) -> Result<(TranslatedRequest, super::response::Echo), String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
-    let request_model = match req.get("model") {
-        Some(Value::String(m)) => Some(m.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("invalid `model`: expected a string".into()),
-    };
+    let request_model = crate::translation::request_model(&req)?;
     let model = model_override.map(str::to_string).or_else(|| request_model.clone()).ok_or("`model` is required")?;
     let mut out = Map::new();
     out.insert("model".into(), model.into());
