@@ -29,6 +29,8 @@ pub struct BedrockToChat {
     tool_blocks: Vec<(u64, usize)>,
     text: String,
     calls: Vec<Value>,
+    /// Bytes of text and arguments gathered for a client that does not stream.
+    held: usize,
     finish: Option<&'static str>,
     usage: Option<Value>,
     error: Option<String>,
@@ -137,7 +139,8 @@ impl BedrockToChat {
                 let block = p.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
                 if let Some(t) = p.pointer("/delta/text").and_then(Value::as_str) {
                     if !self.streaming {
-                        if self.text.len() + t.len() > MAX_FRAME {
+                        self.held += t.len();
+                        if self.held > MAX_FRAME {
                             self.fail(out, "the answer is larger than the gateway gathers".into());
                             return;
                         }
@@ -148,6 +151,11 @@ impl BedrockToChat {
                 } else if let Some(piece) = p.pointer("/delta/toolUse/input").and_then(Value::as_str) {
                     let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block) else { return };
                     if !self.streaming {
+                        self.held += piece.len();
+                        if self.held > MAX_FRAME {
+                            self.fail(out, "the answer is larger than the gateway gathers".into());
+                            return;
+                        }
                         if let Some(args) = self.calls[index].pointer_mut("/function/arguments") {
                             let joined = format!("{}{piece}", args.as_str().unwrap_or(""));
                             *args = joined.into();
@@ -253,6 +261,18 @@ mod tests {
         assert!(whole.push(&all).is_empty());
         let v: Value = serde_json::from_slice(&whole.end()).unwrap();
         assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+    }
+
+    #[test]
+    fn gathered_answers_are_bounded() {
+        let piece = "x".repeat(1024 * 1024);
+        let mut whole = BedrockToChat::new(false, false, "m".into());
+        whole.push(&frame("contentBlockStart", json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t", "name": "w"}}})));
+        for _ in 0..9 {
+            whole.push(&frame("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": piece}}})));
+        }
+        let out = String::from_utf8(whole.end()).unwrap();
+        assert!(out.contains("larger than the gateway gathers"), "{}", &out[..out.len().min(200)]);
     }
 
     #[test]
