@@ -91,8 +91,15 @@ def test_config_metrics_removes_metrics_and_adds_cel_labels(tollgate, llmock):
     c = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
     c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-team": "red"})
     c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}])
-    text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
-    all_samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    # A request is counted once its response has gone (with its log line): poll for both.
+    deadline = time.time() + 5
+    while True:
+        text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+        all_samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+        counted = {s.labels.get("team") for s in all_samples if s.name == "tollgate_requests_total"}
+        if counted >= {"red", "unknown"} or time.time() > deadline:
+            break
+        time.sleep(0.05)
     names = {s.name for s in all_samples}
     assert "tollgate_requests_total" in names and "gen_ai_server_request_duration_seconds_count" in names, names
     assert not any(n.startswith(("tollgate_request_duration", "tollgate_mcp_sessions")) for n in names), names
