@@ -137,3 +137,27 @@ def test_untranslatable_and_oversized_requests(tollgate, bedrock):
         oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "word " * 20_000}])
     assert e.value.status_code == 413
     assert bedrock.requests() == []
+
+
+def test_signing_region_service_and_environment_keys(tollgate, bedrock):
+    # A signing region or service other than Bedrock's own makes a signature Bedrock refuses:
+    # the fields reach the signature.
+    for extra in [", region: us-east-1", ", serviceName: execute-api"]:
+        base = gateway(tollgate, bedrock, extra_auth=extra)
+        with pytest.raises(openai.PermissionDeniedError):
+            oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+        tollgate.stop()
+    assert bedrock.requests() and not any(r["signature_ok"] for r in bedrock.requests())
+    # `aws: {}` signs with the standard environment variables.
+    base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: bedrock
+          hostOverride: "127.0.0.1:{bedrock.port}"
+          provider: {{bedrock: {{region: eu-west-1, model: "{MODEL}"}}}}
+          policies:
+            backendAuth: {{aws: {{}}}}
+""", extra_env={"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "env-token"})
+    assert oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    sent = bedrock.requests()[-1]
+    assert sent["signature_ok"] and sent["headers"]["x-amz-security-token"] == "env-token", sent["headers"]

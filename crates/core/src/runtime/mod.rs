@@ -619,4 +619,19 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.host_overridden), ("127.0.0.1", 9, true));
         assert_eq!(t.azure, Some(AzurePaths::Deployments { api_version: "2024-10-21".into() }));
     }
+
+    #[test]
+    fn vertex_and_bedrock_hosts_come_from_the_region() {
+        for (region, host) in [("", "aiplatform.googleapis.com"), ("global", "aiplatform.googleapis.com"), ("eu", "aiplatform.eu.rep.googleapis.com"), ("us-central1", "us-central1-aiplatform.googleapis.com")] {
+            let region = if region.is_empty() { String::new() } else { format!(", region: {region}") };
+            let t = target(&format!("{{name: v, provider: {{vertex: {{projectId: p{region}}}}}}}")).unwrap();
+            assert_eq!((t.host.as_str(), t.port), (host, 443));
+        }
+        let t = target("{name: v, provider: {vertex: {projectId: p}}}").unwrap();
+        assert_eq!(t.vertex, Some(VertexTarget { project: "p".into(), location: "global".into() }));
+        assert!(target("{name: v, provider: {vertex: {projectId: 'a/b'}}}").is_err());
+        let t = target("{name: b, provider: {bedrock: {region: eu-west-1}}}").unwrap();
+        assert_eq!((t.host.as_str(), t.bedrock_region.as_deref()), ("bedrock-runtime.eu-west-1.amazonaws.com", Some("eu-west-1")));
+        assert!(target("{name: b, provider: {bedrock: {region: 'eu-west-1.evil.com/'}}}").is_err());
+    }
 }
