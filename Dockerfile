@@ -13,6 +13,7 @@ COPY crates crates
 COPY filters filters
 COPY plugins plugins
 COPY conf conf
+COPY vendor vendor
 RUN cargo build --release --locked && strip target/release/tollgate
 
 FROM debian:bookworm-slim

@@ -1,5 +1,8 @@
 """What fails validation never reaches the provider: an empty or malformed completion body
 is answered 400 by the gateway itself, before any connection (or credential) goes upstream."""
+import json
+import socket
+
 import requests
 
 from conftest import serve_listeners
@@ -37,3 +40,36 @@ def test_valid_bodies_either_side_of_the_preread_limit_are_rewritten(tollgate, l
         assert r.json()["model"] == "pinned"
         seen = llmock.journal()[-1]
         assert seen["model"] == "pinned"
+
+
+def test_a_chunked_body_without_length_is_read_whole(tollgate, llmock):
+    url = gateway(tollgate, llmock)
+    body = json.dumps({"model": "client", "messages": [{"role": "user", "content": "x" * 300_000}]}).encode()
+    chunks = (body[i:i + 10_000] for i in range(0, len(body), 10_000))  # a generator: sent chunked
+    r = requests.post(url, data=chunks, headers={"content-type": "application/json"}, timeout=20)
+    assert r.status_code == 200, r.text
+    assert llmock.journal()[-1]["model"] == "pinned"
+
+
+def test_expect_100_continue_is_answered_by_the_gateway(tollgate, llmock):
+    url = gateway(tollgate, llmock)
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    body = json.dumps({"model": "client", "messages": [{"role": "user", "content": "x" * 200_000}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100"), interim  # asked for the body before it is sent
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert llmock.journal()[-1]["model"] == "pinned"
+    # Over the limit: refused at once, no 100 Continue, no body wanted.
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {64 << 20}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")

@@ -141,3 +141,39 @@ def test_the_provider_gets_its_key_as_x_api_key_with_a_version(tollgate, llmock,
     h = seen["headers"]
     assert h.get("x-api-key") == "sk-ant-provider" and "authorization" not in h and h.get("anthropic-version") == "2023-06-01", h
     assert seen["body"]["model"] == "claude-x" and seen["body"]["max_tokens"] == 4096, seen["body"]
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def test_a_200_message_conversation_with_images_translates(tollgate, llmock):
+    # The other direction of test_llm_messages' test: a Chat client, an Anthropic provider.
+    base = gateway(tollgate, llmock)
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(100):
+        messages.append({"role": "user", "content": [{"type": "text", "text": f"turn {i}"},
+                                                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]})
+        messages.append({"role": "assistant", "content": f"answer {i}"})
+    messages.append({"role": "user", "content": "last"})
+    r = oai(base).chat.completions.create(model="gpt-4o", max_tokens=16, messages=messages)
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content, r
+    sent = llmock.journal()[-1]["body"]
+    assert len(sent["messages"]) == 201 and sent["system"] == [{"type": "text", "text": "Be brief."}]
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "turn 0"},
+                                              {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]
+    assert sent["messages"][199] == {"role": "assistant", "content": [{"type": "text", "text": "answer 99"}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_one_mebibyte_prompt_translates(tollgate, llmock, stream):
+    base = gateway(tollgate, llmock)
+    big = "word " * (1 << 18)  # 1.25 MiB of text
+    kw = dict(model="gpt-4o", max_tokens=16, messages=[{"role": "user", "content": big}])
+    if stream:
+        chunks = list(oai(base).chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) and chunks[-1].usage.prompt_tokens > 1000
+    else:
+        r = oai(base).chat.completions.create(**kw)
+        assert r.choices[0].message.content and r.usage.prompt_tokens > 1000, r
+    last = llmock.journal()[-1]
+    assert (last["path"], last["status"]) == ("/anthropic/v1/messages", 200), last

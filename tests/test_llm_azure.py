@@ -6,6 +6,7 @@ import time
 
 import anthropic
 import openai
+import requests
 import pytest
 
 from conftest import BIN, serve_listeners, start_logged_service
@@ -95,13 +96,18 @@ def test_dated_api_version_with_the_backend_model(tollgate, azure):
     assert sent["path"] == "/openai/deployments/gpt-4o/chat/completions" and sent["body"]["model"] == "gpt-4o", sent["path"]
 
 
-def test_dated_api_version_without_a_model_refuses_big_bodies(tollgate, azure):
+def test_dated_api_version_takes_the_deployment_from_a_big_request(tollgate, azure):
     base = gateway(tollgate, azure, "{resourceName: myres, resourceType: openAI, apiVersion: 2024-10-21}")
     c = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
-    with pytest.raises(openai.APIStatusError) as e:
-        c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "word " * 30_000}])
-    assert e.value.status_code == 413 and "provider.azure.model" in e.value.body["message"], e.value.body
-    assert azure.requests() == []
+    # A 600 KiB body is read whole before the call: its model names the deployment.
+    r = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "word " * 120_000}])
+    assert r.choices[0].message.content
+    sent = azure.requests()[-1]
+    assert sent["path"] == "/openai/deployments/gpt-4o/chat/completions", sent["path"]
+    # No model anywhere: no deployment to call.
+    r = requests.post(f"{base}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    assert r.status_code == 400 and "`model` is required" in r.json()["error"]["message"], r.text
+    assert len(azure.requests()) == 1
 
 
 def test_foundry_project_path(tollgate, azure):

@@ -3,7 +3,8 @@
 //! client has seen anything is evicted (see `tollgate_core::runtime::ai_groups`) and the request
 //! is planned again for the next provider: its host, TLS and credentials, its path, and the
 //! client's body translated afresh for its API. Pingora then sends it (`Filter::on_upstream_error`).
-//! Only a body Pingora can send again qualifies: up to its 64 KiB retry buffer.
+//! Only a body that can be sent again qualifies: a completion's (read whole before the first
+//! attempt, any size up to the body limit), or another body up to Pingora's 64 KiB retry buffer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tollgate_core::runtime::ai_groups::{AiGroups, GroupProvider};
 
 use crate::{azure, translation, AiPolicy, CompletionState};
 
-/// Pingora's retry buffer: a request body up to this size can be sent again.
+/// Pingora's default retry buffer: a body not read ahead can be sent again up to this size.
 const REPLAYABLE_BODY: usize = 64 * 1024;
 
 /// Per-request failover state of an `ai.groups` backend.
@@ -88,7 +89,7 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         return Ok(());
     }
     f.retry_after = (status == 429).then(|| retry_after(resp)).flatten();
-    let replayable = f.body_seen <= REPLAYABLE_BODY;
+    let replayable = f.raw.is_some() || f.body_seen <= REPLAYABLE_BODY;
     if replayable && !deadline_passed && f.groups.next(&f.tried, now).is_some() {
         return Err(retry_error(status, "the provider failed; failing over to the next"));
     }
@@ -180,7 +181,7 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
             gemini_model = t.gemini_path_model().map(str::to_string);
             state.answer.translation = t;
         }
-        // Without `raw` the body is translated as Pingora sends it again (`request_body`).
+        // A completion's body is always read ahead (`raw`), so it is translated afresh here.
         ctx.extensions.insert(state);
     }
     f.pq = Some(path_for(policy, ai, kind, ctx, gemini_model)?);

@@ -144,7 +144,6 @@ impl AiPolicy {
 /// Per-request state of a chat completion.
 #[derive(Default, Clone)]
 struct CompletionState {
-    request_body: Vec<u8>,
     /// The rewritten body, when the whole request was read before anything went upstream.
     prepared: Option<Bytes>,
     injected_usage: bool,
@@ -165,10 +164,6 @@ enum ResponseMode {
     /// Server-sent events.
     Sse,
 }
-
-/// Completion bodies up to this size (declared by Content-Length) are read whole and checked
-/// before anything goes upstream; Pingora can replay at most 64 KiB it has read.
-const PREREAD_LIMIT: usize = 60 * 1024;
 
 impl AiPolicy {
     /// Rewrites a completion request body (or translates it for the provider), records what
@@ -396,14 +391,24 @@ impl AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         let mut state = CompletionState::default();
-        // A client that waits for `100 Continue` before its body is left to the upstream's.
-        let expects_continue = session.req_header().headers.contains_key(http::header::EXPECT);
-        if let Some(len) = declared.filter(|n| *n <= PREREAD_LIMIT && !expects_continue) {
-            // Small enough for Pingora's retry buffer (which it replays to the body filter):
-            // read and check it all now, so nothing invalid (and no credential) goes upstream.
-            session.enable_retry_buffering();
-            let mut raw = Vec::with_capacity(len);
+        if session.req_header().headers.contains_key(http::header::EXPECT) {
+            // The gateway reads the body now, so it is the gateway that says `100 Continue`
+            // (after the size check above); the upstream gets the body with no such wait.
+            session.req_header_mut().remove_header(&http::header::EXPECT);
+            session.write_continue_response().await?;
+        }
+        {
+            // The whole body is read and checked before anything goes upstream: nothing
+            // invalid (and no credential) leaves, the path and signature can depend on it, and
+            // failover can send it again. Pingora replays it to the body filter from its retry
+            // buffer (patched to hold up to the body limit; see vendor/README.md).
+            session.enable_retry_buffering_up_to(ctx.max_buffer);
+            let mut raw = Vec::with_capacity(declared.unwrap_or(0));
             while let Some(chunk) = session.read_request_body().await? {
+                if raw.len() + chunk.len() > ctx.max_buffer {
+                    let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
+                    return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+                }
                 raw.extend_from_slice(&chunk);
             }
             if ai.vertex.is_some() {
@@ -446,30 +451,12 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
-        if ai.provider == AiProvider::Bedrock && state.prepared.is_none() {
-            // The signature covers the body, and the path names the model and streaming.
-            let msg = format!("the bedrock provider takes requests up to {PREREAD_LIMIT} bytes so far (its signature covers the body, which must be read before the call)");
-            return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
-        }
-        if let (Some(v), None) = (&ai.vertex, &state.prepared) {
-            // The body goes as it arrives, after the header: only a Gemini model the backend
-            // (or a generateContent path) names can set the path now.
-            let model = ai.model.clone().or_else(|| (kind == RouteType::GenerateContent).then(|| self.client_model(kind, &ctx.original_path, b"")).flatten());
-            let gemini = model.filter(|m| vertex::family(m) == AiProvider::Gemini);
-            let Some(model) = gemini else {
-                let msg = format!("the vertex provider needs `provider.vertex.model` naming a Gemini model for requests over {PREREAD_LIMIT} bytes (the path names the model; Claude models need the body first)");
-                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
-            };
-            let streaming = kind != RouteType::GenerateContent || generate::request::model_in_path(&ctx.original_path).is_some_and(|(_, s)| s);
-            let path_model = vertex::path_model(&model).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
-            replace_path_and_query(session.req_header_mut(), &vertex::pq(v, AiProvider::Gemini, &path_model, streaming, false))?;
-        }
         if azure_needs_model {
             // A dated API version names the deployment in the path: the request's model.
             let model = ctx.llm.as_ref().and_then(|l| l.override_model.clone().or_else(|| l.request_model.clone()));
-            let Some(model) = model.filter(|_| state.prepared.is_some()) else {
-                let msg = format!("the azure provider needs `provider.azure.model` on a dated apiVersion for requests over {PREREAD_LIMIT} bytes (its path names the deployment)");
-                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+            let Some(model) = model else {
+                let msg = "`model` is required: the azure provider's dated apiVersion names the deployment in the path";
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
             };
             let Some(paths) = &ai.azure else { return Ok(FilterAction::Continue) };
             match azure::path(paths, kind, Some(&model)) {
@@ -478,24 +465,13 @@ impl AiPolicy {
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
         }
-        if ai.provider == AiProvider::Gemini && ai.vertex.is_none() && matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::Responses) && state.prepared.is_none() {
-            // The body goes upstream as it arrives, after the header: the path's model must
-            // be known now, from the backend.
-            let Some(model) = ai.model.as_deref() else {
-                let msg = format!("the gemini provider needs `provider.gemini.model` for requests over {PREREAD_LIMIT} bytes (its path names the model)");
-                return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
-            };
-            let model = gemini::request::path_model(model).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
-            gemini_path(session.req_header_mut(), ai, &model)?;
-        }
         ctx.extensions.insert(state);
         Ok(FilterAction::Continue)
     }
 
     fn upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         if let Some(state) = ctx.extensions.get::<CompletionState>() {
-            // The body is rewritten, so its length changes: known already when it was read
-            // whole, else Pingora sends it chunked.
+            // The body is rewritten, so its length changes (it is known: the body was read whole).
             match &state.prepared {
                 Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
                 None => {
@@ -534,34 +510,12 @@ impl AiPolicy {
     }
 
     fn request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
-        let max = ctx.max_buffer;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         if let Some(prepared) = &state.prepared {
             // Pingora replays what was read in `on_request` (its retry buffer): send the
             // rewritten body instead, once.
             *body = Some(if end { prepared.clone() } else { Bytes::new() });
-            return Ok(());
         }
-        if let Some(chunk) = body.take() {
-            if state.request_body.len() + chunk.len() > max {
-                return Err(ctx.reject(413, format!("request body exceeds the {max} byte limit")));
-            }
-            state.request_body.extend_from_slice(&chunk);
-        }
-        if !end {
-            *body = Some(Bytes::new());
-            return Ok(());
-        }
-        let raw = std::mem::take(&mut state.request_body);
-        let (rewritten, t) = match self.rewrite(&raw, ctx) {
-            Ok(r) => r,
-            Err(msg) => return Err(ctx.reject(400, msg)),
-        };
-        if let Some(state) = ctx.extensions.get_mut::<CompletionState>() {
-            state.injected_usage = rewritten.injected_usage;
-            state.answer.translation = t;
-        }
-        *body = Some(Bytes::from(rewritten.body));
         Ok(())
     }
 
