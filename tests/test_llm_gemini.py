@@ -73,7 +73,9 @@ def test_tool_round_trip_through_gemini(tollgate, llmock, stream):
     assert [m["role"] for m in sent["contents"]] == ["user", "model", "user"], sent["contents"]
     assert sent["contents"][1]["parts"][0]["functionCall"]["name"] == "get_weather"
     assert sent["contents"][2]["parts"] == [{"functionResponse": {"name": "get_weather", "response": {"content": "18C and sunny"}}}]
-    assert sent["tools"] == [{"functionDeclarations": [WEATHER["function"]]}]
+    f = WEATHER["function"]
+    declared = {"name": f["name"], "description": f["description"], "parametersJsonSchema": f["parameters"]}
+    assert sent["tools"] == [{"functionDeclarations": [declared]}], sent["tools"]
 
 
 def test_the_key_header_and_the_path_model(tollgate, llmock, openapi_service):

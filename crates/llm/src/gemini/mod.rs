@@ -2,4 +2,5 @@
 //! translated to `streamGenerateContent` and back.
 
 pub mod request;
+pub mod signature;
 pub mod stream;

@@ -131,10 +131,15 @@ fn translate_messages(chat: &[Value]) -> Result<(Vec<Value>, Vec<Value>), String
                     let name = call.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| at(format!("tool_calls[{j}] needs `function.name`")))?;
                     let args = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
                     let args: Value = if args.trim().is_empty() { json!({}) } else { serde_json::from_str(args).map_err(|_| at(format!("tool_calls[{j}].function.arguments is not JSON")))? };
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
+                    let id = call.get("id").and_then(Value::as_str);
+                    if let Some(id) = id {
                         call_names.insert(id.to_string(), name.to_string());
                     }
-                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                    let mut part = json!({"functionCall": {"name": name, "args": args}});
+                    if let Some(sig) = id.and_then(super::signature::recover) {
+                        part["thoughtSignature"] = sig.into();
+                    }
+                    parts.push(part);
                 }
                 if !parts.is_empty() {
                     contents.push(json!({"role": "model", "parts": parts}));
@@ -215,7 +220,9 @@ fn translate_tools(tools: &Value) -> Result<Vec<Value>, String> {
             decl.insert("description".into(), d.clone());
         }
         if let Some(p) = f.get("parameters").filter(|p| !p.is_null()) {
-            decl.insert("parameters".into(), p.clone());
+            // JSON Schema as the client wrote it (`additionalProperties`, `$ref`, `anyOf`…):
+            // Gemini's `parameters` takes only its OpenAPI subset and refuses the rest.
+            decl.insert("parametersJsonSchema".into(), p.clone());
         }
         out.push(Value::Object(decl));
     }

@@ -132,6 +132,12 @@ impl GeminiToChat {
             if let Some(call) = part.get("functionCall") {
                 let index = self.calls.len();
                 let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{index}"), str::to_string);
+                // Gemini wants the call's thought signature back with it next turn; a Chat
+                // client only echoes the id, so the id carries it.
+                let id = match part.get("thoughtSignature").and_then(Value::as_str) {
+                    Some(sig) => super::signature::carry(&id, sig),
+                    None => id,
+                };
                 let args = call.get("args").cloned().unwrap_or_else(|| json!({}));
                 let call = json!({"id": id, "type": "function", "function": {"name": call.get("name"), "arguments": args.to_string()}});
                 if self.client_streams {

@@ -207,8 +207,12 @@ fn generation_config(config: &Value, out: &mut Map<String, Value>, params: &mut 
                 Some("application/json") => {}
                 _ => return Err(format!("`generationConfig.{k}` {v} cannot be translated for an OpenAI upstream")),
             },
-            "responseJsonSchema" | "response_json_schema" | "responseSchema" | "response_schema" => {
+            "responseJsonSchema" | "response_json_schema" => {
                 out.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "structured_output", "schema": v}}));
+            }
+            "responseSchema" | "response_schema" => {
+                let schema = super::schema::to_json_schema(v);
+                out.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "structured_output", "schema": schema}}));
             }
             other => return Err(format!("`generationConfig.{other}` cannot be translated for an OpenAI upstream")),
         }
@@ -231,8 +235,9 @@ fn translate_tools(tools: &Value) -> Result<Vec<Value>, String> {
                 if let Some(desc) = d.get("description") {
                     f.insert("description".into(), desc.clone());
                 }
-                let params = d.get("parametersJsonSchema").or_else(|| d.get("parameters_json_schema")).or_else(|| d.get("parameters"));
-                f.insert("parameters".into(), params.cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})));
+                let json_schema = d.get("parametersJsonSchema").or_else(|| d.get("parameters_json_schema")).cloned();
+                let params = json_schema.or_else(|| d.get("parameters").map(super::schema::to_json_schema));
+                f.insert("parameters".into(), params.unwrap_or_else(|| json!({"type": "object", "properties": {}})));
                 out.push(json!({"type": "function", "function": f}));
             }
         }
