@@ -22,6 +22,11 @@ pub enum RouteType {
     Passthrough,
     /// OpenAI's Responses API (`/v1/responses`), stateless: native or translated.
     Responses,
+    /// A rerank (`/v1/rerank`, `/v2/rerank`: Cohere's shape, as Jina, vLLM and others serve
+    /// it): model overridden, usage recorded.
+    Rerank,
+    /// Gemini's `models/{model}:countTokens`: Gemini's own, or the gateway's estimate.
+    GeminiCountTokens,
 }
 
 /// The API an `ai` backend's provider speaks.

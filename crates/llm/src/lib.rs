@@ -95,9 +95,9 @@ pub enum RouteTypeName {
     AnthropicTokenCount,
     /// Gemini's generateContent / streamGenerateContent, translated for the provider.
     GenerateContent,
-    /// Not supported yet.
+    /// Gemini's token count: the provider's own, or the gateway's estimate.
     GeminiCountTokens,
-    /// Not supported yet.
+    /// A rerank: model override and usage.
     Rerank,
 }
 
@@ -125,6 +125,8 @@ impl AiPolicy {
                 RouteTypeName::Embeddings => RouteType::Embeddings,
                 RouteTypeName::GenerateContent => RouteType::GenerateContent,
                 RouteTypeName::Responses => RouteType::Responses,
+                RouteTypeName::Rerank => RouteType::Rerank,
+                RouteTypeName::GeminiCountTokens => RouteType::GeminiCountTokens,
                 other => return Err(format!("route type `{other:?}` for `{suffix}` is not supported yet")),
             };
             out.push((suffix, kind));
@@ -240,6 +242,11 @@ fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<St
         // Answered by the gateway (see `on_request`).
         (AiProvider::OpenAi, RouteType::AnthropicTokenCount) => return None,
         (AiProvider::OpenAi, RouteType::Embeddings) => ("/embeddings", false),
+        (AiProvider::OpenAi, RouteType::Rerank) => ("/rerank", false),
+        // Refused in `on_request`: no rerank API.
+        (_, RouteType::Rerank) => return None,
+        // Gemini's own (see `native_generate_pq`), else answered by the gateway.
+        (_, RouteType::GeminiCountTokens) => return None,
         (AiProvider::OpenAi, RouteType::Responses) => ("/responses", false),
         (AiProvider::Anthropic, RouteType::Responses) => ("/messages", true),
         // Refused in `on_request`: Anthropic has no embeddings API.
@@ -341,9 +348,24 @@ impl AiPolicy {
                 let msg = "the Messages API takes POST";
                 return Ok(FilterAction::Respond(json_error(ctx.error_format, 405, "invalid_request_error", msg)));
             }
-            if kind == RouteType::AnthropicTokenCount && ai.provider == tollgate_core::llm::AiProvider::OpenAi {
-                return count_tokens_locally(session, ctx).await;
+        }
+        if kind == RouteType::GeminiCountTokens {
+            ctx.error_format = ErrorFormat::Google;
+            if session.req_header().method != http::Method::POST {
+                return Ok(FilterAction::Respond(json_error(ctx.error_format, 405, "invalid_request_error", "countTokens takes POST")));
             }
+        }
+        // A provider without the client's token count API: the gateway's estimate.
+        let counts_locally = match kind {
+            RouteType::AnthropicTokenCount => ai.provider != AiProvider::Anthropic || ai.vertex.is_some(),
+            RouteType::GeminiCountTokens => ai.provider != AiProvider::Gemini || ai.vertex.is_some(),
+            _ => false,
+        };
+        if counts_locally {
+            return count_tokens_locally(session, ctx, kind).await;
+        }
+        if ai.azure.is_some() && kind == RouteType::Rerank {
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "the azure provider has no rerank API")));
         }
         if let Some(msg) = refusal(ai.provider, kind) {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", msg)));
@@ -358,7 +380,7 @@ impl AiPolicy {
                 Ok(azure::AzurePath::NeedsModel) => azure_needs_model = true,
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
             }
-        } else if ai.provider == AiProvider::Gemini && kind == RouteType::GenerateContent {
+        } else if ai.provider == AiProvider::Gemini && matches!(kind, RouteType::GenerateContent | RouteType::GeminiCountTokens) {
             match native_generate_pq(ai, &ctx.original_path, self) {
                 Ok(pq) => replace_path_and_query(session.req_header_mut(), &pq)?,
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
@@ -372,7 +394,7 @@ impl AiPolicy {
                 strip_query(session.req_header_mut())?;
             }
         }
-        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent, RouteType::Responses];
+        let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent, RouteType::Responses, RouteType::Rerank];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
             return Ok(FilterAction::Continue);
         }
@@ -592,13 +614,17 @@ impl AiPolicy {
 
 /// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
 fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
+    // Token counts are answered by the gateway where the provider has no such API.
+    let counts = matches!(kind, RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens);
     match (provider, kind) {
-        (AiProvider::Gemini, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
-            Some("the gemini provider serves chat completions, messages, responses and generateContent so far")
+        (AiProvider::Gemini | AiProvider::Anthropic, RouteType::Rerank) => Some("the provider has no rerank API"),
+        (AiProvider::Bedrock, RouteType::Rerank) => Some("rerank on the bedrock provider (its agent runtime's Rerank) is not supported yet"),
+        (AiProvider::Gemini, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
+            Some("the gemini provider serves chat completions, messages, responses, generateContent and token counts so far")
         }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
-        (AiProvider::Bedrock, k) if !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
-            Some("the bedrock provider serves chat completions, messages, responses and generateContent so far")
+        (AiProvider::Bedrock, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
+            Some("the bedrock provider serves chat completions, messages, responses, generateContent and token counts so far")
         }
         _ => None,
     }
@@ -606,7 +632,7 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
 
 /// Answers a token count from the gateway's estimate; the body is read whole (bounded by the
 /// buffer limit) and never goes upstream.
-async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind: RouteType) -> Result<FilterAction> {
     let mut raw = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
         if raw.len() + chunk.len() > ctx.max_buffer {
@@ -615,9 +641,11 @@ async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx) -> Re
         }
         raw.extend_from_slice(&chunk);
     }
-    match messages::count::estimate_input_tokens(&raw) {
+    let estimate = if kind == RouteType::GeminiCountTokens { messages::count::estimate_gemini_tokens(&raw) } else { messages::count::estimate_input_tokens(&raw) };
+    match estimate {
         Ok(n) => {
-            let body = serde_json::to_vec(&serde_json::json!({"input_tokens": n})).unwrap_or_default();
+            let answer = if kind == RouteType::GeminiCountTokens { serde_json::json!({"totalTokens": n}) } else { serde_json::json!({"input_tokens": n}) };
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
             Ok(FilterAction::Respond(tollgate_core::filters::LocalResponse::json(200, body)))
         }
         Err(msg) => Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
@@ -663,9 +691,13 @@ fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()
 /// The Gemini path and query of a native generateContent call: the client's method, the
 /// backend's model (else the client's, which must be a plain model name).
 fn native_generate_pq(ai: &AiTarget, client_path: &str, policy: &AiPolicy) -> std::result::Result<String, String> {
+    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
+    if let Some(model) = generate::request::count_model_in_path(client_path) {
+        let model = gemini::request::path_model(&policy.generate_model(ai.model.as_deref().unwrap_or(&model)))?;
+        return Ok(format!("{prefix}/models/{model}:countTokens"));
+    }
     let (model, streaming) = generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
     let model = gemini::request::path_model(&policy.generate_model(ai.model.as_deref().unwrap_or(&model)))?;
-    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
     Ok(if streaming { format!("{prefix}/models/{model}:streamGenerateContent?alt=sse") } else { format!("{prefix}/models/{model}:generateContent") })
 }
 

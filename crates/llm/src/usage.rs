@@ -75,8 +75,9 @@ struct CompletionDetails {
 impl UsageView {
     /// Normalised usage.
     pub fn to_usage(&self) -> Usage {
-        let input = self.prompt_tokens.unwrap_or(0);
         let output = self.completion_tokens.unwrap_or(0);
+        // A rerank (Jina, vLLM) reports only `total_tokens`: all of it is input.
+        let input = self.prompt_tokens.unwrap_or_else(|| if self.completion_tokens.is_none() { self.total_tokens.unwrap_or(0) } else { 0 });
         Usage {
             input_tokens: input,
             output_tokens: output,

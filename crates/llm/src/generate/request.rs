@@ -22,6 +22,13 @@ pub fn model_in_path(path: &str) -> Option<(String, bool)> {
     (!model.is_empty() && !model.contains('/')).then(|| (model.to_string(), streaming))
 }
 
+/// The model a `models/{model}:countTokens` path names.
+pub fn count_model_in_path(path: &str) -> Option<String> {
+    let tail = path.rsplit("/models/").next()?;
+    let model = tail.strip_suffix(":countTokens")?;
+    (!model.is_empty() && !model.contains('/')).then(|| model.to_string())
+}
+
 /// Translates a generateContent request; `model` and `streaming` come from the path.
 pub fn generate_to_chat(raw: &[u8], model: &str, streaming: bool, want_prompt: bool) -> Result<TranslatedRequest, String> {
     let req: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;

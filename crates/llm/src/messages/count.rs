@@ -1,7 +1,8 @@
-//! `POST /v1/messages/count_tokens` when the provider is not Anthropic: answered by the
-//! gateway with an estimate (OpenAI-compatible servers have no such endpoint; Claude Code
-//! calls it, and a 404 there breaks it). The request is checked as a Messages request would
-//! be, so what could not be sent is refused the same way.
+//! `POST /v1/messages/count_tokens` when the provider is not Anthropic, and Gemini's
+//! `:countTokens` when it is not Gemini: answered by the gateway with an estimate
+//! (OpenAI-compatible servers have no such endpoint; Claude Code calls it, and a 404 there
+//! breaks it). The request is checked as a request of its API would be, so what could not be
+//! sent is refused the same way.
 
 use serde_json::Value;
 
@@ -20,7 +21,26 @@ pub fn estimate_input_tokens(raw: &[u8]) -> Result<u64, String> {
     req.entry("max_tokens").or_insert(1.into());
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     let chat = super::request::messages_to_chat(&body, Some("count"), false)?;
-    let chat: Value = serde_json::from_slice(&chat.body).map_err(|e| e.to_string())?;
+    estimate_chat(&chat.body)
+}
+
+/// The estimated `totalTokens` of a Gemini `countTokens` request (`contents`, or a whole
+/// `generateContentRequest`), counted as [`estimate_input_tokens`] counts.
+pub fn estimate_gemini_tokens(raw: &[u8]) -> Result<u64, String> {
+    let req: serde_json::Map<String, Value> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let inner = match req.get("generateContentRequest").or_else(|| req.get("generate_content_request")) {
+        Some(Value::Object(g)) => Value::Object(g.iter().filter(|(k, _)| k.as_str() != "model").map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Some(_) => return Err("invalid `generateContentRequest`: expected an object".into()),
+        None => Value::Object(req),
+    };
+    let body = serde_json::to_vec(&inner).map_err(|e| e.to_string())?;
+    let chat = crate::generate::request::generate_to_chat(&body, "count", false, false)?;
+    estimate_chat(&chat.body)
+}
+
+/// Counts a Chat Completions body (what the client's request became).
+fn estimate_chat(chat: &[u8]) -> Result<u64, String> {
+    let chat: Value = serde_json::from_slice(chat).map_err(|e| e.to_string())?;
     let text_tokens = |bytes: usize| (bytes as u64).div_ceil(BYTES_PER_TOKEN);
     let mut total = 3;
     for m in chat.get("messages").and_then(Value::as_array).into_iter().flatten() {
@@ -65,5 +85,15 @@ mod tests {
         let image = estimate_input_tokens(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://x/y.png"}}]}]}"#).unwrap();
         assert!(image >= IMAGE_TOKENS);
         assert!(estimate_input_tokens(br#"{"model":"m","messages":[],"mcp_servers":[]}"#).is_err());
+    }
+
+    #[test]
+    fn gemini_counts_take_contents_or_a_whole_request() {
+        let short = estimate_gemini_tokens(br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#).unwrap();
+        let long = format!(r#"{{"generateContentRequest":{{"model":"models/g","contents":[{{"role":"user","parts":[{{"text":"{}"}}]}}]}}}}"#, "word ".repeat(1000));
+        let long = estimate_gemini_tokens(long.as_bytes()).unwrap();
+        assert!(short < 10 && (1200..1300).contains(&long), "{short} {long}");
+        assert!(estimate_gemini_tokens(br#"{"contents":[{"role":"user","parts":[{"executableCode":{}}]}]}"#).is_err());
+        assert!(estimate_gemini_tokens(b"[1]").is_err());
     }
 }
