@@ -158,6 +158,8 @@ pub struct RequestCtx {
     pub llm: Option<LlmExchange>,
     /// The MCP message, when the backend is an MCP gateway.
     pub mcp: Option<McpExchange>,
+    /// Model prices of the config the request was routed by (for `llm.cost`).
+    pub model_catalog: Option<Arc<crate::cost::ModelCatalog>>,
     /// Error rendering for this caller.
     pub error_format: ErrorFormat,
     /// Status sent downstream.
@@ -196,6 +198,7 @@ impl Default for RequestCtx {
             max_buffer: DEFAULT_MAX_BUFFER,
             llm: None,
             mcp: None,
+            model_catalog: None,
             error_format: ErrorFormat::default(),
             status: None,
             timed_out: false,

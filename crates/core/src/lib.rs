@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod ctx;
 pub mod downstream;
 pub mod errors;

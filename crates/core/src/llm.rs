@@ -66,6 +66,8 @@ pub struct Usage {
     pub total_tokens: u64,
     /// Prompt tokens served from the provider's cache, when reported.
     pub cached_input_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache, when reported (inside `input_tokens`).
+    pub cache_creation_input_tokens: Option<u64>,
     /// Reasoning tokens, when reported.
     pub reasoning_tokens: Option<u64>,
 }
@@ -118,6 +120,8 @@ pub struct LlmExchange {
     pub completion: Option<Vec<String>>,
     /// Providers of an `ai.groups` backend that failed in this request (and were evicted).
     pub failed_attempts: Vec<FailedAttempt>,
+    /// What the exchange cost, when its model is priced (set when the request ends).
+    pub cost: Option<crate::cost::Cost>,
 }
 
 /// A provider attempt that failed: failed over when another provider was left, else the
@@ -157,6 +161,7 @@ impl LlmExchange {
             prompt: None,
             completion: None,
             failed_attempts: Vec::new(),
+            cost: None,
         }
     }
 }

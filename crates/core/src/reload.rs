@@ -69,14 +69,28 @@ pub fn reload(path: &Path, gateway: &ArcSwap<Gateway>, shared: &runtime::Shared)
     ReloadOutcome::Applied
 }
 
+/// The names of the files a change of which reloads: the config and the model catalogs it
+/// reads (agentgateway watches those too).
+fn watched_names(path: &Path, gateway: &Gateway) -> std::collections::HashSet<std::ffi::OsString> {
+    std::iter::once(path).chain(gateway.model_catalog.files.iter().map(PathBuf::as_path)).filter_map(|p| p.file_name().map(|n| n.to_os_string())).collect()
+}
+
+/// The directories of the catalog files (watched as the config's is: files are replaced by
+/// renaming).
+fn catalog_dirs(gateway: &Gateway) -> Vec<PathBuf> {
+    gateway.model_catalog.files.iter().map(|f| f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()).collect()
+}
+
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let file_name = self.path.file_name().map(|n| n.to_os_string());
+        let names = Arc::new(std::sync::RwLock::new(watched_names(&self.path, &self.gateway.load())));
+        let seen = names.clone();
         let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
-                if event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name) {
+                let names = seen.read().unwrap_or_else(|e| e.into_inner());
+                if event.paths.iter().any(|p| p.file_name().is_some_and(|n| names.contains(n))) {
                     let _ = tx.send(());
                 }
             }
@@ -93,6 +107,18 @@ impl BackgroundService for ConfigWatcher {
             tracing::error!(target: "tollgate", error = %e, dir = %dir.display(), "cannot watch the config directory; reload disabled");
             return;
         }
+        let mut dirs = vec![dir.to_path_buf()];
+        let watch_catalogs = |watcher: &mut notify::RecommendedWatcher, gateway: &Gateway, dirs: &mut Vec<PathBuf>| {
+            for d in catalog_dirs(gateway) {
+                if !dirs.contains(&d) {
+                    if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
+                        tracing::warn!(target: "tollgate", error = %e, dir = %d.display(), "cannot watch a model catalog's directory");
+                    }
+                    dirs.push(d);
+                }
+            }
+        };
+        watch_catalogs(&mut watcher, &self.gateway.load(), &mut dirs);
         tracing::info!(target: "tollgate", file = %self.path.display(), "watching the config file for changes");
         loop {
             tokio::select! {
@@ -109,6 +135,9 @@ impl BackgroundService for ConfigWatcher {
                             tracing::error!(target: "tollgate", "config reload failed, the running config keeps serving: {why}")
                         }
                     }
+                    let gateway = self.gateway.load();
+                    *names.write().unwrap_or_else(|e| e.into_inner()) = watched_names(&self.path, &gateway);
+                    watch_catalogs(&mut watcher, &gateway, &mut dirs);
                 }
             }
         }

@@ -65,6 +65,8 @@ pub struct UsageView {
 #[derive(Debug, Default, Deserialize)]
 struct PromptDetails {
     cached_tokens: Option<u64>,
+    /// Written to the cache (Anthropic's and Bedrock's cache writes, as translated).
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +85,7 @@ impl UsageView {
             output_tokens: output,
             total_tokens: self.total_tokens.unwrap_or(input + output),
             cached_input_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens),
+            cache_creation_input_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cache_write_tokens),
             reasoning_tokens: self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens),
         }
     }

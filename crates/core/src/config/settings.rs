@@ -47,8 +47,8 @@ pub struct Settings {
     pub dns: Option<DnsSettings>,
     /// Needs agentgateway's control plane (never on one host).
     pub local_xds_path: Option<ControlPlaneOnly>,
-    /// Not supported yet.
-    pub model_catalog: Option<Unsupported>,
+    /// Model prices (files, inline JSON, or inline data), over the built-in table.
+    pub model_catalog: Option<Vec<crate::cost::CatalogSource>>,
     /// Not supported yet.
     pub database: Option<Unsupported>,
     /// Not supported yet.

@@ -92,6 +92,7 @@ impl TollgateProxy {
             None => route.chain_without_backend.clone(),
         });
         ctx.route = Some(route);
+        ctx.model_catalog = Some(gateway.model_catalog.clone());
         // Plain hosts are the target as written; AI and MCP filters set their own.
         if let Some(BackendTarget::Host { host, port }) = ctx.backend.as_ref().map(|b| &b.target) {
             ctx.upstream.host.clone_from(host);
@@ -363,6 +364,9 @@ impl ProxyHttp for TollgateProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_log(ctx);
+        }
+        if let (Some(l), Some(catalog)) = (ctx.llm.as_mut(), ctx.model_catalog.as_ref()) {
+            l.cost = catalog.price(l);
         }
         let source = session.client_addr().and_then(|a| a.as_inet()).copied();
         self.telemetry.finish(source, e, ctx);

@@ -36,6 +36,8 @@ pub struct Gateway {
     /// PROXY protocol in front of every connection (`frontendPolicies.proxyProtocol`):
     /// the versions accepted and whether the header is required.
     pub proxy_protocol: Option<(crate::downstream::proxy_protocol::Versions, bool)>,
+    /// Model prices (`config.modelCatalog` over the built-in table).
+    pub model_catalog: Arc<crate::cost::ModelCatalog>,
 }
 
 impl TcpKeepalive {
@@ -366,7 +368,16 @@ pub fn compile_with(config: &LocalConfig, shared: &Shared) -> Result<Gateway, St
         };
         (versions, p.mode.unwrap_or(ProxyMode::Strict) == ProxyMode::Strict)
     });
-    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_connect, proxy_protocol })
+    let mut catalog_warnings = Vec::new();
+    let model_catalog = match &config.config.model_catalog {
+        Some(sources) => crate::cost::ModelCatalog::load(sources, &mut catalog_warnings)?,
+        None => crate::cost::ModelCatalog::default(),
+    };
+    for w in catalog_warnings {
+        tracing::warn!(target: "tollgate", "{w}");
+    }
+    let model_catalog = Arc::new(model_catalog);
+    Ok(Gateway { binds, connect_timeout, frontend, tls_handshake_timeout, client_keepalive, upstream_connect, proxy_protocol, model_catalog })
 }
 
 /// What compiling a route may refer to: process-wide state, the route groups, and the

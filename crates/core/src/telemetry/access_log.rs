@@ -97,6 +97,9 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
             f.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
             f.push(("gen_ai.usage.total_tokens".into(), u.total_tokens.into()));
         }
+        if let Some(c) = l.cost {
+            f.push(("llm.cost".into(), c.total.into()));
+        }
     }
     if let Some(m) = &ctx.mcp {
         if !m.method.is_empty() {

@@ -82,6 +82,7 @@ pub struct Metrics {
     mcp_requests: Family<McpLabels, Counter>,
     mcp_sessions: Family<SessionLabels, prometheus_client::metrics::gauge::Gauge>,
     provider_evictions: Family<EvictionLabels, Counter>,
+    cost: Family<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +119,7 @@ const KNOWN: &[(&str, bool)] = &[
     ("tollgate_mcp_requests", true),
     ("tollgate_mcp_sessions", false),
     ("tollgate_llm_provider_evictions", true),
+    ("gen_ai_client_cost", true),
 ];
 
 /// The names a metric may be removed by: as written, with the `_total` a counter is exposed
@@ -173,7 +175,9 @@ impl Metrics {
                 tracing::warn!(target: "tollgate", metric = %name, "config.metrics.remove names no metric tollgate exports");
             }
         }
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions }
+        let cost = Family::<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        register!("gen_ai_client_cost", true, "What LLM calls cost, in USD, by the model catalog's prices", cost.clone());
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost }
     }
 }
 
@@ -224,6 +228,9 @@ impl Metrics {
             custom: custom.clone(),
         };
         self.llm_duration.get_or_create(&gen).observe(elapsed.as_secs_f64());
+        if let Some(c) = llm.cost {
+            self.cost.get_or_create(&gen).inc_by(c.total);
+        }
         if let Some(ttft) = llm.time_to_first_byte {
             self.time_to_first_token.get_or_create(&gen).observe(ttft.as_secs_f64());
             if let Some(u) = llm.usage.filter(|u| u.output_tokens > 1) {

@@ -270,6 +270,9 @@ fn span_attributes<'e>(
             kv.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
             kv.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
         }
+        if let Some(c) = l.cost {
+            kv.push(("llm.cost".into(), c.total.into()));
+        }
     }
     if let Some(cel) = cel {
         for (name, expr) in fields {

@@ -127,7 +127,20 @@ pub fn llm(l: &LlmExchange) -> Json {
         "totalTokens": has_usage.then_some(u.total_tokens),
         "cachedInputTokens": u.cached_input_tokens,
         "reasoningTokens": u.reasoning_tokens,
+        "cacheCreationInputTokens": u.cache_creation_input_tokens,
         "timeToFirstToken": l.time_to_first_byte.map(|d| d.as_millis() as u64),
+        "cost": l.cost.map(|c| json!({
+            "total": c.total, "input": c.input, "output": c.output, "cacheRead": c.cache_read,
+            "cacheWrite": c.cache_write, "reasoning": c.reasoning, "inputAudio": 0.0, "outputAudio": 0.0,
+        })),
+        "costRates": l.cost.map(|c| {
+            let r = c.rates;
+            let d = |m: Option<crate::cost::catalog::Money>| m.map(|m| m.dollars());
+            json!({
+                "input": d(r.input), "output": d(r.output), "cacheRead": d(r.cache_read), "cacheWrite": d(r.cache_write),
+                "reasoning": d(r.reasoning), "inputAudio": d(r.input_audio), "outputAudio": d(r.output_audio),
+            })
+        }),
         "prompt": l.prompt,
         "completion": l.completion,
         "params": {

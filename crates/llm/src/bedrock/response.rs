@@ -17,11 +17,16 @@ pub fn usage(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let (cache_read, cache_write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
     let input = n("inputTokens") + cache_read + cache_write;
+    let mut details = json!({"cached_tokens": cache_read});
+    if cache_write > 0 {
+        // As for Anthropic: kept so cache writes can be priced.
+        details["cache_write_tokens"] = cache_write.into();
+    }
     json!({
         "prompt_tokens": input,
         "completion_tokens": n("outputTokens"),
         "total_tokens": n("totalTokens").max(input + n("outputTokens")),
-        "prompt_tokens_details": {"cached_tokens": cache_read},
+        "prompt_tokens_details": details,
     })
 }
 
