@@ -3,17 +3,21 @@
 //! `response_format`. What has no Chat meaning (hosted tools, stored state, files) is a 400
 //! naming it.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 
 use tollgate_core::llm::LlmParams;
 
+use super::response::Namespaces;
 use crate::translation::{chat_prompt, TranslatedRequest};
 
 /// Fields that change nothing in the answer's content, left out: storage and caching hints,
 /// `metadata` (kept by OpenAI with a stored response), `include` (extra output the translation
 /// never makes), `truncation: disabled` / `auto` (the provider sees the whole input), the
 /// reasoning summary request (reasoning is not echoed through Chat).
-const HINTS: &[&str] = &["store", "metadata", "include", "truncation", "service_tier", "prompt_cache_key", "safety_identifier", "user", "stream_options"];
+/// `client_metadata` is the client's own telemetry (Codex sends its session and turn ids).
+const HINTS: &[&str] = &["store", "metadata", "include", "truncation", "service_tier", "prompt_cache_key", "safety_identifier", "user", "stream_options", "client_metadata"];
 
 /// Translates a Responses request; the error is a message for a 400 naming the field.
 /// Also returns what the response echoes of the request.
@@ -23,6 +27,10 @@ pub fn responses_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: 
     let model = model_override.map(str::to_string).or_else(|| request_model.clone()).ok_or("`model` is required")?;
     let mut out = Map::new();
     out.insert("model".into(), model.into());
+    let namespaces = match req.get("tools") {
+        Some(Value::Array(tools)) => namespaces(tools)?,
+        _ => Default::default(),
+    };
     let mut messages = Vec::new();
     match req.get("instructions") {
         None | Some(Value::Null) => {}
@@ -33,7 +41,7 @@ pub fn responses_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: 
         Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                input_item(item, &mut messages).map_err(|e| format!("input[{i}]: {e}"))?;
+                input_item(item, &mut messages, &namespaces).map_err(|e| format!("input[{i}]: {e}"))?;
             }
         }
         _ => return Err("`input` is required: a string or a list of items".into()),
@@ -73,9 +81,12 @@ pub fn responses_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: 
             }
             "tools" => {
                 let tools = value.as_array().ok_or("invalid `tools`: expected a list")?;
-                if !tools.is_empty() {
-                    let tools = tools.iter().enumerate().map(|(i, t)| tool(t).map_err(|e| format!("tools[{i}]: {e}"))).collect::<Result<Vec<_>, _>>()?;
-                    out.insert("tools".into(), Value::Array(tools));
+                let mut chat_tools = Vec::new();
+                for (i, t) in tools.iter().enumerate() {
+                    chat_tools.extend(tool(t, &namespaces).map_err(|e| format!("tools[{i}]: {e}"))?);
+                }
+                if !chat_tools.is_empty() {
+                    out.insert("tools".into(), Value::Array(chat_tools));
                 }
             }
             "tool_choice" => {
@@ -104,13 +115,14 @@ pub fn responses_to_chat(raw: &[u8], model_override: Option<&str>, want_prompt: 
             other => return Err(format!("`{other}` has no Chat Completions equivalent; this provider cannot take it")),
         }
     }
-    let echo = super::response::Echo::of(&req);
+    let mut echo = super::response::Echo::of(&req);
+    echo.1 = namespaces;
     Ok((TranslatedRequest { body: serde_json::to_vec(&Value::Object(out)).map_err(|e| e.to_string())?, request_model, streaming, include_usage: false, params, prompt }, echo))
 }
 
 /// One `input` item, appended as Chat messages (consecutive function calls share one
 /// assistant message, as Chat has them).
-fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
+fn input_item(item: &Value, messages: &mut Vec<Value>, namespaces: &Namespaces) -> Result<(), String> {
     let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
     match kind {
         "message" => {
@@ -128,6 +140,10 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
         "function_call" => {
             let call_id = item.get("call_id").and_then(Value::as_str).ok_or("a function_call needs `call_id`")?;
             let name = item.get("name").and_then(Value::as_str).ok_or("a function_call needs `name`")?;
+            let name = match item.get("namespace").and_then(Value::as_str) {
+                Some(ns) => namespaces.chat_name(ns, name).ok_or_else(|| format!("a function_call names tool `{name}` of namespace `{ns}`, which `tools` does not declare"))?,
+                None => name,
+            };
             let arguments = item.get("arguments").and_then(Value::as_str).unwrap_or("{}");
             let call = json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}});
             match messages.last_mut() {
@@ -188,13 +204,68 @@ fn content_parts(parts: &[Value], role: &str) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-/// A function tool in Chat's shape; hosted tools (web search, files, code, MCP…) are refused.
-fn tool(t: &Value) -> Result<Value, String> {
-    let kind = t.get("type").and_then(Value::as_str).unwrap_or("");
-    if kind != "function" {
-        return Err(format!("tool type `{kind}` runs on OpenAI's side and has no Chat Completions equivalent"));
+/// Chat names for the function tools of `namespace` groups: the tool's own name when no other
+/// tool has it, else `{namespace}__{name}`.
+fn namespaces(tools: &[Value]) -> Result<Namespaces, String> {
+    let mut own_names: HashMap<&str, usize> = HashMap::new();
+    let mut grouped = Vec::new();
+    for t in tools {
+        let inner: Vec<&Value> = match t.get("type").and_then(Value::as_str) {
+            Some("namespace") => {
+                let ns = t.get("name").and_then(Value::as_str).ok_or("a namespace tool needs `name`")?;
+                let list = t.get("tools").and_then(Value::as_array).ok_or("a namespace tool needs `tools`")?;
+                for f in list {
+                    grouped.push((ns, f.get("name").and_then(Value::as_str).ok_or("a namespaced tool needs `name`")?));
+                }
+                list.iter().collect()
+            }
+            _ => vec![t],
+        };
+        for f in inner {
+            if let Some(n) = f.get("name").and_then(Value::as_str) {
+                *own_names.entry(n).or_default() += 1;
+            }
+        }
     }
+    let mut map = HashMap::new();
+    for (ns, name) in grouped {
+        let chat = if own_names.get(name) == Some(&1) { name.to_string() } else { format!("{ns}__{name}") };
+        map.insert(chat, (ns.to_string(), name.to_string()));
+    }
+    Ok(Namespaces(map))
+}
+
+/// A tool in Chat's shape: function tools, and the function tools of a `namespace` group.
+/// A web search limited to OpenAI's cache (`external_web_access: false`, as Codex declares it)
+/// is left out, as agentgateway leaves it: no other provider has that cache. Other hosted
+/// tools (web search, files, code, MCP…) are refused.
+fn tool(t: &Value, namespaces: &Namespaces) -> Result<Vec<Value>, String> {
+    let kind = t.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "function" => Ok(vec![function_tool(t, None)?]),
+        "namespace" => {
+            let ns = t.get("name").and_then(Value::as_str).unwrap_or("");
+            let inner = t.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            inner
+                .iter()
+                .map(|f| {
+                    if f.get("type").and_then(Value::as_str) != Some("function") {
+                        return Err(format!("namespace `{ns}`: only function tools have a Chat Completions equivalent"));
+                    }
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+                    function_tool(f, namespaces.chat_name(ns, name))
+                })
+                .collect()
+        }
+        "web_search" if t.get("external_web_access") == Some(&Value::Bool(false)) => Ok(Vec::new()),
+        _ => Err(format!("tool type `{kind}` runs on OpenAI's side and has no Chat Completions equivalent")),
+    }
+}
+
+/// A function tool, named `chat_name` when given.
+fn function_tool(t: &Value, chat_name: Option<&str>) -> Result<Value, String> {
     let name = t.get("name").and_then(Value::as_str).ok_or("a function tool needs `name`")?;
+    let name = chat_name.unwrap_or(name);
     let mut function = json!({"name": name, "parameters": t.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}))});
     if let Some(d) = t.get("description").filter(|d| !d.is_null()) {
         function["description"] = d.clone();
@@ -272,6 +343,32 @@ mod tests {
         assert_eq!(chat["stream_options"]["include_usage"], true);
         assert_eq!(chat["response_format"]["json_schema"]["name"], "x");
         assert_eq!(chat["reasoning_effort"], "low");
+    }
+
+    #[test]
+    fn namespaced_tools_are_flattened_and_cache_only_search_left_out() {
+        let tools = json!([
+            {"type": "function", "name": "close", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "agents", "tools": [
+                {"type": "function", "name": "spawn", "parameters": {"type": "object"}},
+                {"type": "function", "name": "close", "parameters": {"type": "object"}}]},
+            {"type": "web_search", "external_web_access": false},
+        ]);
+        let req = json!({"model": "m", "tools": tools, "client_metadata": {"turn_id": "t"}, "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": "c1", "namespace": "agents", "name": "close", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"}]});
+        let (t, echo) = responses_to_chat(req.to_string().as_bytes(), None, false).unwrap();
+        let chat: Value = serde_json::from_slice(&t.body).unwrap();
+        let names: Vec<&str> = chat["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["close", "spawn", "agents__close"]);
+        assert_eq!(chat["messages"][1]["tool_calls"][0]["function"]["name"], "agents__close");
+        // The answer's calls are reported under their namespace again.
+        let item = super::super::response::call_item("c2", "agents__close", "{}", &echo.1);
+        assert_eq!((item["namespace"].as_str(), item["name"].as_str()), (Some("agents"), Some("close")));
+        let item = super::super::response::call_item("c3", "spawn", "{}", &echo.1);
+        assert_eq!((item["namespace"].as_str(), item["name"].as_str()), (Some("agents"), Some("spawn")));
+        assert!(super::super::response::call_item("c4", "close", "{}", &echo.1).get("namespace").is_none());
     }
 
     #[test]

@@ -5,7 +5,24 @@ use serde_json::{json, Value};
 
 /// What the response object echoes of the request (the SDKs read `tools` and friends back).
 #[derive(Debug, Clone, Default)]
-pub struct Echo(pub serde_json::Map<String, Value>);
+pub struct Echo(pub serde_json::Map<String, Value>, pub Namespaces);
+
+/// Function tools of `namespace` tool groups, flattened for Chat: the Chat name of each, and
+/// the namespace and name a call to it is reported under.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces(pub std::collections::HashMap<String, (String, String)>);
+
+impl Namespaces {
+    /// The (namespace, name) a Chat tool name stands for, if it is a namespaced tool.
+    pub fn lookup(&self, chat_name: &str) -> Option<&(String, String)> {
+        self.0.get(chat_name)
+    }
+
+    /// The Chat name of `name` in `namespace`.
+    pub fn chat_name(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.0.iter().find(|(_, (ns, n))| ns == namespace && n == name).map(|(k, _)| k.as_str())
+    }
+}
 
 impl Echo {
     /// The request fields a response repeats.
@@ -16,7 +33,7 @@ impl Echo {
                 out.insert(key.into(), v.clone());
             }
         }
-        Echo(out)
+        Echo(out, Namespaces::default())
     }
 }
 
@@ -63,9 +80,14 @@ pub fn message_item(id: &str, text: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
 }
 
-/// A finished function call item.
-pub fn call_item(call_id: &str, name: &str, arguments: &str) -> Value {
-    json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": arguments, "status": "completed"})
+/// A finished function call item (a namespaced tool's under its namespace and own name).
+pub fn call_item(call_id: &str, name: &str, arguments: &str, namespaces: &Namespaces) -> Value {
+    let mut item = json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": arguments, "status": "completed"});
+    if let Some((ns, own)) = namespaces.lookup(name) {
+        item["name"] = own.as_str().into();
+        item["namespace"] = ns.as_str().into();
+    }
+    item
 }
 
 /// A whole Chat completion as a Responses object; `None` when it is not one.
@@ -81,7 +103,7 @@ pub fn chat_to_response(chat: &Value, echo: &Echo) -> Option<Value> {
     for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
         let call_id = call.get("id").and_then(Value::as_str).unwrap_or("call");
         let f = call.get("function").cloned().unwrap_or_default();
-        output.push(call_item(call_id, f["name"].as_str().unwrap_or(""), f["arguments"].as_str().unwrap_or("{}")));
+        output.push(call_item(call_id, f["name"].as_str().unwrap_or(""), f["arguments"].as_str().unwrap_or("{}"), &echo.1));
     }
     if output.is_empty() {
         output.push(message_item(&format!("msg_{}", chat_id.trim_start_matches("chatcmpl-")), ""));

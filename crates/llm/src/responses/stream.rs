@@ -138,7 +138,8 @@ impl ChatToResponsesStream {
             self.next_index += 1;
             let call_id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{chat_index}"), str::to_string);
             let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("").to_string();
-            let item = json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": "", "status": "in_progress"});
+            let mut item = call_item(&call_id, &name, "", &self.echo.1);
+            item["status"] = "in_progress".into();
             self.emit(out, "response.output_item.added", json!({"output_index": index, "item": item}));
             self.calls.insert(chat_index, (index, call_id, name, String::new()));
         }
@@ -153,8 +154,8 @@ impl ChatToResponsesStream {
     fn close_calls(&mut self, out: &mut Vec<u8>) {
         for (_, (index, call_id, name, args)) in std::mem::take(&mut self.calls) {
             let item_id = format!("fc_{call_id}");
-            self.emit(out, "response.function_call_arguments.done", json!({"item_id": item_id, "output_index": index, "name": name, "arguments": args}));
-            let item = call_item(&call_id, &name, &args);
+            let item = call_item(&call_id, &name, &args, &self.echo.1);
+            self.emit(out, "response.function_call_arguments.done", json!({"item_id": item_id, "output_index": index, "name": item["name"], "arguments": args}));
             self.emit(out, "response.output_item.done", json!({"output_index": index, "item": item}));
             self.done.insert(index, item);
         }
