@@ -10,7 +10,8 @@ Checked as Bedrock does:
     in Bedrock's error shape: {"message": ...} and x-amzn-ErrorType);
   - the path `/model/{modelId}/converse` or `/converse-stream`;
   - the body: `messages` alternating user/assistant and starting with a user turn, content
-    blocks Bedrock knows (text, image, toolUse, toolResult), `toolConfig.tools[].toolSpec`.
+    blocks Bedrock knows (text, image, toolUse, toolResult, and `cachePoint: {type: default}`
+    in messages, `system` and `toolConfig.tools`), `toolConfig.tools[].toolSpec`.
 Every request is appended to REQUEST_LOG as one JSON line: {path, headers, body, signature_ok}.
 """
 import datetime
@@ -71,7 +72,7 @@ def frame(event, payload, message_type="event"):
 
 
 def to_chat(body, model, stream):
-    messages = [{"role": "system", "content": s["text"]} for s in body.get("system", [])]
+    messages = [{"role": "system", "content": s["text"]} for s in body.get("system", []) if "text" in s]
     for m in body["messages"]:
         text = "".join(b["text"] for b in m["content"] if "text" in b)
         calls = [{"id": b["toolUse"]["toolUseId"], "type": "function", "function": {"name": b["toolUse"]["name"], "arguments": json.dumps(b["toolUse"]["input"])}}
@@ -88,7 +89,7 @@ def to_chat(body, model, stream):
         chat["stream_options"] = {"include_usage": True}
     tools = body.get("toolConfig", {}).get("tools", [])
     if tools:
-        chat["tools"] = [{"type": "function", "function": {"name": t["toolSpec"]["name"], "parameters": t["toolSpec"]["inputSchema"]["json"]}} for t in tools]
+        chat["tools"] = [{"type": "function", "function": {"name": t["toolSpec"]["name"], "parameters": t["toolSpec"]["inputSchema"]["json"]}} for t in tools if "toolSpec" in t]
     return chat
 
 
@@ -123,10 +124,12 @@ class Handler(BaseHTTPRequestHandler):
         msgs = body.get("messages") if isinstance(body, dict) else None
         if not msgs or msgs[0]["role"] != "user" or any(a["role"] == b["role"] for a, b in zip(msgs, msgs[1:])):
             return self.error(400, "ValidationException", "A conversation must start with a user message and alternate user and assistant turns.")
-        for msg in msgs:
-            for block in msg["content"]:
-                if not set(block) <= {"text", "image", "toolUse", "toolResult"}:
-                    return self.error(400, "ValidationException", f"unknown content block {list(block)}")
+        blocks = [b for msg in msgs for b in msg["content"]] + body.get("system", []) + body.get("toolConfig", {}).get("tools", [])
+        for block in blocks:
+            if "cachePoint" in block and block != {"cachePoint": {"type": "default"}}:
+                return self.error(400, "ValidationException", f"invalid cachePoint {block}")
+            if not set(block) <= {"text", "image", "toolUse", "toolResult", "cachePoint", "toolSpec"}:
+                return self.error(400, "ValidationException", f"unknown content block {list(block)}")
         upstream = http.client.HTTPConnection("127.0.0.1", llmock_port, timeout=30)
         upstream.request("POST", "/v1/chat/completions", body=json.dumps(to_chat(body, model, stream)), headers={"Content-Type": "application/json"})
         resp = upstream.getresponse()

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod gemini;
 pub mod generate;
 pub mod messages;
+pub mod prompt_caching;
 pub mod request;
 pub mod responses;
 pub mod translation;
@@ -67,8 +68,8 @@ pub struct AiPolicyConfig {
     pub prompts: Option<body_policy::PromptEnrichment>,
     /// Requested model → model sent (`*` wildcards; exact keys first).
     pub model_aliases: Option<IndexMap<String, String>>,
-    /// Not supported yet.
-    pub prompt_caching: Option<Unsupported>,
+    /// Cache markers for Anthropic and Bedrock.
+    pub prompt_caching: Option<prompt_caching::PromptCaching>,
 }
 
 /// Route type names as agentgateway spells them.
@@ -108,12 +109,15 @@ pub struct AiPolicy {
     routes: Option<Vec<(String, RouteType)>>,
     /// `modelAliases`, `defaults`, `overrides`, `prompts`, when any is set.
     body: Option<body_policy::BodyPolicy>,
+    /// `promptCaching`.
+    caching: Option<prompt_caching::PromptCaching>,
 }
 
 impl AiPolicy {
     fn compile(c: AiPolicyConfig) -> std::result::Result<Self, String> {
         let body = body_policy::BodyPolicy::compile(c.model_aliases, c.defaults, c.overrides, c.prompts);
-        let Some(routes) = c.routes else { return Ok(AiPolicy { routes: None, body }) };
+        let caching = c.prompt_caching;
+        let Some(routes) = c.routes else { return Ok(AiPolicy { routes: None, body, caching }) };
         let mut out = Vec::new();
         for (suffix, name) in routes {
             let kind = match name {
@@ -133,7 +137,7 @@ impl AiPolicy {
         }
         // Longest suffix wins; "*" is the fallback.
         out.sort_by_key(|(s, _)| std::cmp::Reverse(if s == "*" { 0 } else { s.len() + 1 }));
-        Ok(AiPolicy { routes: Some(out), body })
+        Ok(AiPolicy { routes: Some(out), body, caching })
     }
 
     /// The route type for a request path, or `None` when the table has no entry for it.
@@ -171,6 +175,15 @@ impl AiPolicy {
     /// Rewrites a completion request body (or translates it for the provider), records what
     /// it says on the exchange, and readies the answer's translation.
     fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, translation::Translation), String> {
+        let (mut rewritten, t) = self.translate(raw, ctx)?;
+        if let (Some(c), Some(llm)) = (&self.caching, ctx.llm.as_ref()) {
+            rewritten.body = c.apply(llm.provider_api, llm.route, std::mem::take(&mut rewritten.body));
+        }
+        Ok((rewritten, t))
+    }
+
+    /// The body rules, then the translation for the provider.
+    fn translate(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, translation::Translation), String> {
         let want_prompt = ctx.needs.llm_prompt;
         let path = ctx.original_path.clone();
         let Some(llm) = ctx.llm.as_mut() else { return Err("not an LLM call".into()) };
