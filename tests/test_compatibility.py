@@ -63,7 +63,7 @@ CONFIG_SAMPLES = {"histograms": "classic", "adminAddr": "127.0.0.1:1", "statsAdd
                   "enableIpv6": "true", "workerThreads": "1", "connectionTerminationDeadline": "1s",
                   "connectionMinTerminationDeadline": "1s", "sensitiveHeaders": "[]"}
 TOP_LEVEL_SAMPLES = {"config": "{}", "binds": "[]", "backends": "[]", "frontendPolicies": "{}", "gateways": "{}", "routes": "[]",
-                     "tcpRoutes": "[]", "mcp": "{targets: []}"}
+                     "tcpRoutes": "[]", "mcp": "{targets: []}", "llm": "{models: []}"}
 
 
 @pytest.mark.parametrize("name, kind, status", ROWS, ids=[f"{k}:{n}" for n, k, _ in ROWS])

@@ -89,6 +89,11 @@ pub struct LlmParams {
     pub seed: Option<i64>,
 }
 
+/// A request body the gateway read before the backend's filters ran (the `llm:` router reads
+/// it to find the model); the `ai` filter takes it instead of reading again.
+#[derive(Debug, Clone)]
+pub struct PreReadBody(pub bytes::Bytes);
+
 /// The record of one LLM exchange.
 #[derive(Debug, Clone)]
 pub struct LlmExchange {

@@ -39,6 +39,8 @@ pub enum BackendKind {
     Named(String),
     /// `routeGroup: name`: delegation to the routes of a top-level `routeGroups` entry.
     RouteGroup(String),
+    /// The `llm:` shortcut's model router (not written in YAML).
+    LlmRouter(Box<super::llm::LlmRouterConfig>),
 }
 
 // The `Unsupported` fields exist only to fail the load with a clear message.

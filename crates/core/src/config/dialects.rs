@@ -213,6 +213,34 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         let route = m.into_route(mcp_matches());
         attach(&mut compiled, "mcp", &refs, AttachedRoute::Http(route), false)?;
     }
+    if let Some(llm) = config.llm.take() {
+        if llm.port.is_some() && llm.gateways.is_some() {
+            return Err("llm.gateways cannot be used with llm.port".into());
+        }
+        let refs = llm.gateways.clone();
+        let standalone = refs.is_none() && (llm.port.is_some() || !compiled.contains_key("default"));
+        let port = llm.port.unwrap_or(super::llm::DEFAULT_LLM_PORT);
+        let route = llm.into_route()?;
+        if standalone {
+            let listener = LocalListener {
+                name: Some("llm".into()),
+                namespace: None,
+                hostname: None,
+                protocol: ListenerProtocol::Http,
+                routes: Some(vec![route]),
+                tls: None,
+                tcp_routes: None,
+                policies: Default::default(),
+            };
+            if compiled.get(SHORTCUT_KEY).is_some_and(|g| g.port == port) {
+                return Err(format!("llm and mcp cannot both serve port {port}"));
+            }
+            compiled.insert(LLM_KEY.into(), GatewayBind { port, listeners: vec![("llm".into(), listener)] });
+        } else {
+            let refs = refs.unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
+            attach(&mut compiled, "llm", &refs, AttachedRoute::Http(route), false)?;
+        }
+    }
     for (i, mut r) in routes.drain(..).enumerate() {
         let refs = r.gateways.take().unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
         attach(&mut compiled, &format!("routes[{i}]"), &refs, AttachedRoute::Http(r), true)?;
@@ -231,7 +259,7 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
             tunnel_protocol: None,
             mode: None,
         });
-        gateway_names.push(if name == SHORTCUT_KEY { "default".into() } else { name });
+        gateway_names.push(if name == SHORTCUT_KEY || name == LLM_KEY { "default".into() } else { name });
     }
     resolve_mcp_target_backends(config, &named)?;
     super::targets::apply_route_and_gateway_targets(config, &gateway_names)
@@ -294,10 +322,13 @@ fn resolve_mcp_target_backends(config: &mut LocalConfig, named: &IndexMap<String
 
 /// The `mcp:` shortcut's own bind among the gateways (not a name a gateway can have).
 const SHORTCUT_KEY: &str = "<mcp>";
+const LLM_KEY: &str = "<llm>";
 
 fn describe(name: &str) -> String {
     if name == SHORTCUT_KEY {
         "mcp".into()
+    } else if name == LLM_KEY {
+        "llm".into()
     } else {
         format!("gateways.{name}")
     }

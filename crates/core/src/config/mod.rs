@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod dialects;
 pub mod frontend;
+pub mod llm;
 pub mod mcp;
 pub mod policies;
 pub mod schema;

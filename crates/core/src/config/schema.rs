@@ -49,8 +49,8 @@ pub struct LocalConfig {
     /// TCP routes attached to gateways by `gateways:` references.
     #[serde(default)]
     pub tcp_routes: Vec<LocalTcpRoute>,
-    /// Not supported yet (use `binds` with an `ai` backend).
-    pub llm: Option<Unsupported>,
+    /// Models served on one endpoint, routed by the request's model.
+    pub llm: Option<super::llm::LocalLlm>,
     /// The MCP shortcut (rewritten into `binds`).
     pub mcp: Option<SimpleMcp>,
     /// Not supported yet.

@@ -2,6 +2,7 @@
 //! Pingora's hooks. Per request: match (request_filter) → peer (upstream_peer) →
 //! header and body filters → access log (logging).
 
+pub mod llm_route;
 pub mod path;
 pub mod peer;
 
@@ -195,6 +196,25 @@ impl ProxyHttp for TollgateProxy {
                 FilterAction::Continue => {}
                 FilterAction::Respond(resp) => return Self::respond(session, ctx, resp).await,
                 FilterAction::Handled => return Ok(true),
+            }
+        }
+        if let Some(BackendTarget::LlmRouter(router)) = ctx.backend.as_ref().map(|b| &b.target) {
+            // The route's policies ran (authentication first); the model picks the backend,
+            // whose own filters run now.
+            let router = router.clone();
+            let backend = match llm_route::route_by_model(session, ctx, &router).await? {
+                Ok(b) => b,
+                Err(resp) => return Self::respond(session, ctx, resp).await,
+            };
+            let ran = chain_owned(ctx);
+            ctx.backend = Some(backend.clone());
+            ctx.chain = Some(backend.chain.clone());
+            for filter in backend.chain.filters.iter().filter(|f| !ran.filters.iter().any(|r| Arc::ptr_eq(r, f))) {
+                match filter.on_request(session, ctx).await? {
+                    FilterAction::Continue => {}
+                    FilterAction::Respond(resp) => return Self::respond(session, ctx, resp).await,
+                    FilterAction::Handled => return Ok(true),
+                }
             }
         }
         match ctx.backend.as_ref().map(|b| &b.target) {

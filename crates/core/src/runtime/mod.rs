@@ -12,6 +12,7 @@ use crate::router::{HostPattern, RouteTable};
 
 pub mod ai_groups;
 pub mod listener;
+pub mod llm_router;
 pub mod picker;
 pub mod tls;
 
@@ -177,6 +178,8 @@ pub enum BackendTarget {
     /// `routeGroup:` delegation: the group's routes (their policies merged over the
     /// delegating route's), matched against the whole request once this backend is chosen.
     RouteGroup(Arc<RouteTable>),
+    /// The `llm:` shortcut's model router: the backend is chosen by the request's model.
+    LlmRouter(Arc<llm_router::LlmRouter>),
 }
 
 /// An LLM provider backend, ready for the `ai` filter.
@@ -437,6 +440,14 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
             BackendKind::RouteGroup(group) => {
                 let table = compile_group(group, policies, scope).map_err(|e| format!("backends[{i}]: {e}"))?;
                 (format!("routegroup/{group}"), BackendTarget::RouteGroup(Arc::new(table)), Vec::new())
+            }
+            BackendKind::LlmRouter(r) => {
+                let compile = |lb: LocalBackend| -> Result<Arc<CompiledBackend>, String> {
+                    let route = compile_route(name.clone(), at, policies, std::slice::from_ref(&lb), scope)?;
+                    route.backends.into_iter().next().ok_or_else(|| "a model compiled to no backend".to_string())
+                };
+                let router = llm_router::LlmRouter::compile(r, &compile)?;
+                ("llm:router".to_string(), BackendTarget::LlmRouter(Arc::new(router)), merge(policies, &b.policies))
             }
             BackendKind::Mcp(m) => {
                 let mut entries = merge(policies, &b.policies);

@@ -103,7 +103,7 @@ pub fn backend(ctx: &RequestCtx) -> Json {
     let Some(b) = &ctx.backend else { return json!({}) };
     let (kind, protocol) = match b.target {
         BackendTarget::Host { .. } => ("static", "http"),
-        BackendTarget::Ai(_) | BackendTarget::AiGroups(_) => ("ai", "llm"),
+        BackendTarget::Ai(_) | BackendTarget::AiGroups(_) | BackendTarget::LlmRouter(_) => ("ai", "llm"),
         BackendTarget::Mcp => ("mcp", "mcp"),
         // Never the chosen backend: delegation picks one of the group's routes' backends.
         BackendTarget::RouteGroup(_) => ("unknown", "http"),

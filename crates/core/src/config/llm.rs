@@ -1,0 +1,655 @@
+//! agentgateway's `llm:` shortcut: a set of models served on one endpoint, the request's
+//! `model` choosing the provider. It becomes a route (every path) whose backend is a model
+//! router; each model becomes an `ai` backend with the policies its fields stand for.
+//!
+//! Not supported yet (refused by name): `tls`, `copilot` and `custom` providers, `passthrough`,
+//! per-model `authorization`, `matches`, `transformation`, `finalTransformation`,
+//! `requestHeaders`, `responseHeaders`, `health`, `backendTunnel`, `guardrails`, `tokenize`.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::backend::{AiBackend, BackendKind, LocalBackend};
+use super::dialects::GatewayRefs;
+use super::policies::Policies;
+use super::schema::LocalRoute;
+use super::types::Unsupported;
+use crate::telemetry::cel::Expression;
+
+/// agentgateway's port for `llm:` when neither `port` nor a gateway is given.
+pub const DEFAULT_LLM_PORT: u16 = 4000;
+
+/// The paths an `llm:` endpoint serves and their API (the model list is the router's own).
+const ROUTES: &[(&str, &str)] = &[
+    ("/v1/chat/completions", "completions"),
+    ("/v1/messages", "messages"),
+    ("/v1/messages/count_tokens", "anthropicTokenCount"),
+    ("/v1/responses", "responses"),
+    ("/v1/embeddings", "embeddings"),
+    ("/v1/rerank", "rerank"),
+    ("/v2/rerank", "rerank"),
+    (":generateContent", "generateContent"),
+    (":streamGenerateContent", "generateContent"),
+    (":countTokens", "geminiCountTokens"),
+    ("*", "passthrough"),
+];
+
+/// Route policies `llm.policies` may hold (agentgateway's `LocalLLMPolicy`).
+const LLM_POLICIES: &[&str] = &["oidc", "jwtAuth", "authorization", "extAuthz", "extProc", "cors", "transformations", "basicAuth", "apiKey", "localRateLimit", "remoteRateLimit", "timeout"];
+
+/// The `llm:` block.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalLlm {
+    /// Gateways to serve on instead of a port of its own.
+    pub gateways: Option<GatewayRefs>,
+    /// Port of its own (default 4000 when there is no `default` gateway).
+    pub port: Option<u16>,
+    /// Not supported yet.
+    pub tls: Option<Unsupported>,
+    /// Provider settings models refer to.
+    #[serde(default)]
+    pub providers: Vec<LlmProvider>,
+    /// The models served, matched by the request's model.
+    pub models: Vec<LlmModel>,
+    /// Names that route to one of the models.
+    #[serde(default)]
+    pub virtual_models: Vec<VirtualModel>,
+    /// Policies for every request, before a model is chosen.
+    #[serde(default)]
+    pub policies: Policies,
+}
+
+/// `llm.providers[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmProvider {
+    /// What models refer to (`provider: {reference: name}`).
+    pub name: String,
+    /// Parameters of outgoing requests.
+    #[serde(default)]
+    pub params: LlmParams,
+    /// The provider.
+    pub provider: ModelProvider,
+    /// Policy defaults for the models that use it.
+    pub defaults: Option<ModelPolicies>,
+}
+
+/// `params`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmParams {
+    /// The model sent upstream (else the request's).
+    pub model: Option<String>,
+    /// The provider's key: a string or `{file: path}`.
+    pub api_key: Option<Value>,
+    /// Bedrock's region.
+    pub aws_region: Option<String>,
+    /// Vertex's region.
+    pub vertex_region: Option<String>,
+    /// Vertex's project.
+    pub vertex_project: Option<String>,
+    /// Azure's resource.
+    pub azure_resource_name: Option<String>,
+    /// Azure's endpoint family.
+    pub azure_resource_type: Option<String>,
+    /// Azure's API version.
+    pub azure_api_version: Option<String>,
+    /// Azure AI Foundry's project.
+    pub azure_project_name: Option<String>,
+    /// `scheme://host[:port][/prefix]`: host override, path prefix and TLS.
+    pub base_url: Option<String>,
+    /// `host:port` instead of the provider's.
+    pub host_override: Option<String>,
+    /// The whole upstream path.
+    pub path_override: Option<String>,
+    /// Base path in front of the provider's API paths.
+    pub path_prefix: Option<String>,
+    /// Not supported yet when true.
+    pub tokenize: Option<bool>,
+}
+
+/// A built-in provider's name, a preset's, or a reference to `llm.providers`.
+#[derive(Debug, Clone)]
+pub enum ModelProvider {
+    /// `openai`, `anthropic`, `gemini`, `vertex`, `bedrock`, `azure`, or a preset.
+    Named(String),
+    /// `{reference: name}`.
+    Reference(String),
+}
+
+impl<'de> Deserialize<'de> for ModelProvider {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(ModelProvider::Named(s)),
+            Value::Object(m) if m.len() == 1 && m.get("reference").is_some_and(Value::is_string) => {
+                Ok(ModelProvider::Reference(m["reference"].as_str().unwrap_or_default().to_string()))
+            }
+            Value::Object(m) if m.contains_key("custom") => Err(de::Error::custom("provider `custom` is not supported yet")),
+            _ => Err(de::Error::custom("expected a provider name (openai, anthropic, gemini, vertex, bedrock, azure, or a preset) or `{reference: name}`")),
+        }
+    }
+}
+
+/// Policy fields a model (or a provider's `defaults`) sets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelPolicies {
+    /// Request fields set when absent.
+    pub defaults: Option<Map<String, Value>>,
+    /// Request fields set always.
+    pub overrides: Option<Map<String, Value>>,
+    /// Not supported yet.
+    pub transformation: Option<Unsupported>,
+    /// Not supported yet.
+    pub request_headers: Option<Unsupported>,
+    /// Not supported yet.
+    pub response_headers: Option<Unsupported>,
+    /// TLS to the provider (as `backendTLS`).
+    #[serde(rename = "backendTLS")]
+    pub backend_tls: Option<Value>,
+    /// Alias of `backendTLS`.
+    pub tls: Option<Value>,
+    /// Credentials (as `backendAuth`).
+    pub auth: Option<Value>,
+    /// Not supported yet.
+    pub health: Option<Unsupported>,
+    /// Not supported yet.
+    pub backend_tunnel: Option<Unsupported>,
+    /// Cache markers (as the `ai` policy's `promptCaching`).
+    pub prompt_caching: Option<Value>,
+}
+
+/// Public models are requested directly; internal ones only through virtual models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Visibility {
+    /// Listed and requestable.
+    #[default]
+    Public,
+    /// Only a virtual model's target.
+    Internal,
+}
+
+/// `llm.models[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmModel {
+    /// Stable identity (names the backend).
+    pub id: Option<String>,
+    /// The model name requests match: exact, or one `*` at the start or end.
+    pub name: String,
+    /// Whether clients may request it directly.
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// Parameters of outgoing requests.
+    #[serde(default)]
+    pub params: LlmParams,
+    /// The provider.
+    pub provider: ModelProvider,
+    /// Not supported yet.
+    pub passthrough: Option<Unsupported>,
+    /// Not supported yet.
+    pub authorization: Option<Unsupported>,
+    /// Not supported yet.
+    pub final_transformation: Option<Unsupported>,
+    /// Not supported yet.
+    pub guardrails: Option<Unsupported>,
+    /// Not supported yet.
+    pub matches: Option<Unsupported>,
+    /// Request fields set when absent.
+    pub defaults: Option<Map<String, Value>>,
+    /// Request fields set always.
+    pub overrides: Option<Map<String, Value>>,
+    /// Not supported yet.
+    pub transformation: Option<Unsupported>,
+    /// Not supported yet.
+    pub request_headers: Option<Unsupported>,
+    /// Not supported yet.
+    pub response_headers: Option<Unsupported>,
+    /// TLS to the provider (as `backendTLS`).
+    #[serde(rename = "backendTLS")]
+    pub backend_tls: Option<Value>,
+    /// Alias of `backendTLS`.
+    pub tls: Option<Value>,
+    /// Credentials (as `backendAuth`).
+    pub auth: Option<Value>,
+    /// Not supported yet.
+    pub health: Option<Unsupported>,
+    /// Not supported yet.
+    pub backend_tunnel: Option<Unsupported>,
+    /// Cache markers (as the `ai` policy's `promptCaching`).
+    pub prompt_caching: Option<Value>,
+}
+
+impl LlmModel {
+    /// The model's own policy fields.
+    fn policies(&self) -> ModelPolicies {
+        ModelPolicies {
+            defaults: self.defaults.clone(),
+            overrides: self.overrides.clone(),
+            backend_tls: self.backend_tls.clone(),
+            tls: self.tls.clone(),
+            auth: self.auth.clone(),
+            prompt_caching: self.prompt_caching.clone(),
+            ..ModelPolicies::default()
+        }
+    }
+}
+
+/// `llm.virtualModels[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualModel {
+    /// The name clients request.
+    pub name: String,
+    /// How a request picks a model.
+    pub routing: VirtualRouting,
+}
+
+/// Exactly one routing strategy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualRouting {
+    /// By weight.
+    pub weighted: Option<Targets<WeightedTarget>>,
+    /// By priority, failing over between tiers.
+    pub failover: Option<Targets<FailoverTarget>>,
+    /// The first target whose condition holds.
+    pub conditional: Option<Targets<ConditionalTarget>>,
+}
+
+/// `{targets: [...]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets<T> {
+    /// The targets.
+    pub targets: Vec<T>,
+}
+
+/// A weighted target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTarget {
+    /// A model name, resolved against `llm.models`.
+    pub model: String,
+    /// Relative share (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A failover target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverTarget {
+    /// A model name, resolved against `llm.models`.
+    pub model: String,
+    /// Lower is tried first.
+    pub priority: u32,
+}
+
+/// A conditional target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalTarget {
+    /// CEL over `llmRequest` (the request body) and `request`; absent only on the last.
+    pub when: Option<Expression>,
+    /// A model name, resolved against `llm.models`.
+    pub model: String,
+}
+
+/// The router a `llm:` route's backend is: each model as an `ai` backend.
+#[derive(Debug, Clone)]
+pub struct LlmRouterConfig {
+    /// Models, in config order.
+    pub models: Vec<RouterModel>,
+    /// Virtual models.
+    pub virtual_models: Vec<VirtualModel>,
+}
+
+/// One model of the router.
+#[derive(Debug, Clone)]
+pub struct RouterModel {
+    /// The match pattern.
+    pub name: String,
+    /// Requestable directly.
+    pub public: bool,
+    /// The model sent upstream, when `params.model` sets it.
+    pub upstream_model: Option<String>,
+    /// The model as an `ai` backend.
+    pub backend: AiBackend,
+}
+
+impl RouterModel {
+    /// Whether `model` matches this entry's pattern.
+    pub fn matches(&self, model: &str) -> bool {
+        name_matches(&self.name, model)
+    }
+
+    /// This model's backend sending `model` upstream unless `params.model` names another.
+    pub fn backend_for(&self, model: &str) -> AiBackend {
+        let mut b = self.backend.clone();
+        if self.upstream_model.is_none() {
+            if let Some(p) = b.provider.as_mut() {
+                set_provider_model(p, model);
+            }
+        }
+        b
+    }
+}
+
+/// `*` matches all; `pfx*` and `*sfx` by prefix and suffix; else exact.
+pub fn name_matches(pattern: &str, model: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(p) = pattern.strip_suffix('*') {
+        return model.starts_with(p);
+    }
+    if let Some(s) = pattern.strip_prefix('*') {
+        return model.ends_with(s);
+    }
+    pattern == model
+}
+
+fn set_provider_model(p: &mut super::backend::Provider, model: &str) {
+    let m = Some(model.to_string());
+    if let Some(x) = p.open_ai.as_mut() {
+        x.model = m;
+    } else if let Some(x) = p.anthropic.as_mut() {
+        x.model = m;
+    } else if let Some(x) = p.gemini.as_mut() {
+        x.model = m;
+    } else if let Some(x) = p.vertex.as_mut() {
+        x.model = m;
+    } else if let Some(x) = p.bedrock.as_mut() {
+        x.model = m;
+    } else if let Some(x) = p.azure.as_mut() {
+        x.model = m;
+    }
+}
+
+impl LocalLlm {
+    /// The route serving every path with the model router.
+    pub fn into_route(self) -> Result<LocalRoute, String> {
+        for entry in &self.policies.0 {
+            if !LLM_POLICIES.contains(&entry.spec.name) {
+                return Err(format!("llm.policies: `{}` is not a policy of `llm:` (it takes {})", entry.spec.name, LLM_POLICIES.join(", ")));
+            }
+        }
+        let router = router_config(&self.providers, &self.models, self.virtual_models)?;
+        Ok(LocalRoute {
+            name: Some("llm".into()),
+            namespace: None,
+            rule_name: None,
+            gateways: None,
+            hostnames: Vec::new(),
+            matches: Vec::new(),
+            policies: self.policies,
+            backends: vec![LocalBackend { name: None, weight: 1, policies: Policies::default(), kind: BackendKind::LlmRouter(Box::new(router)) }],
+        })
+    }
+}
+
+fn router_config(providers: &[LlmProvider], models: &[LlmModel], virtual_models: Vec<VirtualModel>) -> Result<LlmRouterConfig, String> {
+    let mut names = std::collections::HashSet::new();
+    for p in providers {
+        if !names.insert(p.name.as_str()) {
+            return Err(format!("llm.providers: two providers are named `{}`", p.name));
+        }
+        if matches!(p.provider, ModelProvider::Reference(_)) {
+            return Err(format!("llm.providers `{}`: a provider cannot refer to another", p.name));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let at = |e: String| format!("llm.models[{i}] ({}): {e}", m.name);
+        let stars = m.name.matches('*').count();
+        if stars > 1 || (stars == 1 && !m.name.starts_with('*') && !m.name.ends_with('*')) {
+            return Err(at("a name has at most one `*`, at its start or end".into()));
+        }
+        if let Some(id) = &m.id {
+            if id.is_empty() || !ids.insert(id.clone()) {
+                return Err(at(format!("id `{id}` is empty or not unique")));
+            }
+        }
+        let (params, provider, policies) = resolve_reference(m, providers).map_err(at)?;
+        let backend_name = m.id.clone().unwrap_or_else(|| format!("llm:model:{}:{i}", m.name));
+        let backend = model_backend(&backend_name, &params, &provider, &policies).map_err(at)?;
+        out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend });
+    }
+    // Most specific first (non-`*` characters), config order among equals.
+    out.sort_by_key(|m| std::cmp::Reverse(m.name.chars().filter(|c| *c != '*').count()));
+    for (i, v) in virtual_models.iter().enumerate() {
+        let at = |e: String| format!("llm.virtualModels[{i}] ({}): {e}", v.name);
+        let r = &v.routing;
+        let targets: Vec<&str> = match (&r.weighted, &r.failover, &r.conditional) {
+            (Some(w), None, None) => w.targets.iter().map(|t| t.model.as_str()).collect(),
+            (None, Some(f), None) => f.targets.iter().map(|t| t.model.as_str()).collect(),
+            (None, None, Some(c)) => {
+                let last = c.targets.len().saturating_sub(1);
+                if c.targets.iter().enumerate().any(|(j, t)| t.when.is_none() && j != last) {
+                    return Err(at("only the last conditional target may omit `when`".into()));
+                }
+                c.targets.iter().map(|t| t.model.as_str()).collect()
+            }
+            _ => return Err(at("routing needs exactly one of weighted, failover, conditional".into())),
+        };
+        if targets.is_empty() {
+            return Err(at("routing needs at least one target".into()));
+        }
+        if let Some(t) = targets.iter().find(|t| !out.iter().any(|m| m.matches(t))) {
+            return Err(at(format!("target `{t}` matches no entry of llm.models")));
+        }
+    }
+    Ok(LlmRouterConfig { models: out, virtual_models })
+}
+
+/// A model's params, provider and policies, with its provider reference resolved.
+fn resolve_reference(m: &LlmModel, providers: &[LlmProvider]) -> Result<(LlmParams, String, ModelPolicies), String> {
+    let ModelProvider::Reference(name) = &m.provider else {
+        let ModelProvider::Named(p) = &m.provider else { unreachable!() };
+        return Ok((m.params.clone(), p.clone(), m.policies()));
+    };
+    let p = providers.iter().find(|p| &p.name == name).ok_or_else(|| format!("no llm.providers entry is named `{name}`"))?;
+    let LlmParams { model: _, api_key, aws_region, vertex_region, vertex_project, azure_resource_name, azure_resource_type, azure_api_version, azure_project_name, base_url, host_override, path_override, path_prefix, tokenize } = &m.params;
+    let others = [api_key.is_some(), aws_region.is_some(), vertex_region.is_some(), vertex_project.is_some(), azure_resource_name.is_some(), azure_resource_type.is_some(),
+                  azure_api_version.is_some(), azure_project_name.is_some(), base_url.is_some(), host_override.is_some(), path_override.is_some(), path_prefix.is_some(), tokenize.is_some()];
+    if others.contains(&true) {
+        return Err("a model that refers to a provider sets only `params.model` (the rest is the provider's)".into());
+    }
+    let ModelProvider::Named(kind) = &p.provider else { unreachable!() };
+    let params = LlmParams { model: m.params.model.clone().or_else(|| p.params.model.clone()), ..p.params.clone() };
+    let base = p.defaults.clone().unwrap_or_default();
+    let own = &m.policies();
+    let merge = |a: &Option<Map<String, Value>>, b: &Option<Map<String, Value>>| match (a, b) {
+        (None, None) => None,
+        _ => {
+            let mut out = a.clone().unwrap_or_default();
+            out.extend(b.clone().unwrap_or_default());
+            Some(out)
+        }
+    };
+    let policies = ModelPolicies {
+        defaults: merge(&base.defaults, &own.defaults),
+        overrides: merge(&base.overrides, &own.overrides),
+        backend_tls: own.backend_tls.clone().or(base.backend_tls),
+        tls: own.tls.clone().or(base.tls),
+        auth: own.auth.clone().or(base.auth),
+        prompt_caching: own.prompt_caching.clone().or(base.prompt_caching),
+        ..ModelPolicies::default()
+    };
+    Ok((params, kind.clone(), policies))
+}
+
+/// A preset's base URL (agentgateway's, all OpenAI-compatible).
+fn preset_url(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "cohere" => "https://api.cohere.ai/compatibility/v1",
+        "ollama" => "http://localhost:11434/v1",
+        "baseten" => "https://inference.baseten.co/v1",
+        "cerebras" => "https://api.cerebras.ai/v1",
+        "deepinfra" => "https://api.deepinfra.com/v1/openai",
+        "deepseek" => "https://api.deepseek.com/v1",
+        "groq" => "https://api.groq.com/openai/v1",
+        "huggingface" => "https://router.huggingface.co/v1",
+        "mistral" => "https://api.mistral.ai/v1",
+        "openrouter" => "https://openrouter.ai/api/v1",
+        "togetherai" => "https://api.together.xyz/v1",
+        "xai" => "https://api.x.ai/v1",
+        "fireworks" => "https://api.fireworks.ai/inference/v1",
+        _ => return None,
+    })
+}
+
+/// `scheme://host[:port][/path]` as (https, `host:port`, path prefix).
+fn parse_base_url(url: &str) -> Result<(bool, String, Option<String>), String> {
+    let (https, rest) = match url.split_once("://") {
+        Some(("https", r)) => (true, r),
+        Some(("http", r)) => (false, r),
+        _ => return Err(format!("baseUrl `{url}`: expected http:// or https://")),
+    };
+    if rest.contains(['?', '#', '@']) {
+        return Err(format!("baseUrl `{url}`: no user, query or fragment"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].trim_end_matches('/').to_string()).filter(|p| !p.is_empty())),
+        None => (rest, None),
+    };
+    if authority.is_empty() {
+        return Err(format!("baseUrl `{url}`: no host"));
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']'));
+    let host = if has_port { authority.to_string() } else { format!("{authority}:{}", if https { 443 } else { 80 }) };
+    super::backend::validate_host_port(&host).map_err(|e| format!("baseUrl `{url}`: {e}"))?;
+    Ok((https, host, path))
+}
+
+/// The `ai` backend a model stands for.
+fn model_backend(name: &str, params: &LlmParams, provider: &str, policies: &ModelPolicies) -> Result<AiBackend, String> {
+    AiBackend::deserialize(model_backend_json(name, params, provider, policies)?).map_err(|e| e.to_string())
+}
+
+/// [`model_backend`] as the `ai:` block it is written as.
+fn model_backend_json(name: &str, params: &LlmParams, provider: &str, policies: &ModelPolicies) -> Result<Value, String> {
+    if params.tokenize == Some(true) {
+        return Err("params.tokenize is not supported yet".into());
+    }
+    let model = params.model.clone();
+    let mut ai = Map::new();
+    ai.insert("name".into(), name.into());
+    let mut base_url = params.base_url.clone();
+    let spec = match provider {
+        "openai" | "openAI" => json!({"openAI": {"model": model}}),
+        "anthropic" => json!({"anthropic": {"model": model}}),
+        "gemini" => json!({"gemini": {"model": model}}),
+        "vertex" => {
+            let project = params.vertex_project.clone().ok_or("the vertex provider needs params.vertexProject")?;
+            json!({"vertex": {"model": model, "projectId": project, "region": params.vertex_region}})
+        }
+        "bedrock" => {
+            let region = params.aws_region.clone().ok_or("the bedrock provider needs params.awsRegion")?;
+            json!({"bedrock": {"model": model, "region": region}})
+        }
+        "azure" => {
+            let resource = params.azure_resource_name.clone().ok_or("the azure provider needs params.azureResourceName")?;
+            let kind = params.azure_resource_type.clone().ok_or("the azure provider needs params.azureResourceType")?;
+            json!({"azure": {"model": model, "resourceName": resource, "resourceType": kind, "apiVersion": params.azure_api_version, "projectName": params.azure_project_name}})
+        }
+        "copilot" => return Err("provider `copilot` is not supported yet".into()),
+        preset => {
+            let url = preset_url(preset).ok_or_else(|| format!("unknown provider `{preset}`"))?;
+            if base_url.is_none() && params.host_override.is_none() && params.path_override.is_none() {
+                base_url = Some(url.into());
+            }
+            json!({"openAI": {"model": model}})
+        }
+    };
+    ai.insert("provider".into(), strip_nulls(spec));
+    let mut tls = policies.backend_tls.clone().or(policies.tls.clone());
+    if let Some(url) = &base_url {
+        let (https, host, prefix) = parse_base_url(url)?;
+        ai.insert("hostOverride".into(), params.host_override.clone().unwrap_or(host).into());
+        if let Some(p) = prefix.filter(|_| params.path_override.is_none()) {
+            ai.insert("pathPrefix".into(), p.into());
+        }
+        if https && tls.is_none() {
+            tls = Some(json!({}));
+        }
+    }
+    for (key, v) in [("hostOverride", &params.host_override), ("pathOverride", &params.path_override), ("pathPrefix", &params.path_prefix)] {
+        if let Some(v) = v {
+            ai.insert(key.into(), v.clone().into());
+        }
+    }
+    let mut policy = Map::new();
+    let routes: Map<String, Value> = ROUTES.iter().map(|(p, t)| (p.to_string(), Value::from(*t))).collect();
+    let mut ai_policy = json!({"routes": routes});
+    for (key, v) in [("defaults", policies.defaults.clone().map(Value::Object)), ("overrides", policies.overrides.clone().map(Value::Object)), ("promptCaching", policies.prompt_caching.clone())] {
+        if let Some(v) = v {
+            ai_policy[key] = v;
+        }
+    }
+    policy.insert("ai".into(), ai_policy);
+    match (&policies.auth, &params.api_key) {
+        (Some(_), Some(_)) => return Err("set params.apiKey or auth, not both".into()),
+        (Some(auth), None) => {
+            policy.insert("backendAuth".into(), auth.clone());
+        }
+        (None, Some(key)) => {
+            policy.insert("backendAuth".into(), json!({"key": key}));
+        }
+        (None, None) => {}
+    }
+    if policies.backend_tls.is_some() && policies.tls.is_some() {
+        return Err("set backendTLS or tls, not both".into());
+    }
+    if let Some(tls) = tls {
+        policy.insert("backendTLS".into(), tls);
+    }
+    ai.insert("policies".into(), Value::Object(policy));
+    Ok(Value::Object(ai))
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_exactly_or_by_one_star() {
+        assert!(name_matches("*", "x") && name_matches("gpt-*", "gpt-4o") && name_matches("*-mini", "o4-mini"));
+        assert!(!name_matches("gpt-*", "claude") && !name_matches("gpt-4o", "gpt-4o-mini"));
+    }
+
+    #[test]
+    fn base_urls_and_presets() {
+        assert_eq!(parse_base_url("https://api.groq.com/openai/v1/").unwrap(), (true, "api.groq.com:443".into(), Some("/openai/v1".into())));
+        assert_eq!(parse_base_url("http://127.0.0.1:9000").unwrap(), (false, "127.0.0.1:9000".into(), None));
+        assert!(parse_base_url("ftp://x").is_err() && parse_base_url("https://u@x").is_err() && parse_base_url("https://x/?a=1").is_err());
+        let none = ModelPolicies::default();
+        let b = model_backend_json("m", &LlmParams::default(), "groq", &none).unwrap();
+        assert_eq!((b["hostOverride"].as_str(), b["pathPrefix"].as_str()), (Some("api.groq.com:443"), Some("/openai/v1")));
+        assert_eq!(b["policies"]["backendTLS"], json!({}));
+        assert_eq!(b["policies"]["ai"]["routes"]["/v1/messages"], "messages");
+        let ollama = model_backend_json("m", &LlmParams::default(), "ollama", &none).unwrap();
+        assert_eq!(ollama["hostOverride"], "localhost:11434");
+        assert!(ollama["policies"].get("backendTLS").is_none());
+        let keyed = LlmParams { api_key: Some(json!({"file": "/k"})), host_override: Some("h:1".into()), ..Default::default() };
+        assert_eq!(model_backend_json("m", &keyed, "anthropic", &none).unwrap()["policies"]["backendAuth"], json!({"key": {"file": "/k"}}));
+        assert!(model_backend_json("m", &LlmParams::default(), "nope", &none).is_err());
+        assert!(model_backend_json("m", &LlmParams::default(), "bedrock", &none).unwrap_err().contains("awsRegion"));
+    }
+}

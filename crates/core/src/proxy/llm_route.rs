@@ -1,0 +1,121 @@
+//! Choosing an `llm:` route's backend by the request's model: the body is read whole (up to the
+//! body limit) after the route's policies ran, its `model` (or the Gemini path's) picks a model
+//! entry or a virtual model, and the model's own filters take over with the body kept for them
+//! (`PreReadBody`). `/v1/models` is answered here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::{json, Value};
+
+use crate::ctx::{ErrorFormat, RequestCtx};
+use crate::errors::json_error;
+use crate::filters::LocalResponse;
+use crate::llm::PreReadBody;
+use crate::runtime::llm_router::{LlmRouter, NoModel};
+use crate::runtime::CompiledBackend;
+
+/// The backend for this request, or the answer the client gets instead.
+pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router: &LlmRouter) -> Result<std::result::Result<Arc<CompiledBackend>, LocalResponse>> {
+    let path = session.req_header().uri.path().to_string();
+    let format = error_format(&path);
+    let trimmed = path.trim_end_matches('/');
+    let listing = ["/v1/models", "/models"].iter().any(|p| trimmed == *p || trimmed.starts_with(&format!("{p}/")));
+    // `/v1/models/{model}:generateContent` is a Gemini call (the SDK's v1 path), not the list.
+    if listing && path_model(&path).is_none() {
+        let body = serde_json::to_vec(&router.model_list()).unwrap_or_default();
+        return Ok(Err(LocalResponse::json(200, body)));
+    }
+    let raw = match read_body(session, ctx, format).await? {
+        Ok(raw) => raw,
+        Err(resp) => return Ok(Err(resp)),
+    };
+    let body: Value = match path_model(&path) {
+        Some(_) => serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        None => match serde_json::from_slice(&raw) {
+            Ok(v) => v,
+            Err(_) => return Ok(Err(json_error(format, 400, "invalid_request_error", "the request body is not JSON (invalid_request_body)"))),
+        },
+    };
+    let model = path_model(&path).or_else(|| body.get("model").and_then(Value::as_str).map(str::to_string));
+    let Some(model) = model else {
+        return Ok(Err(json_error(format, 400, "invalid_request_error", "the request names no `model` (missing_model)")));
+    };
+    let req = session.req_header();
+    let headers: serde_json::Map<String, Value> = req.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?)))).collect();
+    let request = json!({"method": req.method.as_str(), "path": path, "headers": headers});
+    match router.choose(&model, &body, &request) {
+        Ok(backend) => {
+            ctx.extensions.insert(PreReadBody(Bytes::from(raw)));
+            Ok(Ok(backend))
+        }
+        Err(why) => {
+            let (status, message) = match why {
+                NoModel::NotFound => (404, format!("model `{model}` not found (model_not_found)")),
+                NoModel::NotResolved => (404, format!("virtual model `{model}` has no target with weight (virtual_model_not_resolved)")),
+                NoModel::NoMatchingTarget => (400, format!("no target of virtual model `{model}` matches this request (virtual_model_no_matching_target)")),
+            };
+            let kind = if status == 404 { "not_found_error" } else { "invalid_request_error" };
+            Ok(Err(json_error(format, status, kind, &message)))
+        }
+    }
+}
+
+/// The client's API's error shape, by its path.
+fn error_format(path: &str) -> ErrorFormat {
+    if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
+        ErrorFormat::Anthropic
+    } else if path_model(path).is_some() {
+        ErrorFormat::Google
+    } else {
+        ErrorFormat::OpenAi
+    }
+}
+
+/// The model a Gemini path names (`…/models/{model}:generateContent` and the like).
+fn path_model(path: &str) -> Option<String> {
+    let tail = path.rsplit_once("/models/")?.1;
+    let (model, method) = tail.split_once(':')?;
+    let known = matches!(method, "generateContent" | "streamGenerateContent" | "countTokens");
+    (known && !model.is_empty() && !model.contains('/')).then(|| model.to_string())
+}
+
+/// Reads the whole body (answering `Expect: 100-continue` first), within the body limit.
+/// Pingora keeps it to send on (its retry buffer, sized to the limit).
+async fn read_body(session: &mut Session, ctx: &RequestCtx, format: ErrorFormat) -> Result<std::result::Result<Vec<u8>, LocalResponse>> {
+    let limit = ctx.max_buffer;
+    let too_large = || json_error(format, 413, "request_too_large", &format!("request body exceeds the {limit} byte limit"));
+    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(Err(too_large()));
+    }
+    if session.req_header().headers.contains_key(http::header::EXPECT) {
+        session.req_header_mut().remove_header(&http::header::EXPECT);
+        session.write_continue_response().await?;
+    }
+    session.enable_retry_buffering_up_to(limit);
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = session.read_request_body().await? {
+        if raw.len() + chunk.len() > limit {
+            return Ok(Err(too_large()));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(Ok(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_paths_name_the_model() {
+        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:generateContent").as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!(path_model("/v1beta/models/g:countTokens").as_deref(), Some("g"));
+        assert_eq!(path_model("/v1/chat/completions"), None);
+        assert_eq!(path_model("/v1beta/models/a/b:generateContent"), None);
+        assert_eq!(error_format("/v1/messages"), ErrorFormat::Anthropic);
+    }
+}
