@@ -417,7 +417,8 @@ impl AiPolicy {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if session.is_body_empty() {
+        let pre_read = ctx.extensions.remove::<tollgate_core::llm::PreReadBody>();
+        if pre_read.as_ref().map_or_else(|| session.is_body_empty(), |b| b.0.is_empty()) {
             // Refused here, before anything (credentials included) goes upstream.
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "the request body is empty")));
         }
@@ -426,7 +427,7 @@ impl AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         let mut state = CompletionState::default();
-        if session.req_header().headers.contains_key(http::header::EXPECT) {
+        if pre_read.is_none() && session.req_header().headers.contains_key(http::header::EXPECT) {
             // The gateway reads the body now, so it is the gateway that says `100 Continue`
             // (after the size check above); the upstream gets the body with no such wait.
             session.req_header_mut().remove_header(&http::header::EXPECT);
@@ -437,15 +438,13 @@ impl AiPolicy {
             // invalid (and no credential) leaves, the path and signature can depend on it, and
             // failover can send it again. Pingora replays it to the body filter from its retry
             // buffer (patched to hold up to the body limit; see vendor/README.md).
-            session.enable_retry_buffering_up_to(ctx.max_buffer);
-            let mut raw = Vec::with_capacity(declared.unwrap_or(0));
-            while let Some(chunk) = session.read_request_body().await? {
-                if raw.len() + chunk.len() > ctx.max_buffer {
-                    let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
-                    return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
-                }
-                raw.extend_from_slice(&chunk);
-            }
+            let raw = match pre_read {
+                Some(body) => body.0.to_vec(),
+                None => match read_whole_body(session, ctx).await? {
+                    Ok(raw) => raw,
+                    Err(resp) => return Ok(FilterAction::Respond(resp)),
+                },
+            };
             if ai.vertex.is_some() {
                 // The model's family picks the API the body is translated for.
                 let model = ai.model.clone().or_else(|| self.client_model(kind, &ctx.original_path, &raw));
@@ -646,14 +645,13 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
 /// Answers a token count from the gateway's estimate; the body is read whole (bounded by the
 /// buffer limit) and never goes upstream.
 async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind: RouteType) -> Result<FilterAction> {
-    let mut raw = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if raw.len() + chunk.len() > ctx.max_buffer {
-            let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
-            return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
-        }
-        raw.extend_from_slice(&chunk);
-    }
+    let raw = match ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() {
+        Some(body) => body.0.to_vec(),
+        None => match read_whole_body(session, ctx).await? {
+            Ok(raw) => raw,
+            Err(resp) => return Ok(FilterAction::Respond(resp)),
+        },
+    };
     let estimate = if kind == RouteType::GeminiCountTokens { messages::count::estimate_gemini_tokens(&raw) } else { messages::count::estimate_input_tokens(&raw) };
     match estimate {
         Ok(n) => {
@@ -663,6 +661,21 @@ async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind:
         }
         Err(msg) => Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
     }
+}
+
+/// Reads the whole request body, within the body limit; Pingora keeps it to send on (its retry
+/// buffer, sized to the limit: see vendor/README.md).
+async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Vec<u8>, tollgate_core::filters::LocalResponse>> {
+    session.enable_retry_buffering_up_to(ctx.max_buffer);
+    let mut raw = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if raw.len() + chunk.len() > ctx.max_buffer {
+            let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
+            return Ok(Err(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(Ok(raw))
 }
 
 /// Moves a `backendAuth` key (`Authorization: Bearer …`) to the header a provider reads it
