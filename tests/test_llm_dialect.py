@@ -179,3 +179,25 @@ def test_bad_llm_configs_are_refused(tollgate, llmock, workdir):
         cfg.write_text(f"llm:\n  port: {free_port()}\n{bad}")
         r = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and word in (r.stdout + r.stderr), (bad, r.stdout, r.stderr)
+
+
+def test_a_virtual_model_is_rewritten_on_passthrough_paths(tollgate, llmock, workdir):
+    from conftest import start_logged_service
+    aux, proc = start_logged_service(workdir, "aux", "rerank_count_fake.py", "key")
+    try:
+        extra = """  virtualModels:
+  - name: house
+    routing: {weighted: {targets: [{model: house-v2}]}}
+"""
+        base = start(tollgate, llmock, f"""  - name: "house-*"
+    provider: openai
+    visibility: internal
+    params: {{baseUrl: "http://127.0.0.1:{aux.port}"}}
+""", extra=extra)
+        # A path the gateway does not parse goes as it came, with the target's model.
+        r = requests.post(f"{base}/v1/custom/thing", json={"model": "house", "input": "x"}, timeout=10)
+        assert r.status_code == 404  # the stand-in serves no such path; it logged what it got
+        sent = aux.requests()[-1]
+        assert sent["path"] == "/v1/custom/thing" and sent["body"] == {"model": "house-v2", "input": "x"}, sent
+    finally:
+        proc.stop()

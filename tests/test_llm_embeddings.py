@@ -48,3 +48,32 @@ def test_anthropic_has_no_embeddings(tollgate, llmock):
         c.embeddings.create(model="m", input="x")
     assert "no embeddings" in e.value.body["message"], e.value.body
     assert llmock.journal() == []
+
+
+def test_embeddings_are_metered_and_priced(tollgate, llmock):
+    import requests
+    from conftest import free_port
+    stats = free_port()
+    base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: emb
+          hostOverride: "127.0.0.1:{llmock.port}"
+          provider: {{openAI: {{model: text-embedding-3-small}}}}
+          policies:
+            ai:
+              routes: {{/v1/embeddings: embeddings}}
+""", settings=f"config:\n  statsAddr: 127.0.0.1:{stats}\n  modelCatalog:\n  - inline: {{providers: {{openai: {{models: {{text-embedding-3-small: {{rates: {{input: \"1000000\"}}}}}}}}}}}}\n")
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    c.embeddings.create(model="whatever", input=["one two three"])
+    deadline = time.time() + 5
+    while True:
+        text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+        usage = [l for l in text.splitlines() if l.startswith("gen_ai_client_token_usage_count{") and 'gen_ai_operation_name="embeddings"' in l]
+        if usage or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert usage and 'gen_ai_token_type="input"' in "".join(usage), usage
+    # The catalog prices the model (llmock reports its usage as 0 tokens, so it cost 0).
+    cost = [l for l in text.splitlines() if l.startswith("gen_ai_client_cost_total{") and 'gen_ai_operation_name="embeddings"' in l]
+    assert cost, [l for l in text.splitlines() if "cost" in l]

@@ -177,7 +177,8 @@ impl AiPolicy {
     fn rewrite(&self, raw: &[u8], ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, translation::Translation), String> {
         let (mut rewritten, t) = self.translate(raw, ctx)?;
         if let (Some(c), Some(llm)) = (&self.caching, ctx.llm.as_ref()) {
-            rewritten.body = c.apply(llm.provider_api, llm.route, std::mem::take(&mut rewritten.body));
+            let bedrock_model = t.bedrock_route().map(|(m, _)| m);
+            rewritten.body = c.apply(llm.provider_api, llm.route, std::mem::take(&mut rewritten.body), bedrock_model);
         }
         Ok((rewritten, t))
     }
@@ -409,6 +410,7 @@ impl AiPolicy {
         }
         let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent, RouteType::Responses, RouteType::Rerank];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
+            passthrough_model(ai, ctx);
             return Ok(FilterAction::Continue);
         }
         let declared = session
@@ -427,19 +429,13 @@ impl AiPolicy {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 413, "request_too_large", &msg)));
         }
         let mut state = CompletionState::default();
-        if pre_read.is_none() && session.req_header().headers.contains_key(http::header::EXPECT) {
-            // The gateway reads the body now, so it is the gateway that says `100 Continue`
-            // (after the size check above); the upstream gets the body with no such wait.
-            session.req_header_mut().remove_header(&http::header::EXPECT);
-            session.write_continue_response().await?;
-        }
         {
             // The whole body is read and checked before anything goes upstream: nothing
             // invalid (and no credential) leaves, the path and signature can depend on it, and
             // failover can send it again. Pingora replays it to the body filter from its retry
             // buffer (patched to hold up to the body limit; see vendor/README.md).
             let raw = match pre_read {
-                Some(body) => body.0.to_vec(),
+                Some(body) => body.0,
                 None => match read_whole_body(session, ctx).await? {
                     Ok(raw) => raw,
                     Err(resp) => return Ok(FilterAction::Respond(resp)),
@@ -479,7 +475,7 @@ impl AiPolicy {
                     state.answer.translation = t;
                     if let Some(f) = ctx.extensions.get_mut::<failover::Failover>() {
                         // Kept to translate again for another provider.
-                        f.raw = Some(Bytes::from(raw));
+                        f.raw = Some(raw);
                     }
                 }
                 Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
@@ -646,7 +642,7 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
 /// buffer limit) and never goes upstream.
 async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind: RouteType) -> Result<FilterAction> {
     let raw = match ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() {
-        Some(body) => body.0.to_vec(),
+        Some(body) => body.0,
         None => match read_whole_body(session, ctx).await? {
             Ok(raw) => raw,
             Err(resp) => return Ok(FilterAction::Respond(resp)),
@@ -664,18 +660,43 @@ async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind:
 }
 
 /// Reads the whole request body, within the body limit; Pingora keeps it to send on (its retry
-/// buffer, sized to the limit: see vendor/README.md).
-async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Vec<u8>, tollgate_core::filters::LocalResponse>> {
+/// buffer, sized to the limit: see vendor/README.md). The gateway reads the body before the
+/// upstream sees the request, so it answers `Expect: 100-continue` itself (after the size
+/// check); the upstream gets the body with no such wait.
+async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, tollgate_core::filters::LocalResponse>> {
+    let too_large = || json_error(ctx.error_format, 413, "request_too_large", &format!("request body exceeds the {} byte limit", ctx.max_buffer));
+    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ctx.max_buffer) {
+        return Ok(Err(too_large()));
+    }
+    if session.req_header().headers.contains_key(http::header::EXPECT) {
+        session.req_header_mut().remove_header(&http::header::EXPECT);
+        session.write_continue_response().await?;
+    }
     session.enable_retry_buffering_up_to(ctx.max_buffer);
     let mut raw = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
         if raw.len() + chunk.len() > ctx.max_buffer {
-            let msg = format!("request body exceeds the {} byte limit", ctx.max_buffer);
-            return Ok(Err(json_error(ctx.error_format, 413, "request_too_large", &msg)));
+            return Ok(Err(too_large()));
         }
         raw.extend_from_slice(&chunk);
     }
-    Ok(Ok(raw))
+    Ok(Ok(Bytes::from(raw)))
+}
+
+/// A body the `llm:` router read for a path the gateway does not parse (`passthrough`): it
+/// goes as it came, with the model the backend names (a virtual model's target, or the
+/// entry's `params.model`) in place of the client's.
+fn passthrough_model(ai: &AiTarget, ctx: &mut RequestCtx) {
+    let Some(model) = ai.model.as_deref() else { return };
+    let Some(pre) = ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() else { return };
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(&pre.0) else { return };
+    if !body.get("model").is_some_and(serde_json::Value::is_string) {
+        return;
+    }
+    body.insert("model".into(), model.into());
+    let Ok(bytes) = serde_json::to_vec(&body) else { return };
+    ctx.extensions.insert(CompletionState { prepared: Some(Bytes::from(bytes)), ..Default::default() });
 }
 
 /// Moves a `backendAuth` key (`Authorization: Bearer …`) to the header a provider reads it

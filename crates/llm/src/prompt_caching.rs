@@ -38,12 +38,13 @@ impl Default for PromptCaching {
 }
 
 impl PromptCaching {
-    /// Adds the markers to `body`, the request as it goes to `provider` (its own API's shape).
-    pub fn apply(&self, provider: AiProvider, route: RouteType, body: Vec<u8>) -> Vec<u8> {
+    /// Adds the markers to `body`, the request as it goes to `provider` (its own API's shape);
+    /// `bedrock_model` is the model a Bedrock request goes to (only some models cache).
+    pub fn apply(&self, provider: AiProvider, route: RouteType, body: Vec<u8>, bedrock_model: Option<&str>) -> Vec<u8> {
         let marks = match (provider, route) {
             (_, RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens | RouteType::Embeddings | RouteType::Rerank) => return body,
             (AiProvider::Anthropic, _) => anthropic as fn(&PromptCaching, &mut Value),
-            (AiProvider::Bedrock, _) => bedrock,
+            (AiProvider::Bedrock, _) if bedrock_model.is_some_and(bedrock_caches) => bedrock,
             _ => return body,
         };
         let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
@@ -109,7 +110,9 @@ fn as_blocks(v: &mut Value) -> Option<&mut Vec<Value>> {
 
 /// Marks the last (cacheable) entry, unless it is marked already.
 fn mark_last(list: &mut [Value], typed: bool) -> bool {
-    let found = list.iter_mut().rfind(|b| b.is_object() && (!typed || b.get("type").and_then(Value::as_str).is_some_and(|t| CACHEABLE.contains(&t))));
+    // Anthropic refuses a marker on an empty text block.
+    let empty_text = |b: &Value| b.get("type").and_then(Value::as_str) == Some("text") && b.get("text").and_then(Value::as_str).is_none_or(str::is_empty);
+    let found = list.iter_mut().rfind(|b| b.is_object() && (!typed || (b.get("type").and_then(Value::as_str).is_some_and(|t| CACHEABLE.contains(&t)) && !empty_text(b))));
     match found.and_then(Value::as_object_mut) {
         Some(b) if b.get("cache_control").is_none_or(Value::is_null) => {
             b.insert("cache_control".into(), json!({"type": "ephemeral"}));
@@ -117,6 +120,13 @@ fn mark_last(list: &mut [Value], typed: bool) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether Bedrock caches prompts for `model` (Claude 3 and later, Nova; as agentgateway
+/// decides): other models refuse `cachePoint` blocks.
+fn bedrock_caches(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    (m.contains("anthropic.claude") && !["claude-instant", "claude-v1", "claude-v2"].iter().any(|old| m.contains(old))) || m.contains("amazon.nova")
 }
 
 /// Bedrock Converse: `{cachePoint: {type: default}}` blocks after the chosen content, for the
@@ -162,7 +172,7 @@ mod tests {
     use super::*;
 
     fn apply(c: &PromptCaching, provider: AiProvider, v: Value) -> Value {
-        serde_json::from_slice(&c.apply(provider, RouteType::Messages, v.to_string().into_bytes())).unwrap()
+        serde_json::from_slice(&c.apply(provider, RouteType::Messages, v.to_string().into_bytes(), Some("us.anthropic.claude-sonnet-4-5-v1:0"))).unwrap()
     }
 
     fn all() -> PromptCaching {
@@ -205,5 +215,8 @@ mod tests {
         assert_eq!(v["messages"][2]["content"].as_array().unwrap().len(), 1);
         assert_eq!(v["toolConfig"]["tools"][1], json!({"cachePoint": {"type": "default"}}));
         assert_eq!(apply(&all(), AiProvider::OpenAi, body.clone()), body);
+        let llama = all().apply(AiProvider::Bedrock, RouteType::Messages, body.to_string().into_bytes(), Some("meta.llama3-70b-instruct-v1:0"));
+        assert_eq!(serde_json::from_slice::<Value>(&llama).unwrap(), body, "models Bedrock does not cache for get no cache points");
+        assert!(bedrock_caches("amazon.nova-pro-v1:0") && !bedrock_caches("anthropic.claude-v2:1"));
     }
 }

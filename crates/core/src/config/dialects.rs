@@ -151,6 +151,21 @@ impl SimpleMcp {
     }
 }
 
+/// A shortcut's (`mcp:`, `llm:`) port of its own: one HTTP listener named after it, one route.
+fn shortcut_bind(name: &str, port: u16, route: LocalRoute) -> GatewayBind {
+    let listener = LocalListener {
+        name: Some(name.into()),
+        namespace: None,
+        hostname: None,
+        protocol: ListenerProtocol::Http,
+        routes: Some(vec![route]),
+        tls: None,
+        tcp_routes: None,
+        policies: Default::default(),
+    };
+    GatewayBind { port, listeners: vec![(name.into(), listener)] }
+}
+
 /// The paths MCP takes on a gateway shared with other routes (as agentgateway).
 fn mcp_matches() -> Vec<RouteMatch> {
     ["/mcp", "/sse", "/.well-known"]
@@ -196,17 +211,7 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         let m = mcp.take().ok_or("mcp")?;
         let port = m.port.unwrap_or(DEFAULT_MCP_PORT);
         let route = m.into_route(Vec::new());
-        let listener = LocalListener {
-            name: Some("mcp".into()),
-            namespace: None,
-            hostname: None,
-            protocol: ListenerProtocol::Http,
-            routes: Some(vec![route]),
-            tls: None,
-            tcp_routes: None,
-            policies: Default::default(),
-        };
-        compiled.insert(SHORTCUT_KEY.into(), GatewayBind { port, listeners: vec![("mcp".into(), listener)] });
+        compiled.insert(SHORTCUT_KEY.into(), shortcut_bind("mcp", port, route));
     }
     if let Some(m) = mcp {
         let refs = m.gateways.clone().unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
@@ -222,20 +227,10 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         let port = llm.port.unwrap_or(super::llm::DEFAULT_LLM_PORT);
         let route = llm.into_route()?;
         if standalone {
-            let listener = LocalListener {
-                name: Some("llm".into()),
-                namespace: None,
-                hostname: None,
-                protocol: ListenerProtocol::Http,
-                routes: Some(vec![route]),
-                tls: None,
-                tcp_routes: None,
-                policies: Default::default(),
-            };
             if compiled.get(SHORTCUT_KEY).is_some_and(|g| g.port == port) {
                 return Err(format!("llm and mcp cannot both serve port {port}"));
             }
-            compiled.insert(LLM_KEY.into(), GatewayBind { port, listeners: vec![("llm".into(), listener)] });
+            compiled.insert(LLM_KEY.into(), shortcut_bind("llm", port, route));
         } else {
             let refs = refs.unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
             attach(&mut compiled, "llm", &refs, AttachedRoute::Http(route), false)?;

@@ -172,7 +172,8 @@ pub enum Visibility {
     Internal,
 }
 
-/// `llm.models[]`.
+/// `llm.models[]`. Its policy fields are [`ModelPolicies`]' own, spelled out: serde cannot
+/// flatten them into a struct that refuses unknown fields.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LlmModel {
@@ -323,6 +324,8 @@ pub struct RouterModel {
     pub upstream_model: Option<String>,
     /// The model as an `ai` backend.
     pub backend: AiBackend,
+    /// Its `defaults`, `overrides` and `promptCaching` (failover targets must share them).
+    pub body_rules: Value,
 }
 
 impl RouterModel {
@@ -422,12 +425,16 @@ fn router_config(providers: &[LlmProvider], models: &[LlmModel], virtual_models:
         let (params, provider, policies) = resolve_reference(m, providers).map_err(at)?;
         let backend_name = m.id.clone().unwrap_or_else(|| format!("llm:model:{}:{i}", m.name));
         let backend = model_backend(&backend_name, &params, &provider, &policies).map_err(at)?;
-        out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend });
+        let body_rules = json!([policies.defaults, policies.overrides, policies.prompt_caching]);
+        out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend, body_rules });
     }
     // Most specific first (non-`*` characters), config order among equals.
     out.sort_by_key(|m| std::cmp::Reverse(m.name.chars().filter(|c| *c != '*').count()));
     for (i, v) in virtual_models.iter().enumerate() {
         let at = |e: String| format!("llm.virtualModels[{i}] ({}): {e}", v.name);
+        if virtual_models[..i].iter().any(|w| w.name == v.name) {
+            return Err(at("another virtual model has this name".into()));
+        }
         let r = &v.routing;
         let targets: Vec<&str> = match (&r.weighted, &r.failover, &r.conditional) {
             (Some(w), None, None) => w.targets.iter().map(|t| t.model.as_str()).collect(),
@@ -465,9 +472,11 @@ fn resolve_reference(m: &LlmModel, providers: &[LlmProvider]) -> Result<(LlmPara
         return Err("a model that refers to a provider sets only `params.model` (the rest is the provider's)".into());
     }
     let ModelProvider::Named(kind) = &p.provider else { unreachable!() };
-    let params = LlmParams { model: m.params.model.clone().or_else(|| p.params.model.clone()), ..p.params.clone() };
     let base = p.defaults.clone().unwrap_or_default();
     let own = &m.policies();
+    // The model's own credentials replace the provider's key.
+    let api_key = if own.auth.is_some() { None } else { p.params.api_key.clone() };
+    let params = LlmParams { model: m.params.model.clone().or_else(|| p.params.model.clone()), api_key, ..p.params.clone() };
     let merge = |a: &Option<Map<String, Value>>, b: &Option<Map<String, Value>>| match (a, b) {
         (None, None) => None,
         _ => {
@@ -479,8 +488,9 @@ fn resolve_reference(m: &LlmModel, providers: &[LlmProvider]) -> Result<(LlmPara
     let policies = ModelPolicies {
         defaults: merge(&base.defaults, &own.defaults),
         overrides: merge(&base.overrides, &own.overrides),
-        backend_tls: own.backend_tls.clone().or(base.backend_tls),
-        tls: own.tls.clone().or(base.tls),
+        // `tls` is `backendTLS` by another name: the model's, either way, replaces the provider's.
+        backend_tls: own.backend_tls.clone().or(own.tls.clone()).or(base.backend_tls).or(base.tls),
+        tls: None,
         auth: own.auth.clone().or(base.auth),
         prompt_caching: own.prompt_caching.clone().or(base.prompt_caching),
         ..ModelPolicies::default()

@@ -24,7 +24,7 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
     let trimmed = path.trim_end_matches('/');
     let listing = ["/v1/models", "/models"].iter().any(|p| trimmed == *p || trimmed.starts_with(&format!("{p}/")));
     // `/v1/models/{model}:generateContent` is a Gemini call (the SDK's v1 path), not the list.
-    if listing && path_model(&path).is_none() {
+    if listing && session.req_header().method == http::Method::GET && path_model(&path).is_none() {
         let body = serde_json::to_vec(&router.model_list()).unwrap_or_default();
         return Ok(Err(LocalResponse::json(200, body)));
     }
@@ -44,8 +44,15 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
         return Ok(Err(json_error(format, 400, "invalid_request_error", "the request names no `model` (missing_model)")));
     };
     let req = session.req_header();
-    let headers: serde_json::Map<String, Value> = req.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?)))).collect();
-    let request = json!({"method": req.method.as_str(), "path": path, "headers": headers});
+    // Repeated headers are joined with commas, as HTTP allows.
+    let mut headers = serde_json::Map::new();
+    for name in req.headers.keys() {
+        let values: Vec<&str> = req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        headers.insert(name.as_str().to_string(), values.join(", ").into());
+    }
+    let host = crate::filters::request_host(req).to_string();
+    let uri = req.uri.path_and_query().map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
+    let request = json!({"method": req.method.as_str(), "path": path, "uri": uri, "host": host, "headers": headers});
     match router.choose(&model, &body, &request) {
         Ok(backend) => {
             ctx.extensions.insert(PreReadBody(Bytes::from(raw)));
@@ -96,7 +103,8 @@ async fn read_body(session: &mut Session, ctx: &RequestCtx, format: ErrorFormat)
         session.write_continue_response().await?;
     }
     session.enable_retry_buffering_up_to(limit);
-    let mut raw = Vec::with_capacity(declared.unwrap_or(0));
+    // Grown as the body arrives: a declared length alone reserves nothing big.
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(64 * 1024));
     while let Some(chunk) = session.read_request_body().await? {
         if raw.len() + chunk.len() > limit {
             return Ok(Err(too_large()));

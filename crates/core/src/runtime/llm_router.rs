@@ -70,12 +70,19 @@ impl LlmRouter {
             let choice = if let Some(w) = &r.weighted {
                 let backends = w.targets.iter().map(|t| compile(local(resolve(&t.model)?.backend_for(&t.model), Default::default()))).collect::<Result<Vec<_>, _>>()?;
                 let weights: Vec<u32> = w.targets.iter().map(|t| t.weight).collect();
-                VirtualChoice::Weighted(backends, WeightedPicker::new(&weights).ok())
+                // All weights 0: a 404 at request time, as agentgateway answers.
+                let picker = if weights.iter().all(|w| *w == 0) { None } else { Some(WeightedPicker::new(&weights).map_err(|e| format!("virtual model `{}`: {e}", v.name))?) };
+                VirtualChoice::Weighted(backends, picker)
             } else if let Some(f) = &r.failover {
                 let mut targets: Vec<_> = f.targets.iter().collect();
                 targets.sort_by_key(|t| t.priority);
                 let mut tiers: Vec<(u32, Vec<AiBackend>)> = Vec::new();
                 let mut body_rules = None;
+                let rules_of = |m: &RouterModel| m.body_rules.clone();
+                let first_rules = rules_of(resolve(&targets[0].model)?);
+                if let Some(t) = targets.iter().find(|t| resolve(&t.model).map(rules_of).ok() != Some(first_rules.clone())) {
+                    return Err(format!("virtual model `{}`: failover target `{}` has other defaults, overrides or promptCaching than the first; the group applies one set", v.name, t.model));
+                }
                 for t in targets {
                     let mut b = resolve(&t.model)?.backend_for(&t.model);
                     // The `ai` policy (routes, body rules) serves the whole group: the first
@@ -110,7 +117,7 @@ impl LlmRouter {
             return match choice {
                 VirtualChoice::Weighted(backends, picker) => picker.as_ref().and_then(|p| backends.get(p.pick())).cloned().ok_or(NoModel::NotResolved),
                 VirtualChoice::Failover(b) => Ok(b.clone()),
-                VirtualChoice::Conditional(targets) => targets.iter().find(|(when, _)| when.as_ref().is_none_or(|w| holds(w, body, request))).map(|(_, b)| b.clone()).ok_or(NoModel::NoMatchingTarget),
+                VirtualChoice::Conditional(targets) => first_holding(targets, body, request).ok_or(NoModel::NoMatchingTarget),
             };
         }
         self.models.iter().find(|m| m.config.public && m.config.matches(model)).map(|m| m.backend.clone()).ok_or(NoModel::NotFound)
@@ -119,7 +126,8 @@ impl LlmRouter {
     /// The model list (`/v1/models`): public entries by name, then the virtual models.
     pub fn model_list(&self) -> Value {
         let mut names: Vec<&str> = Vec::new();
-        for n in self.models.iter().filter(|m| m.config.public).map(|m| m.config.name.as_str()).chain(self.virtual_models.iter().map(|(n, _)| n.as_str())) {
+        // A catch-all `*` names no model a client could ask for.
+        for n in self.models.iter().filter(|m| m.config.public && m.config.name != "*").map(|m| m.config.name.as_str()).chain(self.virtual_models.iter().map(|(n, _)| n.as_str())) {
             if !names.contains(&n) {
                 names.push(n);
             }
@@ -129,14 +137,15 @@ impl LlmRouter {
     }
 }
 
-/// Whether a condition is true for this request (an error or a non-boolean is false).
-fn holds(expr: &Expression, body: &Value, request: &Value) -> bool {
+/// The backend of the first target whose condition is true (an error or a non-boolean is
+/// false; no condition is true); the request is bound for CEL once.
+fn first_holding(targets: &[(Option<Expression>, Arc<CompiledBackend>)], body: &Value, request: &Value) -> Option<Arc<CompiledBackend>> {
     use crate::telemetry::cel::{json_to_cel, with_evaluator};
     with_evaluator(
         |scope| {
             scope.add_variable_from_value("llmRequest", json_to_cel(body.clone()));
             scope.add_variable_from_value("request", json_to_cel(request.clone()));
         },
-        |ev| matches!(ev.eval(expr), Some(::cel::Value::Bool(true))),
+        |ev| targets.iter().find(|(when, _)| when.as_ref().is_none_or(|w| matches!(ev.eval(w), Some(::cel::Value::Bool(true))))).map(|(_, b)| b.clone()),
     )
 }

@@ -19,6 +19,28 @@ impl std::fmt::Debug for WeightedPicker {
     }
 }
 
+/// Largest weight kept: Pingora's selection holds one slot per unit of weight, so weights
+/// are reduced (by their common divisor, then scaled) to at most this, not to gigabytes.
+const MAX_WEIGHT: u64 = 1000;
+
+/// `weights` in the same proportions (to 1 in 1000), none above [`MAX_WEIGHT`]; a non-zero
+/// weight stays non-zero.
+fn scaled(weights: &[u32]) -> Vec<u32> {
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let divisor = weights.iter().fold(0u64, |g, w| gcd(g, u64::from(*w))).max(1);
+    let reduced: Vec<u64> = weights.iter().map(|w| u64::from(*w) / divisor).collect();
+    let max = reduced.iter().copied().max().unwrap_or(0);
+    if max <= MAX_WEIGHT {
+        return reduced.into_iter().map(|w| w as u32).collect();
+    }
+    reduced.into_iter().map(|w| if w == 0 { 0 } else { (w * MAX_WEIGHT / max).max(1) as u32 }).collect()
+}
+
 /// The backend index stored in each selector entry.
 #[derive(Clone, Copy)]
 struct BackendIndex(usize);
@@ -26,6 +48,7 @@ struct BackendIndex(usize);
 impl WeightedPicker {
     /// Builds a picker; a weight of 0 means the backend is never chosen.
     pub fn new(weights: &[u32]) -> Result<Self, String> {
+        let weights = scaled(weights);
         let mut set = BTreeSet::new();
         for (i, w) in weights.iter().enumerate().filter(|(_, w)| **w > 0) {
             // A distinct placeholder address per index: selection never dials it.
@@ -62,5 +85,17 @@ mod tests {
         assert_eq!(counts[2], 0);
         assert_eq!(counts[0], 300);
         assert_eq!(counts[1], 100);
+    }
+
+    #[test]
+    fn huge_weights_are_scaled_not_allocated() {
+        assert_eq!(scaled(&[4_000_000_000, 2_000_000_000, 0]), vec![2, 1, 0]);
+        assert_eq!(scaled(&[u32::MAX, 1]), vec![1000, 1]);
+        let p = WeightedPicker::new(&[u32::MAX, u32::MAX - 1]).unwrap();
+        let mut counts = [0; 2];
+        for _ in 0..2000 {
+            counts[p.pick()] += 1;
+        }
+        assert!(counts[0] > 900 && counts[1] > 900, "{counts:?}");
     }
 }

@@ -217,11 +217,13 @@ impl Metrics {
         for failed in &llm.failed_attempts {
             self.provider_evictions.get_or_create(&EvictionLabels { backend: failed.backend.clone(), reason: failed.reason.clone() }).inc();
         }
-        if !matches!(llm.route, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses) {
-            return;
-        }
+        let operation = match llm.route {
+            RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses => "chat",
+            RouteType::Embeddings => "embeddings",
+            _ => return,
+        };
         let gen = GenAiLabels {
-            gen_ai_operation_name: "chat",
+            gen_ai_operation_name: operation,
             gen_ai_system: llm.provider,
             gen_ai_request_model: llm.request_model.clone().unwrap_or_default(),
             gen_ai_response_model: llm.response_model.clone().unwrap_or_default(),

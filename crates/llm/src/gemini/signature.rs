@@ -3,8 +3,8 @@
 //! `thoughtSignature` beside each function call and wants it back with the call in the next
 //! turn. Chat, Messages and Responses clients echo only the tool call's id, so the id carries
 //! it: `{id}__thought_sig__{signature, base64url}`. Every character stays in
-//! `[A-Za-z0-9_-]`, so the id is still valid for Anthropic and OpenAI should the
-//! conversation move there.
+//! `[A-Za-z0-9_-]` (the characters Anthropic allows in ids); signatures can be long, so such
+//! an id may exceed another provider's length limit should the conversation move there.
 
 /// Between the call's own id and the signature.
 const SEPARATOR: &str = "__thought_sig__";

@@ -228,8 +228,14 @@ fn namespaces(tools: &[Value]) -> Result<Namespaces, String> {
         }
     }
     let mut map = HashMap::new();
+    // Top-level functions keep their names; no two tools may end up with one Chat name.
+    let mut taken: Vec<String> = tools.iter().filter(|t| t.get("type").and_then(Value::as_str) == Some("function")).filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string)).collect();
     for (ns, name) in grouped {
         let chat = if own_names.get(name) == Some(&1) { name.to_string() } else { format!("{ns}__{name}") };
+        if taken.contains(&chat) {
+            return Err(format!("tool `{name}` of namespace `{ns}` has the name of another tool (`{chat}`)"));
+        }
+        taken.push(chat.clone());
         map.insert(chat, (ns.to_string(), name.to_string()));
     }
     Ok(Namespaces(map))
