@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from conftest import VENV_BIN, Proc, free_port, serve_listeners, start_logged_service, wait_port
+from test_llm_bedrock import bedrock  # noqa: F401 (the fixture)
 
 
 def start_llmock(workdir, name):
@@ -220,3 +221,19 @@ def test_bad_groups_are_load_errors(workdir, ai, words):
     cfg.write_text(f"binds:\n- port: 9\n  listeners:\n  - routes:\n    - backends:\n      - ai: {ai}\n")
     out = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and words in out.stderr + out.stdout, out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fails_over_to_bedrock(tollgate, llmock, bedrock, stream):
+    # The second tier is Bedrock: the body is translated to Converse for it and signed with
+    # its own AWS keys (the stand-in checks the signature with botocore).
+    from test_llm_bedrock import AKID, SECRET
+    cfg = groups_config(llmock.port, bedrock.port, secondary_provider="bedrock: {region: eu-west-1, model: anthropic.claude-3-haiku-20240307-v1:0}",
+                        secondary_policies=f"              policies: {{backendAuth: {{aws: {{accessKeyId: {AKID}, secretAccessKey: \"{SECRET}\"}}}}}}\n")
+    base = serve_listeners(tollgate, cfg)
+    llmock.scenario([{"type": "fail", "status": 503, "times": 1}])
+    assert ask(base, stream=stream)
+    sent = bedrock.requests()
+    assert len(sent) == 1 and sent[0]["signature_ok"], sent
+    assert sent[0]["path"] == f"/model/anthropic.claude-3-haiku-20240307-v1:0/{'converse-stream' if stream else 'converse'}", sent[0]["path"]
+    assert "authorization" in sent[0]["headers"] and sent[0]["headers"]["authorization"].startswith("AWS4-HMAC-SHA256")

@@ -61,11 +61,28 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
     if let Some(pq) = &f.pq {
         crate::replace_path_and_query(req, pq)?;
     }
-    if let Some(auth) = &f.current.auth {
-        let header = auth.header().map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
-        req.insert_header(http::header::AUTHORIZATION, header)?;
+    match &f.current.auth {
+        // AWS keys sign the request once its body is final (see `bedrock_headers`).
+        Some(tollgate_core::filters::backend_auth::Credential::Aws(_)) | None => {}
+        Some(auth) => {
+            let header = auth.header().map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
+            req.insert_header(http::header::AUTHORIZATION, header)?;
+        }
     }
     Ok(())
+}
+
+/// Readies the credential a provider signs with (AWS keys), or forgets the last one's.
+pub fn use_credential(provider: &GroupProvider, ctx: &mut RequestCtx) {
+    use tollgate_core::filters::backend_auth::{AwsKeys, Credential};
+    match &provider.auth {
+        Some(Credential::Aws(keys)) => {
+            ctx.extensions.insert(keys.clone());
+        }
+        _ => {
+            ctx.extensions.remove::<Arc<AwsKeys>>();
+        }
+    }
 }
 
 /// Counts the attempt's body bytes (whether another attempt could send them again).
@@ -154,8 +171,8 @@ pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool
 fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
     let ai = &next.target;
     let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
-    if ai.vertex.is_some() || ai.provider == AiProvider::Bedrock {
-        return Err("failing over to a vertex or bedrock provider is not supported yet".into());
+    if ai.vertex.is_some() {
+        return Err("failing over to a vertex provider is not supported yet".into());
     }
     if let Some(why) = crate::refusal(ai.provider, kind) {
         return Err(why.into());
@@ -171,7 +188,9 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
     ctx.upstream.host.clone_from(&ai.host);
     ctx.upstream.port = ai.port;
     ctx.upstream.tls = next.tls.clone().or_else(|| f.base_tls.clone()).or_else(|| (!ai.host_overridden).then(|| Arc::new(TlsPlan::default())));
+    use_credential(next, ctx);
     let mut gemini_model = None;
+    let mut bedrock_route = None;
     if ctx.extensions.get::<CompletionState>().is_some() {
         let mut state = CompletionState::default();
         if let Some(raw) = &f.raw {
@@ -179,12 +198,18 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
             state.injected_usage = rewritten.injected_usage;
             state.prepared = Some(Bytes::from(rewritten.body));
             gemini_model = t.gemini_path_model().map(str::to_string);
+            bedrock_route = t.bedrock_route().map(|(m, s)| (m.to_string(), s));
             state.answer.translation = t;
         }
         // A completion's body is always read ahead (`raw`), so it is translated afresh here.
         ctx.extensions.insert(state);
     }
-    f.pq = Some(path_for(policy, ai, kind, ctx, gemini_model)?);
+    f.pq = Some(match bedrock_route {
+        // The model and streaming name Bedrock's path.
+        Some((model, streaming)) => crate::bedrock::path(ai.path_prefix.as_deref(), &model, streaming)?,
+        None if ai.provider == AiProvider::Bedrock => return Err("a bedrock provider takes a completion read before the call".into()),
+        None => path_for(policy, ai, kind, ctx, gemini_model)?,
+    });
     f.body_seen = 0;
     f.retry_after = None;
     Ok(())

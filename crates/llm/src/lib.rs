@@ -303,6 +303,7 @@ impl Filter for AiPolicy {
                     return Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "no_backend", "the ai backend has no provider")));
                 };
                 ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone()));
+                failover::use_credential(&first, ctx);
                 if let Some(tls) = &first.tls {
                     ctx.upstream.tls = Some(tls.clone());
                 }
