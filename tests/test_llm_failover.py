@@ -12,6 +12,7 @@ import requests
 
 from conftest import VENV_BIN, Proc, free_port, serve_listeners, start_logged_service, wait_port
 from test_llm_bedrock import bedrock  # noqa: F401 (the fixture)
+from test_llm_vertex import vertex  # noqa: F401 (the fixture)
 
 
 def start_llmock(workdir, name):
@@ -237,3 +238,18 @@ def test_fails_over_to_bedrock(tollgate, llmock, bedrock, stream):
     assert len(sent) == 1 and sent[0]["signature_ok"], sent
     assert sent[0]["path"] == f"/model/anthropic.claude-3-haiku-20240307-v1:0/{'converse-stream' if stream else 'converse'}", sent[0]["path"]
     assert "authorization" in sent[0]["headers"] and sent[0]["headers"]["authorization"].startswith("AWS4-HMAC-SHA256")
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5", "gemini-2.5-flash"])
+def test_fails_over_to_vertex(tollgate, llmock, vertex, workdir, model):
+    # The second tier is Vertex: the model's family picks the API (rawPredict or
+    # streamGenerateContent), the path names it, and the provider's own service account signs
+    # the token (the stand-in verifies it).
+    cfg = groups_config(llmock.port, vertex.port, secondary_provider=f"vertex: {{projectId: proj-1, region: us-central1, model: {model}}}",
+                        secondary_policies=f"              policies: {{backendAuth: {{gcp: {{credential: {{file: {workdir / 'sa.json'}}}}}}}}}\n")
+    base = serve_listeners(tollgate, cfg)
+    llmock.scenario([{"type": "fail", "status": 503, "times": 1}])
+    assert ask(base)
+    sent = vertex.requests()
+    method = "anthropic/models/claude-sonnet-5:rawPredict" if model.startswith("claude") else "google/models/gemini-2.5-flash:streamGenerateContent"
+    assert len(sent) == 1 and sent[0]["path"] == f"/v1/projects/proj-1/locations/us-central1/publishers/{method}", sent

@@ -171,9 +171,6 @@ pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool
 fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
     let ai = &next.target;
     let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
-    if ai.vertex.is_some() {
-        return Err("failing over to a vertex provider is not supported yet".into());
-    }
     if let Some(why) = crate::refusal(ai.provider, kind) {
         return Err(why.into());
     }
@@ -191,12 +188,26 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
     use_credential(next, ctx);
     let mut gemini_model = None;
     let mut bedrock_route = None;
+    let mut vertex_pq = None;
     if ctx.extensions.get::<CompletionState>().is_some() {
         let mut state = CompletionState::default();
         if let Some(raw) = &f.raw {
+            if ai.vertex.is_some() {
+                // The model's family picks the API the body is translated for.
+                let model = ai.model.clone().or_else(|| policy.client_model(kind, &ctx.original_path, raw)).ok_or("`model` is required")?;
+                if let Some(llm) = ctx.llm.as_mut() {
+                    llm.provider_api = crate::vertex::family(&model);
+                }
+            }
             let (rewritten, t) = policy.rewrite(raw, ctx)?;
             state.injected_usage = rewritten.injected_usage;
-            state.prepared = Some(Bytes::from(rewritten.body));
+            let mut body = rewritten.body;
+            if let Some(v) = &ai.vertex {
+                let (b, pq) = policy.vertex_plan(ai, v, &t, body, ctx)?;
+                body = b;
+                vertex_pq = Some(pq);
+            }
+            state.prepared = Some(Bytes::from(body));
             gemini_model = t.gemini_path_model().map(str::to_string);
             bedrock_route = t.bedrock_route().map(|(m, s)| (m.to_string(), s));
             state.answer.translation = t;
@@ -204,11 +215,12 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
         // A completion's body is always read ahead (`raw`), so it is translated afresh here.
         ctx.extensions.insert(state);
     }
-    f.pq = Some(match bedrock_route {
-        // The model and streaming name Bedrock's path.
-        Some((model, streaming)) => crate::bedrock::path(ai.path_prefix.as_deref(), &model, streaming)?,
-        None if ai.provider == AiProvider::Bedrock => return Err("a bedrock provider takes a completion read before the call".into()),
-        None => path_for(policy, ai, kind, ctx, gemini_model)?,
+    f.pq = Some(match (bedrock_route, vertex_pq) {
+        // The model (and streaming) name Bedrock's and Vertex's paths.
+        (Some((model, streaming)), _) => crate::bedrock::path(ai.path_prefix.as_deref(), &model, streaming)?,
+        (_, Some(pq)) => pq,
+        _ if ai.provider == AiProvider::Bedrock || ai.vertex.is_some() => return Err("a bedrock or vertex provider takes a completion read before the call".into()),
+        _ => path_for(policy, ai, kind, ctx, gemini_model)?,
     });
     f.body_seen = 0;
     f.retry_after = None;
