@@ -201,3 +201,30 @@ def test_a_virtual_model_is_rewritten_on_passthrough_paths(tollgate, llmock, wor
         assert sent["path"] == "/v1/custom/thing" and sent["body"] == {"model": "house-v2", "input": "x"}, sent
     finally:
         proc.stop()
+
+
+def test_matches_pick_among_entries_of_one_name(tollgate, llmock):
+    u = f"http://127.0.0.1:{llmock.port}/v1"
+    base = start(tollgate, llmock, f"""  - name: smart-model
+    provider: openAI
+    params: {{model: gpt-4o-mini, baseUrl: "{u}"}}
+    matches:
+    - headers:
+      - name: x-gateway-cost-class
+        value: {{exact: economy}}
+  - name: smart-model
+    provider: openAI
+    params: {{model: gpt-4o, baseUrl: "{u}"}}
+    matches:
+    - headers: [{{name: x-gateway-cost-class, value: {{regex: "premium|balanced"}}}}]
+    - headers: [{{name: x-vip, value: {{exact: "yes"}}}}]
+""")
+    ask = lambda headers: oai(base).chat.completions.create(model="smart-model", messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
+    ask({"x-gateway-cost-class": "economy"})
+    assert llmock.journal()[-1]["model"] == "gpt-4o-mini"
+    ask({"x-gateway-cost-class": "balanced"})
+    assert llmock.journal()[-1]["model"] == "gpt-4o"
+    ask({"x-vip": "yes"})
+    assert llmock.journal()[-1]["model"] == "gpt-4o"
+    with pytest.raises(openai.NotFoundError):
+        ask({"x-gateway-cost-class": "other"})

@@ -3,7 +3,7 @@
 //! router; each model becomes an `ai` backend with the policies its fields stand for.
 //!
 //! Not supported yet (refused by name): `tls`, `copilot` and `custom` providers, `passthrough`,
-//! per-model `authorization`, `matches`, `transformation`, `finalTransformation`,
+//! per-model `authorization`, `transformation`, `finalTransformation`,
 //! `requestHeaders`, `responseHeaders`, `health`, `backendTunnel`, `guardrails`, `tokenize`.
 
 use serde::de::{self, Deserializer};
@@ -197,8 +197,10 @@ pub struct LlmModel {
     pub final_transformation: Option<Unsupported>,
     /// Not supported yet.
     pub guardrails: Option<Unsupported>,
-    /// Not supported yet.
-    pub matches: Option<Unsupported>,
+    /// Header conditions (any entry; every header of one): the model serves only requests
+    /// that meet one.
+    #[serde(default)]
+    pub matches: Vec<LlmRouteMatch>,
     /// Request fields set when absent.
     pub defaults: Option<Map<String, Value>>,
     /// Request fields set always.
@@ -237,6 +239,15 @@ impl LlmModel {
             ..ModelPolicies::default()
         }
     }
+}
+
+/// One `matches` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmRouteMatch {
+    /// Headers that must all match.
+    #[serde(default)]
+    pub headers: Vec<super::schema::ValueMatchNamed>,
 }
 
 /// `llm.virtualModels[]`.
@@ -326,6 +337,8 @@ pub struct RouterModel {
     pub backend: AiBackend,
     /// Its `defaults`, `overrides` and `promptCaching` (failover targets must share them).
     pub body_rules: Value,
+    /// Its header conditions (none: every request).
+    pub matches: Vec<LlmRouteMatch>,
 }
 
 impl RouterModel {
@@ -426,7 +439,7 @@ fn router_config(providers: &[LlmProvider], models: &[LlmModel], virtual_models:
         let backend_name = m.id.clone().unwrap_or_else(|| format!("llm:model:{}:{i}", m.name));
         let backend = model_backend(&backend_name, &params, &provider, &policies).map_err(at)?;
         let body_rules = json!([policies.defaults, policies.overrides, policies.prompt_caching]);
-        out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend, body_rules });
+        out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend, body_rules, matches: m.matches.clone() });
     }
     // Most specific first (non-`*` characters), config order among equals.
     out.sort_by_key(|m| std::cmp::Reverse(m.name.chars().filter(|c| *c != '*').count()));
@@ -451,8 +464,8 @@ fn router_config(providers: &[LlmProvider], models: &[LlmModel], virtual_models:
         if targets.is_empty() {
             return Err(at("routing needs at least one target".into()));
         }
-        if let Some(t) = targets.iter().find(|t| !out.iter().any(|m| m.matches(t))) {
-            return Err(at(format!("target `{t}` matches no entry of llm.models")));
+        if let Some(t) = targets.iter().find(|t| !out.iter().any(|m| m.matches.is_empty() && m.matches(t))) {
+            return Err(at(format!("target `{t}` matches no entry of llm.models (without `matches`: a target is chosen before the request's headers are seen)")));
         }
     }
     Ok(LlmRouterConfig { models: out, virtual_models })

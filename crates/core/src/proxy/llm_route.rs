@@ -53,7 +53,7 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
     let host = crate::filters::request_host(req).to_string();
     let uri = req.uri.path_and_query().map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
     let request = json!({"method": req.method.as_str(), "path": path, "uri": uri, "host": host, "headers": headers});
-    match router.choose(&model, &body, &request) {
+    match router.choose(&model, &body, &request, session.req_header()) {
         Ok(backend) => {
             ctx.extensions.insert(PreReadBody(Bytes::from(raw)));
             Ok(Ok(backend))

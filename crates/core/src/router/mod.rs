@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderName, Method};
 use regex::Regex;
 
-use crate::config::schema::{PathMatch, RouteMatch, ValueMatch};
+use crate::config::schema::{PathMatch, RouteMatch, ValueMatch, ValueMatchNamed};
 use crate::runtime::CompiledRoute;
 
 /// A host name pattern: exact or `*.suffix`.
@@ -82,6 +82,23 @@ impl ValueRule {
             ValueRule::Exact(s) => s == value,
             ValueRule::Regex(r) => r.is_match(value),
         }
+    }
+}
+
+/// Header conditions, all of which must hold (a route match's `headers`, an `llm:` model's
+/// `matches`): a header holds when any of its values matches.
+#[derive(Debug)]
+pub struct HeaderRules(Vec<(HeaderName, ValueRule)>);
+
+impl HeaderRules {
+    /// Compiles `headers` (regexes were checked when the config was read).
+    pub fn compile(headers: &[ValueMatchNamed]) -> HeaderRules {
+        HeaderRules(headers.iter().filter_map(|h| HeaderName::from_bytes(h.name.as_bytes()).ok().map(|n| (n, ValueRule::compile(&h.value)))).collect())
+    }
+
+    /// Whether every condition holds for `req`.
+    pub fn matches(&self, req: &pingora::http::RequestHeader) -> bool {
+        self.0.iter().all(|(name, rule)| req.headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|v| rule.matches(v))))
     }
 }
 

@@ -29,6 +29,8 @@ pub struct RoutedModel {
     pub config: RouterModel,
     /// The backend for requests that name a model matching it.
     pub backend: Arc<CompiledBackend>,
+    /// Its `matches` (any of them; none: every request).
+    pub matches: Vec<crate::router::HeaderRules>,
 }
 
 /// How a virtual model picks a backend.
@@ -61,9 +63,10 @@ impl LlmRouter {
         let local = |ai: AiBackend, policies| LocalBackend { name: None, weight: 1, policies, kind: BackendKind::Ai(Box::new(ai)) };
         let mut models = Vec::new();
         for m in &cfg.models {
-            models.push(RoutedModel { config: m.clone(), backend: compile(local(m.backend.clone(), Default::default()))? });
+            let matches = m.matches.iter().map(|x| crate::router::HeaderRules::compile(&x.headers)).collect();
+            models.push(RoutedModel { config: m.clone(), backend: compile(local(m.backend.clone(), Default::default()))?, matches });
         }
-        let resolve = |name: &str| cfg.models.iter().find(|m| m.matches(name)).ok_or_else(|| format!("virtual model target `{name}` matches no model"));
+        let resolve = |name: &str| cfg.models.iter().find(|m| m.matches.is_empty() && m.matches(name)).ok_or_else(|| format!("virtual model target `{name}` matches no model"));
         let mut virtual_models = Vec::new();
         for v in &cfg.virtual_models {
             let r = &v.routing;
@@ -111,8 +114,9 @@ impl LlmRouter {
         Ok(LlmRouter { models, virtual_models, created })
     }
 
-    /// The backend for a request naming `model`; `body` and `request` are what conditions see.
-    pub fn choose(&self, model: &str, body: &Value, request: &Value) -> Result<Arc<CompiledBackend>, NoModel> {
+    /// The backend for a request naming `model`; `body` and `request` are what conditions see,
+    /// `req` what `matches` see.
+    pub fn choose(&self, model: &str, body: &Value, request: &Value, req: &pingora::http::RequestHeader) -> Result<Arc<CompiledBackend>, NoModel> {
         if let Some((_, choice)) = self.virtual_models.iter().find(|(n, _)| n == model) {
             return match choice {
                 VirtualChoice::Weighted(backends, picker) => picker.as_ref().and_then(|p| backends.get(p.pick())).cloned().ok_or(NoModel::NotResolved),
@@ -120,7 +124,8 @@ impl LlmRouter {
                 VirtualChoice::Conditional(targets) => first_holding(targets, body, request).ok_or(NoModel::NoMatchingTarget),
             };
         }
-        self.models.iter().find(|m| m.config.public && m.config.matches(model)).map(|m| m.backend.clone()).ok_or(NoModel::NotFound)
+        let serves = |m: &&RoutedModel| m.config.public && m.config.matches(model) && (m.matches.is_empty() || m.matches.iter().any(|r| r.matches(req)));
+        self.models.iter().find(serves).map(|m| m.backend.clone()).ok_or(NoModel::NotFound)
     }
 
     /// The model list (`/v1/models`): public entries by name, then the virtual models.
