@@ -96,9 +96,9 @@ impl HeaderRules {
         HeaderRules(headers.iter().filter_map(|h| HeaderName::from_bytes(h.name.as_bytes()).ok().map(|n| (n, ValueRule::compile(&h.value)))).collect())
     }
 
-    /// Whether every condition holds for `req`.
-    pub fn matches(&self, req: &pingora::http::RequestHeader) -> bool {
-        self.0.iter().all(|(name, rule)| req.headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|v| rule.matches(v))))
+    /// Whether every condition holds for a request with `headers`.
+    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
+        self.0.iter().all(|(name, rule)| headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|v| rule.matches(v))))
     }
 }
 
@@ -114,7 +114,7 @@ struct Candidate {
     hostnames: Arc<Vec<HostPattern>>,
     path: PathRule,
     method: Option<Method>,
-    headers: Vec<(HeaderName, ValueRule)>,
+    headers: HeaderRules,
     query: Vec<(String, ValueRule)>,
 }
 
@@ -130,7 +130,7 @@ impl Candidate {
             kind,
             std::cmp::Reverse(len),
             self.method.is_none(),
-            std::cmp::Reverse(self.headers.len()),
+            std::cmp::Reverse(self.headers.0.len()),
             std::cmp::Reverse(self.query.len()),
         )
     }
@@ -145,11 +145,8 @@ impl Candidate {
         if self.method.as_ref().is_some_and(|m| m != req.method) {
             return None;
         }
-        for (name, rule) in &self.headers {
-            let ok = req.headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|v| rule.matches(v)));
-            if !ok {
-                return None;
-            }
+        if !self.headers.matches(&req.headers) {
+            return None;
         }
         if !self.query.is_empty() {
             let q = req.uri.query().unwrap_or("");
@@ -225,11 +222,7 @@ impl RouteTable {
                 Some(PathMatch::Prefix(p)) => PathRule::Prefix(p.clone()),
                 Some(PathMatch::Regex(r)) => PathRule::Regex(anchored(r)),
             };
-            let headers = m
-                .headers
-                .iter()
-                .filter_map(|h| HeaderName::from_bytes(h.name.as_bytes()).ok().map(|n| (n, ValueRule::compile(&h.value))))
-                .collect();
+            let headers = HeaderRules::compile(&m.headers);
             let query = m.query.iter().map(|q| (q.name.clone(), ValueRule::compile(&q.value))).collect();
             let method = m.method.as_ref().and_then(|s| Method::from_bytes(s.as_bytes()).ok());
             self.candidates.push(Candidate { route: route.clone(), hostnames: hostnames.clone(), path, method, headers, query });

@@ -124,7 +124,7 @@ impl LlmRouter {
                 VirtualChoice::Conditional(targets) => first_holding(targets, body, request).ok_or(NoModel::NoMatchingTarget),
             };
         }
-        let serves = |m: &&RoutedModel| m.config.public && m.config.matches(model) && (m.matches.is_empty() || m.matches.iter().any(|r| r.matches(req)));
+        let serves = |m: &&RoutedModel| m.config.public && m.config.matches(model) && (m.matches.is_empty() || m.matches.iter().any(|r| r.matches(&req.headers)));
         self.models.iter().find(serves).map(|m| m.backend.clone()).ok_or(NoModel::NotFound)
     }
 
