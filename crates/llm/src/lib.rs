@@ -11,6 +11,9 @@ pub mod body_policy;
 pub mod failover;
 pub mod gemini;
 pub mod generate;
+mod body;
+mod headers;
+mod paths;
 pub mod messages;
 pub mod prompt_caching;
 pub mod request;
@@ -39,6 +42,10 @@ use tollgate_core::errors::json_error;
 use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
 use tollgate_core::runtime::{AiTarget, BackendTarget};
 use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
+
+use body::{count_tokens_locally, passthrough_model, read_whole_body};
+use headers::{anthropic_headers, bearer_to_header, bedrock_headers};
+pub(crate) use paths::{azure_upstream_path, gemini_path, gemini_pq, native_generate_pq, replace_path_and_query, strip_query, upstream_path};
 
 /// Registry entry for `ai`.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -243,49 +250,6 @@ impl AiPolicy {
 }
 
 use translation::MAX_RESPONSE_COPY;
-
-fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -> Option<String> {
-    // The provider's path for the call; a translated call always takes it.
-    let (api_path, translated) = match (ai.provider, kind) {
-        (AiProvider::OpenAi, RouteType::Completions) => ("/chat/completions", false),
-        (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent) => ("/chat/completions", true),
-        (AiProvider::Anthropic, RouteType::GenerateContent) => ("/messages", true),
-        (AiProvider::Anthropic, RouteType::Messages) => ("/messages", false),
-        (AiProvider::Anthropic, RouteType::Completions) => ("/messages", true),
-        (AiProvider::Anthropic, RouteType::AnthropicTokenCount) => ("/messages/count_tokens", false),
-        // Answered by the gateway (see `on_request`).
-        (AiProvider::OpenAi, RouteType::AnthropicTokenCount) => return None,
-        (AiProvider::OpenAi, RouteType::Embeddings) => ("/embeddings", false),
-        (AiProvider::OpenAi, RouteType::Rerank) => ("/rerank", false),
-        // Refused in `on_request`: no rerank API.
-        (_, RouteType::Rerank) => return None,
-        // Gemini's own (see `native_generate_pq`), else answered by the gateway.
-        (_, RouteType::GeminiCountTokens) => return None,
-        (AiProvider::OpenAi, RouteType::Responses) => ("/responses", false),
-        (AiProvider::Anthropic, RouteType::Responses) => ("/messages", true),
-        // Refused in `on_request`: Anthropic has no embeddings API.
-        (AiProvider::Anthropic, RouteType::Embeddings) => return None,
-        (_, RouteType::Models) => ("/models", false),
-        (_, RouteType::Passthrough) => return None,
-        // The model names the path: set once it is known (see `gemini_path`).
-        (AiProvider::Gemini, _) => return None,
-        // The model and streaming name the path: set once the body is read (see `start`).
-        (AiProvider::Bedrock, _) => return None,
-    };
-    if matches!(kind, RouteType::Completions | RouteType::Messages) {
-        if let Some(p) = &ai.path_override {
-            return Some(p.clone());
-        }
-    }
-    if let Some(prefix) = &ai.path_prefix {
-        return Some(format!("{}{api_path}", prefix.trim_end_matches('/')));
-    }
-    if translated {
-        // The client's path belongs to its API, not to the provider's.
-        return Some(format!("/v1{api_path}"));
-    }
-    (!ai.host_overridden && !client_path.starts_with("/v1/")).then(|| format!("/v1{api_path}"))
-}
 
 #[async_trait]
 impl Filter for AiPolicy {
@@ -637,183 +601,6 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
         }
         _ => None,
     }
-}
-
-/// Answers a token count from the gateway's estimate; the body is read whole (bounded by the
-/// buffer limit) and never goes upstream.
-async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind: RouteType) -> Result<FilterAction> {
-    let raw = match ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() {
-        Some(body) => body.0,
-        None => match read_whole_body(session, ctx).await? {
-            Ok(raw) => raw,
-            Err(resp) => return Ok(FilterAction::Respond(resp)),
-        },
-    };
-    let estimate = if kind == RouteType::GeminiCountTokens { messages::count::estimate_gemini_tokens(&raw) } else { messages::count::estimate_input_tokens(&raw) };
-    match estimate {
-        Ok(n) => {
-            let answer = if kind == RouteType::GeminiCountTokens { serde_json::json!({"totalTokens": n}) } else { serde_json::json!({"input_tokens": n}) };
-            let body = serde_json::to_vec(&answer).unwrap_or_default();
-            Ok(FilterAction::Respond(tollgate_core::filters::LocalResponse::json(200, body)))
-        }
-        Err(msg) => Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
-    }
-}
-
-/// Reads the whole request body, within the body limit; Pingora keeps it to send on (its retry
-/// buffer, sized to the limit: see vendor/README.md). The gateway reads the body before the
-/// upstream sees the request, so it answers `Expect: 100-continue` itself (after the size
-/// check); the upstream gets the body with no such wait.
-async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, tollgate_core::filters::LocalResponse>> {
-    let too_large = || json_error(ctx.error_format, 413, "request_too_large", &format!("request body exceeds the {} byte limit", ctx.max_buffer));
-    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > ctx.max_buffer) {
-        return Ok(Err(too_large()));
-    }
-    if session.req_header().headers.contains_key(http::header::EXPECT) {
-        session.req_header_mut().remove_header(&http::header::EXPECT);
-        session.write_continue_response().await?;
-    }
-    session.enable_retry_buffering_up_to(ctx.max_buffer);
-    let mut raw = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if raw.len() + chunk.len() > ctx.max_buffer {
-            return Ok(Err(too_large()));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    Ok(Ok(Bytes::from(raw)))
-}
-
-/// A body the `llm:` router read for a path the gateway does not parse (`passthrough`): it
-/// goes as it came, with the model the backend names (a virtual model's target, or the
-/// entry's `params.model`) in place of the client's.
-fn passthrough_model(ai: &AiTarget, ctx: &mut RequestCtx) {
-    let Some(model) = ai.model.as_deref() else { return };
-    let Some(pre) = ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() else { return };
-    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(&pre.0) else { return };
-    if !body.get("model").is_some_and(serde_json::Value::is_string) {
-        return;
-    }
-    body.insert("model".into(), model.into());
-    let Ok(bytes) = serde_json::to_vec(&body) else { return };
-    ctx.extensions.insert(CompletionState { prepared: Some(Bytes::from(bytes)), ..Default::default() });
-}
-
-/// Moves a `backendAuth` key (`Authorization: Bearer …`) to the header a provider reads it
-/// from (`x-api-key`, `x-goog-api-key`).
-fn bearer_to_header(req: &mut RequestHeader, header: &'static str) -> Result<()> {
-    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
-    if let Some(key) = bearer {
-        let mut value = http::HeaderValue::from_str(&key).map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider key", e))?;
-        value.set_sensitive(true);
-        req.remove_header(&http::header::AUTHORIZATION);
-        req.insert_header(header, value)?;
-    }
-    Ok(())
-}
-
-/// The path (and query) of an Azure call: `pathOverride` for completions, else Azure's path
-/// for the call (behind `pathPrefix`), or the wait for the model it names.
-fn azure_upstream_path(ai: &AiTarget, paths: &tollgate_core::runtime::AzurePaths, kind: RouteType) -> std::result::Result<azure::AzurePath, String> {
-    if matches!(kind, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent) {
-        if let Some(p) = &ai.path_override {
-            return Ok(azure::AzurePath::Set(p.clone()));
-        }
-    }
-    Ok(match azure::path(paths, kind, ai.model.as_deref())? {
-        azure::AzurePath::Set(pq) => azure::AzurePath::Set(match &ai.path_prefix {
-            Some(prefix) => format!("{}{pq}", prefix.trim_end_matches('/')),
-            None => pq,
-        }),
-        other => other,
-    })
-}
-
-/// The Gemini path for `model`: `{pathPrefix or /v1beta}/models/{model}:streamGenerateContent`
-/// with `alt=sse` (the gateway always streams from Gemini).
-fn gemini_path(req: &mut RequestHeader, ai: &AiTarget, model: &str) -> Result<()> {
-    replace_path_and_query(req, &gemini_pq(ai, model))
-}
-
-/// The Gemini path and query of a native generateContent call: the client's method, the
-/// backend's model (else the client's, which must be a plain model name).
-fn native_generate_pq(ai: &AiTarget, client_path: &str, policy: &AiPolicy) -> std::result::Result<String, String> {
-    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
-    if let Some(model) = generate::request::count_model_in_path(client_path) {
-        let model = gemini::request::path_model(&policy.generate_model(ai.model.as_deref().unwrap_or(&model)))?;
-        return Ok(format!("{prefix}/models/{model}:countTokens"));
-    }
-    let (model, streaming) = generate::request::model_in_path(client_path).ok_or("the path names no `models/{model}:generateContent`")?;
-    let model = gemini::request::path_model(&policy.generate_model(ai.model.as_deref().unwrap_or(&model)))?;
-    Ok(if streaming { format!("{prefix}/models/{model}:streamGenerateContent?alt=sse") } else { format!("{prefix}/models/{model}:generateContent") })
-}
-
-/// The Gemini path and query for `model` (see [`gemini_path`]).
-fn gemini_pq(ai: &AiTarget, model: &str) -> String {
-    let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
-    format!("{prefix}/models/{model}:streamGenerateContent?alt=sse")
-}
-
-/// Replaces the request's path and query (keeping an absolute form's scheme and authority).
-fn replace_path_and_query(req: &mut RequestHeader, pq: &str) -> Result<()> {
-    let pq = pq.to_string();
-    let mut builder = http::Uri::builder();
-    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
-        builder = builder.scheme(scheme.clone()).authority(authority.clone());
-    }
-    let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider path", e))?;
-    req.set_uri(uri);
-    Ok(())
-}
-
-/// A Bedrock call carries only AWS's credential: the client's keys go, and the request is
-/// signed (SigV4) with the backend's keys over the body about to be sent.
-fn bedrock_headers(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    for name in ["authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta"] {
-        req.remove_header(name);
-    }
-    let Some(keys) = ctx.extensions.get::<std::sync::Arc<tollgate_core::filters::backend_auth::AwsKeys>>().cloned() else {
-        // No credential: an overridden host is the user's to authenticate (as agentgateway).
-        return Ok(());
-    };
-    let Some(body) = ctx.extensions.get::<CompletionState>().and_then(|s| s.prepared.clone()) else {
-        return Err(pingora::Error::explain(pingora::ErrorType::InternalError, "a bedrock request is signed over a body read before the call"));
-    };
-    let host = if ctx.upstream.port == 443 { ctx.upstream.host.clone() } else { format!("{}:{}", ctx.upstream.host, ctx.upstream.port) };
-    let region = ctx.backend.as_ref().and_then(|b| match &b.target {
-        BackendTarget::Ai(ai) => ai.bedrock_region.clone(),
-        _ => None,
-    });
-    let region = region.or_else(|| ctx.extensions.get::<failover::Failover>().and_then(|f| f.current_bedrock_region())).unwrap_or_else(|| "us-east-1".into());
-    bedrock::sign::sign_request(req, &keys, &region, &host, &body).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))
-}
-
-/// Anthropic's API takes its key as `x-api-key` (`backendAuth` sets `Authorization:
-/// Bearer`) and wants `anthropic-version`.
-fn anthropic_headers(req: &mut RequestHeader) -> Result<()> {
-    bearer_to_header(req, "x-api-key")?;
-    if !req.headers.contains_key("anthropic-version") {
-        req.insert_header("anthropic-version", "2023-06-01")?;
-    }
-    Ok(())
-}
-
-/// Drops the query string of the request's URI (keeping an absolute form's authority).
-fn strip_query(req: &mut RequestHeader) -> Result<()> {
-    if req.uri.query().is_none() {
-        return Ok(());
-    }
-    let mut builder = http::Uri::builder();
-    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
-        builder = builder.scheme(scheme.clone()).authority(authority.clone());
-    }
-    let uri = builder
-        .path_and_query(req.uri.path().to_string())
-        .build()
-        .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "the path without its query is not a valid URI", e))?;
-    req.set_uri(uri);
-    Ok(())
 }
 
 fn record(llm: &mut LlmExchange, view: &ResponseView) {

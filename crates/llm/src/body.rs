@@ -1,0 +1,75 @@
+//! Reading a request body before the call (within the body limit, answering `Expect:
+//! 100-continue`), token counts the gateway answers itself, and passthrough bodies whose model
+//! the backend names.
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use tollgate_core::errors::json_error;
+use tollgate_core::filters::{FilterAction, RequestCtx};
+use tollgate_core::llm::RouteType;
+use tollgate_core::runtime::AiTarget;
+
+use crate::{messages, CompletionState};
+
+/// Answers a token count from the gateway's estimate; the body is read whole (bounded by the
+/// buffer limit) and never goes upstream.
+pub(crate) async fn count_tokens_locally(session: &mut Session, ctx: &mut RequestCtx, kind: RouteType) -> Result<FilterAction> {
+    let raw = match ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() {
+        Some(body) => body.0,
+        None => match read_whole_body(session, ctx).await? {
+            Ok(raw) => raw,
+            Err(resp) => return Ok(FilterAction::Respond(resp)),
+        },
+    };
+    let estimate = if kind == RouteType::GeminiCountTokens { messages::count::estimate_gemini_tokens(&raw) } else { messages::count::estimate_input_tokens(&raw) };
+    match estimate {
+        Ok(n) => {
+            let answer = if kind == RouteType::GeminiCountTokens { serde_json::json!({"totalTokens": n}) } else { serde_json::json!({"input_tokens": n}) };
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            Ok(FilterAction::Respond(tollgate_core::filters::LocalResponse::json(200, body)))
+        }
+        Err(msg) => Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+    }
+}
+
+/// Reads the whole request body, within the body limit; Pingora keeps it to send on (its retry
+/// buffer, sized to the limit: see vendor/README.md). The gateway reads the body before the
+/// upstream sees the request, so it answers `Expect: 100-continue` itself (after the size
+/// check); the upstream gets the body with no such wait.
+pub(crate) async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, tollgate_core::filters::LocalResponse>> {
+    let too_large = || json_error(ctx.error_format, 413, "request_too_large", &format!("request body exceeds the {} byte limit", ctx.max_buffer));
+    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ctx.max_buffer) {
+        return Ok(Err(too_large()));
+    }
+    if session.req_header().headers.contains_key(http::header::EXPECT) {
+        session.req_header_mut().remove_header(&http::header::EXPECT);
+        session.write_continue_response().await?;
+    }
+    session.enable_retry_buffering_up_to(ctx.max_buffer);
+    let mut raw = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if raw.len() + chunk.len() > ctx.max_buffer {
+            return Ok(Err(too_large()));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(Ok(Bytes::from(raw)))
+}
+
+/// A body the `llm:` router read for a path the gateway does not parse (`passthrough`): it
+/// goes as it came, with the model the backend names (a virtual model's target, or the
+/// entry's `params.model`) in place of the client's.
+pub(crate) fn passthrough_model(ai: &AiTarget, ctx: &mut RequestCtx) {
+    let Some(model) = ai.model.as_deref() else { return };
+    let Some(pre) = ctx.extensions.remove::<tollgate_core::llm::PreReadBody>() else { return };
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(&pre.0) else { return };
+    if !body.get("model").is_some_and(serde_json::Value::is_string) {
+        return;
+    }
+    body.insert("model".into(), model.into());
+    let Ok(bytes) = serde_json::to_vec(&body) else { return };
+    ctx.extensions.insert(CompletionState { prepared: Some(Bytes::from(bytes)), ..Default::default() });
+}
