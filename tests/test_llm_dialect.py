@@ -228,3 +228,22 @@ def test_matches_pick_among_entries_of_one_name(tollgate, llmock):
     assert llmock.journal()[-1]["model"] == "gpt-4o"
     with pytest.raises(openai.NotFoundError):
         ask({"x-gateway-cost-class": "other"})
+
+
+def test_llm_on_its_own_https_port(tollgate, llmock, workdir):
+    import httpx
+    import ssl
+    from tls_helpers import Ca
+    pki = Ca(workdir / "pki")
+    crt, key = pki.issue("server", "localhost", dns=["localhost"], ips=["127.0.0.1"])
+    port = free_port()
+    tollgate.start(f"""llm:
+  port: {port}
+  tls: {{cert: {crt}, key: {key}}}
+  models:
+{models(llmock)}""", ports=[port])
+    ctx = ssl.create_default_context(cafile=str(pki.pem))
+    c = openai.OpenAI(base_url=f"https://localhost:{port}/v1", api_key="k", max_retries=0, http_client=httpx.Client(verify=ctx))
+    assert c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    with pytest.raises(Exception):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=3)

@@ -219,18 +219,24 @@ pub fn normalize(config: &mut LocalConfig) -> Result<(), String> {
         attach(&mut compiled, "mcp", &refs, AttachedRoute::Http(route), false)?;
     }
     if let Some(llm) = config.llm.take() {
-        if llm.port.is_some() && llm.gateways.is_some() {
-            return Err("llm.gateways cannot be used with llm.port".into());
+        if llm.gateways.is_some() && (llm.port.is_some() || llm.tls.is_some()) {
+            return Err("llm.gateways cannot be used with llm.port or llm.tls".into());
         }
+        let tls = llm.tls.clone();
         let refs = llm.gateways.clone();
-        let standalone = refs.is_none() && (llm.port.is_some() || !compiled.contains_key("default"));
+        let standalone = refs.is_none() && (llm.port.is_some() || tls.is_some() || !compiled.contains_key("default"));
         let port = llm.port.unwrap_or(super::llm::DEFAULT_LLM_PORT);
         let route = llm.into_route()?;
         if standalone {
             if compiled.get(SHORTCUT_KEY).is_some_and(|g| g.port == port) {
                 return Err(format!("llm and mcp cannot both serve port {port}"));
             }
-            compiled.insert(LLM_KEY.into(), shortcut_bind("llm", port, route));
+            let mut bind = shortcut_bind("llm", port, route);
+            if let Some((_, l)) = bind.listeners.first_mut() {
+                l.protocol = if tls.is_some() { ListenerProtocol::Https } else { ListenerProtocol::Http };
+                l.tls = tls;
+            }
+            compiled.insert(LLM_KEY.into(), bind);
         } else {
             let refs = refs.unwrap_or_else(|| GatewayRefs(vec!["default".into()]));
             attach(&mut compiled, "llm", &refs, AttachedRoute::Http(route), false)?;

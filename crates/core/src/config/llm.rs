@@ -2,7 +2,7 @@
 //! `model` choosing the provider. It becomes a route (every path) whose backend is a model
 //! router; each model becomes an `ai` backend with the policies its fields stand for.
 //!
-//! Not supported yet (refused by name): `tls`, `copilot` and `custom` providers, `passthrough`,
+//! Not supported yet (refused by name): `copilot` and `custom` providers, `passthrough`,
 //! per-model `authorization`, `transformation`, `finalTransformation`,
 //! `requestHeaders`, `responseHeaders`, `health`, `backendTunnel`, `guardrails`, `tokenize`.
 
@@ -46,8 +46,8 @@ pub struct LocalLlm {
     pub gateways: Option<GatewayRefs>,
     /// Port of its own (default 4000 when there is no `default` gateway).
     pub port: Option<u16>,
-    /// Not supported yet.
-    pub tls: Option<Unsupported>,
+    /// Server TLS of its own port (with `port`, not `gateways`).
+    pub tls: Option<super::tls::TlsServerConfig>,
     /// Provider settings models refer to.
     #[serde(default)]
     pub providers: Vec<LlmProvider>,
