@@ -8,6 +8,10 @@ what the real services check and answering in their wire formats:
     scored by the words a document shares with the query, best first, cut to `top_n`;
     /v1 answers report `usage.total_tokens` (words of query and documents), /v2 answers
     `meta.billed_units.search_units`.
+  - Gemini's batchEmbedContents: `POST /v1beta/models/{model}:batchEmbedContents`, the same
+    key check; `requests` a non-empty list, each `{model: "models/{model}" (the path's),
+    content: {parts: [{text}]}, outputDimensionality?}`, else 400 INVALID_ARGUMENT. Each
+    text's vector has `outputDimensionality` (default 8) values derived from the text.
   - Gemini's countTokens: `POST /v1beta/models/{model}:countTokens` with `x-goog-api-key:
     KEY` (else 403 PERMISSION_DENIED, as Google answers). The body must hold `contents` (a
     list) or a `generateContentRequest` object whose `model` is `models/{model}`; else 400
@@ -56,6 +60,9 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/v1beta/models/([A-Za-z0-9._-]+):countTokens", self.path)
         if m:
             return self.count(parsed, m.group(1))
+        m = re.fullmatch(r"/v1beta/models/([A-Za-z0-9._-]+):batchEmbedContents", self.path)
+        if m:
+            return self.embed(parsed, m.group(1))
         send_json(self, 404, {"error": {"message": f"no route {self.path}"}})
 
     def rerank(self, req, cohere):
@@ -85,6 +92,25 @@ class Handler(BaseHTTPRequestHandler):
             return send_json(self, 200, {"id": "rr-1", "results": results, "meta": {"billed_units": {"search_units": 1}}})
         tokens = len(words(req["query"])) + sum(len(words(t)) for t in texts)
         send_json(self, 200, {"id": "rr-1", "model": req["model"], "results": results, "usage": {"total_tokens": tokens}})
+
+    def embed(self, req, model):
+        if self.headers.get("x-goog-api-key") != key:
+            return send_json(self, 403, {"error": {"code": 403, "message": "Method doesn't allow unregistered callers.", "status": "PERMISSION_DENIED"}})
+        bad = lambda why: send_json(self, 400, {"error": {"code": 400, "message": why, "status": "INVALID_ARGUMENT"}})
+        reqs = req.get("requests") if isinstance(req, dict) else None
+        if not isinstance(reqs, list) or not reqs:
+            return bad("requests is required")
+        out = []
+        for r in reqs:
+            if not isinstance(r, dict) or r.get("model") != f"models/{model}":
+                return bad("each request's model must be the model of the path")
+            parts = (r.get("content") or {}).get("parts")
+            if not isinstance(parts, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts):
+                return bad("content.parts must be text parts")
+            dims = r.get("outputDimensionality", 8)
+            text = "".join(p["text"] for p in parts)
+            out.append({"values": [round(((sum(map(ord, text)) * (i + 1)) % 1000) / 1000, 3) for i in range(dims)]})
+        send_json(self, 200, {"embeddings": out})
 
     def count(self, req, model):
         if self.headers.get("x-goog-api-key") != key:

@@ -111,3 +111,19 @@ def test_anthropic_count_tokens_is_estimated_on_gemini(tollgate, aux):
     n = a.messages.count_tokens(model="m", messages=[{"role": "user", "content": "word " * 1000}]).input_tokens
     assert 1200 <= n <= 1300, n
     assert aux.requests() == []
+
+
+def test_openai_embeddings_on_gemini(tollgate, aux):
+    import openai
+    base = gateway(tollgate, aux.port, "{gemini: {model: text-embedding-004}}", "{/v1/embeddings: embeddings}", prefix="/v1beta")
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="client-key", max_retries=0)
+    r = c.embeddings.create(model="any", input=["first text", "second"], dimensions=4)
+    assert [d.index for d in r.data] == [0, 1] and len(r.data[0].embedding) == 4 and r.data[0].embedding != r.data[1].embedding, r
+    sent = aux.requests()[-1]
+    assert sent["path"] == "/v1beta/models/text-embedding-004:batchEmbedContents" and sent["headers"]["x-goog-api-key"] == KEY, sent
+    assert sent["body"]["requests"][1] == {"model": "models/text-embedding-004", "content": {"parts": [{"text": "second"}]}, "outputDimensionality": 4}
+    # What Gemini cannot take is refused by name, before anything goes upstream.
+    before = len(aux.requests())
+    with pytest.raises(openai.BadRequestError) as e:
+        c.embeddings.create(model="any", input=[[1, 2, 3]])
+    assert "token arrays" in e.value.body["message"] and len(aux.requests()) == before

@@ -343,6 +343,9 @@ impl AiPolicy {
         if counts_locally {
             return count_tokens_locally(session, ctx, kind).await;
         }
+        if ai.vertex.is_some() && kind == RouteType::Embeddings {
+            return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "embeddings on the vertex provider are not supported yet")));
+        }
         if ai.azure.is_some() && kind == RouteType::Rerank {
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", "the azure provider has no rerank API")));
         }
@@ -428,6 +431,9 @@ impl AiPolicy {
                             }
                             Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
                         }
+                    } else if let translation::Translation::EmbeddingsOverGemini(model, _) = &t {
+                        let prefix = ai.path_prefix.as_deref().unwrap_or("/v1beta").trim_end_matches('/');
+                        replace_path_and_query(session.req_header_mut(), &format!("{prefix}/models/{model}:batchEmbedContents"))?;
                     } else if let Some(model) = t.gemini_path_model() {
                         gemini_path(session.req_header_mut(), ai, model)?;
                     } else if let Some((model, streaming)) = t.bedrock_route() {
@@ -592,8 +598,8 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     match (provider, kind) {
         (AiProvider::Gemini | AiProvider::Anthropic, RouteType::Rerank) => Some("the provider has no rerank API"),
         (AiProvider::Bedrock, RouteType::Rerank) => Some("rerank on the bedrock provider (its agent runtime's Rerank) is not supported yet"),
-        (AiProvider::Gemini, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
-            Some("the gemini provider serves chat completions, messages, responses, generateContent and token counts so far")
+        (AiProvider::Gemini, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Embeddings | RouteType::Passthrough) => {
+            Some("the gemini provider serves chat completions, messages, responses, generateContent, embeddings and token counts so far")
         }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
         (AiProvider::Bedrock, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {

@@ -38,6 +38,9 @@ pub enum Translation {
     ChatOverBedrock(Box<crate::bedrock::stream::BedrockToChat>),
     /// A Responses client, a Chat answer (the outer half of a chain).
     ResponsesOverChat(Box<crate::responses::stream::ChatToResponsesStream>),
+    /// OpenAI embeddings on Gemini's `batchEmbedContents`, for the model named, in the
+    /// encoding the client asked for.
+    EmbeddingsOverGemini(String, crate::gemini::embeddings::Encoding),
     /// Two translations through Chat Completions: the provider's answer becomes a Chat answer
     /// (`inner`), which becomes the client's (`outer`). A Messages client on a Gemini provider,
     /// a generateContent client on an Anthropic one.
@@ -168,7 +171,7 @@ pub fn is_translated(provider: AiProvider, kind: RouteType) -> bool {
         (provider, kind),
         (AiProvider::OpenAi, RouteType::Messages | RouteType::GenerateContent)
             | (AiProvider::Anthropic, RouteType::Completions | RouteType::GenerateContent | RouteType::Responses)
-            | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages | RouteType::Responses)
+            | (AiProvider::Gemini, RouteType::Completions | RouteType::Messages | RouteType::Responses | RouteType::Embeddings)
             | (AiProvider::Bedrock, RouteType::Completions | RouteType::Messages | RouteType::Responses | RouteType::GenerateContent)
     )
 }
@@ -237,6 +240,11 @@ pub fn translate_request(
             (llm.streaming, llm.params, llm.prompt) = (t.streaming, t.params, t.prompt);
             llm.request_model = Some(path_model);
             Ok((plain(t.body, t.streaming), Translation::GenerateOverChat(Default::default())))
+        }
+        (AiProvider::Gemini, RouteType::Embeddings) => {
+            let (t, model, encoding) = crate::gemini::embeddings::embeddings_to_gemini(raw, model)?;
+            llm.request_model = t.request_model;
+            Ok((plain(t.body, false), Translation::EmbeddingsOverGemini(model, encoding)))
         }
         (AiProvider::Gemini, RouteType::Completions) => {
             let (t, path_model) = crate::gemini::request::chat_to_gemini(raw, model, want_prompt)?;
@@ -457,7 +465,12 @@ impl TranslatedAnswer {
                 crate::generate::response::chat_to_generate(&chat)
                     .unwrap_or_else(|| crate::generate::response::error_to_generate(502, b"the provider's answer is not a chat completion"))
             }
-            (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_) | Translation::ChatOverBedrock(_), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::ChatOverMessages(_) | Translation::ChatOverGemini(_) | Translation::ChatOverBedrock(_) | Translation::EmbeddingsOverGemini(..), Some(status)) => crate::anthropic::response::error_to_chat(status, &whole),
+            (Translation::EmbeddingsOverGemini(model, encoding), None) => {
+                llm.response_model.get_or_insert_with(|| model.clone());
+                let v: Value = serde_json::from_slice(&whole).unwrap_or_default();
+                crate::gemini::embeddings::gemini_to_embeddings(&v, model, *encoding).unwrap_or_else(|| serde_json::json!({"error": {"message": "the provider's answer is not a batchEmbedContents response", "type": "upstream_error"}}))
+            }
             (Translation::ChatOverBedrock(b), None) => {
                 let v: Value = serde_json::from_slice(&whole).unwrap_or_default();
                 match crate::bedrock::response::converse_to_chat(&v, &b.model) {
