@@ -163,3 +163,22 @@ def test_signing_region_service_and_environment_keys(tollgate, bedrock):
     assert oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
     sent = bedrock.requests()[-1]
     assert sent["signature_ok"] and sent["headers"]["x-amz-security-token"] == "env-token", sent["headers"]
+
+
+def test_aws_keys_from_a_shared_credentials_profile(tollgate, bedrock, workdir):
+    # `aws: {}` with no keys in the environment: the standard chain's profile file.
+    creds = workdir / "aws-credentials"
+    creds.write_text(f"[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = wrong\n\n"
+                     f"[bench]\naws_access_key_id = {AKID}\naws_secret_access_key = {SECRET}\naws_session_token = profile-token\n")
+    base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: bedrock
+          hostOverride: "127.0.0.1:{bedrock.port}"
+          provider: {{bedrock: {{region: eu-west-1, model: "{MODEL}"}}}}
+          policies:
+            backendAuth: {{aws: {{}}}}
+""", extra_env={"AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_PROFILE": "bench", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    assert oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    sent = bedrock.requests()[-1]
+    assert sent["signature_ok"] and sent["headers"]["x-amz-security-token"] == "profile-token", sent["headers"]

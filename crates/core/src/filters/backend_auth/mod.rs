@@ -1,6 +1,7 @@
 //! `backendAuth`: attach the provider credential upstream (`Authorization: Bearer <key>`, or a
 //! Google access token), replacing whatever the client sent. The key never appears in logs.
 
+mod aws_profile;
 pub mod gcp;
 
 use std::sync::Arc;
@@ -93,8 +94,14 @@ impl std::fmt::Debug for AwsKeys {
 impl AwsAuthConfig {
     fn keys(&self) -> std::result::Result<AwsKeys, String> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if self.access_key_id.is_none() && self.secret_access_key.is_none() && env("AWS_ACCESS_KEY_ID").is_none() {
+            // The standard chain's next step: the shared credentials file's profile.
+            if let Some((access_key_id, secret_access_key, session_token)) = aws_profile::profile_keys().map_err(|e| format!("backendAuth.aws: {e}"))? {
+                return Ok(AwsKeys { access_key_id, secret_access_key, session_token, region: self.region.clone(), service: self.service_name.clone() });
+            }
+        }
         let pick = |v: &Option<FileOrInline>, name: &str| v.as_ref().map(|s| s.0.trim().to_string()).or_else(|| env(name));
-        let access_key_id = pick(&self.access_key_id, "AWS_ACCESS_KEY_ID").ok_or("backendAuth.aws needs accessKeyId (or AWS_ACCESS_KEY_ID; profiles and roles are not supported yet)")?;
+        let access_key_id = pick(&self.access_key_id, "AWS_ACCESS_KEY_ID").ok_or("backendAuth.aws needs accessKeyId (or AWS_ACCESS_KEY_ID, or a profile in the shared credentials file; roles are not supported yet)")?;
         let secret_access_key = pick(&self.secret_access_key, "AWS_SECRET_ACCESS_KEY").ok_or("backendAuth.aws needs secretAccessKey (or AWS_SECRET_ACCESS_KEY)")?;
         let explicit = self.access_key_id.is_some();
         let session_token = match &self.session_token {
