@@ -144,3 +144,18 @@ def test_bad_credentials_are_load_errors(workdir, credential, words):
     out = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and words in out.stderr + out.stdout, out
     assert "BEGIN" not in out.stderr + out.stdout
+
+
+def test_the_key_file_google_application_credentials_names(tollgate, vertex, workdir):
+    # `gcp: {}`: Application Default Credentials' key file, as Google's libraries find it.
+    base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: vertex
+          hostOverride: "127.0.0.1:{vertex.port}"
+          provider: {{vertex: {{projectId: proj-1, region: us-central1}}}}
+          policies:
+            backendAuth: {{gcp: {{}}}}
+""", extra_env={"GOOGLE_APPLICATION_CREDENTIALS": str(workdir / "sa.json")})
+    assert oai(base).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    assert vertex.requests()[-1]["claims"]["iss"] == EMAIL

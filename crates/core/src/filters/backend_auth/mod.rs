@@ -218,8 +218,16 @@ impl BackendAuthConfig {
                 None | Some("accessToken") => {}
                 Some(other) => return Err(format!("backendAuth.gcp type `{other}` is not supported yet (only accessToken)")),
             }
-            let credential = g.credential.as_ref().ok_or("backendAuth.gcp needs `credential` (ambient Google credentials are not supported yet)")?;
-            return Ok(Credential::Gcp(Arc::new(gcp::GcpTokenSource::from_json(&credential.0).map_err(|e| format!("backendAuth.gcp.credential: {e}"))?)));
+            let json = match &g.credential {
+                Some(c) => c.0.clone(),
+                // Application Default Credentials' first step: the key file the environment names.
+                None => {
+                    let path = std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok().filter(|p| !p.is_empty());
+                    let path = path.ok_or("backendAuth.gcp needs `credential` or GOOGLE_APPLICATION_CREDENTIALS (the metadata server and gcloud's user credentials are not supported yet)")?;
+                    std::fs::read_to_string(&path).map_err(|e| format!("backendAuth.gcp: GOOGLE_APPLICATION_CREDENTIALS {path}: {e}"))?
+                }
+            };
+            return Ok(Credential::Gcp(Arc::new(gcp::GcpTokenSource::from_json(&json).map_err(|e| format!("backendAuth.gcp.credential: {e}"))?)));
         }
         Ok(Credential::Static(self.header()?))
     }
