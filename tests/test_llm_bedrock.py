@@ -39,6 +39,19 @@ def gateway(tollgate, bedrock, secret=SECRET, model=MODEL, extra_auth=""):
 """)
 
 
+def ambient_gateway(tollgate, bedrock, extra_env):
+    """`backendAuth: {aws: {}}`: keys from the standard chain, in the process's environment."""
+    return serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: bedrock
+          hostOverride: "127.0.0.1:{bedrock.port}"
+          provider: {{bedrock: {{region: eu-west-1, model: "{MODEL}"}}}}
+          policies:
+            backendAuth: {{aws: {{}}}}
+""", extra_env=extra_env)
+
+
 def oai(base):
     return openai.OpenAI(base_url=f"{base}/v1", api_key="client-key", max_retries=0)
 
@@ -151,15 +164,7 @@ def test_signing_region_service_and_environment_keys(tollgate, bedrock):
         tollgate.stop()
     assert bedrock.requests() and not any(r["signature_ok"] for r in bedrock.requests())
     # `aws: {}` signs with the standard environment variables.
-    base = serve_listeners(tollgate, f"""  - routes:
-    - backends:
-      - ai:
-          name: bedrock
-          hostOverride: "127.0.0.1:{bedrock.port}"
-          provider: {{bedrock: {{region: eu-west-1, model: "{MODEL}"}}}}
-          policies:
-            backendAuth: {{aws: {{}}}}
-""", extra_env={"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "env-token"})
+    base = ambient_gateway(tollgate, bedrock, extra_env={"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "env-token"})
     assert oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
     sent = bedrock.requests()[-1]
     assert sent["signature_ok"] and sent["headers"]["x-amz-security-token"] == "env-token", sent["headers"]
@@ -170,15 +175,7 @@ def test_aws_keys_from_a_shared_credentials_profile(tollgate, bedrock, workdir):
     creds = workdir / "aws-credentials"
     creds.write_text(f"[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = wrong\n\n"
                      f"[bench]\naws_access_key_id = {AKID}\naws_secret_access_key = {SECRET}\naws_session_token = profile-token\n")
-    base = serve_listeners(tollgate, f"""  - routes:
-    - backends:
-      - ai:
-          name: bedrock
-          hostOverride: "127.0.0.1:{bedrock.port}"
-          provider: {{bedrock: {{region: eu-west-1, model: "{MODEL}"}}}}
-          policies:
-            backendAuth: {{aws: {{}}}}
-""", extra_env={"AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_PROFILE": "bench", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    base = ambient_gateway(tollgate, bedrock, extra_env={"AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_PROFILE": "bench", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert oai(base).chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
     sent = bedrock.requests()[-1]
     assert sent["signature_ok"] and sent["headers"]["x-amz-security-token"] == "profile-token", sent["headers"]
