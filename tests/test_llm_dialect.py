@@ -247,3 +247,26 @@ def test_llm_on_its_own_https_port(tollgate, llmock, workdir):
     assert c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
     with pytest.raises(Exception):
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=3)
+
+
+def test_model_header_modifiers(tollgate, llmock, workdir):
+    # agentgateway's llm-cost-routing shape: a header picks the entry, then is removed before
+    # the provider sees it; the answer gets a header of the model's.
+    from conftest import start_logged_service
+    aux, proc = start_logged_service(workdir, "aux", "rerank_count_fake.py", "key")
+    try:
+        base = start(tollgate, llmock, f"""  - name: smart-model
+    provider: openAI
+    params: {{model: cheap, baseUrl: "http://127.0.0.1:{aux.port}"}}
+    matches: [{{headers: [{{name: x-gateway-cost-class, value: {{exact: economy}}}}]}}]
+    requestHeaders: {{remove: [x-gateway-cost-class], set: {{x-tier: economy}}}}
+    responseHeaders: {{set: {{x-served-by: cheap}}}}
+""")
+        r = requests.post(f"{base}/v1/rerank", json={"model": "smart-model", "query": "q", "documents": ["d"]},
+                          headers={"x-gateway-cost-class": "economy", "authorization": "Bearer key"}, timeout=10)
+        assert r.status_code == 200 and r.headers["x-served-by"] == "cheap", (r.status_code, r.text, r.headers)
+        sent = aux.requests()[-1]
+        assert "x-gateway-cost-class" not in sent["headers"] and sent["headers"]["x-tier"] == "economy", sent["headers"]
+        assert sent["body"]["model"] == "cheap"
+    finally:
+        proc.stop()

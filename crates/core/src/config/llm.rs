@@ -3,8 +3,7 @@
 //! router; each model becomes an `ai` backend with the policies its fields stand for.
 //!
 //! Not supported yet (refused by name): `copilot` and `custom` providers, `passthrough`,
-//! per-model `authorization`, `transformation`, `finalTransformation`,
-//! `requestHeaders`, `responseHeaders`, `health`, `backendTunnel`, `guardrails`, `tokenize`.
+//! per-model `authorization`, `transformation`, `finalTransformation`, `health`, `backendTunnel`, `guardrails`, `tokenize`.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -142,10 +141,10 @@ pub struct ModelPolicies {
     pub overrides: Option<Map<String, Value>>,
     /// Not supported yet.
     pub transformation: Option<Unsupported>,
-    /// Not supported yet.
-    pub request_headers: Option<Unsupported>,
-    /// Not supported yet.
-    pub response_headers: Option<Unsupported>,
+    /// Headers set, added or removed on the way to the provider (`requestHeaderModifier`).
+    pub request_headers: Option<Value>,
+    /// Headers set, added or removed on the provider's answers (`responseHeaderModifier`).
+    pub response_headers: Option<Value>,
     /// TLS to the provider (as `backendTLS`).
     #[serde(rename = "backendTLS")]
     pub backend_tls: Option<Value>,
@@ -207,10 +206,10 @@ pub struct LlmModel {
     pub overrides: Option<Map<String, Value>>,
     /// Not supported yet.
     pub transformation: Option<Unsupported>,
-    /// Not supported yet.
-    pub request_headers: Option<Unsupported>,
-    /// Not supported yet.
-    pub response_headers: Option<Unsupported>,
+    /// Headers set, added or removed on the way to the provider (`requestHeaderModifier`).
+    pub request_headers: Option<Value>,
+    /// Headers set, added or removed on the provider's answers (`responseHeaderModifier`).
+    pub response_headers: Option<Value>,
     /// TLS to the provider (as `backendTLS`).
     #[serde(rename = "backendTLS")]
     pub backend_tls: Option<Value>,
@@ -236,6 +235,8 @@ impl LlmModel {
             tls: self.tls.clone(),
             auth: self.auth.clone(),
             prompt_caching: self.prompt_caching.clone(),
+            request_headers: self.request_headers.clone(),
+            response_headers: self.response_headers.clone(),
             ..ModelPolicies::default()
         }
     }
@@ -335,7 +336,8 @@ pub struct RouterModel {
     pub upstream_model: Option<String>,
     /// The model as an `ai` backend.
     pub backend: AiBackend,
-    /// Its `defaults`, `overrides` and `promptCaching` (failover targets must share them).
+    /// Its `defaults`, `overrides`, `promptCaching` and header modifiers (failover targets must
+    /// share them).
     pub body_rules: Value,
     /// Its header conditions (none: every request).
     pub matches: Vec<LlmRouteMatch>,
@@ -438,7 +440,7 @@ fn router_config(providers: &[LlmProvider], models: &[LlmModel], virtual_models:
         let (params, provider, policies) = resolve_reference(m, providers).map_err(at)?;
         let backend_name = m.id.clone().unwrap_or_else(|| format!("llm:model:{}:{i}", m.name));
         let backend = model_backend(&backend_name, &params, &provider, &policies).map_err(at)?;
-        let body_rules = json!([policies.defaults, policies.overrides, policies.prompt_caching]);
+        let body_rules = json!([policies.defaults, policies.overrides, policies.prompt_caching, policies.request_headers, policies.response_headers]);
         out.push(RouterModel { name: m.name.clone(), public: m.visibility == Visibility::Public, upstream_model: params.model.clone(), backend, body_rules, matches: m.matches.clone() });
     }
     // Most specific first (non-`*` characters), config order among equals.
@@ -506,6 +508,8 @@ fn resolve_reference(m: &LlmModel, providers: &[LlmProvider]) -> Result<(LlmPara
         tls: None,
         auth: own.auth.clone().or(base.auth),
         prompt_caching: own.prompt_caching.clone().or(base.prompt_caching),
+        request_headers: own.request_headers.clone().or(base.request_headers),
+        response_headers: own.response_headers.clone().or(base.response_headers),
         ..ModelPolicies::default()
     };
     Ok((params, kind.clone(), policies))
@@ -635,6 +639,12 @@ fn model_backend_json(name: &str, params: &LlmParams, provider: &str, policies: 
     }
     if let Some(tls) = tls {
         policy.insert("backendTLS".into(), tls);
+    }
+    if let Some(h) = &policies.request_headers {
+        policy.insert("requestHeaderModifier".into(), h.clone());
+    }
+    if let Some(h) = &policies.response_headers {
+        policy.insert("responseHeaderModifier".into(), h.clone());
     }
     ai.insert("policies".into(), Value::Object(policy));
     Ok(Value::Object(ai))

@@ -84,13 +84,14 @@ impl LlmRouter {
                 let rules_of = |m: &RouterModel| m.body_rules.clone();
                 let first_rules = rules_of(resolve(&targets[0].model)?);
                 if let Some(t) = targets.iter().find(|t| resolve(&t.model).map(rules_of).ok() != Some(first_rules.clone())) {
-                    return Err(format!("virtual model `{}`: failover target `{}` has other defaults, overrides or promptCaching than the first; the group applies one set", v.name, t.model));
+                    return Err(format!("virtual model `{}`: failover target `{}` has other defaults, overrides, promptCaching or header modifiers than the first; the group applies one set", v.name, t.model));
                 }
                 for t in targets {
                     let mut b = resolve(&t.model)?.backend_for(&t.model);
                     // The `ai` policy (routes, body rules) serves the whole group: the first
                     // target's. Each provider keeps its own TLS and credentials.
-                    let (ai, own): (Vec<_>, Vec<_>) = b.policies.0.drain(..).partition(|e| e.spec.name == "ai");
+                    let group_level = ["ai", "requestHeaderModifier", "responseHeaderModifier"];
+                    let (ai, own): (Vec<_>, Vec<_>) = b.policies.0.drain(..).partition(|e| group_level.contains(&e.spec.name));
                     body_rules.get_or_insert(ai);
                     b.policies.0 = own;
                     match tiers.last_mut() {
