@@ -256,17 +256,40 @@ def test_model_header_modifiers(tollgate, llmock, workdir):
     aux, proc = start_logged_service(workdir, "aux", "rerank_count_fake.py", "key")
     try:
         base = start(tollgate, llmock, f"""  - name: smart-model
+    id: cheap-entry
     provider: openAI
-    params: {{model: cheap, baseUrl: "http://127.0.0.1:{aux.port}"}}
+    params: {{model: cheap, baseUrl: "http://127.0.0.1:{aux.port}", apiKey: key}}
     matches: [{{headers: [{{name: x-gateway-cost-class, value: {{exact: economy}}}}]}}]
     requestHeaders: {{remove: [x-gateway-cost-class], set: {{x-tier: economy}}}}
     responseHeaders: {{set: {{x-served-by: cheap}}}}
 """)
         r = requests.post(f"{base}/v1/rerank", json={"model": "smart-model", "query": "q", "documents": ["d"]},
-                          headers={"x-gateway-cost-class": "economy", "authorization": "Bearer key"}, timeout=10)
+                          headers={"x-gateway-cost-class": "economy", "authorization": "Bearer client-key"}, timeout=10)
         assert r.status_code == 200 and r.headers["x-served-by"] == "cheap", (r.status_code, r.text, r.headers)
         sent = aux.requests()[-1]
         assert "x-gateway-cost-class" not in sent["headers"] and sent["headers"]["x-tier"] == "economy", sent["headers"]
         assert sent["body"]["model"] == "cheap"
+        # params.apiKey replaced the client's key (the stand-in refuses any other); `id` names
+        # the backend in the access log.
+        assert sent["headers"]["authorization"] == "Bearer key"
+        import time
+        deadline = time.time() + 5  # the access log line is written after the response
+        while True:
+            log = (tollgate.workdir / "config.yaml.log").read_text()
+            if any("http.path=/v1/rerank" in l for l in log.splitlines()) or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert any("http.path=/v1/rerank" in l and "backend=cheap-entry" in l for l in log.splitlines()), log[-2000:]
     finally:
         proc.stop()
+
+
+def test_llm_attaches_to_the_default_gateway(tollgate, llmock):
+    port = free_port()
+    tollgate.start(f"""gateways:
+  default: {{port: {port}}}
+llm:
+  models:
+{models(llmock)}""", ports=[port])
+    r = oai(f"http://127.0.0.1:{port}").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content and llmock.journal()[-1]["model"] == "gpt-4o-mini"

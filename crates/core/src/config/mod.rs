@@ -5,6 +5,7 @@ pub mod backend;
 pub mod dialects;
 pub mod frontend;
 pub mod llm;
+mod llm_backend;
 pub mod mcp;
 pub mod policies;
 pub mod schema;
