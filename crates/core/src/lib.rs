@@ -18,5 +18,6 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+pub mod upstream_call;
 
 pub mod filters;

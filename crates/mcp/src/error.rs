@@ -31,6 +31,17 @@ impl std::fmt::Display for McpError {
     }
 }
 
+impl From<tollgate_core::upstream_call::CallError> for McpError {
+    fn from(e: tollgate_core::upstream_call::CallError) -> Self {
+        use tollgate_core::upstream_call::CallError;
+        match e {
+            CallError::Timeout => McpError::Timeout,
+            CallError::Upstream(m) => McpError::Upstream(m),
+            CallError::Internal(m) => McpError::Internal(m),
+        }
+    }
+}
+
 impl McpError {
     /// The JSON-RPC error code.
     pub fn code(&self) -> i64 {

@@ -171,7 +171,7 @@ impl OpenApiTarget {
             }
         }
         let req = Request { method: op.method.clone(), path: &full, headers: req_headers, body };
-        let mut resp = cc.client.send(&cc, &self.origin, &req).await?;
+        let mut resp = cc.send(&self.origin, &req).await?;
         let bytes = resp.body(cc.until(), MAX_RESPONSE).await?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let mut result = json!({"content": [{"type": "text", "text": text}], "isError": resp.status >= 400});

@@ -81,7 +81,7 @@ impl HttpUpstream {
             headers: self.headers(Some(msg), "application/json, text/event-stream"),
             body: Some(Bytes::from(msg.to_string())),
         };
-        let resp = cc.client.send(cc, &self.origin, &req).await?;
+        let resp = cc.send(&self.origin, &req).await?;
         if resp.status == 404 && self.session().is_some() {
             return Err(McpError::SessionGone);
         }
@@ -150,7 +150,7 @@ impl HttpUpstream {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 let req = Request { method: Method::GET, path: &path, headers: headers.clone(), body: None };
-                match cc.client.send(&cc, &origin, &req).await {
+                match cc.send(&origin, &req).await {
                     Ok(r) if r.status == 200 && r.is_sse() => resp = Some(r),
                     Ok(r) if matches!(r.status, 404 | 405) => return,
                     _ => {}
@@ -166,7 +166,7 @@ impl HttpUpstream {
         }
         let req = Request { method: Method::DELETE, path: &self.path, headers: self.headers(None, "application/json"), body: None };
         let cc = CallCtx { wait: cc.wait.min(Duration::from_secs(5)), deadline: None, ..cc.clone() };
-        if let Ok(mut r) = cc.client.send(&cc, &self.origin, &req).await {
+        if let Ok(mut r) = cc.send(&self.origin, &req).await {
             let _ = r.body(cc.until(), MAX_RESPONSE).await;
         }
     }
@@ -174,7 +174,7 @@ impl HttpUpstream {
 
 /// Opens a server stream; `None` when the target does not offer one.
 async fn open_get(cc: &CallCtx, origin: &Origin, req: &Request<'_>) -> Option<Response> {
-    match cc.client.send(cc, origin, req).await {
+    match cc.send(origin, req).await {
         Ok(r) if r.status == 200 && r.is_sse() => Some(r),
         Ok(r) => {
             log::debug!("target stream not offered: HTTP {}", r.status);
@@ -229,7 +229,7 @@ impl HttpUpstream {
             let mut headers = self.headers(None, "text/event-stream");
             headers.push(("last-event-id", resume_from));
             let req = Request { method: Method::GET, path: &self.path, headers, body: None };
-            resp = cc.client.send(cc, &self.origin, &req).await?;
+            resp = cc.send(&self.origin, &req).await?;
             if resp.status != 200 || !resp.is_sse() {
                 return Err(McpError::Upstream(format!("resuming the event stream: HTTP {}", resp.status)));
             }

@@ -42,7 +42,7 @@ impl SseUpstream {
     /// Opens the stream and waits for the `endpoint` event.
     pub async fn open(cc: &CallCtx, origin: &Origin, path: &str, relay: &Relay) -> Result<SseUpstream, McpError> {
         let req = Request { method: Method::GET, path, headers: vec![("accept", "text/event-stream".into())], body: None };
-        let mut resp = cc.client.send(cc, origin, &req).await?;
+        let mut resp = cc.send(origin, &req).await?;
         if resp.status != 200 || !resp.is_sse() {
             return Err(McpError::Upstream(format!("GET {path}: HTTP {} without an event stream", resp.status)));
         }
@@ -96,7 +96,7 @@ impl SseUpstream {
             headers: vec![("content-type", "application/json".into())],
             body: Some(Bytes::from(msg.to_string())),
         };
-        let mut resp = cc.client.send(cc, &self.origin, &req).await?;
+        let mut resp = cc.send(&self.origin, &req).await?;
         let _ = resp.body(cc.until(), 64 * 1024).await;
         match resp.status {
             200..=299 => Ok(()),

@@ -1,0 +1,264 @@
+//! HTTP exchanges the gateway makes itself (MCP and OpenAPI targets, token endpoints), through
+//! Pingora's connector, so they share its connection pools, TLS and timeouts with the rest of
+//! the gateway (no second client stack). A response is read as a stream of chunks; a fully
+//! read one returns its connection to the pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession;
+
+use crate::ctx::{ConnectPolicy, TlsPlan, UpstreamPlan};
+use crate::proxy::peer::build_peer;
+
+/// Why an exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The upstream did not answer in time.
+    Timeout,
+    /// The upstream could not be reached or answered badly.
+    Upstream(String),
+    /// The request could not be built.
+    Internal(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("the upstream did not answer in time"),
+            CallError::Upstream(m) | CallError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How one exchange is made: forwarded headers, TLS, and its time limits.
+#[derive(Debug, Clone)]
+pub struct CallOpts<'a> {
+    /// Headers sent with the request (the request's own win).
+    pub headers: &'a HeaderMap,
+    /// TLS for https origins; `None` means system roots.
+    pub tls: Option<Arc<TlsPlan>>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Pooling and TCP keepalive.
+    pub connect: ConnectPolicy,
+    /// Longest wait for one step (connecting, the response header).
+    pub wait: Duration,
+    /// When the exchange must be over, whatever `wait` says (the client request's deadline).
+    pub deadline: Option<Instant>,
+}
+
+impl CallOpts<'_> {
+    /// The wait for the next step: `wait`, cut short by the deadline.
+    fn step(&self) -> Duration {
+        self.deadline.map_or(self.wait, |d| left(self.wait, d))
+    }
+}
+
+/// `wait`, cut short by `until`.
+pub fn left(wait: Duration, until: Instant) -> Duration {
+    wait.min(until.saturating_duration_since(Instant::now()))
+}
+
+/// How long an idle pooled connection to a target is kept.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// The connector the gateway's own exchanges share.
+pub struct HttpClient {
+    connector: Connector,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient { connector: Connector::new(None) }
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
+}
+
+/// An HTTP server: host, port, TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Host name or IP.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `https`.
+    pub tls: bool,
+}
+
+impl Origin {
+    /// `host[:port]` as the Host header (the port only when not the scheme's default).
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A response being read.
+pub struct Response {
+    session: Option<HttpSession>,
+    peer: Box<HttpPeer>,
+    client: Arc<HttpClient>,
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+}
+
+impl Response {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the body is an event stream.
+    pub fn is_sse(&self) -> bool {
+        self.header("content-type").is_some_and(|c| c.starts_with("text/event-stream"))
+    }
+
+    /// The next body chunk; `None` at the end (the connection then goes back to the pool).
+    /// `wait` bounds the time until the chunk arrives (`None`: unbounded, for server streams).
+    pub async fn chunk(&mut self, wait: Option<Duration>) -> Result<Option<Bytes>, CallError> {
+        let Some(session) = self.session.as_mut() else { return Ok(None) };
+        let read = session.read_response_body();
+        let got = match wait {
+            Some(w) => tokio::time::timeout(w, read).await.map_err(|_| CallError::Timeout)?,
+            None => read.await,
+        };
+        match got.map_err(|e| CallError::Upstream(format!("reading the response: {e}")))? {
+            Some(b) => Ok(Some(b)),
+            None => {
+                self.release().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The whole body, up to `limit` bytes, by `until`.
+    pub async fn body(&mut self, until: Instant, limit: usize) -> Result<Bytes, CallError> {
+        let mut all = BytesMut::new();
+        while let Some(b) = self.chunk(Some(until.saturating_duration_since(Instant::now()))).await? {
+            if all.len() + b.len() > limit {
+                return Err(CallError::Upstream(format!("response larger than {limit} bytes")));
+            }
+            all.extend_from_slice(&b);
+        }
+        Ok(all.freeze())
+    }
+
+    async fn release(&mut self) {
+        if let Some(mut s) = self.session.take() {
+            if s.response_done() {
+                self.client.connector.release_http_session(s, &*self.peer, Some(POOL_IDLE)).await;
+            } else {
+                s.shutdown().await;
+            }
+        }
+    }
+}
+
+/// One request to send.
+pub struct Request<'a> {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub path: &'a str,
+    /// Headers beyond the forwarded ones (these win).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Option<Bytes>,
+}
+
+impl HttpClient {
+    /// Sends `req` to `origin` and reads the response header. A pooled connection that turns
+    /// out dead is retried once on a fresh one.
+    pub async fn send(self: &Arc<Self>, cc: &CallOpts<'_>, origin: &Origin, req: &Request<'_>) -> Result<Response, CallError> {
+        let plan = UpstreamPlan {
+            host: origin.host.clone(),
+            port: origin.port,
+            tls: origin.tls.then(|| cc.tls.clone().unwrap_or_default()),
+            connect_timeout: cc.connect_timeout,
+            io_timeout: None,
+            connect: cc.connect,
+        };
+        let authority = origin.authority();
+        let peer = build_peer(&plan, Some(&authority)).await.map_err(|e| CallError::Upstream(format!("{authority}: {e}")))?;
+        for attempt in 0..2 {
+            let (mut session, reused) = tokio::time::timeout(cc.step(), self.connector.get_http_session(&*peer))
+                .await
+                .map_err(|_| CallError::Timeout)?
+                .map_err(|e| CallError::Upstream(format!("connecting to {authority}: {e}")))?;
+            let header = build_header(cc, &authority, req)?;
+            let exchange = async {
+                session.write_request_header(Box::new(header)).await?;
+                if let Some(body) = &req.body {
+                    session.write_request_body(body.clone(), true).await?;
+                }
+                session.finish_request_body().await?;
+                // Informational answers (100 Continue) precede the real one.
+                loop {
+                    session.read_response_header().await?;
+                    match session.response_header().map(|h| h.status.as_u16()) {
+                        Some(s) if (100..200).contains(&s) && s != 101 => continue,
+                        _ => return Ok::<(), pingora::BError>(()),
+                    }
+                }
+            };
+            match tokio::time::timeout(cc.step(), exchange).await {
+                Err(_) => return Err(CallError::Timeout),
+                // A pooled connection the target had closed: nothing was processed, try a new one.
+                Ok(Err(e)) if reused && attempt == 0 && stale_connection(&e) => {
+                    log::debug!("pooled connection to {authority} failed ({e}); retrying on a new one");
+                    continue;
+                }
+                Ok(Err(e)) => return Err(CallError::Upstream(format!("{authority}: {e}"))),
+                Ok(Ok(())) => {}
+            }
+            let resp = session.response_header().ok_or_else(|| CallError::Upstream(format!("{authority}: no response header")))?;
+            let (status, headers) = (resp.status.as_u16(), resp.headers.clone());
+            return Ok(Response { session: Some(session), peer, client: self.clone(), status, headers });
+        }
+        Err(CallError::Upstream(format!("{authority}: connection failed")))
+    }
+}
+
+/// Whether an error on a pooled connection means the target had closed it before our request
+/// (nothing processed, safe to send again): Pingora marks those "retry if reused".
+fn stale_connection(e: &pingora::Error) -> bool {
+    matches!(e.retry, pingora::RetryType::ReusedOnly)
+        || matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::WriteError)
+}
+
+fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result<RequestHeader, CallError> {
+    let bad = |e: pingora::BError| CallError::Internal(format!("building an upstream request: {e}"));
+    let mut h = RequestHeader::build(req.method.clone(), req.path.as_bytes(), Some(cc.headers.len() + req.headers.len() + 2)).map_err(bad)?;
+    for (name, value) in cc.headers.iter() {
+        h.append_header(name.clone(), value.clone()).map_err(bad)?;
+    }
+    h.insert_header(http::header::HOST, authority).map_err(bad)?;
+    for (name, value) in &req.headers {
+        let v = HeaderValue::from_str(value).map_err(|e| CallError::Internal(format!("header {name}: {e}")))?;
+        h.insert_header(*name, v).map_err(bad)?;
+    }
+    let len = req.body.as_ref().map_or(0, Bytes::len);
+    if req.body.is_some() || req.method == Method::POST {
+        h.insert_header(http::header::CONTENT_LENGTH, len.to_string()).map_err(bad)?;
+    }
+    Ok(h)
+}
+
