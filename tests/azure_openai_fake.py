@@ -1,10 +1,12 @@
 """A local stand-in for Azure OpenAI / AI Foundry, on 127.0.0.1, checking what Azure checks
 and answering in its wire format (OpenAI's), with the answers themselves from llmock.
 
-Usage: python azure_openai_fake.py PORT LLMOCK_PORT KEY DEPLOYMENTS REQUEST_LOG
+Usage: python azure_openai_fake.py PORT LLMOCK_PORT KEY DEPLOYMENTS [ENTRA_SIGNING_KEY] REQUEST_LOG
 
 Checked as Azure does:
-  - the key: `api-key: KEY` or `Authorization: Bearer KEY`, else 401 in Azure's error shape;
+  - the key: `api-key: KEY` or `Authorization: Bearer KEY`, or (with ENTRA_SIGNING_KEY) an Entra ID
+    access token from tests/entra_fake.py: its signature, its audience (Cognitive Services, or
+    `https://ai.azure.com` on Foundry project paths) and its expiry; else 401 in Azure's error shape;
   - the path: `/openai/v1/{chat/completions|embeddings|models|responses}` (the v1 API; `api-version`
     may only be `preview` there), `/openai/deployments/{deployment}/{api}?api-version=YYYY-MM-DD[-preview]`
     (the deployment must be one of DEPLOYMENTS, comma separated, and `api-version` is
@@ -14,20 +16,39 @@ Checked as Azure does:
 Accepted calls go to llmock's OpenAI endpoint and its answer (streamed or whole) comes back.
 Every request is appended to REQUEST_LOG as one JSON line: {method, path, query, headers, body}.
 Standard library only."""
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from fake_http import read_body, relay, send_json
 
-port, llmock_port, key, deployments, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], set(sys.argv[4].split(",")), sys.argv[5]
+port, llmock_port, key, deployments, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], set(sys.argv[4].split(",")), sys.argv[-1]
+entra_key = sys.argv[5] if len(sys.argv) > 6 else None
 lock = threading.Lock()
 APIS = {"chat/completions", "embeddings", "models", "responses"}
 DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+
+def entra_token_ok(token: str, path: str) -> bool:
+    """An Entra ID access token the Entra stand-in signed, for this API's audience, unexpired."""
+    if not entra_key or token.count(".") != 2:
+        return False
+    head, _, sig = token.rpartition(".")
+    want = base64.urlsafe_b64encode(hmac.new(entra_key.encode(), head.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    if not hmac.compare_digest(want, sig):
+        return False
+    payload = head.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    audience = "https://ai.azure.com" if path.startswith("/api/projects/") else "https://cognitiveservices.azure.com"
+    return claims.get("aud") == audience and claims.get("exp", 0) > time.time()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             f.write(json.dumps({"method": self.command, "path": url.path, "query": {k: v[0] for k, v in query.items()},
                                 "headers": {k.lower(): v for k, v in self.headers.items()}, "body": parsed}) + "\n")
         bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-        if self.headers.get("api-key") != key and bearer != key:
+        if self.headers.get("api-key") != key and bearer != key and not entra_token_ok(bearer, url.path):
             return self.error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint.")
         routed = self.route(url.path, query)
         if len(routed) == 3:

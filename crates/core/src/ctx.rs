@@ -177,6 +177,10 @@ pub struct RequestCtx {
     pub captured: Captured,
     /// The request's trace span, when tracing is on.
     pub span: Option<crate::telemetry::traces::RequestSpan>,
+    /// Hold a 2xx response header until the first body bytes, at most this long, so a failure
+    /// before them can still be retried elsewhere unseen (set per attempt by a filter that can
+    /// fail over; see `vendor/README.md`).
+    pub hold_response_header: Option<std::time::Duration>,
 }
 
 /// Default request-body buffer limit (agentgateway's `maxBufferSize`).
@@ -207,6 +211,7 @@ impl Default for RequestCtx {
             needs: CaptureNeeds::default(),
             captured: Captured::default(),
             span: None,
+            hold_response_header: None,
         }
     }
 }

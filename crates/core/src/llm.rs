@@ -20,6 +20,9 @@ pub enum RouteType {
     Models,
     /// Anything else the provider serves: forwarded untouched.
     Passthrough,
+    /// Forwarded untouched, but the request's model and the answer's model and usage are read
+    /// (whole or streamed) for telemetry, cost and limits (`detect`).
+    Detect,
     /// OpenAI's Responses API (`/v1/responses`), stateless: native or translated.
     Responses,
     /// A rerank (`/v1/rerank`, `/v2/rerank`: Cohere's shape, as Jina, vLLM and others serve

@@ -13,7 +13,7 @@ fn api_segment(kind: RouteType) -> Option<&'static str> {
         RouteType::Embeddings => Some("embeddings"),
         RouteType::Responses => Some("responses"),
         RouteType::Models => Some("models"),
-        RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens | RouteType::Rerank | RouteType::Passthrough => None,
+        RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens | RouteType::Rerank | RouteType::Passthrough | RouteType::Detect => None,
     }
 }
 

@@ -18,10 +18,14 @@ use tollgate_core::filters::{is_retry_error, retry_error, RequestCtx};
 use tollgate_core::llm::{AiProvider, FailedAttempt, LlmExchange, RouteType};
 use tollgate_core::runtime::ai_groups::{AiGroups, GroupProvider};
 
+use crate::first_event::{self, StreamKind};
 use crate::{azure, translation, AiPolicy, CompletionState};
 
 /// Pingora's default retry buffer: a body not read ahead can be sent again up to this size.
 const REPLAYABLE_BODY: usize = 64 * 1024;
+/// The longest a provider's `200` is held back from the client waiting for its first bytes
+/// (a read timeout, when set, ends the wait sooner, and then the next provider is tried).
+const HOLD_FOR_FIRST_BYTES: Duration = Duration::from_secs(120);
 
 /// Per-request failover state of an `ai.groups` backend.
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub struct Failover {
     body_seen: usize,
     /// What a 429's `Retry-After` asked for.
     retry_after: Option<Duration>,
+    /// The attempt answered with a stream whose first chunk is still to be judged.
+    first_chunk: Option<StreamKind>,
 }
 
 impl Failover {
@@ -51,12 +57,20 @@ impl Failover {
 
     /// State for a request whose first attempt goes to `first`.
     pub fn new(groups: Arc<AiGroups>, first: Arc<GroupProvider>, base_tls: Option<Arc<TlsPlan>>) -> Self {
-        Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None }
+        Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None, first_chunk: None }
     }
 }
 
 /// The attempt's path and the provider's own credential.
 pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let Some(f) = ctx.extensions.get::<Failover>() else { return Ok(()) };
+    // While another provider is left, the client sees nothing of this one's answer until its
+    // first bytes: a stream that fails before them can still fail over unseen.
+    let hold = f.groups.next(&f.tried, Instant::now()).is_some().then(|| {
+        let left = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        left.map_or(HOLD_FOR_FIRST_BYTES, |l| l.min(HOLD_FOR_FIRST_BYTES))
+    });
+    ctx.hold_response_header = hold;
     let Some(f) = ctx.extensions.get::<Failover>() else { return Ok(()) };
     if let Some(pq) = &f.pq {
         crate::replace_path_and_query(req, pq)?;
@@ -65,11 +79,24 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
         // AWS keys sign the request once its body is final (see `bedrock_headers`).
         Some(tollgate_core::filters::backend_auth::Credential::Aws(_)) | None => {}
         Some(auth) => {
-            let header = auth.header().map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
+            let header = auth.header_now(&f.current.target.host).map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
             req.insert_header(http::header::AUTHORIZATION, header)?;
         }
     }
     Ok(())
+}
+
+/// Fetches (or finds cached) the Entra ID tokens of the group's providers, before any attempt:
+/// the hooks that switch providers cannot wait for a token endpoint.
+pub async fn fetch_tokens(groups: &AiGroups) {
+    use tollgate_core::filters::backend_auth::Credential;
+    for p in groups.tiers.iter().flatten() {
+        if let Some(auth @ Credential::Azure(_)) = &p.auth {
+            if let Err(e) = auth.header_for(&p.target.host).await {
+                log::warn!(target: "tollgate", "ai provider {}: {e}", p.target.name);
+            }
+        }
+    }
 }
 
 /// Readies the credential a provider signs with (AWS keys), or forgets the last one's.
@@ -102,6 +129,8 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     if status != 429 && status < 500 {
         if resp.status.is_success() {
             f.current.health.succeeded();
+            let content_type = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            f.first_chunk = StreamKind::of(content_type);
         }
         return Ok(());
     }
@@ -115,6 +144,26 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     let backend = f.current.target.name.clone();
     if let Some(llm) = ctx.llm.as_mut() {
         llm.failed_attempts.push(FailedAttempt { backend, reason: status.to_string() });
+    }
+    Ok(())
+}
+
+/// Judges a stream's first chunk: one that shows the provider failed (an error event a 429 or
+/// 5xx would have carried, or an empty stream) is dropped unseen and the request fails over,
+/// while the client has received nothing (the header was held for it, see
+/// `on_upstream_request`) and another provider is left.
+pub fn on_first_chunk(chunk: &[u8], end: bool, ctx: &mut RequestCtx) -> Result<()> {
+    let deadline_passed = ctx.deadline_passed();
+    let Some(f) = ctx.extensions.get_mut::<Failover>() else { return Ok(()) };
+    let Some(kind) = f.first_chunk else { return Ok(()) };
+    if chunk.is_empty() && !end {
+        return Ok(());
+    }
+    f.first_chunk = None;
+    let Some((status, why)) = first_event::failure(kind, chunk, end) else { return Ok(()) };
+    let replayable = f.raw.is_some() || f.body_seen <= REPLAYABLE_BODY;
+    if ctx.hold_response_header.is_some() && replayable && !deadline_passed && f.groups.next(&f.tried, Instant::now()).is_some() {
+        return Err(retry_error(status, &why));
     }
     Ok(())
 }
@@ -224,6 +273,7 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
     });
     f.body_seen = 0;
     f.retry_after = None;
+    f.first_chunk = None;
     Ok(())
 }
 

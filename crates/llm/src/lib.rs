@@ -9,6 +9,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod body_policy;
 pub mod failover;
+pub mod first_event;
 pub mod gemini;
 pub mod generate;
 mod body;
@@ -91,7 +92,7 @@ pub enum RouteTypeName {
     Passthrough,
     /// Anthropic Messages, translated for the provider.
     Messages,
-    /// Not supported yet.
+    /// Untouched, with model and usage read.
     Detect,
     /// OpenAI's Responses API, native or translated.
     Responses,
@@ -131,6 +132,7 @@ impl AiPolicy {
                 RouteTypeName::Completions => RouteType::Completions,
                 RouteTypeName::Models => RouteType::Models,
                 RouteTypeName::Passthrough => RouteType::Passthrough,
+                RouteTypeName::Detect => RouteType::Detect,
                 RouteTypeName::Messages => RouteType::Messages,
                 RouteTypeName::AnthropicTokenCount => RouteType::AnthropicTokenCount,
                 RouteTypeName::Embeddings => RouteType::Embeddings,
@@ -165,6 +167,9 @@ struct CompletionState {
     sse: SseSplitter,
     /// The answer's translation, when the client's API is not the provider's.
     answer: translation::TranslatedAnswer,
+    /// A `detect` call: the request body as it streams by (up to the body limit), read for
+    /// its model once whole; nothing is rewritten.
+    detect: Option<Vec<u8>>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -266,6 +271,7 @@ impl Filter for AiPolicy {
                 let Some(first) = groups.next(&[], Instant::now()) else {
                     return Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "no_backend", "the ai backend has no provider")));
                 };
+                failover::fetch_tokens(groups).await;
                 ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone()));
                 failover::use_credential(&first, ctx);
                 if let Some(tls) = &first.tls {
@@ -297,6 +303,7 @@ impl Filter for AiPolicy {
     }
 
     fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        failover::on_first_chunk(body.as_deref().unwrap_or_default(), end, ctx)?;
         self.response_body(body, end, ctx)
     }
 }
@@ -375,6 +382,11 @@ impl AiPolicy {
                 // The query belongs to the client's API (`?beta=true`), not to the provider's.
                 strip_query(session.req_header_mut())?;
             }
+        }
+        if kind == RouteType::Detect {
+            // As it is: the body is only watched on its way (model), the answer read for usage.
+            ctx.extensions.insert(CompletionState { detect: Some(Vec::new()), ..Default::default() });
+            return Ok(FilterAction::Continue);
         }
         let rewritten_kinds = [RouteType::Completions, RouteType::Messages, RouteType::AnthropicTokenCount, RouteType::Embeddings, RouteType::GenerateContent, RouteType::Responses, RouteType::Rerank];
         if !rewritten_kinds.contains(&kind) || session.req_header().method != http::Method::POST {
@@ -475,6 +487,7 @@ impl AiPolicy {
             // The body is rewritten, so its length changes (it is known: the body was read whole).
             match &state.prepared {
                 Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
+                None if state.detect.is_some() => {}
                 None => {
                     req.remove_header(&http::header::CONTENT_LENGTH);
                 }
@@ -511,7 +524,21 @@ impl AiPolicy {
     }
 
     fn request_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        let max_buffer = ctx.max_buffer;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
+        if let Some(seen) = state.detect.as_mut() {
+            if let Some(b) = body.as_ref() {
+                let room = max_buffer.saturating_sub(seen.len());
+                seen.extend_from_slice(&b[..b.len().min(room)]);
+            }
+            if end {
+                let seen = std::mem::take(seen);
+                if let Some(llm) = ctx.llm.as_mut() {
+                    detected_request(&seen, llm);
+                }
+            }
+            return Ok(());
+        }
         if let Some(prepared) = &state.prepared {
             // Pingora replays what was read in `on_request` (its retry buffer): send the
             // rewritten body instead, once.
@@ -591,6 +618,19 @@ impl AiPolicy {
     }
 }
 
+/// What a `detect` call's body says: its model and whether it streams (when it is JSON).
+fn detected_request(body: &[u8], llm: &mut LlmExchange) {
+    #[derive(serde::Deserialize)]
+    struct Seen {
+        model: Option<String>,
+        stream: Option<bool>,
+    }
+    if let Ok(seen) = serde_json::from_slice::<Seen>(body) {
+        llm.request_model = seen.model;
+        llm.streaming = seen.stream.unwrap_or(false);
+    }
+}
+
 /// Why provider API `provider` cannot serve a call of `kind` (a 400), if it cannot.
 fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     // Token counts are answered by the gateway where the provider has no such API.
@@ -598,11 +638,11 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
     match (provider, kind) {
         (AiProvider::Gemini | AiProvider::Anthropic, RouteType::Rerank) => Some("the provider has no rerank API"),
         (AiProvider::Bedrock, RouteType::Rerank) => Some("rerank on the bedrock provider (its agent runtime's Rerank) is not supported yet"),
-        (AiProvider::Gemini, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Embeddings | RouteType::Passthrough) => {
+        (AiProvider::Gemini, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Embeddings | RouteType::Passthrough | RouteType::Detect) => {
             Some("the gemini provider serves chat completions, messages, responses, generateContent, embeddings and token counts so far")
         }
         (AiProvider::Anthropic, RouteType::Embeddings) => Some("the anthropic provider has no embeddings API"),
-        (AiProvider::Bedrock, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough) => {
+        (AiProvider::Bedrock, k) if !counts && !matches!(k, RouteType::Completions | RouteType::Messages | RouteType::GenerateContent | RouteType::Responses | RouteType::Passthrough | RouteType::Detect) => {
             Some("the bedrock provider serves chat completions, messages, responses, generateContent and token counts so far")
         }
         _ => None,

@@ -31,7 +31,7 @@ pub(crate) fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -
         // Refused in `on_request`: Anthropic has no embeddings API.
         (AiProvider::Anthropic, RouteType::Embeddings) => return None,
         (_, RouteType::Models) => ("/models", false),
-        (_, RouteType::Passthrough) => return None,
+        (_, RouteType::Passthrough | RouteType::Detect) => return None,
         // The model names the path: set once it is known (see `gemini_path`).
         (AiProvider::Gemini, _) => return None,
         // The model and streaming name the path: set once the body is read (see `start`).

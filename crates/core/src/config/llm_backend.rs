@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/messages", "messages"),
     ("/v1/messages/count_tokens", "anthropicTokenCount"),
     ("/v1/responses", "responses"),
+    ("/v1/responses/compact", "detect"),
     ("/v1/embeddings", "embeddings"),
     ("/v1/rerank", "rerank"),
     ("/v2/rerank", "rerank"),

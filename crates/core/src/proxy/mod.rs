@@ -294,13 +294,21 @@ impl ProxyHttp for TollgateProxy {
         Ok(())
     }
 
+    fn response_header_hold(&self, header: &ResponseHeader, ctx: &RequestCtx) -> Option<Duration> {
+        ctx.hold_response_header.filter(|_| header.status.is_success())
+    }
+
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if ctx.hold_response_header.is_some() && session.response_written().is_some() {
+            // The hold ran out and the header went out: the answer can no longer be retried.
+            ctx.hold_response_header = None;
+        }
         if !end && ctx.deadline_passed() {
             return Err(ctx.reject(504, "the request timed out"));
         }

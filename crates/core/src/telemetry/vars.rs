@@ -147,7 +147,7 @@ pub fn llm(l: &LlmExchange) -> Json {
             "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
             "frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty, "seed": p.seed,
         },
-        "operation": match l.route { RouteType::Completions | RouteType::Messages => "chat", RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens => "count_tokens", RouteType::Rerank => "rerank", RouteType::Embeddings => "embeddings", RouteType::GenerateContent | RouteType::Responses => "chat", RouteType::Models => "models", RouteType::Passthrough => "passthrough" },
+        "operation": match l.route { RouteType::Completions | RouteType::Messages => "chat", RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens => "count_tokens", RouteType::Rerank => "rerank", RouteType::Embeddings => "embeddings", RouteType::GenerateContent | RouteType::Responses => "chat", RouteType::Models => "models", RouteType::Passthrough => "passthrough", RouteType::Detect => "detect" },
     })
 }
 

@@ -2,6 +2,7 @@
 //! Google access token), replacing whatever the client sent. The key never appears in logs.
 
 mod aws_profile;
+pub mod azure;
 pub mod gcp;
 
 use std::sync::Arc;
@@ -38,8 +39,9 @@ pub struct BackendAuthConfig {
     /// AWS SigV4 (`{accessKeyId, secretAccessKey, sessionToken, region, serviceName}`, or `{}`
     /// for the standard environment variables); signed by the backend that knows the body.
     pub aws: Option<AwsAuthConfig>,
-    /// Not supported yet.
-    pub azure: Option<Unsupported>,
+    /// Microsoft Entra ID tokens (`{explicitConfig: {clientSecret | workloadIdentity}}` or
+    /// `{implicit: {}}`).
+    pub azure: Option<azure::AzureAuthConfig>,
     /// Not supported yet.
     pub copilot: Option<Unsupported>,
     /// Not supported yet.
@@ -186,6 +188,8 @@ pub enum Credential {
     Gcp(Arc<gcp::GcpTokenSource>),
     /// AWS SigV4: the backend signs the request once its body is final.
     Aws(Arc<AwsKeys>),
+    /// A Microsoft Entra ID token, fetched and refreshed.
+    Azure(Arc<azure::AzureTokenSource>),
 }
 
 impl Credential {
@@ -195,6 +199,25 @@ impl Credential {
             Credential::Static(h) => Ok(h.clone()),
             Credential::Gcp(source) => source.header(),
             Credential::Aws(_) => Err("AWS credentials sign the request; they are not a header".into()),
+            Credential::Azure(_) => Err("an Entra ID token is fetched per host; use `header_for`".into()),
+        }
+    }
+
+    /// The `Authorization` value for a request to `host`: Entra ID tokens are fetched (or
+    /// reused) here, the rest as [`Credential::header`].
+    pub async fn header_for(&self, host: &str) -> std::result::Result<HeaderValue, String> {
+        match self {
+            Credential::Azure(source) => source.header(azure::AzureTokenSource::scope_for(host)).await,
+            other => other.header(),
+        }
+    }
+
+    /// The value for `host` without waiting: an Entra ID token only when one is cached (see
+    /// [`Credential::header_for`], which fetches it).
+    pub fn header_now(&self, host: &str) -> std::result::Result<HeaderValue, String> {
+        match self {
+            Credential::Azure(source) => source.cached(azure::AzureTokenSource::scope_for(host)).ok_or_else(|| "no Entra ID token has been fetched yet".into()),
+            other => other.header(),
         }
     }
 }
@@ -207,8 +230,11 @@ pub struct BackendAuth {
 impl BackendAuthConfig {
     /// The credential this block describes.
     pub fn credential(&self) -> std::result::Result<Credential, String> {
-        if [self.key.is_some(), self.gcp.is_some(), self.aws.is_some()].iter().filter(|k| **k).count() > 1 {
-            return Err("backendAuth takes one kind: `key`, `gcp` or `aws`".into());
+        if [self.key.is_some(), self.gcp.is_some(), self.aws.is_some(), self.azure.is_some()].iter().filter(|k| **k).count() > 1 {
+            return Err("backendAuth takes one kind: `key`, `gcp`, `aws` or `azure`".into());
+        }
+        if let Some(a) = &self.azure {
+            return Ok(Credential::Azure(Arc::new(a.token_source().map_err(|e| format!("backendAuth.azure: {e}"))?)));
         }
         if let Some(a) = &self.aws {
             return Ok(Credential::Aws(Arc::new(a.keys()?)));
@@ -234,7 +260,7 @@ impl BackendAuthConfig {
 
     /// The `Authorization` value a `key` sends (marked sensitive).
     pub fn header(&self) -> std::result::Result<HeaderValue, String> {
-        let key = self.key.as_ref().ok_or("backendAuth needs `key` or `gcp` (other kinds are not supported yet)")?;
+        let key = self.key.as_ref().ok_or("backendAuth needs `key`, `gcp`, `aws` or `azure` (other kinds are not supported yet)")?;
         let key = key.0 .0.trim().to_string();
         let mut header = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "key is not a valid header value")?;
         header.set_sensitive(true);
@@ -266,7 +292,12 @@ impl Filter for BackendAuth {
             ctx.extensions.insert(keys.clone());
             return Ok(FilterAction::Continue);
         }
-        match self.credential.header() {
+        let host = match ctx.backend.as_ref().map(|b| &b.target) {
+            // The provider's own host (the `ai` filter plans the upstream after this filter).
+            Some(crate::runtime::BackendTarget::Ai(ai)) => ai.host.clone(),
+            _ => ctx.upstream.host.clone(),
+        };
+        match self.credential.header_for(&host).await {
             Ok(h) => session.req_header_mut().insert_header(http::header::AUTHORIZATION, h)?,
             Err(e) => {
                 log::warn!(target: "tollgate", "backendAuth: {e}");
