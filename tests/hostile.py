@@ -54,6 +54,7 @@ class Recorder:
     def __init__(self):
         self.paths = []
         self.lengths = []  # the Content-Length lines of each request, as received
+        self.headers = []  # each request's headers, names lower-cased (repeated ones joined by ", ")
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +63,7 @@ class Recorder:
             def _answer(self):
                 recorder.paths.append(self.path)
                 recorder.lengths.append(self.headers.get_all("content-length") or [])
+                recorder.headers.append({k.lower(): ", ".join(self.headers.get_all(k)) for k in self.headers.keys()})
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)

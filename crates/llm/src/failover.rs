@@ -14,6 +14,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
 use tollgate_core::ctx::TlsPlan;
+use tollgate_core::filters::backend_auth::location::PlacedKey;
 use tollgate_core::filters::{is_retry_error, retry_error, RequestCtx};
 use tollgate_core::llm::{AiProvider, FailedAttempt, LlmExchange, RouteType};
 use tollgate_core::runtime::ai_groups::{AiGroups, GroupProvider};
@@ -47,6 +48,8 @@ pub struct Failover {
     retry_after: Option<Duration>,
     /// The attempt answered with a stream whose first chunk is still to be judged.
     first_chunk: Option<StreamKind>,
+    /// The backend's own `backendAuth.key` with a `location`, for providers without a credential.
+    base_key: Option<Arc<PlacedKey>>,
 }
 
 impl Failover {
@@ -56,8 +59,8 @@ impl Failover {
     }
 
     /// State for a request whose first attempt goes to `first`.
-    pub fn new(groups: Arc<AiGroups>, first: Arc<GroupProvider>, base_tls: Option<Arc<TlsPlan>>) -> Self {
-        Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None, first_chunk: None }
+    pub fn new(groups: Arc<AiGroups>, first: Arc<GroupProvider>, base_tls: Option<Arc<TlsPlan>>, base_key: Option<Arc<PlacedKey>>) -> Self {
+        Failover { groups, tried: vec![first.clone()], current: first, base_tls, raw: None, pq: None, body_seen: 0, retry_after: None, first_chunk: None, base_key }
     }
 }
 
@@ -77,7 +80,8 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
     }
     match &f.current.auth {
         // AWS keys sign the request once its body is final (see `bedrock_headers`).
-        Some(tollgate_core::filters::backend_auth::Credential::Aws(_)) | None => {}
+        // A key with a `location` is placed by the proxy after this hook (see `use_credential`).
+        Some(tollgate_core::filters::backend_auth::Credential::Aws(_) | tollgate_core::filters::backend_auth::Credential::Placed(_)) | None => {}
         Some(auth) => {
             let header = auth.header_now(&f.current.target.host).map_err(|e| pingora::Error::explain(pingora::ErrorType::HTTPStatus(503), format!("the provider's credential: {e}")))?;
             req.insert_header(http::header::AUTHORIZATION, header)?;
@@ -100,7 +104,9 @@ pub async fn fetch_tokens(groups: &AiGroups) {
 }
 
 /// Readies the credential a provider signs with (AWS keys), or forgets the last one's.
-pub fn use_credential(provider: &GroupProvider, ctx: &mut RequestCtx) {
+/// A provider's own key with a `location` replaces the backend's (`base_key`); a provider
+/// without a credential of its own uses the backend's.
+pub fn use_credential(provider: &GroupProvider, base_key: Option<&Arc<PlacedKey>>, ctx: &mut RequestCtx) {
     use tollgate_core::filters::backend_auth::{AwsKeys, Credential};
     match &provider.auth {
         Some(Credential::Aws(keys)) => {
@@ -108,6 +114,19 @@ pub fn use_credential(provider: &GroupProvider, ctx: &mut RequestCtx) {
         }
         _ => {
             ctx.extensions.remove::<Arc<AwsKeys>>();
+        }
+    }
+    let key = match &provider.auth {
+        Some(Credential::Placed(k)) => Some(k.clone()),
+        Some(_) => None,
+        None => base_key.cloned(),
+    };
+    match key {
+        Some(k) => {
+            ctx.extensions.insert(k);
+        }
+        None => {
+            ctx.extensions.remove::<Arc<PlacedKey>>();
         }
     }
 }
@@ -234,7 +253,7 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
     ctx.upstream.host.clone_from(&ai.host);
     ctx.upstream.port = ai.port;
     ctx.upstream.tls = next.tls.clone().or_else(|| f.base_tls.clone()).or_else(|| (!ai.host_overridden).then(|| Arc::new(TlsPlan::default())));
-    use_credential(next, ctx);
+    use_credential(next, f.base_key.clone().as_ref(), ctx);
     let mut gemini_model = None;
     let mut bedrock_route = None;
     let mut vertex_pq = None;

@@ -272,8 +272,9 @@ impl Filter for AiPolicy {
                     return Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "no_backend", "the ai backend has no provider")));
                 };
                 failover::fetch_tokens(groups).await;
-                ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone()));
-                failover::use_credential(&first, ctx);
+                let base_key = ctx.extensions.get::<Arc<tollgate_core::filters::backend_auth::location::PlacedKey>>().cloned();
+                failover::use_credential(&first, base_key.as_ref(), ctx);
+                ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone(), base_key));
                 if let Some(tls) = &first.tls {
                     ctx.upstream.tls = Some(tls.clone());
                 }
@@ -515,9 +516,20 @@ impl AiPolicy {
             req.remove_header("x-goog-api-key");
             return Ok(());
         }
+        // A key with an explicit `location` is where the config says, untouched (as agentgateway).
+        let explicit = ctx.extensions.get::<Arc<tollgate_core::filters::backend_auth::location::PlacedKey>>().is_some();
+        if explicit {
+            // The client's bearer was for the gateway; the provider's key goes elsewhere.
+            req.remove_header(&http::header::AUTHORIZATION);
+        }
         match ctx.llm.as_ref().map(|l| l.provider_api) {
+            Some(AiProvider::Anthropic) if explicit => {
+                if !req.headers.contains_key("anthropic-version") {
+                    req.insert_header("anthropic-version", "2023-06-01")?;
+                }
+            }
             Some(AiProvider::Anthropic) => anthropic_headers(req)?,
-            Some(AiProvider::Gemini) => bearer_to_header(req, "x-goog-api-key")?,
+            Some(AiProvider::Gemini) if !explicit => bearer_to_header(req, "x-goog-api-key")?,
             _ => {}
         }
         Ok(())

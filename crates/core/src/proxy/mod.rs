@@ -258,6 +258,10 @@ impl ProxyHttp for TollgateProxy {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_upstream_request(req, ctx)?;
         }
+        if let Some(key) = ctx.extensions.get::<Arc<crate::filters::backend_auth::location::PlacedKey>>() {
+            // A `backendAuth.key` with a `location`: after every rewrite, so nothing drops it.
+            key.place(req)?;
+        }
         self.telemetry.upstream_request(req, ctx)
     }
 

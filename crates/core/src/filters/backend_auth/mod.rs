@@ -4,6 +4,7 @@
 mod aws_profile;
 pub mod azure;
 pub mod gcp;
+pub mod location;
 
 use std::sync::Arc;
 
@@ -151,18 +152,22 @@ impl<'de> Deserialize<'de> for BackendAuthForm {
     }
 }
 
-/// Where the key comes from.
+/// The key, and where it goes when not in `Authorization: Bearer`.
 #[derive(Debug, Clone)]
-pub struct KeySource(pub FileOrInline);
+pub struct KeySource {
+    /// The key.
+    pub value: FileOrInline,
+    /// `location`, when given.
+    pub location: Option<location::KeyLocation>,
+}
 
 impl<'de> Deserialize<'de> for KeySource {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[allow(dead_code)] // `location` exists only to fail the load when used.
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
         struct Long {
             value: FileOrInline,
-            location: Option<Unsupported>,
+            location: Option<location::KeyLocation>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -170,11 +175,19 @@ impl<'de> Deserialize<'de> for KeySource {
             Long(Long),
             Short(FileOrInline),
         }
-        match Either::deserialize(d).map_err(|_| {
-            de::Error::custom("key must be a string, {file: path} or {value: string | {file: path}}")
+        // The long form first, so that its own errors (a bad `location`) are the ones reported.
+        let v = serde_json::Value::deserialize(d)?;
+        if let serde_json::Value::Object(m) = &v {
+            if m.contains_key("value") || m.contains_key("location") {
+                let l: Long = serde_json::from_value(v).map_err(|e| de::Error::custom(format!("key: {e}")))?;
+                return Ok(KeySource { value: l.value, location: l.location });
+            }
+        }
+        match Either::deserialize(v).map_err(|_| {
+            de::Error::custom("key must be a string, {file: path} or {value: string | {file: path}, location}")
         })? {
-            Either::Long(l) => Ok(KeySource(l.value)),
-            Either::Short(s) => Ok(KeySource(s)),
+            Either::Long(l) => Ok(KeySource { value: l.value, location: l.location }),
+            Either::Short(s) => Ok(KeySource { value: s, location: None }),
         }
     }
 }
@@ -190,6 +203,8 @@ pub enum Credential {
     Aws(Arc<AwsKeys>),
     /// A Microsoft Entra ID token, fetched and refreshed.
     Azure(Arc<azure::AzureTokenSource>),
+    /// A key with its own `location`: placed last, after every rewrite of the request.
+    Placed(Arc<location::PlacedKey>),
 }
 
 impl Credential {
@@ -200,6 +215,7 @@ impl Credential {
             Credential::Gcp(source) => source.header(),
             Credential::Aws(_) => Err("AWS credentials sign the request; they are not a header".into()),
             Credential::Azure(_) => Err("an Entra ID token is fetched per host; use `header_for`".into()),
+            Credential::Placed(_) => Err("the key has its own `location`, not Authorization".into()),
         }
     }
 
@@ -255,13 +271,20 @@ impl BackendAuthConfig {
             };
             return Ok(Credential::Gcp(Arc::new(gcp::GcpTokenSource::from_json(&json).map_err(|e| format!("backendAuth.gcp.credential: {e}"))?)));
         }
+        if let Some(KeySource { value, location: Some(l) }) = &self.key {
+            let placed = location::PlacedKey::new(value.0.trim().to_string(), l.clone()).map_err(|e| format!("backendAuth.key: {e}"))?;
+            return Ok(Credential::Placed(Arc::new(placed)));
+        }
         Ok(Credential::Static(self.header()?))
     }
 
     /// The `Authorization` value a `key` sends (marked sensitive).
     pub fn header(&self) -> std::result::Result<HeaderValue, String> {
         let key = self.key.as_ref().ok_or("backendAuth needs `key`, `gcp`, `aws` or `azure` (other kinds are not supported yet)")?;
-        let key = key.0 .0.trim().to_string();
+        if key.location.is_some() {
+            return Err("a key with a `location` cannot go in Authorization here (only the default location is supported for this target)".into());
+        }
+        let key = key.value.0.trim().to_string();
         let mut header = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "key is not a valid header value")?;
         header.set_sensitive(true);
         Ok(header)
@@ -290,6 +313,11 @@ impl Filter for BackendAuth {
                 return Ok(FilterAction::Respond(crate::errors::json_error(ctx.error_format, 500, "unsupported_credential", msg)));
             }
             ctx.extensions.insert(keys.clone());
+            return Ok(FilterAction::Continue);
+        }
+        if let Credential::Placed(key) = &self.credential {
+            // Placed by the proxy once every filter has shaped the request (see `location`).
+            ctx.extensions.insert(key.clone());
             return Ok(FilterAction::Continue);
         }
         let host = match ctx.backend.as_ref().map(|b| &b.target) {
