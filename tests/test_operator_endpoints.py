@@ -25,7 +25,13 @@ def test_metrics_count_requests_and_tokens(tollgate, provider_front, llmock):
     start(tollgate, provider_front)
     c = openai.OpenAI(base_url="http://127.0.0.1:3100/compatible-mode/v1", api_key="x", max_retries=0)
     r = c.chat.completions.create(model="any-model-name", messages=[{"role": "user", "content": "Hello!"}])
-    out = [s for s in samples("gen_ai_client_token_usage_sum") if s.labels["gen_ai_token_type"] == "output"]
+    # The exchange is counted once it is logged, just after the answer went out: poll.
+    deadline = time.time() + 5
+    while True:
+        out = [s for s in samples("gen_ai_client_token_usage_sum") if s.labels["gen_ai_token_type"] == "output"]
+        if out or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert len(out) == 1
     assert out[0].value == r.usage.completion_tokens
     assert out[0].labels["gen_ai_request_model"] == "any-model-name"
