@@ -237,8 +237,9 @@ pub fn on_upstream_error(policy: &AiPolicy, e: &pingora::Error, replayable: bool
 
 /// Plans the request for `next`: upstream, exchange record, body translation, path.
 fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &GroupProvider, failed: &[FailedAttempt]) -> std::result::Result<(), String> {
-    let ai = &next.target;
     let kind = ctx.llm.as_ref().map(|l| l.route).ok_or("not an LLM call")?;
+    let ai = next.target.for_route(kind)?;
+    let ai: &tollgate_core::runtime::AiTarget = &ai;
     if let Some(why) = crate::refusal(ai.provider, kind) {
         return Err(why.into());
     }

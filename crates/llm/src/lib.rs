@@ -322,6 +322,12 @@ impl AiPolicy {
             let msg = format!("no ai route for path {}", ctx.original_path);
             return Ok(FilterAction::Respond(json_error(ctx.error_format, 404, "not_found", &msg)));
         };
+        // A custom provider serves the call as the provider of the API it picks for it.
+        let ai = match ai.for_route(kind) {
+            Ok(t) => t,
+            Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
+        };
+        let ai: &AiTarget = &ai;
         let mut exchange = LlmExchange::new(ai.provider_name, &ai.name, kind);
         exchange.provider_api = ai.provider;
         exchange.override_model = ai.model.clone();

@@ -37,7 +37,8 @@ pub(crate) fn upstream_path(ai: &AiTarget, kind: RouteType, client_path: &str) -
         // The model and streaming name the path: set once the body is read (see `start`).
         (AiProvider::Bedrock, _) => return None,
     };
-    if matches!(kind, RouteType::Completions | RouteType::Messages) {
+    // `pathOverride` is for chat calls; a custom provider's format path for its own API.
+    if matches!(kind, RouteType::Completions | RouteType::Messages) || ai.custom.is_some() {
         if let Some(p) = &ai.path_override {
             return Some(p.clone());
         }

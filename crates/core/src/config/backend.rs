@@ -159,8 +159,55 @@ pub struct Provider {
     pub azure: Option<AzureProvider>,
     /// Not supported yet.
     pub copilot: Option<Unsupported>,
-    /// Not supported yet.
-    pub custom: Option<Unsupported>,
+    /// Any server, described by the APIs (`formats`) it speaks; needs `hostOverride`.
+    pub custom: Option<CustomProvider>,
+}
+
+/// `provider.custom`: a server that speaks some of the APIs the gateway knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomProvider {
+    /// Model that replaces whatever the client asked for.
+    pub model: Option<String>,
+    /// The provider's name in telemetry and for cost lookups (default `custom`).
+    pub provider_override: Option<String>,
+    /// The APIs the server accepts, each at its own path if given.
+    pub formats: Vec<ProviderFormatConfig>,
+}
+
+/// One API a custom provider accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderFormatConfig {
+    /// The API.
+    #[serde(rename = "type")]
+    pub format: ProviderFormat,
+    /// Where the server serves it (else the API's usual path behind `pathPrefix`).
+    pub path: Option<String>,
+}
+
+/// The APIs a custom provider can declare (agentgateway's `ProviderFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProviderFormat {
+    /// OpenAI Chat Completions.
+    Completions,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Responses.
+    Responses,
+    /// OpenAI embeddings.
+    Embeddings,
+    /// Anthropic's token count.
+    AnthropicTokenCount,
+    /// Gemini generateContent (not supported yet on custom providers).
+    GenerateContent,
+    /// Gemini countTokens (not supported yet on custom providers).
+    GeminiCountTokens,
+    /// Realtime over WebSocket (not supported yet).
+    Realtime,
+    /// Cohere-shaped rerank.
+    Rerank,
 }
 
 /// `provider.gemini`.

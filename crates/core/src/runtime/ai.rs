@@ -35,6 +35,8 @@ pub struct AiTarget {
     pub path_override: Option<String>,
     /// Base path for provider API paths.
     pub path_prefix: Option<String>,
+    /// The APIs of a `custom` provider (see [`AiTarget::for_route`]).
+    pub custom: Option<super::custom::CustomFormats>,
 }
 
 /// A Vertex AI endpoint: `/v1/projects/{project}/locations/{location}/publishers/…`.
@@ -128,10 +130,11 @@ pub(super) fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         return Err("ai: `name` is required".into());
     }
     let p = ai.provider.as_ref().ok_or("ai: `provider` (or `groups`) is required")?;
-    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some(), p.vertex.is_some(), p.bedrock.is_some()];
+    let named = [p.open_ai.is_some(), p.anthropic.is_some(), p.gemini.is_some(), p.azure.is_some(), p.vertex.is_some(), p.bedrock.is_some(), p.custom.is_some()];
     if named.iter().filter(|n| **n).count() != 1 {
-        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini, vertex, bedrock or azure)".into());
+        return Err("ai.provider: exactly one provider is required (openAI, anthropic, gemini, vertex, bedrock, azure or custom)".into());
     }
+    let mut custom = None;
     let mut azure = None;
     let mut bedrock_region = None;
     let mut vertex = None;
@@ -193,6 +196,13 @@ pub(super) fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         };
         azure = Some(paths);
         (AiProvider::OpenAi, "azure.ai.openai", z.model.clone(), host)
+    } else if let Some(c) = &p.custom {
+        if ai.host_override.is_none() {
+            return Err("ai.provider.custom needs `hostOverride` (a custom provider has no host of its own)".into());
+        }
+        let (formats, name) = super::custom::compile(c)?;
+        custom = Some(formats);
+        (AiProvider::OpenAi, name, c.model.clone(), String::new())
     } else {
         return Err("ai.provider: exactly one provider is required".into());
     };
@@ -216,6 +226,7 @@ pub(super) fn ai_target(ai: &AiBackend) -> Result<AiTarget, String> {
         host_overridden,
         path_override: ai.path_override.clone(),
         path_prefix: ai.path_prefix.clone(),
+        custom,
     })
 }
 

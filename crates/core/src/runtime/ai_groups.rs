@@ -114,6 +114,7 @@ mod tests {
             host_overridden: true,
             path_override: None,
             path_prefix: None,
+            custom: None,
         };
         Arc::new(GroupProvider { target, tls: None, auth: None, health: ProviderHealth::default() })
     }

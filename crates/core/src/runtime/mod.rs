@@ -12,6 +12,7 @@ use crate::router::{HostPattern, RouteTable};
 
 pub mod ai;
 pub mod ai_groups;
+pub mod custom;
 pub mod listener;
 pub mod llm_router;
 pub mod picker;
