@@ -405,3 +405,13 @@ def inspector_cli(url: str, *args: str, transport: str = None, timeout: float = 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"inspector CLI failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
     return json.loads(r.stdout)
+
+
+def load_error(workdir: Path, config_text: str, env=None) -> str:
+    """Runs `tollgate --validate-only` on `config_text`; asserts the load fails and returns what
+    it said."""
+    cfg = workdir / "bad.yaml"
+    cfg.write_text(config_text)
+    out = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode != 0, f"the config loaded: {out.stdout + out.stderr}"
+    return out.stdout + out.stderr
