@@ -4,6 +4,7 @@
 //! client on an OpenAI provider, a Chat client on an Anthropic one) are translated both ways
 //! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
+mod answer;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
@@ -42,7 +43,7 @@ use tollgate_core::ctx::ErrorFormat;
 use tollgate_core::errors::json_error;
 use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
 use tollgate_core::runtime::{AiTarget, BackendTarget};
-use usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
+use usage::SseSplitter;
 
 use body::{count_tokens_locally, passthrough_model, read_whole_body};
 use headers::{anthropic_headers, bearer_to_header, bedrock_headers};
@@ -253,8 +254,6 @@ impl AiPolicy {
         self.body.as_ref().and_then(|b| b.alias(model)).unwrap_or(model).to_string()
     }
 }
-
-use translation::MAX_RESPONSE_COPY;
 
 #[async_trait]
 impl Filter for AiPolicy {
@@ -564,76 +563,6 @@ impl AiPolicy {
         }
         Ok(())
     }
-
-    fn response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
-        let is_sse = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !matches!(state.answer.translation, translation::Translation::None) {
-            let answer = &mut state.answer;
-            answer.sse = is_sse;
-            if !resp.status.is_success() {
-                answer.error_status = Some(resp.status.as_u16());
-            }
-            if answer.rewrites() {
-                // A translated answer's length is not known ahead.
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                if answer.error_status.is_some() || !answer.translation.outputs_sse(is_sse) {
-                    // An error, or a stream gathered into one document.
-                    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                } else if !is_sse {
-                    // An event stream in another framing (Bedrock's), now server-sent events.
-                    resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
-                }
-            }
-            return Ok(());
-        }
-        if !resp.status.is_success() {
-            return Ok(());
-        }
-        state.response = if is_sse { ResponseMode::Sse } else { ResponseMode::Json };
-        if is_sse && state.injected_usage {
-            // An event the client did not ask for is dropped, so the length changes.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-        }
-        Ok(())
-    }
-
-    fn response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
-        let started = ctx.started;
-        let want_completion = ctx.needs.llm_completion;
-        let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
-        let Some(llm) = ctx.llm.as_mut() else { return Ok(()) };
-        if llm.time_to_first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
-            llm.time_to_first_byte = Some(Instant::now().duration_since(started));
-        }
-        if !matches!(state.answer.translation, translation::Translation::None) {
-            state.answer.on_body(llm, body, end, want_completion);
-            return Ok(());
-        }
-        match state.response {
-            ResponseMode::Untouched => {}
-            ResponseMode::Json => {
-                if let Some(b) = body.as_ref() {
-                    if state.response_body.len() + b.len() <= MAX_RESPONSE_COPY {
-                        state.response_body.extend_from_slice(b);
-                    }
-                }
-                if end {
-                    record(llm, &ResponseView::parse(&state.response_body));
-                    if want_completion {
-                        ChoicesView::append_to(&state.response_body, llm.completion.get_or_insert_with(Vec::new));
-                    }
-                    state.response_body = Vec::new();
-                }
-            }
-            ResponseMode::Sse => scan_sse(state, llm, body, end, want_completion),
-        }
-        Ok(())
-    }
 }
 
 /// What a `detect` call's body says: its model and whether it streams (when it is JSON).
@@ -664,49 +593,5 @@ fn refusal(provider: AiProvider, kind: RouteType) -> Option<&'static str> {
             Some("the bedrock provider serves chat completions, messages, responses, generateContent and token counts so far")
         }
         _ => None,
-    }
-}
-
-fn record(llm: &mut LlmExchange, view: &ResponseView) {
-    if let Some(m) = &view.model {
-        llm.response_model.get_or_insert_with(|| m.clone());
-    }
-    if let Some(u) = &view.usage {
-        llm.usage = Some(u.to_usage());
-    }
-}
-
-/// Reads usage from each complete event. Chunks pass through as they are, unless the gateway
-/// injected `include_usage`: then complete events pass and the usage-only one is dropped.
-fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
-    let incoming = body.take().unwrap_or_default();
-    let mut out = Vec::with_capacity(incoming.len());
-    for event in translation::complete_events(&mut state.sse, &incoming, end) {
-        let data = event_data(&event);
-        if let (true, Some(d)) = (want_completion, &data) {
-            ChoicesView::append_to(d, llm.completion.get_or_insert_with(Vec::new));
-        }
-        let keep = match data {
-            // Parse only the first event (for the model) and events that carry usage.
-            Some(data) if data.as_slice() != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
-                let view = ResponseView::parse(&data);
-                record(llm, &view);
-                !(state.injected_usage && view.is_usage_only())
-            }
-            _ => true,
-        };
-        if keep && state.injected_usage {
-            out.extend_from_slice(&event);
-        }
-    }
-    *body = if !state.injected_usage {
-        Some(incoming)
-    } else if out.is_empty() {
-        None
-    } else {
-        Some(Bytes::from(out))
-    };
-    if end && body.is_none() {
-        *body = Some(Bytes::new());
     }
 }
