@@ -15,7 +15,7 @@ fn awaiting_body(tasks: &[HttpTask]) -> bool {
     }
 }
 
-/// Pulls tasks from `rx` into `tasks` (which holds a lone response header) until the first
+/// Pulls tasks from `rx` into `tasks` (which begins with a response header) until the first
 /// non-empty body chunk, the end of the response, or `limit`. An upstream failure meanwhile is
 /// returned as the error, with nothing written downstream, so the request can be retried.
 pub(crate) async fn hold_response_header(
@@ -30,8 +30,12 @@ pub(crate) async fn hold_response_header(
             Ok(None) | Err(_) => break,
         }
     }
-    if matches!(tasks.last(), Some(HttpTask::Failed(_))) {
-        if let Some(HttpTask::Failed(e)) = tasks.pop() {
+    // A failure before any body bytes (held for, or already in the same batch as the header):
+    // nothing goes downstream.
+    let first_bytes = tasks.iter().position(|t| matches!(t, HttpTask::Body(Some(b), _) if !b.is_empty()));
+    let failed = tasks.iter().position(|t| matches!(t, HttpTask::Failed(_)));
+    if let Some(at) = failed.filter(|f| first_bytes.is_none_or(|b| *f < b)) {
+        if let HttpTask::Failed(e) = tasks.remove(at) {
             return Err(e);
         }
     }

@@ -433,9 +433,9 @@ where
             }
         }
 
-        // tollgate patch: hold a lone 2xx header until its body's first bytes (see
+        // tollgate patch: hold a 2xx header until its body's first bytes (see
         // `ProxyHttp::response_header_hold`).
-        if let [HttpTask::Header(header, false)] = tasks.as_slice() {
+        if let Some(HttpTask::Header(header, false)) = tasks.first() {
             if let Some(limit) = self.inner.response_header_hold(header, ctx) {
                 crate::header_hold::hold_response_header(&mut tasks, rx, limit).await?;
             }
