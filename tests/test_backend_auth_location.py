@@ -123,3 +123,16 @@ def test_each_provider_of_a_group_places_its_own_key(tollgate, workdir, llmock):
         assert sent["api-key"] == SECRET and "authorization" not in sent, sent
     finally:
         p.stop()
+
+
+def test_a_backend_s_own_key_replaces_a_route_s_placed_key(tollgate, recorder):
+    base = serve_listeners(tollgate, f"""  - routes:
+    - policies:
+        backendAuth: {{key: {{value: route-key, location: {{header: {{name: x-route-key}}}}}}}}
+      backends:
+      - host: 127.0.0.1:{recorder.port}
+        policies:
+          backendAuth: {{key: backend-key}}
+""")
+    requests.get(f"{base}/x", timeout=5)
+    assert recorder.headers[0].get("authorization") == "Bearer backend-key" and "x-route-key" not in recorder.headers[0], recorder.headers

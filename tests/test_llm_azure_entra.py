@@ -134,6 +134,11 @@ def test_an_unreachable_identity_provider_is_a_prompt_503(tollgate, azure):
     with pytest.raises(openai.APIStatusError) as e:
         chat(base)
     assert e.value.status_code == 503 and time.monotonic() - started < 5
+    # The failure is remembered for a few seconds: the next request does not wait on it again.
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as e:
+        chat(base)
+    assert e.value.status_code == 503 and time.monotonic() - started < 1
 
 
 def test_an_entra_provider_takes_over_in_a_group(tollgate, llmock, entra, azure):

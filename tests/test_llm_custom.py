@@ -103,3 +103,30 @@ def test_a_custom_provider_takes_over_in_a_group(tollgate, llmock, backup):
     assert chat(base)
     sent = backup.journal()
     assert [s["path"] for s in sent] == ["/anthropic/v1/messages"] and sent[0]["body"]["model"] == "second", sent
+
+
+def test_path_override_serves_chat_formats_without_a_path(tollgate):
+    from hostile import Recorder
+    r = Recorder()
+    try:
+        base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          name: mine
+          hostOverride: "127.0.0.1:{r.port}"
+          pathOverride: /serve/chat
+          provider: {{custom: {{formats: [{{type: completions}}, {{type: embeddings, path: /serve/embed}}]}}}}
+      policies:
+        ai:
+          routes: {{/v1/chat/completions: completions, /v1/embeddings: embeddings}}
+""")
+        c = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
+        for call in (lambda: c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]),
+                     lambda: c.embeddings.create(model="m", input="x")):
+            try:
+                call()
+            except Exception:
+                pass  # the recorder's answer is not OpenAI's
+        assert r.paths == ["/serve/chat", "/serve/embed"], r.paths
+    finally:
+        r.close()

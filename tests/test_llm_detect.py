@@ -6,6 +6,7 @@ import time
 import openai
 
 from conftest import serve_listeners
+from test_llm_failover import backup  # noqa: F401 (the fixture)
 
 
 def gateway(tollgate, llmock, kind="detect"):
@@ -63,3 +64,25 @@ def test_completions_for_contrast_rewrites_the_model(tollgate, llmock):
     openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0).chat.completions.create(
         model="client-model", messages=[{"role": "user", "content": "hi"}])
     assert llmock.journal()[-1]["body"]["model"] == "backend-model"
+
+
+def test_detect_stays_detect_when_it_fails_over(tollgate, llmock, backup):
+    base = serve_listeners(tollgate, f"""  - routes:
+    - backends:
+      - ai:
+          groups:
+          - providers:
+            - {{name: primary, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{model: primary-model}}}}}}
+          - providers:
+            - {{name: secondary, hostOverride: "127.0.0.1:{backup.port}", provider: {{openAI: {{model: secondary-model}}}}}}
+      policies:
+        ai:
+          routes: {{/v1/chat/completions: detect}}
+""")
+    llmock.scenario([{"type": "fail", "status": 503, "times": 1}])
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
+    assert c.chat.completions.create(model="client-model", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    # The second provider got the request as the client wrote it, and the model was read again.
+    assert backup.journal()[-1]["body"]["model"] == "client-model"
+    line = log_line(tollgate)[-1]
+    assert "gen_ai.request.model=client-model" in line and "primary:503" in line, line

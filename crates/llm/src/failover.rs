@@ -92,15 +92,21 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
 
 /// Fetches (or finds cached) the Entra ID tokens of the group's providers, before any attempt:
 /// the hooks that switch providers cannot wait for a token endpoint.
-pub async fn fetch_tokens(groups: &AiGroups) {
+/// Together, within the fetch timeout and the request's deadline; a failed one is remembered
+/// for a few seconds, so an identity provider outage does not slow every request.
+pub async fn fetch_tokens(groups: &AiGroups, deadline: Option<Instant>) {
     use tollgate_core::filters::backend_auth::Credential;
-    for p in groups.tiers.iter().flatten() {
-        if let Some(auth @ Credential::Azure(_)) = &p.auth {
+    let fetches = groups.tiers.iter().flatten().filter_map(|p| match &p.auth {
+        Some(auth @ Credential::Azure(_)) => Some(async move {
             if let Err(e) = auth.header_for(&p.target.host).await {
                 log::warn!(target: "tollgate", "ai provider {}: {e}", p.target.name);
             }
-        }
-    }
+        }),
+        _ => None,
+    });
+    let all = futures::future::join_all(fetches);
+    let limit = deadline.map_or(tollgate_core::filters::backend_auth::azure::FETCH_TIMEOUT, |d| d.saturating_duration_since(Instant::now()).min(tollgate_core::filters::backend_auth::azure::FETCH_TIMEOUT));
+    let _ = tokio::time::timeout(limit, all).await;
 }
 
 /// Readies the credential a provider signs with (AWS keys), or forgets the last one's.
@@ -147,9 +153,12 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     let now = Instant::now();
     if status != 429 && status < 500 {
         if resp.status.is_success() {
-            f.current.health.succeeded();
             let content_type = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             f.first_chunk = StreamKind::of(content_type);
+            if f.first_chunk.is_none() {
+                // A stream is judged by its first event (see `on_first_chunk`).
+                f.current.health.succeeded();
+            }
         }
         return Ok(());
     }
@@ -179,7 +188,10 @@ pub fn on_first_chunk(chunk: &[u8], end: bool, ctx: &mut RequestCtx) -> Result<(
         return Ok(());
     }
     f.first_chunk = None;
-    let Some((status, why)) = first_event::failure(kind, chunk, end) else { return Ok(()) };
+    let Some((status, why)) = first_event::failure(kind, chunk, end) else {
+        f.current.health.succeeded();
+        return Ok(());
+    };
     let replayable = f.raw.is_some() || f.body_seen <= REPLAYABLE_BODY;
     if ctx.hold_response_header.is_some() && replayable && !deadline_passed && f.groups.next(&f.tried, Instant::now()).is_some() {
         return Err(retry_error(status, &why));
@@ -258,8 +270,10 @@ fn replan(policy: &AiPolicy, ctx: &mut RequestCtx, f: &mut Failover, next: &Grou
     let mut gemini_model = None;
     let mut bedrock_route = None;
     let mut vertex_pq = None;
-    if ctx.extensions.get::<CompletionState>().is_some() {
+    if let Some(previous) = ctx.extensions.get::<CompletionState>() {
         let mut state = CompletionState::default();
+        // A `detect` call stays one: forwarded as it is, its model read again on the way.
+        state.detect = previous.detect.as_ref().map(|_| Vec::new());
         if let Some(raw) = &f.raw {
             if ai.vertex.is_some() {
                 // The model's family picks the API the body is translated for.

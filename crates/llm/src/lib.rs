@@ -270,7 +270,7 @@ impl Filter for AiPolicy {
                 let Some(first) = groups.next(&[], Instant::now()) else {
                     return Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "no_backend", "the ai backend has no provider")));
                 };
-                failover::fetch_tokens(groups).await;
+                failover::fetch_tokens(groups, ctx.deadline).await;
                 let base_key = ctx.extensions.get::<Arc<tollgate_core::filters::backend_auth::location::PlacedKey>>().cloned();
                 failover::use_credential(&first, base_key.as_ref(), ctx);
                 ctx.extensions.insert(failover::Failover::new(groups.clone(), first.clone(), ctx.upstream.tls.clone(), base_key));
@@ -524,8 +524,10 @@ impl AiPolicy {
         // A key with an explicit `location` is where the config says, untouched (as agentgateway).
         let explicit = ctx.extensions.get::<Arc<tollgate_core::filters::backend_auth::location::PlacedKey>>().is_some();
         if explicit {
-            // The client's bearer was for the gateway; the provider's key goes elsewhere.
-            req.remove_header(&http::header::AUTHORIZATION);
+            // The client's keys were for the gateway; the provider's key goes where the config says.
+            for name in ["authorization", "x-api-key", "x-goog-api-key"] {
+                req.remove_header(name);
+            }
         }
         match ctx.llm.as_ref().map(|l| l.provider_api) {
             Some(AiProvider::Anthropic) if explicit => {

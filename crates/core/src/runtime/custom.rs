@@ -73,7 +73,9 @@ impl AiTarget {
         match custom.pick(kind) {
             Some((format, path)) => {
                 t.provider = if matches!(format, ProviderFormat::Messages | ProviderFormat::AnthropicTokenCount) { AiProvider::Anthropic } else { AiProvider::OpenAi };
-                t.path_override = path.map(str::to_string);
+                // The format's path; else `pathOverride`, which is for chat calls.
+                let chat = matches!(kind, RouteType::Completions | RouteType::Messages);
+                t.path_override = path.map(str::to_string).or_else(|| self.path_override.clone().filter(|_| chat));
             }
             // Token counts are the gateway's estimate; listings and passthrough go as they are.
             None if matches!(kind, RouteType::AnthropicTokenCount | RouteType::GeminiCountTokens | RouteType::Models | RouteType::Passthrough | RouteType::Detect) => {

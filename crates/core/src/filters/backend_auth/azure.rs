@@ -7,13 +7,12 @@
 //! is `AZURE_AUTHORITY_HOST` when set (sovereign clouds), else the public cloud's.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use crate::config::types::Unsupported;
 use crate::ctx::ConnectPolicy;
@@ -29,6 +28,11 @@ const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A token this close to expiry is replaced.
 const REFRESH_SLACK: Duration = Duration::from_secs(300);
+/// A token this close to expiry is no longer sent.
+const EXPIRY_SLACK: Duration = Duration::from_secs(30);
+/// After a failed fetch, requests get its error at once for this long instead of waiting on
+/// the identity provider again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(5);
 /// Largest token response read.
 const MAX_RESPONSE: usize = 64 * 1024;
 
@@ -94,8 +98,20 @@ pub struct AzureTokenSource {
     authority: Origin,
     authority_path: String,
     client: Arc<HttpClient>,
-    /// Per scope: the header and when to replace it. Held across a fetch: one at a time.
-    cached: Mutex<HashMap<&'static str, (HeaderValue, Instant)>>,
+    /// Per scope: the token, when to replace it, and when it expires (never held across a wait).
+    cached: Mutex<HashMap<&'static str, CachedToken>>,
+    /// Held while a token is fetched: one fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+    /// The last failed fetch: when, and why.
+    failed: Mutex<Option<(Instant, String)>>,
+}
+
+/// A fetched token.
+#[derive(Clone)]
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+    expires_at: Instant,
 }
 
 impl std::fmt::Debug for AzureTokenSource {
@@ -135,7 +151,7 @@ impl AzureAuthConfig {
             return Err("backendAuth.azure: the tenant id must be a GUID or a domain name".into());
         }
         let (authority, authority_path) = parse_authority(&env("AZURE_AUTHORITY_HOST").unwrap_or_else(|| PUBLIC_AUTHORITY.into()))?;
-        Ok(AzureTokenSource { tenant, client_id, grant, authority, authority_path, client: Arc::new(HttpClient::default()), cached: Mutex::new(HashMap::new()) })
+        Ok(AzureTokenSource { tenant, client_id, grant, authority, authority_path, client: Arc::new(HttpClient::default()), cached: Mutex::new(HashMap::new()), fetching: tokio::sync::Mutex::new(()), failed: Mutex::new(None) })
     }
 }
 
@@ -168,23 +184,46 @@ impl AzureTokenSource {
         }
     }
 
-    /// `Authorization: Bearer <token>` for `scope`, cached or fetched now.
-    pub async fn header(&self, scope: &'static str) -> Result<HeaderValue, String> {
-        let mut cached = tokio::time::timeout(FETCH_TIMEOUT, self.cached.lock()).await.map_err(|_| "waited too long for another token fetch")?;
-        if let Some((h, refresh_at)) = cached.get(scope) {
-            if Instant::now() < *refresh_at {
-                return Ok(h.clone());
-            }
-        }
-        let (header, lifetime) = self.fetch(scope).await?;
-        cached.insert(scope, (header.clone(), Instant::now() + lifetime.saturating_sub(REFRESH_SLACK)));
-        Ok(header)
+    fn entry(&self, scope: &str) -> Option<CachedToken> {
+        self.cached.lock().ok()?.get(scope).cloned()
     }
 
-    /// The token `header` last fetched for `scope`, while it is fresh (for hooks that cannot wait).
+    /// `Authorization: Bearer <token>` for `scope`: cached, or fetched now (by one request at a
+    /// time; the others wait for it). While a token due for refresh is still valid, a failed
+    /// refresh keeps it in use. A fetch that failed within [`FAILURE_MEMORY`] is not retried.
+    pub async fn header(&self, scope: &'static str) -> Result<HeaderValue, String> {
+        if let Some(t) = self.entry(scope).filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(t.header);
+        }
+        let recent_failure = self.failed.lock().ok().and_then(|f| f.clone()).filter(|(at, _)| at.elapsed() < FAILURE_MEMORY);
+        if let Some((_, why)) = recent_failure {
+            return self.cached(scope).ok_or(why);
+        }
+        let _one = tokio::time::timeout(FETCH_TIMEOUT, self.fetching.lock()).await.map_err(|_| "waited too long for another token fetch")?;
+        if let Some(t) = self.entry(scope).filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(t.header); // fetched meanwhile
+        }
+        match self.fetch(scope).await {
+            Ok((header, lifetime)) => {
+                let now = Instant::now();
+                let t = CachedToken { header: header.clone(), refresh_at: now + lifetime.saturating_sub(REFRESH_SLACK), expires_at: now + lifetime.saturating_sub(EXPIRY_SLACK) };
+                if let Ok(mut c) = self.cached.lock() {
+                    c.insert(scope, t);
+                }
+                Ok(header)
+            }
+            Err(why) => {
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = Some((Instant::now(), why.clone()));
+                }
+                self.cached(scope).ok_or(why)
+            }
+        }
+    }
+
+    /// The token last fetched for `scope`, until it expires (for hooks that cannot wait).
     pub fn cached(&self, scope: &'static str) -> Option<HeaderValue> {
-        let cached = self.cached.try_lock().ok()?;
-        cached.get(scope).filter(|(_, at)| Instant::now() < *at).map(|(h, _)| h.clone())
+        self.entry(scope).filter(|t| Instant::now() < t.expires_at).map(|t| t.header)
     }
 
     async fn fetch(&self, scope: &str) -> Result<(HeaderValue, Duration), String> {
@@ -208,7 +247,8 @@ impl AzureTokenSource {
         };
         let path = format!("{}/{}/oauth2/v2.0/token", self.authority_path, self.tenant);
         let headers = HeaderMap::new();
-        let opts = CallOpts { headers: &headers, tls: None, connect_timeout: Some(FETCH_TIMEOUT), connect: ConnectPolicy::default(), wait: FETCH_TIMEOUT, deadline: Some(Instant::now() + FETCH_TIMEOUT) };
+        let until = Instant::now() + FETCH_TIMEOUT;
+        let opts = CallOpts { headers: &headers, tls: None, connect_timeout: Some(FETCH_TIMEOUT), connect: ConnectPolicy::default(), wait: FETCH_TIMEOUT, deadline: Some(until) };
         let req = Request {
             method: Method::POST,
             path: &path,
@@ -217,7 +257,7 @@ impl AzureTokenSource {
         };
         let authority = self.authority.authority();
         let mut resp = self.client.send(&opts, &self.authority, &req).await.map_err(|e| format!("the Entra ID token endpoint {authority}: {e}"))?;
-        let body = resp.body(Instant::now() + FETCH_TIMEOUT, MAX_RESPONSE).await.map_err(|e| format!("the Entra ID token endpoint {authority}: {e}"))?;
+        let body = resp.body(until, MAX_RESPONSE).await.map_err(|e| format!("the Entra ID token endpoint {authority}: {e}"))?;
         if !(200..300).contains(&resp.status) {
             // The error body names the problem (AADSTS codes) and holds no secret.
             let why: String = String::from_utf8_lossy(&body).chars().take(300).collect();

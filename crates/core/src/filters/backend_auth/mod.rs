@@ -305,6 +305,9 @@ impl BackendAuth {
 #[async_trait]
 impl Filter for BackendAuth {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        // A backend's own backendAuth replaces a route's: forget what an earlier one left.
+        ctx.extensions.remove::<Arc<location::PlacedKey>>();
+        ctx.extensions.remove::<Arc<AwsKeys>>();
         if let Credential::Aws(keys) = &self.credential {
             // Signed by the backend once the body is final; only LLM providers do that so far.
             let ai = matches!(ctx.backend.as_ref().map(|b| &b.target), Some(crate::runtime::BackendTarget::Ai(_) | crate::runtime::BackendTarget::AiGroups(_)));
