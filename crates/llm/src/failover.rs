@@ -96,6 +96,9 @@ pub fn on_upstream_request(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Res
 /// for a few seconds, so an identity provider outage does not slow every request.
 pub async fn fetch_tokens(groups: &AiGroups, deadline: Option<Instant>) {
     use tollgate_core::filters::backend_auth::Credential;
+    if !groups.tiers.iter().flatten().any(|p| matches!(p.auth, Some(Credential::Azure(_)))) {
+        return; // the common case: no timer, no futures
+    }
     let fetches = groups.tiers.iter().flatten().filter_map(|p| match &p.auth {
         Some(auth @ Credential::Azure(_)) => Some(async move {
             if let Err(e) = auth.header_for(&p.target.host).await {
