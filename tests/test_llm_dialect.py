@@ -293,3 +293,29 @@ llm:
 {models(llmock)}""", ports=[port])
     r = oai(f"http://127.0.0.1:{port}").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content and llmock.journal()[-1]["model"] == "gpt-4o-mini"
+
+
+def test_responses_compact_is_detect_forwarded_as_it_is(tollgate, llmock, workdir):
+    # agentgateway maps /v1/responses/compact to `detect`: the body goes as the client wrote it
+    # (a `passthrough` path would get the entry's `params.model`), and its model is recorded.
+    from conftest import start_logged_service
+    aux, proc = start_logged_service(workdir, "aux", "rerank_count_fake.py", "key")
+    try:
+        base = start(tollgate, llmock, f"""  - name: compactor
+    provider: openai
+    params: {{model: upstream-name, baseUrl: "http://127.0.0.1:{aux.port}"}}
+""")
+        requests.post(f"{base}/v1/responses/compact", json={"model": "compactor", "input": "x"}, timeout=10)
+        sent = aux.requests()[-1]
+        assert sent["path"] == "/v1/responses/compact" and sent["body"] == {"model": "compactor", "input": "x"}, sent
+        requests.post(f"{base}/v1/other/thing", json={"model": "compactor", "input": "x"}, timeout=10)
+        assert aux.requests()[-1]["body"]["model"] == "upstream-name"  # passthrough, for contrast
+        import time
+        deadline = time.time() + 5
+        while "http.path=/v1/responses/compact" not in (tollgate.workdir / "config.yaml.log").read_text():
+            assert time.time() < deadline
+            time.sleep(0.05)
+        line = [l for l in (tollgate.workdir / "config.yaml.log").read_text().splitlines() if "http.path=/v1/responses/compact" in l][-1]
+        assert "gen_ai.request.model=compactor" in line, line
+    finally:
+        proc.stop()

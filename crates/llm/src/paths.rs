@@ -97,14 +97,7 @@ pub(crate) fn gemini_pq(ai: &AiTarget, model: &str) -> String {
 
 /// Replaces the request's path and query (keeping an absolute form's scheme and authority).
 pub(crate) fn replace_path_and_query(req: &mut RequestHeader, pq: &str) -> Result<()> {
-    let pq = pq.to_string();
-    let mut builder = http::Uri::builder();
-    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
-        builder = builder.scheme(scheme.clone()).authority(authority.clone());
-    }
-    let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "provider path", e))?;
-    req.set_uri(uri);
-    Ok(())
+    tollgate_core::filters::set_path_and_query(req, pq.to_string())
 }
 
 /// Drops the query string of the request's URI (keeping an absolute form's authority).
@@ -112,14 +105,6 @@ pub(crate) fn strip_query(req: &mut RequestHeader) -> Result<()> {
     if req.uri.query().is_none() {
         return Ok(());
     }
-    let mut builder = http::Uri::builder();
-    if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
-        builder = builder.scheme(scheme.clone()).authority(authority.clone());
-    }
-    let uri = builder
-        .path_and_query(req.uri.path().to_string())
-        .build()
-        .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "the path without its query is not a valid URI", e))?;
-    req.set_uri(uri);
-    Ok(())
+    let path = req.uri.path().to_string();
+    tollgate_core::filters::set_path_and_query(req, path)
 }

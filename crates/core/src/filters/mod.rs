@@ -36,8 +36,13 @@ pub fn set_request_path(req: &mut RequestHeader, path: &str) -> Result<()> {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
+    set_path_and_query(req, pq)
+}
+
+/// Replaces the request's path and query; an absolute-form (or HTTP/2) request keeps its
+/// scheme and authority.
+pub fn set_path_and_query(req: &mut RequestHeader, pq: String) -> Result<()> {
     let mut builder = http::Uri::builder();
-    // An absolute-form (or HTTP/2) request keeps its scheme and authority.
     if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
         builder = builder.scheme(scheme.clone()).authority(authority.clone());
     }

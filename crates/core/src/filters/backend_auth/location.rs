@@ -122,13 +122,7 @@ impl PlacedKey {
                 let mine = form_urlencoded::Serializer::new(String::new()).append_pair(name, &self.secret).finish();
                 pairs.push(&mine);
                 let pq = format!("{path}?{}", pairs.join("&"));
-                let mut builder = http::Uri::builder();
-                // An absolute-form (or HTTP/2) request keeps its scheme and authority.
-                if let (Some(scheme), Some(authority)) = (req.uri.scheme(), req.uri.authority()) {
-                    builder = builder.scheme(scheme.clone()).authority(authority.clone());
-                }
-                let uri = builder.path_and_query(pq).build().map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "backendAuth query", e))?;
-                req.set_uri(uri);
+                crate::filters::set_path_and_query(req, pq)?;
             }
             KeyLocation::Cookie(name) => {
                 let mut cookies: Vec<String> = Vec::new();
