@@ -241,7 +241,10 @@ impl TransportConnector {
             .await
             .or_err(InternalError, "offload runtime failure")??
         } else {
-            do_connect(peer, bind_to, alpn_override, &self.tls_ctx.ctx, None).await?
+            // Boxed (tollgate): the TCP and TLS connect future is several KiB, and inline it
+            // would make every request's future (a pooled connection included) that much larger
+            // to allocate, copy and keep for the request's whole life.
+            Box::pin(do_connect(peer, bind_to, alpn_override, &self.tls_ctx.ctx, None)).await?
         };
 
         Ok(stream)

@@ -27,8 +27,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::utils::BufRef;
 
-// TODO: make this dynamically adjusted
+// The most a single body read asks for (the buffer's capacity once it has grown).
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+// What an upstream body buffer starts at (tollgate): it doubles after every read that fills it, up to
+// BODY_BUFFER_SIZE, so a large body reaches full-size reads within a few of them while an event
+// stream of small chunks (an LLM answer, held open for minutes) keeps a small buffer.
+const BODY_BUFFER_INITIAL_SIZE: usize = 1024 * 4;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -158,7 +162,9 @@ impl BodyReader {
         BodyReader {
             body_state: PS::ToStart,
             body_buf: None,
-            body_buf_size: BODY_BUFFER_SIZE,
+            // Only an upstream response body adapts: a request body's reads are capped by its
+            // Content-Length anyway, and its buffer is done with once the body is read.
+            body_buf_size: if upstream { BODY_BUFFER_INITIAL_SIZE } else { BODY_BUFFER_SIZE },
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
@@ -205,6 +211,14 @@ impl BodyReader {
         body_buf.clear();
         body_buf.reserve(read_size);
         body_buf
+    }
+
+    /// Adapt the next read's size to the last one (tollgate): a read that filled all it asked for
+    /// doubles `body_buf_size`, up to [`BODY_BUFFER_SIZE`].
+    fn note_read(&mut self, read: usize, asked: usize) {
+        if read >= asked && self.body_buf_size < BODY_BUFFER_SIZE {
+            self.body_buf_size = (self.body_buf_size * 2).min(BODY_BUFFER_SIZE);
+        }
     }
 
     /// Grow the body buffer so it has room for `body_buf_size` bytes in total without discarding
@@ -415,6 +429,7 @@ impl BodyReader {
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.note_read(n, read_size);
         }
         match self.body_state {
             PS::Partial(read, to_read) => {
@@ -469,6 +484,7 @@ impl BodyReader {
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.note_read(n, read_size);
         }
         match self.body_state {
             PS::UntilClose(read) => {
@@ -507,6 +523,7 @@ impl BodyReader {
                                 .read_buf(body_buf)
                                 .await
                                 .or_err(ReadError, "when reading body")?;
+                            self.note_read(existing_buf_end, read_size);
                         }
                     } else {
                         /* existing_buf_end != 0 this is partial chunk head */
@@ -520,6 +537,12 @@ impl BodyReader {
                          * bounded and cheap, while split_off() would leave only
                          * capacity - partial_head_start of room behind it and force the reserve
                          * below to move the same bytes anyway (or reallocate) to fit the read. */
+                        // The head is kept and more read behind it: the buffer must have room
+                        // for more than the head (at most PARTIAL_CHUNK_HEAD_LIMIT) whatever
+                        // size it has adapted to.
+                        if self.body_buf_size <= expecting_from_io {
+                            self.body_buf_size = (expecting_from_io * 2).min(BODY_BUFFER_SIZE);
+                        }
                         self.reserve_buf_for_io();
                         let body_buf = self
                             .body_buf
