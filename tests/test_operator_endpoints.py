@@ -1,5 +1,6 @@
 """Admin, stats and readiness endpoints on the seed config's addresses (admin 0.0.0.0:15000,
 stats 15020, readiness 15021 by default)."""
+import json
 import time
 
 import openai
@@ -124,3 +125,41 @@ def test_config_metrics_label_names_are_checked(tmp_path):
         cfg.write_text(f"config:\n  metrics:\n    fields:\n      add:\n        {name}: '\"x\"'\nbinds: []\n")
         p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
         assert p.returncode != 0 and why in p.stderr and name in p.stderr, p.stderr
+
+
+def captured_samples(stats, want_requests):
+    """The `tollgate_body_bytes_captured_total` samples once `want_requests` are counted."""
+    deadline = time.time() + 5
+    while True:
+        text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+        all_samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+        counted = sum(s.value for s in all_samples if s.name == "tollgate_requests_total")
+        if counted >= want_requests or time.time() > deadline:
+            return {s.labels["direction"]: s.value for s in all_samples if s.name == "tollgate_body_bytes_captured_total"}
+        time.sleep(0.05)
+
+
+def test_a_lean_route_copies_no_body_and_a_body_field_does(tollgate, llmock):
+    """The zero-cost path stays zero-cost: a route with no log fields, no tracing and no body
+    policy proxies a 200 KiB body without copying a byte of it; the same route with a log field
+    reading `request.body` and `response.body` copies both, and the counter says how much."""
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 200_000}]})
+    listeners = f"""\
+  - routes:
+    - backends:
+      - host: 127.0.0.1:{llmock.port}
+"""
+    for fields, expect_copies in [("", False), ("\n    fields:\n      add:\n        req: request.body\n        resp: response.body", True)]:
+        stats = free_port()
+        base = serve_listeners(tollgate, listeners, settings=f"config:\n  statsAddr: 127.0.0.1:{stats}\n  logging:\n    level: info{fields}\n", name=f"lean-{expect_copies}.yaml")
+        for _ in range(3):
+            r = requests.post(f"{base}/v1/chat/completions", data=body, headers={"content-type": "application/json"}, timeout=10)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"]
+        copied = captured_samples(stats, 3)
+        if expect_copies:
+            assert copied.get("request", 0) >= 3 * len(body), copied
+            assert copied.get("response", 0) >= 3 * len(r.content), copied
+        else:
+            assert copied == {}, copied
+        tollgate.stop()

@@ -83,6 +83,12 @@ pub struct Metrics {
     mcp_sessions: Family<SessionLabels, prometheus_client::metrics::gauge::Gauge>,
     provider_evictions: Family<EvictionLabels, Counter>,
     cost: Family<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    body_captured: Family<CaptureLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CaptureLabels {
+    direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +126,7 @@ const KNOWN: &[(&str, bool)] = &[
     ("tollgate_mcp_sessions", false),
     ("tollgate_llm_provider_evictions", true),
     ("gen_ai_client_cost", true),
+    ("tollgate_body_bytes_captured", true),
 ];
 
 /// The names a metric may be removed by: as written, with the `_total` a counter is exposed
@@ -177,7 +184,9 @@ impl Metrics {
         }
         let cost = Family::<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         register!("gen_ai_client_cost", true, "What LLM calls cost, in USD, by the model catalog's prices", cost.clone());
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost }
+        let body_captured = Family::<CaptureLabels, Counter>::default();
+        register!("tollgate_body_bytes_captured", true, "Body bytes copied for log and trace fields that read request.body or response.body, by direction (no series: no body was copied)", body_captured.clone());
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured }
     }
 }
 
@@ -192,6 +201,12 @@ impl Metrics {
             custom: custom.clone(),
         };
         self.requests.get_or_create(&labels).inc();
+        // What telemetry made the request copy: nothing unless a field reads a body.
+        for (direction, body) in [("request", &ctx.captured.request_body), ("response", &ctx.captured.response_body)] {
+            if let Some(b) = body {
+                self.body_captured.get_or_create(&CaptureLabels { direction }).inc_by(b.len() as u64);
+            }
+        }
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
             // Label values come from the client: only known methods, and names only of items
