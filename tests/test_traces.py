@@ -1,12 +1,13 @@
 """OTLP traces from the seed config: the span reaches a real receiver over gRPC and HTTP with
 the seed's attributes, continues the client's trace, and a dead collector costs nothing."""
+import sys
 import time
 
 import openai
 import pytest
 import requests
 
-from conftest import SEED, needs_netns, seed_with_local_hosts
+from conftest import ROOT, SEED, OtlpReceiver, Proc, free_port, needs_netns, seed_with_local_hosts, wait_port
 
 BASE = "http://127.0.0.1:3100/compatible-mode/v1"
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -72,6 +73,33 @@ def test_unresolvable_collector_costs_nothing(tollgate, provider_front, llmock):
     time.sleep(12)  # two export rounds of the batch processor
     warnings = [l for l in proc.output().splitlines() if "trace export failed" in l]
     assert len(warnings) == 1, warnings
+
+
+def test_a_collector_that_comes_back_gets_spans_again(tollgate, provider_front, llmock, workdir):
+    """While the collector is down, batches are dropped (one warning); once it listens again,
+    the next probe (a second after the first failure, then backing off to 30 s) delivers spans
+    and says so once."""
+    nginx, ca = provider_front
+    grpc_port, http_port = free_port(), free_port()
+    proc = tollgate.start(seed_with_local_hosts(nginx.port, ca, otlp_port=grpc_port), ports=[3100])
+    ask()
+    deadline = time.monotonic() + 15
+    while "trace export failed" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "trace export failed" in proc.output()
+    receiver = Proc([sys.executable, str(ROOT / "tests" / "otlp_receiver.py"), str(grpc_port), str(http_port)],
+                    workdir / "late-otlp.log")
+    try:
+        wait_port(grpc_port, proc=receiver.proc)
+        spans, deadline = [], time.monotonic() + 30
+        while not spans and time.monotonic() < deadline:
+            ask()
+            spans = OtlpReceiver(grpc_port, http_port, receiver).spans(timeout=2)
+        assert spans and spans[-1]["name"] == "openai.chat"
+        log = proc.output()
+        assert log.count("trace export failed") == 1 and log.count("trace export recovered") == 1, log[-2000:]
+    finally:
+        receiver.stop()
 
 
 def test_cel_random_sampling_decides_per_request(tollgate, provider_front, llmock, otlp_receiver):

@@ -43,27 +43,55 @@ impl AccessLog {
         tracing::enabled!(target: "access", tracing::Level::INFO)
     }
 
-    /// Writes the line for a finished request; `cel` evaluates the configured expressions.
-    pub fn write<'e>(&'e self, cel: Option<&mut Evaluator<'e, '_, '_>>, error: Option<&Error>, ctx: &RequestCtx) {
-        let mut fields = default_fields(error, ctx);
-        if let Some(cel) = cel {
-            if let Some(f) = &self.filter {
-                if cel.eval(f) != Some(&cel::Value::Bool(true)) {
-                    return;
-                }
-            }
-            for (name, expr) in &self.add {
-                if let Some(v) = cel.eval(expr) {
-                    add_field(&mut fields, name, v);
-                }
-            }
+    /// Whether `filter` (if any) lets this request's line through.
+    pub fn admits<'e>(&'e self, cel: Option<&mut Evaluator<'e, '_>>) -> bool {
+        match (&self.filter, cel) {
+            (Some(f), Some(cel)) => cel.eval(f) == Some(&cel::Value::Bool(true)),
+            _ => true,
         }
-        for name in &self.remove {
-            fields.retain(|(k, _)| k != name);
-        }
-        let line = if self.json { json_line(&fields) } else { text_line(&fields) };
+    }
+
+    /// Writes the line for a finished request: the default fields, then `custom` (the
+    /// configured fields, evaluated), minus `fields.remove`.
+    pub fn write(&self, custom: &CelFields<'_>, error: Option<&Error>, ctx: &RequestCtx) {
+        let defaults = default_fields(error, ctx);
+        let fields = defaults
+            .iter()
+            .filter(|(k, _)| !custom.overrides(k))
+            .chain(custom.fields.iter())
+            .filter(|(k, _)| !self.remove.iter().any(|r| r == k))
+            .map(|(k, v)| (k.as_str(), v));
+        let line = if self.json { json_line(fields) } else { text_line(fields) };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(line.as_bytes());
+    }
+}
+
+/// Configured CEL fields of one request, evaluated, `flatten` results expanded to dotted keys.
+#[derive(Debug, Default)]
+pub struct CelFields<'e> {
+    /// Names of the fields that evaluated: they replace a default field of the same name.
+    names: Vec<&'e str>,
+    /// The fields, in configuration order.
+    pub fields: Vec<(String, Json)>,
+}
+
+impl<'e> CelFields<'e> {
+    /// Evaluates `add` (name → expression).
+    pub fn eval(add: &'e [(String, Expression)], cel: &mut Evaluator<'e, '_>) -> CelFields<'e> {
+        let mut out = CelFields { names: Vec::with_capacity(add.len()), fields: Vec::with_capacity(add.len()) };
+        for (name, expr) in add {
+            if let Some(v) = cel.eval(expr) {
+                out.names.push(name);
+                add_field(&mut out.fields, name, v);
+            }
+        }
+        out
+    }
+
+    /// Whether a configured field named `name` evaluated (and so replaces a default one).
+    pub fn overrides(&self, name: &str) -> bool {
+        self.names.iter().any(|n| *n == name)
     }
 }
 
@@ -127,7 +155,7 @@ pub fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
     match as_flatten(v) {
         Some((recursive, inner)) => {
             let Ok(j) = inner.json() else { return };
-            flatten_into(fields, name, &j, recursive);
+            flatten_into(fields, name, j, recursive);
         }
         None => {
             if let Ok(j) = v.json() {
@@ -139,17 +167,14 @@ pub fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
     }
 }
 
-fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: &Json, recursive: bool) {
-    let children: Vec<(String, &Json)> = match v {
-        Json::Array(items) => items.iter().enumerate().map(|(i, x)| (i.to_string(), x)).collect(),
-        Json::Object(m) => {
-            let mut keys: Vec<_> = m.iter().map(|(k, x)| (k.clone(), x)).collect();
-            keys.sort_by(|a, b| a.0.cmp(&b.0));
-            keys
-        }
+fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: Json, recursive: bool) {
+    // Objects iterate in key order (serde_json's map is sorted).
+    let children: Vec<(String, Json)> = match v {
+        Json::Array(items) => items.into_iter().enumerate().map(|(i, x)| (i.to_string(), x)).collect(),
+        Json::Object(m) => m.into_iter().collect(),
         Json::Null => return,
         leaf => {
-            fields.push((prefix.to_string(), leaf.clone()));
+            fields.push((prefix.to_string(), leaf));
             return;
         }
     };
@@ -158,7 +183,7 @@ fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: &Json, recurs
         if recursive {
             flatten_into(fields, &key, child, true);
         } else if !child.is_null() {
-            fields.push((key, child.clone()));
+            fields.push((key, child));
         }
     }
 }
@@ -189,34 +214,61 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn json_line(fields: &[(String, Json)]) -> String {
+fn json_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> String {
     let mut m = Map::new();
     m.insert("time".into(), timestamp().into());
     m.insert("level".into(), "info".into());
     m.insert("target".into(), "access".into());
     for (k, v) in fields {
-        m.insert(k.clone(), v.clone());
+        m.insert(k.to_string(), v.clone());
     }
     let mut s = Json::Object(m).to_string();
     s.push('\n');
     s
 }
 
-fn text_line(fields: &[(String, Json)]) -> String {
-    let mut s = format!("{} info access request", timestamp());
+/// `time info access request k=v ...`: a value with a space, quote or `=` (or an empty one)
+/// is written as a JSON string.
+fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(256);
+    s.push_str(&timestamp());
+    s.push_str(" info access request");
+    let mut other = String::new();
     for (k, v) in fields {
         let text = match v {
-            Json::String(t) => t.clone(),
-            other => other.to_string(),
+            Json::String(t) => t.as_str(),
+            other_value => {
+                other.clear();
+                let _ = write!(other, "{other_value}");
+                other.as_str()
+            }
         };
+        s.reserve(k.len() + text.len() + 2);
+        s.push(' ');
+        s.push_str(k);
+        s.push('=');
         if text.is_empty() || text.contains([' ', '"', '=']) {
-            s.push_str(&format!(" {k}={}", Json::String(text)));
+            let _ = serde_json::to_writer(StringWriter(&mut s), text);
         } else {
-            s.push_str(&format!(" {k}={text}"));
+            s.push_str(text);
         }
     }
     s.push('\n');
     s
+}
+
+/// `io::Write` into a `String` for serde_json's string escaper (which writes valid UTF-8).
+struct StringWriter<'a>(&'a mut String);
+
+impl std::io::Write for StringWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +279,7 @@ mod tests {
     fn flattens_recursively_with_dotted_keys() {
         let mut f = Vec::new();
         let v = serde_json::json!([{"message": {"role": "user", "content": "Hello!"}}]);
-        flatten_into(&mut f, "llm.input_messages", &v, true);
+        flatten_into(&mut f, "llm.input_messages", v, true);
         assert_eq!(
             f,
             vec![

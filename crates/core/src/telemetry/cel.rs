@@ -9,6 +9,7 @@ use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
 pub mod macros;
+pub mod uses;
 
 /// Key of the marker map `flatten` / `flattenRecursive` return; the log writer expands it.
 pub const FLATTEN_MARKER: &str = "__tollgate_flatten";
@@ -91,12 +92,12 @@ thread_local! {
 
 /// Evaluates expressions against one request's variables, each distinct expression once
 /// (the seed config logs and traces the same ten fields).
-pub struct Evaluator<'e, 's, 'c> {
-    ctx: &'s Context<'c, 'static>,
+pub struct Evaluator<'e, 's> {
+    ctx: &'s Context<'s, 's>,
     memo: Vec<(&'e str, Option<Value>)>,
 }
 
-impl<'e> Evaluator<'e, '_, '_> {
+impl<'e> Evaluator<'e, '_> {
     /// The value of `expr`, or `None` when it fails (a missing key, a type error).
     pub fn eval(&mut self, expr: &'e Expression) -> Option<&Value> {
         let i = match self.memo.iter().position(|(src, _)| *src == expr.source) {
@@ -115,11 +116,14 @@ impl<'e> Evaluator<'e, '_, '_> {
 }
 
 /// Runs `f` with an evaluator whose variables `bind` adds, on this thread's function registry.
-pub fn with_evaluator<'e, R>(
-    bind: impl FnOnce(&mut Context<'_, 'static>),
-    f: impl for<'s, 'c> FnOnce(&mut Evaluator<'e, 's, 'c>) -> R,
+/// The variables may borrow the request (`'v`): they live no longer than this call.
+pub fn with_evaluator<'e, 'v, R>(
+    bind: impl FnOnce(&mut Context<'_, 'v>),
+    f: impl for<'s> FnOnce(&mut Evaluator<'e, 's>) -> R,
 ) -> R {
     ROOT.with(|root| {
+        // The root holds no variables of its own, so a scope under it may hold shorter-lived ones.
+        let root: &Context<'_, 'v> = root;
         let mut scope = root.new_inner_scope();
         bind(&mut scope);
         let mut ev = Evaluator { ctx: &scope, memo: Vec::new() };

@@ -16,7 +16,8 @@ use serde_json::Value as Json;
 
 use crate::config::settings::Settings;
 use crate::ctx::{CaptureNeeds, RequestCtx};
-use access_log::AccessLog;
+use access_log::{AccessLog, CelFields};
+use cel::uses::Uses;
 use cel::Expression;
 use metrics::Metrics;
 use traces::{TraceConfig, Tracing};
@@ -31,10 +32,12 @@ pub struct Telemetry {
     tracing: OnceLock<Option<Tracing>>,
     needs: CaptureNeeds,
     redact: Vec<String>,
-    /// The CEL variables any expression reads.
-    roots: Vec<String>,
+    /// The CEL variables (and their fields) any expression reads.
+    uses: Uses,
     /// `config.metrics.fields.add`: extra metric labels.
     metric_fields: Vec<(String, Expression)>,
+    /// Whether span fields are exactly the log's (same names, same expressions).
+    trace_fields_are_log_fields: bool,
 }
 
 impl Telemetry {
@@ -69,9 +72,11 @@ impl Telemetry {
             .chain(sensitive.iter().map(|h| h.to_ascii_lowercase()))
             .filter(|h| !exprs.iter().any(|e| e.source.to_ascii_lowercase().contains(&format!("\"{h}\""))))
             .collect();
-        let mut roots: Vec<String> = exprs.iter().flat_map(|e| e.roots.iter().cloned()).collect();
-        roots.sort();
-        roots.dedup();
+        let uses = Uses::of(exprs.iter().copied());
+        let same = |a: &[(String, Expression)], b: &[(String, Expression)]| {
+            a.len() == b.len() && a.iter().zip(b).all(|((n, e), (m, f))| n == m && e.source == f.source)
+        };
+        let trace_fields_are_log_fields = trace_config.as_ref().is_some_and(|t| same(&t.fields, &access_log.add));
         Ok(Telemetry {
             access_log,
             metrics: Arc::new(Metrics::new(settings.metrics.as_ref().map_or(&[], |m| &m.remove))),
@@ -79,8 +84,9 @@ impl Telemetry {
             tracing: OnceLock::new(),
             needs,
             redact,
-            roots,
+            uses,
             metric_fields,
+            trace_fields_are_log_fields,
         })
     }
 
@@ -164,7 +170,7 @@ impl Telemetry {
 
     /// The `config.metrics.fields.add` labels: a CEL string as it is, anything else (an
     /// error, null, a number) `unknown`, as agentgateway writes them.
-    fn metric_labels<'e>(&'e self, ev: &mut cel::Evaluator<'e, '_, '_>) -> metrics::CustomLabels {
+    fn metric_labels<'e>(&'e self, ev: &mut cel::Evaluator<'e, '_>) -> metrics::CustomLabels {
         self.metric_fields
             .iter()
             .map(|(name, expr)| {
@@ -179,42 +185,51 @@ impl Telemetry {
 
     fn report<'e>(
         &'e self,
-        mut cel: Option<&mut cel::Evaluator<'e, '_, '_>>,
+        mut cel: Option<&mut cel::Evaluator<'e, '_>>,
         log: bool,
         tracing: Option<((&Tracing, &'e TraceConfig), traces::RequestSpan)>,
         error: Option<&Error>,
         ctx: &RequestCtx,
     ) {
-        if log {
-            self.access_log.write(cel.as_deref_mut(), error, ctx);
+        let mut logged = None;
+        if log && self.access_log.admits(cel.as_deref_mut()) {
+            let custom = cel.as_deref_mut().map(|ev| CelFields::eval(&self.access_log.add, ev)).unwrap_or_default();
+            self.access_log.write(&custom, error, ctx);
+            logged = Some(custom);
         }
         if let Some(((t, config), span)) = tracing {
-            let (name, attributes) = span_attributes(&config.fields, cel, ctx);
+            // Spans usually carry the log's fields (the seed config's do): evaluated once.
+            let custom = match logged {
+                Some(fields) if self.trace_fields_are_log_fields => fields,
+                _ => cel.map(|ev| CelFields::eval(&config.fields, ev)).unwrap_or_default(),
+            };
+            let (name, attributes) = span_attributes(custom, ctx);
             t.finish(span, name, attributes, error.is_some());
         }
     }
 
-    /// Adds the variables the expressions read (only those) to a CEL scope.
-    fn bind(&self, scope: &mut ::cel::Context<'_, 'static>, source: Option<std::net::SocketAddr>, ctx: &RequestCtx) {
+    /// Adds the variables the expressions read (only those, and only the fields they read) to
+    /// a CEL scope, borrowing the request's data.
+    fn bind<'a>(&self, scope: &mut ::cel::Context<'_, 'a>, source: Option<std::net::SocketAddr>, ctx: &'a RequestCtx) {
         let facts = Facts { source, redact: &self.redact };
-        let to_cel = crate::telemetry::cel::json_to_cel;
-        for root in &self.roots {
-            let value = match root.as_str() {
-                "request" => vars::request(ctx, &facts),
-                "response" => vars::response(ctx, &facts),
-                "source" => vars::source(&facts, ctx),
-                "backend" => vars::backend(ctx),
+        for name in self.uses.names() {
+            let Some(wants) = self.uses.var(name) else { continue };
+            let value = match name {
+                "request" => vars::request(ctx, &facts, wants),
+                "response" => vars::response(ctx, &facts, wants),
+                "source" => vars::source(&facts, ctx, wants),
+                "backend" => vars::backend(ctx, wants),
                 "llm" => match &ctx.llm {
-                    Some(l) => vars::llm(l),
+                    Some(l) => vars::llm(l, wants),
                     None => continue,
                 },
                 "mcp" => match &ctx.mcp {
-                    Some(m) => vars::mcp(m),
+                    Some(m) => vars::mcp(m, wants),
                     None => continue,
                 },
                 _ => continue,
             };
-            scope.add_variable_from_value(root.as_str(), to_cel(value));
+            scope.add_variable_as_val(name, value);
         }
     }
 }
@@ -227,11 +242,7 @@ fn metric_fields(settings: &Settings) -> Vec<(String, Expression)> {
 
 /// The span name (from a `span.name` field) and its attributes: OpenTelemetry HTTP and GenAI
 /// attributes, then the configured fields (flattened like log fields).
-fn span_attributes<'e>(
-    fields: &'e [(String, Expression)],
-    cel: Option<&mut cel::Evaluator<'e, '_, '_>>,
-    ctx: &RequestCtx,
-) -> (Option<String>, Vec<KeyValue>) {
+fn span_attributes(custom: CelFields<'_>, ctx: &RequestCtx) -> (Option<String>, Vec<KeyValue>) {
     let mut kv: Vec<(String, Json)> = vec![
         ("http.request.method".into(), ctx.captured.method.as_str().into()),
         ("url.path".into(), ctx.original_path.clone().into()),
@@ -274,13 +285,8 @@ fn span_attributes<'e>(
             kv.push(("llm.cost".into(), c.total.into()));
         }
     }
-    if let Some(cel) = cel {
-        for (name, expr) in fields {
-            if let Some(v) = cel.eval(expr) {
-                access_log::add_field(&mut kv, name, v);
-            }
-        }
-    }
+    kv.retain(|(k, _)| !custom.overrides(k));
+    kv.extend(custom.fields);
     let name = kv.iter().position(|(k, _)| k == "span.name").map(|i| kv.remove(i).1).map(|v| match v {
         Json::String(s) => s,
         other => other.to_string(),

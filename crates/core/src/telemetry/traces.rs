@@ -240,24 +240,55 @@ pub fn parse_traceparent(v: &str) -> Option<SpanContext> {
     Some(SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, TraceState::default()))
 }
 
+/// While the collector fails, one batch is offered to it a second after the first failure,
+/// then after twice as long each time, up to [`MAX_PROBE_INTERVAL`]; the batches in between are
+/// dropped at once, without being encoded and sent to fail the same way.
+const FIRST_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a recovered collector waits for spans.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Reports the first failed export and the first success after failures; silent otherwise.
+/// While the collector is failing, probes it with backing off intervals.
 #[derive(Debug)]
 struct QuietExporter<E> {
     inner: E,
     endpoint: String,
     failing: AtomicBool,
+    /// When a failing collector is next offered a batch, and the interval that led there.
+    next_probe: std::sync::Mutex<Option<(std::time::Instant, Duration)>>,
 }
 
 impl<E> QuietExporter<E> {
     fn new(inner: E, endpoint: String) -> Self {
-        QuietExporter { inner, endpoint, failing: AtomicBool::new(false) }
+        QuietExporter { inner, endpoint, failing: AtomicBool::new(false), next_probe: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether a batch should be dropped unsent: the collector failed less than an interval ago.
+    fn backing_off(&self) -> bool {
+        let next = self.next_probe.lock().map(|n| *n).unwrap_or(None);
+        self.failing.load(Ordering::Relaxed) && next.is_some_and(|(at, _)| std::time::Instant::now() < at)
+    }
+
+    /// After an export: a failure schedules the next probe (each interval twice the last), a
+    /// success clears the schedule.
+    fn after_export(&self, failed: bool) {
+        if let Ok(mut n) = self.next_probe.lock() {
+            *n = failed.then(|| {
+                let interval = n.map_or(FIRST_PROBE_INTERVAL, |(_, last)| (last * 2).min(MAX_PROBE_INTERVAL));
+                (std::time::Instant::now() + interval, interval)
+            });
+        }
     }
 }
 
 impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if self.backing_off() {
+            return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("collector failing; batch dropped".into()));
+        }
         let n = batch.len();
         let result = self.inner.export(batch).await;
+        self.after_export(result.is_err());
         match &result {
             Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
                 target: "tollgate",
@@ -297,6 +328,31 @@ mod tests {
         assert!(sc.is_sampled() && sc.is_remote());
         assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
         assert!(parse_traceparent("garbage").is_none());
+    }
+
+    /// Fails every export and counts them.
+    #[derive(Debug, Default)]
+    struct DownCollector(std::sync::atomic::AtomicUsize);
+
+    impl SpanExporter for DownCollector {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_collector_is_probed_not_hammered() {
+        let e = QuietExporter::new(DownCollector::default(), "http://127.0.0.1:9".into());
+        for _ in 0..5 {
+            assert!(e.export(Vec::new()).await.is_err());
+        }
+        assert_eq!(e.inner.0.load(Ordering::Relaxed), 1, "batches within the first second are dropped unsent");
+        // Due for a probe: it goes to the collector, and the next interval doubles.
+        e.next_probe.lock().unwrap().as_mut().unwrap().0 = std::time::Instant::now();
+        assert!(e.export(Vec::new()).await.is_err());
+        assert_eq!(e.inner.0.load(Ordering::Relaxed), 2);
+        assert_eq!(e.next_probe.lock().unwrap().unwrap().1, FIRST_PROBE_INTERVAL * 2);
     }
 
     #[test]
