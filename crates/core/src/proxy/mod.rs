@@ -2,6 +2,7 @@
 //! Pingora's hooks. Per request: match (request_filter) → peer (upstream_peer) →
 //! header and body filters → access log (logging).
 
+pub mod dns;
 pub mod llm_route;
 pub mod path;
 pub mod peer;

@@ -5,73 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use pingora::prelude::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 
 use crate::ctx::UpstreamPlan;
 use crate::router::host_without_port;
 
 /// Connect timeout when the config sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest DNS lookup.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+pub use super::dns::Families;
 
-/// Which addresses of a name are dialled, and in which order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Families {
-    /// Either family, IPv4 first (loopback-only and v4-only networks are common).
-    V4First,
-    /// IPv4 only.
-    V4Only,
-    /// IPv6 only.
-    V6Only,
-}
-
-impl Families {
-    /// agentgateway's `lookupFamily`; `Auto` depends on `enableIpv6` (default true).
-    pub fn from_config(family: crate::config::settings::LookupFamily, enable_ipv6: bool) -> Families {
-        use crate::config::settings::LookupFamily as L;
-        match family {
-            L::Auto if !enable_ipv6 => Families::V4Only,
-            L::Auto | L::All | L::V4Preferred => Families::V4First,
-            L::V4Only => Families::V4Only,
-            L::V6Only => Families::V6Only,
-        }
-    }
-
-    fn admits(self, ip: &IpAddr) -> bool {
-        match self {
-            Families::V4First => true,
-            Families::V4Only => ip.is_ipv4(),
-            Families::V6Only => ip.is_ipv6(),
-        }
-    }
-}
-
-/// Resolves `host:port` without blocking the runtime; IP literals skip DNS (and the family
-/// rule: an address written in the config is dialled as written).
+/// Resolves `host:port` to an address of `families` with the process's caching resolver;
+/// IP literals skip DNS.
 pub async fn resolve(host: &str, port: u16, families: Families) -> Result<SocketAddr> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let lookup = tokio::net::lookup_host((bare, port));
-    let addrs = match tokio::time::timeout(DNS_TIMEOUT, lookup).await {
-        Ok(Ok(addrs)) => addrs.filter(|a| families.admits(&a.ip())).collect::<Vec<_>>(),
-        Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
-        Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
-    };
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| dns_error(format!("{host}: no addresses of the allowed families (config.dns.lookupFamily)")))
-}
-
-fn dns_error(msg: String) -> Box<Error> {
-    let mut e = Error::explain(ErrorType::Custom("dns"), msg);
-    e.esource = pingora::ErrorSource::Upstream;
-    e
+    super::dns::Dns::system().resolve(host, port, families).await
 }
 
 /// The name used for SNI and certificate checks: `backendTLS.hostname`, else the Host sent
