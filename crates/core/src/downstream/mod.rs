@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Ssl, Stream, ALPN};
 use pingora::proxy::HttpProxy;
@@ -287,7 +287,8 @@ impl Gate {
             // The request's filters find the connection's deadline slot here (`on_connection_reuse`).
             session.set_connection_user_context(Some(Box::new(deadline.clone())));
             session.set_write_timeout(Some(WRITE_TIMEOUT));
-            let reused = HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
+            // Inline (not the boxed `async_trait` method): no per-request box and copy of the proxy future.
+            let reused = self.proxy.serve_http_request(session, shutdown).await?;
             let (stream, next) = reused.consume();
             settings = next;
             conn = *stream.into_any().downcast::<Prefixed>().ok()?;

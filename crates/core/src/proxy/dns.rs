@@ -4,7 +4,8 @@
 //! address families of `config.dns.lookupFamily`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -54,7 +55,20 @@ pub struct Dns {
     /// `None` when the system's resolver configuration could not be used: names then go to
     /// the system's `getaddrinfo` (on the blocking pool), as a last resort.
     resolver: Option<TokioResolver>,
+    /// The answers in use, by name, until their TTL runs out: a request to a named backend
+    /// costs a map lookup, not a resolver query (which parses the name and searches the
+    /// hosts file and the resolver's own cache, ~15k instructions).
+    recent: std::sync::RwLock<std::collections::HashMap<String, Recent>>,
 }
+
+/// One name's addresses and when they expire.
+struct Recent {
+    addrs: Arc<[IpAddr]>,
+    until: Instant,
+}
+
+/// Names remembered at most (a gateway dials a handful); past it the oldest answers go.
+const RECENT_NAMES: usize = 1024;
 
 impl std::fmt::Debug for Dns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,10 +86,10 @@ impl Dns {
                 b.build()
             });
             match resolver {
-                Ok(r) => Dns { resolver: Some(r) },
+                Ok(r) => Dns { resolver: Some(r), recent: Default::default() },
                 Err(e) => {
                     tracing::warn!(target: "tollgate", error = %e, "DNS: the system resolver configuration is unusable; upstream names go to getaddrinfo, uncached");
-                    Dns { resolver: None }
+                    Dns { resolver: None, recent: Default::default() }
                 }
             }
         })
@@ -87,7 +101,7 @@ impl Dns {
         tune(b.options_mut());
         b.options_mut().use_hosts_file = ResolveHosts::Never;
         let resolver = b.build().map_err(|e| e.to_string())?;
-        Ok(Dns { resolver: Some(resolver) })
+        Ok(Dns { resolver: Some(resolver), recent: Default::default() })
     }
 
     /// Resolves `host:port` to an address of `families` (IPv4 first); IP literals skip DNS
@@ -97,17 +111,9 @@ impl Dns {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }
-        let addrs: Vec<IpAddr> = match &self.resolver {
-            Some(r) => match tokio::time::timeout(DNS_TIMEOUT, r.lookup_ip(bare)).await {
-                Ok(Ok(found)) => found.iter().collect(),
-                Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
-                Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
-            },
-            None => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((bare, port))).await {
-                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
-                Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
-                Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
-            },
+        let addrs = match self.remembered(bare) {
+            Some(addrs) => addrs,
+            None => self.lookup(host, bare, port).await?,
         };
         let admitted = || addrs.iter().filter(|ip| families.admits(ip));
         admitted()
@@ -119,6 +125,40 @@ impl Dns {
 }
 
 /// Both families are asked for (at once), so one cache serves every `lookupFamily`.
+impl Dns {
+    fn remembered(&self, name: &str) -> Option<Arc<[IpAddr]>> {
+        let recent = self.recent.read().ok()?;
+        recent.get(name).filter(|r| Instant::now() < r.until).map(|r| r.addrs.clone())
+    }
+
+    /// Asks the resolver, and remembers the answer for its TTL (getaddrinfo's: not at all).
+    async fn lookup(&self, host: &str, bare: &str, port: u16) -> Result<Arc<[IpAddr]>> {
+        let (addrs, until): (Arc<[IpAddr]>, Option<Instant>) = match &self.resolver {
+            Some(r) => match tokio::time::timeout(DNS_TIMEOUT, r.lookup_ip(bare)).await {
+                Ok(Ok(found)) => (found.iter().collect(), Some(found.valid_until())),
+                Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
+                Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
+            },
+            None => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((bare, port))).await {
+                Ok(Ok(found)) => (found.map(|a| a.ip()).collect(), None),
+                Ok(Err(e)) => return Err(dns_error(format!("{host}: {e}"))),
+                Err(_) => return Err(dns_error(format!("{host}: lookup timed out"))),
+            },
+        };
+        if let (Some(until), Ok(mut recent)) = (until, self.recent.write()) {
+            if recent.len() >= RECENT_NAMES {
+                let now = Instant::now();
+                recent.retain(|_, r| r.until > now);
+                if recent.len() >= RECENT_NAMES {
+                    recent.clear();
+                }
+            }
+            recent.insert(bare.to_string(), Recent { addrs: addrs.clone(), until });
+        }
+        Ok(addrs)
+    }
+}
+
 fn tune(opts: &mut ResolverOpts) {
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     opts.use_hosts_file = ResolveHosts::Always;

@@ -11,8 +11,6 @@ use cel::{Context, Env, ExecutionError, Program, Value};
 pub mod macros;
 pub mod uses;
 
-/// Key of the marker map `flatten` / `flattenRecursive` return; the log writer expands it.
-pub const FLATTEN_MARKER: &str = "__tollgate_flatten";
 
 /// The shared CEL environment: the standard library plus the strings, math and encoders
 /// extensions (`lowerAscii`, `split`, `math.greatest`, `base64.encode`, ...).
@@ -148,19 +146,33 @@ fn register_functions(ctx: &mut Context<'static, 'static>) {
     let _ = ctx.add_function("uuid", uuid);
 }
 
-fn marker(kind: &str, v: Value) -> Value {
-    let mut m = HashMap::new();
-    m.insert(Key::String(Arc::new(FLATTEN_MARKER.to_string())), Value::String(Arc::new(kind.to_string())));
-    m.insert(Key::String(Arc::new("value".to_string())), v);
-    Value::Map(Map { map: Arc::new(m) })
+/// What `flatten` / `flattenRecursive` return: the value, marked for the log writer to
+/// expand into dotted keys. Opaque to expressions; `toJson` sees the value itself.
+#[derive(Debug, PartialEq, Eq)]
+struct Flatten {
+    recursive: bool,
+    value: Value,
 }
 
-/// If `v` is a `flatten`/`flattenRecursive` marker: (recursive?, inner value).
+impl cel::objects::Opaque for Flatten {
+    fn runtime_type_name(&self) -> &str {
+        "tollgate.Flatten"
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        self.value.json().ok()
+    }
+}
+
+fn marker(kind: &str, v: Value) -> Value {
+    Value::Opaque(Arc::new(Flatten { recursive: kind == "recursive", value: v }))
+}
+
+/// If `v` is a `flatten`/`flattenRecursive` result: (recursive?, inner value).
 pub fn as_flatten(v: &Value) -> Option<(bool, &Value)> {
-    let Value::Map(m) = v else { return None };
-    let kind = m.map.get(&Key::String(Arc::new(FLATTEN_MARKER.to_string())))?;
-    let inner = m.map.get(&Key::String(Arc::new("value".to_string())))?;
-    Some((matches!(kind, Value::String(s) if s.as_str() == "recursive"), inner))
+    let Value::Opaque(o) = v else { return None };
+    let f = o.downcast_ref::<Flatten>()?;
+    Some((f.recursive, &f.value))
 }
 
 fn err(name: &str, msg: impl ToString) -> ExecutionError {

@@ -321,7 +321,9 @@ impl UninitializedStream {
                 callback.process(&mut self.l4).await?;
             }
 
-            let tls_stream = tls.tls_handshake(self.l4).await?;
+            // tollgate: boxed, so that a plain TCP listener's connection task does not carry the
+            // TLS handshake's state (kilobytes, copied whenever tokio moves the task's stage).
+            let tls_stream = Box::pin(tls.tls_handshake(self.l4)).await?;
             Ok(Box::new(tls_stream))
         } else {
             Ok(Box::new(self.l4))
