@@ -240,7 +240,7 @@ pub fn parse_traceparent(v: &str) -> Option<SpanContext> {
     Some(SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, TraceState::default()))
 }
 
-/// While the collector fails, one batch is offered to it a second after the first failure,
+/// While the collector fails, it is probed (with one span) a second after the first failure,
 /// then after twice as long each time, up to [`MAX_PROBE_INTERVAL`]; the batches in between are
 /// dropped at once, without being encoded and sent to fail the same way.
 const FIRST_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -286,6 +286,13 @@ impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
         if self.backing_off() {
             return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("collector failing; batch dropped".into()));
         }
+        let mut batch = batch;
+        if self.failing.load(Ordering::Relaxed) {
+            // A probe of a failing collector carries one span: encoding the whole batch only to
+            // fail again is most of the cost of a down collector. The rest are dropped, as they
+            // would be if the probe fails.
+            batch.truncate(1);
+        }
         let n = batch.len();
         let result = self.inner.export(batch).await;
         self.after_export(result.is_err());
@@ -330,14 +337,33 @@ mod tests {
         assert!(parse_traceparent("garbage").is_none());
     }
 
-    /// Fails every export and counts them.
+    /// Fails every export and counts them (and the spans offered).
     #[derive(Debug, Default)]
-    struct DownCollector(std::sync::atomic::AtomicUsize);
+    struct DownCollector(std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize);
 
     impl SpanExporter for DownCollector {
-        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
             self.0.fetch_add(1, Ordering::Relaxed);
+            self.1.fetch_add(batch.len(), Ordering::Relaxed);
             Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("down".into()))
+        }
+    }
+
+    fn span() -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "request".into(),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
         }
     }
 
@@ -348,10 +374,11 @@ mod tests {
             assert!(e.export(Vec::new()).await.is_err());
         }
         assert_eq!(e.inner.0.load(Ordering::Relaxed), 1, "batches within the first second are dropped unsent");
-        // Due for a probe: it goes to the collector, and the next interval doubles.
+        // Due for a probe: one span of the batch goes to the collector, and the next interval doubles.
         e.next_probe.lock().unwrap().as_mut().unwrap().0 = std::time::Instant::now();
-        assert!(e.export(Vec::new()).await.is_err());
+        assert!(e.export(vec![span(), span(), span()]).await.is_err());
         assert_eq!(e.inner.0.load(Ordering::Relaxed), 2);
+        assert_eq!(e.inner.1.load(Ordering::Relaxed), 1, "a probe carries one span");
         assert_eq!(e.next_probe.lock().unwrap().unwrap().1, FIRST_PROBE_INTERVAL * 2);
     }
 
