@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, needs_netns
 
 
 def upstream_sockets(upstream_port):
@@ -120,6 +120,7 @@ def test_dns_lookup_family_decides_which_addresses_are_dialled(tollgate):
         up.close()
 
 
+@needs_netns
 def test_an_unresolvable_name_gets_502_naming_the_lookup(tollgate):
     """`no-such-host.invalid` resolves to nothing: 502 naming the lookup, at once."""
     base = start_with_settings(tollgate, "no-such-host.invalid:80", "  dns: {lookupFamily: V4Only}", "none.yaml")

@@ -38,8 +38,6 @@ pub struct Expression {
     /// The text as written in the config.
     pub source: String,
     program: Arc<Program>,
-    /// The top-level variables it reads (`request`, `llm`, ...).
-    pub roots: Vec<String>,
 }
 
 impl std::fmt::Debug for Expression {
@@ -52,8 +50,7 @@ impl Expression {
     /// Compiles `source`; the error is a message for the config loader.
     pub fn compile(source: &str) -> Result<Expression, String> {
         let program = env().compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
-        let roots = program.references().variables().into_iter().map(str::to_string).collect();
-        Ok(Expression { source: source.to_string(), program: Arc::new(program), roots })
+        Ok(Expression { source: source.to_string(), program: Arc::new(program) })
     }
 
     /// Evaluates against `ctx`.
