@@ -21,13 +21,14 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(all, parts);
 
     let mut a = SseSplitter::default();
-    let mut events = a.push(body);
-    events.push(a.take_rest());
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    a.each_event(body, true, |e| events.push(e.to_vec()));
     let mut b = SseSplitter::default();
-    let mut events_b = b.push(&body[..cut]);
-    events_b.extend(b.push(&body[cut..]));
-    events_b.push(b.take_rest());
+    let mut events_b: Vec<Vec<u8>> = Vec::new();
+    b.each_event(&body[..cut], false, |e| events_b.push(e.to_vec()));
+    b.each_event(&body[cut..], true, |e| events_b.push(e.to_vec()));
     assert_eq!(events.concat(), events_b.concat());
+    assert_eq!(a.pending_len() + b.pending_len(), 0);
     for e in &events {
         let _ = event_data(e);
     }

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod ctx;
 pub mod downstream;
 pub mod errors;
+pub mod label;
 pub mod family;
 pub mod llm;
 pub mod logging;
