@@ -99,26 +99,28 @@ pub(crate) fn record(llm: &mut LlmExchange, view: &ResponseView) {
 /// injected `include_usage`: then complete events pass and the usage-only one is dropped.
 fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
     let incoming = body.take().unwrap_or_default();
-    let mut out = Vec::with_capacity(incoming.len());
-    for event in translation::complete_events(&mut state.sse, &incoming, end) {
-        let data = event_data(&event);
+    let injected_usage = state.injected_usage;
+    // Only when the gateway injected `include_usage` are events rewritten (one dropped).
+    let mut out = Vec::with_capacity(if injected_usage { incoming.len() } else { 0 });
+    state.sse.each_event(&incoming, end, |event| {
+        let data = event_data(event);
         if let (true, Some(d)) = (want_completion, &data) {
             ChoicesView::append_to(d, llm.completion.get_or_insert_with(Vec::new));
         }
         let keep = match data {
             // Parse only the first event (for the model) and events that carry usage.
-            Some(data) if data.as_slice() != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
+            Some(data) if &*data != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
                 let view = ResponseView::parse(&data);
                 record(llm, &view);
-                !(state.injected_usage && view.is_usage_only())
+                !(injected_usage && view.is_usage_only())
             }
             _ => true,
         };
-        if keep && state.injected_usage {
-            out.extend_from_slice(&event);
+        if keep && injected_usage {
+            out.extend_from_slice(event);
         }
-    }
-    *body = if !state.injected_usage {
+    });
+    *body = if !injected_usage {
         Some(incoming)
     } else if out.is_empty() {
         None

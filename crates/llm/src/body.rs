@@ -34,29 +34,10 @@ pub(crate) async fn count_tokens_locally(session: &mut Session, ctx: &mut Reques
     }
 }
 
-/// Reads the whole request body, within the body limit; Pingora keeps it to send on (its retry
-/// buffer, sized to the limit: see vendor/README.md). The gateway reads the body before the
-/// upstream sees the request, so it answers `Expect: 100-continue` itself (after the size
-/// check); the upstream gets the body with no such wait.
+/// Reads the whole request body, within the body limit, for Pingora to replay as it is
+/// (`tollgate_core::proxy::whole_body`).
 pub(crate) async fn read_whole_body(session: &mut Session, ctx: &RequestCtx) -> Result<std::result::Result<Bytes, tollgate_core::filters::LocalResponse>> {
-    let too_large = || json_error(ctx.error_format, 413, "request_too_large", &format!("request body exceeds the {} byte limit", ctx.max_buffer));
-    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > ctx.max_buffer) {
-        return Ok(Err(too_large()));
-    }
-    if session.req_header().headers.contains_key(http::header::EXPECT) {
-        session.req_header_mut().remove_header(&http::header::EXPECT);
-        session.write_continue_response().await?;
-    }
-    session.enable_retry_buffering_up_to(ctx.max_buffer);
-    let mut raw = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if raw.len() + chunk.len() > ctx.max_buffer {
-            return Ok(Err(too_large()));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    Ok(Ok(Bytes::from(raw)))
+    tollgate_core::proxy::whole_body::read_whole_body(session, ctx.max_buffer, ctx.error_format).await
 }
 
 /// A body the `llm:` router read for a path the gateway does not parse (`passthrough`): it

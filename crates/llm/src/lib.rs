@@ -15,6 +15,7 @@ pub mod gemini;
 pub mod generate;
 mod body;
 mod headers;
+mod observe;
 mod paths;
 pub mod messages;
 pub mod prompt_caching;

@@ -1,6 +1,7 @@
 //! Rewriting an OpenAI chat-completions request body: override the model, ask for usage
-//! in streams, and read the fields the gateway records. Only the top level is parsed;
-//! `messages` stays raw, so a megabyte prompt costs one validation pass, not a tree.
+//! in streams, and read the fields the gateway records. Only the top level is parsed, and its
+//! values are lent from the request's bytes: a megabyte prompt costs one validation pass and
+//! one copy into the rewritten body, not a tree.
 
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
@@ -24,7 +25,30 @@ pub struct RewrittenRequest {
     pub prompt: Option<Vec<PromptMessage>>,
 }
 
-type TopLevel = IndexMap<String, Box<RawValue>>;
+/// The top-level members, their values lent from the request (the last of a repeated key
+/// wins, in the first one's place, as serde_json's maps do).
+type TopLevel<'a> = IndexMap<String, &'a RawValue>;
+
+/// The top level with some members replaced or added (added ones last, in order).
+struct Rewritten<'a, 'r> {
+    top: &'r TopLevel<'a>,
+    replaced: &'r [(&'static str, Box<RawValue>)],
+}
+
+impl serde::Serialize for Rewritten<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let replacement = |key: &str| self.replaced.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v);
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.top {
+            map.serialize_entry(key, replacement(key).unwrap_or(value))?;
+        }
+        for (key, value) in self.replaced.iter().filter(|(k, _)| !self.top.contains_key(*k)) {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
 
 /// Rewrites a chat-completions request; `want_prompt` also extracts the messages for telemetry.
 /// The error is a message for a 400.
@@ -33,7 +57,7 @@ pub fn rewrite_completion_request(
     model_override: Option<&str>,
     want_prompt: bool,
 ) -> Result<RewrittenRequest, String> {
-    let mut top: TopLevel = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let top: TopLevel = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let request_model = field::<String>(&top, "model")?;
     let streaming = field::<bool>(&top, "stream")?.unwrap_or(false);
     let params = LlmParams {
@@ -44,20 +68,24 @@ pub fn rewrite_completion_request(
         presence_penalty: field(&top, "presence_penalty")?,
         seed: field(&top, "seed")?,
     };
+    let mut replaced = Vec::new();
     if let Some(model) = model_override {
-        top.insert("model".into(), to_raw(&model)?);
+        replaced.push(("model", to_raw(&model)?));
     }
     let mut injected_usage = false;
     if streaming {
         let mut opts: serde_json::Map<String, serde_json::Value> = field(&top, "stream_options")?.unwrap_or_default();
         if opts.get("include_usage").and_then(|v| v.as_bool()) != Some(true) {
             opts.insert("include_usage".into(), true.into());
-            top.insert("stream_options".into(), to_raw(&opts)?);
+            replaced.push(("stream_options", to_raw(&opts)?));
             injected_usage = true;
         }
     }
     let prompt = if want_prompt { Some(prompt_messages(field(&top, "messages")?.unwrap_or_default())) } else { None };
-    let body = serde_json::to_vec(&top).map_err(|e| e.to_string())?;
+    // Sized once: the body is about as long as the request's (growing it would copy a big
+    // prompt again at each doubling).
+    let mut body = Vec::with_capacity(raw.len() + replaced.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+    serde_json::to_writer(&mut body, &Rewritten { top: &top, replaced: &replaced }).map_err(|e| e.to_string())?;
     Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params, prompt })
 }
 
@@ -125,6 +153,14 @@ mod tests {
         let out = rewrite_completion_request(raw, None, false).unwrap();
         assert!(!out.injected_usage);
         assert!(std::str::from_utf8(&out.body).unwrap().starts_with(r#"{"messages":[],"model":"m""#));
+    }
+
+    #[test]
+    fn values_pass_verbatim_and_a_repeated_model_is_replaced_once() {
+        let raw = br#"{"model":"a","m\u0065ssages":[{"role":"user","content":"x\u00e9\n"}],"model":"b","n": 1.50}"#;
+        let out = rewrite_completion_request(raw, Some("z"), false).unwrap();
+        assert_eq!(std::str::from_utf8(&out.body).unwrap(), r#"{"model":"z","messages":[{"role":"user","content":"x\u00e9\n"}],"n":1.50}"#);
+        assert_eq!(out.request_model.as_deref(), Some("b"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
 
 use crate::anthropic::stream::MessagesToChatStream;
 use crate::messages::stream::ChatToMessagesStream;
+use crate::observe::{observe_generate, observe_native};
 use crate::request::RewrittenRequest;
 use crate::usage::{event_data, has_usage_object, ChoicesView, ResponseView, SseSplitter};
 
@@ -503,15 +504,10 @@ impl TranslatedAnswer {
     }
 }
 
-/// The events complete with `incoming` (and, at the end, whatever is left).
+/// The events complete with `incoming` (and, at the end, whatever is left), copied out.
 pub(crate) fn complete_events(splitter: &mut SseSplitter, incoming: &[u8], end: bool) -> Vec<Vec<u8>> {
-    let mut events = splitter.push(incoming);
-    if end {
-        let rest = splitter.take_rest();
-        if !rest.is_empty() {
-            events.push(rest);
-        }
-    }
+    let mut events = Vec::new();
+    splitter.each_event(incoming, end, |e| events.push(e.to_vec()));
     events
 }
 
@@ -535,7 +531,7 @@ fn record_chat(llm: &mut LlmExchange, data: &[u8], want_completion: bool) {
 }
 
 /// Records Chat-shaped usage (and the model) on the exchange.
-fn record_usage(llm: &mut LlmExchange, usage: &Value, model: Option<&str>) {
+pub(crate) fn record_usage(llm: &mut LlmExchange, usage: &Value, model: Option<&str>) {
     let doc = serde_json::json!({"model": model, "usage": usage});
     let view = ResponseView::parse(doc.to_string().as_bytes());
     if let Some(u) = &view.usage {
@@ -549,74 +545,4 @@ fn push_completion(llm: &mut LlmExchange, text: &str) {
         out.push(String::new());
     }
     out[0].push_str(text);
-}
-
-/// Reads usage and model from a native Anthropic answer without changing it.
-fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool) {
-    if !sse {
-        if held.len() + incoming.len() <= MAX_RESPONSE_COPY {
-            held.extend_from_slice(incoming);
-        }
-        if end {
-            let m: Value = serde_json::from_slice(held).unwrap_or_default();
-            if let Some(model) = m.get("model").and_then(Value::as_str) {
-                llm.response_model.get_or_insert_with(|| model.to_string());
-            }
-            if let Some(u) = m.get("usage") {
-                record_usage(llm, &crate::anthropic::response::usage(u), None);
-            }
-            held.clear();
-        }
-        return;
-    }
-    for event in complete_events(splitter, incoming, end) {
-        let Some(data) = event_data(&event) else { continue };
-        let _ = observer.event(&data);
-        if llm.response_model.is_none() {
-            if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/message/model").and_then(Value::as_str).map(str::to_string)) {
-                llm.response_model = Some(m);
-            }
-        }
-    }
-    record_usage(llm, &observer.chat_usage(), None);
-}
-
-/// Reads usage and model from a native Gemini or Responses answer (one document, or events)
-/// without changing it.
-fn observe_generate(splitter: &mut SseSplitter, held: &mut Vec<u8>, sse: bool, llm: &mut LlmExchange, incoming: &[u8], end: bool, responses: bool) {
-    let record = |doc: &[u8], llm: &mut LlmExchange| {
-        let Ok(v) = serde_json::from_slice::<Value>(doc) else { return };
-        if responses {
-            // A whole response, or the stream's closing event carrying it.
-            let r = v.get("response").filter(|_| v.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("response."))).unwrap_or(&v);
-            if let Some(m) = r.get("model").and_then(Value::as_str) {
-                llm.response_model.get_or_insert_with(|| m.to_string());
-            }
-            if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
-                record_usage(llm, &crate::responses::native::chat_usage(u), None);
-            }
-            return;
-        }
-        if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
-            llm.response_model.get_or_insert_with(|| m.to_string());
-        }
-        if let Some(u) = v.get("usageMetadata").filter(|u| u.is_object()) {
-            record_usage(llm, &crate::gemini::stream::usage(u), None);
-        }
-    };
-    if !sse {
-        if held.len() + incoming.len() <= MAX_RESPONSE_COPY {
-            held.extend_from_slice(incoming);
-        }
-        if end {
-            record(held, llm);
-            held.clear();
-        }
-        return;
-    }
-    for event in complete_events(splitter, incoming, end) {
-        if let Some(data) = event_data(&event) {
-            record(&data, llm);
-        }
-    }
 }

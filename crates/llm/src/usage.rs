@@ -2,6 +2,9 @@
 //! streamed (SSE), without holding the stream back.
 
 use serde::Deserialize;
+use memchr::memmem;
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use tollgate_core::llm::Usage;
 
@@ -107,16 +110,11 @@ impl ResponseView {
 /// stream chunks without usage (all but the last, normally) are not parsed at all.
 pub fn has_usage_object(data: &[u8]) -> bool {
     const KEY: &[u8] = b"\"usage\"";
-    let mut rest = data;
-    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
-        let after = &rest[i + KEY.len()..];
-        let value = after.iter().find(|b| !(b.is_ascii_whitespace() || **b == b':'));
-        if value == Some(&b'{') {
-            return true;
-        }
-        rest = after;
-    }
-    false
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
+    FINDER.find_iter(data).any(|i| {
+        let after = &data[i + KEY.len()..];
+        after.iter().find(|b| !(b.is_ascii_whitespace() || **b == b':')) == Some(&b'{')
+    })
 }
 
 /// Largest SSE event held back while waiting for its end.
@@ -129,27 +127,29 @@ pub struct SseSplitter {
 }
 
 impl SseSplitter {
-    /// Feeds bytes; returns each complete event (terminator included). An unterminated event
-    /// larger than [`MAX_EVENT`] is returned as it is, so a misbehaving upstream cannot make
-    /// the gateway buffer without bound.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
-        self.pending.extend_from_slice(bytes);
-        let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(len) = event_end(&self.pending[start..]) {
-            events.push(self.pending[start..start + len].to_vec());
-            start += len;
+    /// Feeds bytes and calls `f` with each complete event (terminator included) and, at the
+    /// `end`, whatever is left. Events whole within `bytes` are lent from it, not copied: only
+    /// an event split across reads is held. An unterminated event larger than [`MAX_EVENT`] is
+    /// given as it is, so a misbehaving upstream cannot make the gateway buffer without bound.
+    pub fn each_event(&mut self, bytes: &[u8], end: bool, mut f: impl FnMut(&[u8])) {
+        if self.pending.is_empty() {
+            let used = split_events(bytes, &mut f);
+            self.pending.extend_from_slice(&bytes[used..]);
+        } else {
+            self.pending.extend_from_slice(bytes);
+            let used = split_events(&self.pending, &mut f);
+            self.pending.drain(..used);
         }
-        self.pending.drain(..start);
-        if self.pending.len() > MAX_EVENT {
-            events.push(std::mem::take(&mut self.pending));
+        if self.pending.len() > MAX_EVENT || (end && !self.pending.is_empty()) {
+            f(&std::mem::take(&mut self.pending));
         }
-        events
     }
 
-    /// The bytes of an unterminated last event.
-    pub fn take_rest(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.pending)
+    /// Feeds bytes; returns each complete event (terminator included), as [`Self::each_event`].
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut events = Vec::new();
+        self.each_event(bytes, false, |e| events.push(e.to_vec()));
+        events
     }
 
     /// Bytes held for an incomplete event.
@@ -158,35 +158,56 @@ impl SseSplitter {
     }
 }
 
+/// Calls `f` with each complete event in `buf`; returns how many bytes they took.
+fn split_events(buf: &[u8], f: &mut impl FnMut(&[u8])) -> usize {
+    let mut start = 0;
+    while let Some(len) = event_end(&buf[start..]) {
+        f(&buf[start..start + len]);
+        start += len;
+    }
+    start
+}
+
 /// Index just past the first blank-line terminator (`\n\n` or `\r\n\r\n`).
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]).map(|i| from + i) {
+        match (buf.get(i + 1), buf.get(i + 2)) {
+            (Some(b'\n'), _) => return Some(i + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+            _ => from = i + 1,
         }
-        i += 1;
     }
     None
 }
 
-/// The joined `data:` payload of one event, if any.
-pub fn event_data(event: &[u8]) -> Option<Vec<u8>> {
-    let mut data: Option<Vec<u8>> = None;
-    for line in event.split(|b| *b == b'\n') {
+/// The lines of `bytes` (split at `\n`, found a word at a time).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())).map(move |end| {
+        let line = &bytes[start.min(end)..end];
+        start = end + 1;
+        line
+    })
+}
+
+/// The joined `data:` payload of one event, if any; lent from the event when it has one
+/// `data:` line (the usual case), joined with newlines when it has several.
+pub fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut data: Option<Cow<'_, [u8]>> = None;
+    for line in lines(event) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(rest) = line.strip_prefix(b"data:") {
             let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-            let d = data.get_or_insert_with(Vec::new);
-            if !d.is_empty() {
-                d.push(b'\n');
-            }
-            d.extend_from_slice(rest);
+            data = Some(match data {
+                None => Cow::Borrowed(rest),
+                Some(d) => {
+                    let mut joined = d.into_owned();
+                    joined.push(b'\n');
+                    joined.extend_from_slice(rest);
+                    Cow::Owned(joined)
+                }
+            });
         }
     }
     data
@@ -202,10 +223,32 @@ mod tests {
         assert!(s.push(b"data: {\"a\"").is_empty());
         let ev = s.push(b":1}\n\ndata: [DONE]\n\n");
         assert_eq!(ev.len(), 2);
-        assert_eq!(event_data(&ev[0]).unwrap(), b"{\"a\":1}");
-        assert_eq!(event_data(&ev[1]).unwrap(), b"[DONE]");
+        assert_eq!(&*event_data(&ev[0]).unwrap(), &b"{\"a\":1}"[..]);
+        assert_eq!(&*event_data(&ev[1]).unwrap(), &b"[DONE]"[..]);
         let ev = s.push(b"data: x\r\n\r\n");
-        assert_eq!(event_data(&ev[0]).unwrap(), b"x");
+        assert_eq!(&*event_data(&ev[0]).unwrap(), &b"x"[..]);
+    }
+
+    #[test]
+    fn whole_events_are_lent_and_a_split_one_is_held() {
+        let mut s = SseSplitter::default();
+        let mut seen = Vec::new();
+        s.each_event(b"data: a\n\ndata: b\r\n\r\ndata: c", false, |e| seen.push(e.to_vec()));
+        assert_eq!(seen, vec![b"data: a\n\n".to_vec(), b"data: b\r\n\r\n".to_vec()]);
+        assert_eq!(s.pending_len(), 7);
+        seen.clear();
+        s.each_event(b"\n", false, |e| seen.push(e.to_vec()));
+        assert!(seen.is_empty());
+        s.each_event(b"\ndata: d", true, |e| seen.push(e.to_vec()));
+        assert_eq!(seen, vec![b"data: c\n\n".to_vec(), b"data: d".to_vec()]);
+        assert_eq!(s.pending_len(), 0);
+    }
+
+    #[test]
+    fn data_lines_are_joined() {
+        assert_eq!(&*event_data(b"event: x\ndata: a\ndata:b\r\n\n").unwrap(), b"a\nb");
+        assert!(matches!(event_data(b"data: one\n\n").unwrap(), Cow::Borrowed(b"one")));
+        assert!(event_data(b": keep-alive\n\n").is_none());
     }
 
     #[test]

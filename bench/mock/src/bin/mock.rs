@@ -3,6 +3,7 @@
 //! server (`tools/list`, `tools/call`) on POST /mcp. HTTP/1.1 with keep-alive; request
 //! bodies may be Content-Length or chunked (tollgate sends rewritten bodies chunked).
 //! `MOCK_RESET_EVERY=N` drops every Nth request's connection without an answer.
+//! `MOCK_CLOSE=1` answers `connection: close` and closes, so every request needs a new connection.
 //! Usage: tollgate-bench-mock [ADDR]   (default 127.0.0.1:9200)
 
 use std::time::Duration;
@@ -20,6 +21,8 @@ struct Settings {
     delay: Duration,
     /// Every Nth request is answered by closing the connection (0: never), for soak runs.
     reset_every: u64,
+    /// Every answer closes its connection (`MOCK_CLOSE=1`): what a new upstream connection costs.
+    close_each: bool,
     served: std::sync::atomic::AtomicU64,
 }
 
@@ -31,6 +34,7 @@ async fn main() -> std::io::Result<()> {
         chunks: env("MOCK_CHUNKS", 20) as usize,
         delay: Duration::from_millis(env("MOCK_CHUNK_DELAY_MS", 10)),
         reset_every: env("MOCK_RESET_EVERY", 0),
+        close_each: env("MOCK_CLOSE", 0) == 1,
         served: std::sync::atomic::AtomicU64::new(0),
     }));
     let listener = TcpListener::bind(&addr).await?;
@@ -114,21 +118,22 @@ async fn serve(stream: TcpStream, s: &Settings) -> std::io::Result<()> {
             ("POST", p) if p.ends_with("/chat/completions") && body.contains("\"stream\":true") => {
                 stream_completion(&mut write, s).await?
             }
-            ("POST", p) if p.ends_with("/chat/completions") => respond(&mut write, "application/json", COMPLETION).await?,
-            ("POST", p) if p.ends_with("/messages") => respond(&mut write, "application/json", MESSAGE).await?,
-            ("GET", p) if p.ends_with("/models") => respond(&mut write, "application/json", MODELS).await?,
-            ("POST", "/mcp") => respond(&mut write, "application/json", &mcp(&body)).await?,
+            ("POST", p) if p.ends_with("/chat/completions") => respond(&mut write, s, "application/json", COMPLETION).await?,
+            ("POST", p) if p.ends_with("/messages") => respond(&mut write, s, "application/json", MESSAGE).await?,
+            ("GET", p) if p.ends_with("/models") => respond(&mut write, s, "application/json", MODELS).await?,
+            ("POST", "/mcp") => respond(&mut write, s, "application/json", &mcp(&body)).await?,
             _ => write.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await?,
         }
-        if req.close {
+        if req.close || s.close_each {
             break;
         }
     }
     Ok(())
 }
 
-async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, ctype: &str, body: &str) -> std::io::Result<()> {
-    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n", body.len());
+async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, s: &Settings, ctype: &str, body: &str) -> std::io::Result<()> {
+    let close = if s.close_each { "connection: close\r\n" } else { "" };
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n{close}\r\n", body.len());
     w.write_all(format!("{head}{body}").as_bytes()).await
 }
 

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
@@ -14,6 +13,7 @@ use crate::ctx::{ErrorFormat, RequestCtx};
 use crate::errors::json_error;
 use crate::filters::LocalResponse;
 use crate::llm::PreReadBody;
+use crate::proxy::whole_body::read_whole_body;
 use crate::runtime::llm_router::{LlmRouter, NoModel};
 use crate::runtime::CompiledBackend;
 
@@ -28,7 +28,7 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
         let body = serde_json::to_vec(&router.model_list()).unwrap_or_default();
         return Ok(Err(LocalResponse::json(200, body)));
     }
-    let raw = match read_body(session, ctx, format).await? {
+    let raw = match read_whole_body(session, ctx.max_buffer, format).await? {
         Ok(raw) => raw,
         Err(resp) => return Ok(Err(resp)),
     };
@@ -55,7 +55,7 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
     let request = json!({"method": req.method.as_str(), "path": path, "uri": uri, "host": host, "headers": headers});
     match router.choose(&model, &body, &request, session.req_header()) {
         Ok(backend) => {
-            ctx.extensions.insert(PreReadBody(Bytes::from(raw)));
+            ctx.extensions.insert(PreReadBody(raw));
             Ok(Ok(backend))
         }
         Err(why) => {
@@ -87,31 +87,6 @@ fn path_model(path: &str) -> Option<String> {
     let (model, method) = tail.split_once(':')?;
     let known = matches!(method, "generateContent" | "streamGenerateContent" | "countTokens");
     (known && !model.is_empty() && !model.contains('/')).then(|| model.to_string())
-}
-
-/// Reads the whole body (answering `Expect: 100-continue` first), within the body limit.
-/// Pingora keeps it to send on (its retry buffer, sized to the limit).
-async fn read_body(session: &mut Session, ctx: &RequestCtx, format: ErrorFormat) -> Result<std::result::Result<Vec<u8>, LocalResponse>> {
-    let limit = ctx.max_buffer;
-    let too_large = || json_error(format, 413, "request_too_large", &format!("request body exceeds the {limit} byte limit"));
-    let declared = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Ok(Err(too_large()));
-    }
-    if session.req_header().headers.contains_key(http::header::EXPECT) {
-        session.req_header_mut().remove_header(&http::header::EXPECT);
-        session.write_continue_response().await?;
-    }
-    session.enable_retry_buffering_up_to(limit);
-    // Grown as the body arrives: a declared length alone reserves nothing big.
-    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(64 * 1024));
-    while let Some(chunk) = session.read_request_body().await? {
-        if raw.len() + chunk.len() > limit {
-            return Ok(Err(too_large()));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    Ok(Ok(raw))
 }
 
 #[cfg(test)]

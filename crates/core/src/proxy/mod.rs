@@ -6,6 +6,7 @@ pub mod dns;
 pub mod llm_route;
 pub mod path;
 pub mod peer;
+pub mod whole_body;
 
 use std::sync::Arc;
 use std::time::Duration;

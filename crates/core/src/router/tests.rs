@@ -9,6 +9,7 @@ use crate::runtime::{CompiledRoute, FilterChain};
 fn route(name: &str) -> Arc<CompiledRoute> {
     Arc::new(CompiledRoute {
         name: name.into(),
+        label: crate::label::LabelText::new(name),
         backends: vec![],
         picker: None,
         chain_without_backend: Arc::new(FilterChain::default()),

@@ -2,6 +2,7 @@
 //! proxy reads on every request (binds → listeners → route tables → backends with
 //! their filter chains). A reload builds a new [`Gateway`] and swaps it in whole.
 
+use crate::label::LabelText;
 use std::sync::Arc;
 
 use crate::config::backend::{split_host_port, BackendKind, LocalBackend};
@@ -133,6 +134,8 @@ pub struct CompiledBind {
 pub struct CompiledRoute {
     /// Name for logs (`route0` style when unnamed).
     pub name: String,
+    /// The name as its metrics' label, made once.
+    pub label: LabelText,
     /// Backends and the weighted choice between them.
     pub backends: Vec<Arc<CompiledBackend>>,
     /// Picks a backend when there are several.
@@ -157,6 +160,8 @@ impl CompiledRoute {
 pub struct CompiledBackend {
     /// Name for logs.
     pub name: String,
+    /// The name as its metrics' label, made once.
+    pub label: LabelText,
     /// Where it is.
     pub target: BackendTarget,
     /// Route policies merged with the backend's own (backend wins), in execution order.
@@ -402,11 +407,13 @@ fn compile_route(name: String, at: &str, policies: &Policies, backends: &[LocalB
                 (format!("mcp{i}"), BackendTarget::Mcp, entries)
             }
         };
-        compiled.push(Arc::new(CompiledBackend { name: bname, target, chain: Arc::new(FilterChain::from_entries(entries)) }));
+        let label = LabelText::new(&bname);
+        compiled.push(Arc::new(CompiledBackend { name: bname, label, target, chain: Arc::new(FilterChain::from_entries(entries)) }));
     }
     let picker = (compiled.len() > 1).then(|| WeightedPicker::new(&backends.iter().map(|b| b.weight).collect::<Vec<_>>()));
     let picker = picker.transpose()?;
     Ok(CompiledRoute {
+        label: LabelText::new(&name),
         name,
         backends: compiled,
         picker,

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use pingora::Error;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::cel::{as_flatten, Evaluator, Expression};
 use crate::config::settings::{LogFormat, LoggingSettings};
@@ -63,7 +63,7 @@ impl AccessLog {
             .map(|(k, v)| (k.as_str(), v));
         let line = if self.json { json_line(fields) } else { text_line(fields) };
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes());
+        let _ = out.write_all(&line);
     }
 }
 
@@ -168,23 +168,39 @@ pub fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
 }
 
 fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: Json, recursive: bool) {
-    // Objects iterate in key order (serde_json's map is sorted).
-    let children: Vec<(String, Json)> = match v {
-        Json::Array(items) => items.into_iter().enumerate().map(|(i, x)| (i.to_string(), x)).collect(),
-        Json::Object(m) => m.into_iter().collect(),
-        Json::Null => return,
-        leaf => {
-            fields.push((prefix.to_string(), leaf));
-            return;
-        }
-    };
-    for (k, child) in children {
-        let key = format!("{prefix}.{k}");
+    let mut key = String::with_capacity(prefix.len() + 32);
+    key.push_str(prefix);
+    flatten_at(fields, &mut key, v, recursive);
+}
+
+/// Adds `v` under `key` (a leaf) or its children under `key.child` (one key buffer, grown
+/// and cut back, for every child).
+fn flatten_at(fields: &mut Vec<(String, Json)>, key: &mut String, v: Json, recursive: bool) {
+    use std::fmt::Write as _;
+    let child = |fields: &mut Vec<(String, Json)>, key: &mut String, name: std::fmt::Arguments<'_>, value: Json| {
+        let len = key.len();
+        let _ = write!(key, ".{name}");
         if recursive {
-            flatten_into(fields, &key, child, true);
-        } else if !child.is_null() {
-            fields.push((key, child));
+            flatten_at(fields, key, value, true);
+        } else if !value.is_null() {
+            fields.push((key.clone(), value));
         }
+        key.truncate(len);
+    };
+    // Objects iterate in key order (serde_json's map is sorted).
+    match v {
+        Json::Array(items) => {
+            for (i, x) in items.into_iter().enumerate() {
+                child(fields, key, format_args!("{i}"), x);
+            }
+        }
+        Json::Object(m) => {
+            for (k, x) in m {
+                child(fields, key, format_args!("{k}"), x);
+            }
+        }
+        Json::Null => {}
+        leaf => fields.push((key.clone(), leaf)),
     }
 }
 
@@ -198,7 +214,26 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros())
+    let mut out = String::with_capacity(27);
+    let mut digits = |n: u64, width: u32, after: char| {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u64.pow(p) % 10) as u8));
+        }
+        out.push(after);
+    };
+    if (0..=9999).contains(&y) {
+        digits(y as u64, 4, '-');
+    } else {
+        // Outside four digits (never on a real clock): as `format!` would print it.
+        return format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros());
+    }
+    digits(m.into(), 2, '-');
+    digits(dd.into(), 2, 'T');
+    digits(rem / 3600, 2, ':');
+    digits(rem % 3600 / 60, 2, ':');
+    digits(rem % 60, 2, '.');
+    digits(d.subsec_micros().into(), 6, 'Z');
+    out
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -214,61 +249,60 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn json_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> String {
-    let mut m = Map::new();
-    m.insert("time".into(), timestamp().into());
-    m.insert("level".into(), "info".into());
-    m.insert("target".into(), "access".into());
-    for (k, v) in fields {
-        m.insert(k.to_string(), v.clone());
+fn json_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
+    let (time, level, target) = (Json::String(timestamp()), Json::from("info"), Json::from("access"));
+    let mut all: Vec<(&str, &Json)> = vec![("time", &time), ("level", &level), ("target", &target)];
+    all.extend(fields.map(|(k, v)| -> (&str, &Json) { (k, v) }));
+    // Keys in order, and a later field replaces an earlier one of the same name: the line a JSON
+    // map of the fields would print, written straight from the values (no copies of them).
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let mut line = Vec::with_capacity(512);
+    line.push(b'{');
+    for (i, (key, value)) in all.iter().enumerate() {
+        if all.get(i + 1).is_some_and(|(next, _)| next == key) {
+            continue;
+        }
+        if line.len() > 1 {
+            line.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut line, key);
+        line.push(b':');
+        let _ = serde_json::to_writer(&mut line, value);
     }
-    let mut s = Json::Object(m).to_string();
-    s.push('\n');
-    s
+    line.extend_from_slice(b"}\n");
+    line
 }
 
 /// `time info access request k=v ...`: a value with a space, quote or `=` (or an empty one)
 /// is written as a JSON string.
-fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(256);
-    s.push_str(&timestamp());
-    s.push_str(" info access request");
-    let mut other = String::new();
+fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(1024);
+    line.extend_from_slice(timestamp().as_bytes());
+    line.extend_from_slice(b" info access request");
+    let mut other = Vec::new();
     for (k, v) in fields {
-        let text = match v {
-            Json::String(t) => t.as_str(),
+        let text: &[u8] = match v {
+            Json::String(t) => t.as_bytes(),
             other_value => {
                 other.clear();
-                let _ = write!(other, "{other_value}");
-                other.as_str()
+                let _ = serde_json::to_writer(&mut other, other_value);
+                &other
             }
         };
-        s.reserve(k.len() + text.len() + 2);
-        s.push(' ');
-        s.push_str(k);
-        s.push('=');
-        if text.is_empty() || text.contains([' ', '"', '=']) {
-            let _ = serde_json::to_writer(StringWriter(&mut s), text);
+        line.push(b' ');
+        line.extend_from_slice(k.as_bytes());
+        line.push(b'=');
+        if text.is_empty() || memchr::memchr3(b' ', b'"', b'=', text).is_some() {
+            // serde_json writes UTF-8, and a string value is UTF-8: the check cannot fail.
+            if let Ok(text) = std::str::from_utf8(text) {
+                let _ = serde_json::to_writer(&mut line, text);
+            }
         } else {
-            s.push_str(text);
+            line.extend_from_slice(text);
         }
     }
-    s.push('\n');
-    s
-}
-
-/// `io::Write` into a `String` for serde_json's string escaper (which writes valid UTF-8).
-struct StringWriter<'a>(&'a mut String);
-
-impl std::io::Write for StringWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]
@@ -287,6 +321,46 @@ mod tests {
                 ("llm.input_messages.0.message.role".to_string(), Json::from("user")),
             ]
         );
+    }
+
+    #[test]
+    fn flattens_one_level_and_skips_nulls() {
+        let mut f = Vec::new();
+        flatten_into(&mut f, "p", serde_json::json!({"b": {"x": 1}, "a": null, "c": [2]}), false);
+        assert_eq!(f, vec![("p.b".to_string(), serde_json::json!({"x": 1})), ("p.c".to_string(), serde_json::json!([2]))]);
+        flatten_into(&mut f, "leaf", Json::from(3), true);
+        assert_eq!(f.last().unwrap(), &("leaf".to_string(), Json::from(3)));
+    }
+
+    #[test]
+    fn a_json_line_is_the_fields_map_in_key_order_last_one_winning() {
+        let (a, b, c, d) = (Json::from("x\"y"), serde_json::json!({"k": [1, 2.5]}), Json::from(1), Json::from(2));
+        let line = json_line([("zeta", &a), ("alpha", &b), ("level", &c), ("alpha", &d)].into_iter());
+        let text = String::from_utf8(line).unwrap();
+        let parsed: serde_json::Map<String, Json> = serde_json::from_str(&text).unwrap();
+        let mut expected = parsed.clone();
+        expected.insert("alpha".into(), Json::from(2));
+        expected.insert("level".into(), Json::from(1));
+        expected.insert("zeta".into(), Json::from("x\"y"));
+        assert_eq!(parsed, expected);
+        assert_eq!(parsed.len(), 5);
+        assert!(text.ends_with("\"zeta\":\"x\\\"y\"}\n"), "{text}");
+        assert_eq!(serde_json::to_string(&parsed).unwrap() + "\n", text);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_657_323, 456_789_000);
+        assert_eq!(rfc3339(t), "2026-11-26T01:42:03.456789Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn a_text_line_quotes_what_needs_it() {
+        let (a, b, c, d) = (Json::from("plain"), Json::from("two words"), serde_json::json!({"k": "v w"}), Json::from(""));
+        let line = String::from_utf8(text_line([("a", &a), ("b", &b), ("c", &c), ("d", &d), ("n", &Json::from(1.5))].into_iter())).unwrap();
+        let (_, rest) = line.split_once(" info access request").unwrap();
+        assert_eq!(rest, " a=plain b=\"two words\" c=\"{\\\"k\\\":\\\"v w\\\"}\" d=\"\" n=1.5\n");
     }
 
     #[test]

@@ -10,12 +10,13 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::ctx::RequestCtx;
+use crate::label::LabelText;
 use crate::llm::RouteType;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    backend: String,
+    route: LabelText,
+    backend: LabelText,
     status: u16,
     #[prometheus(flatten)]
     custom: CustomLabels,
@@ -25,8 +26,8 @@ struct RequestLabels {
 struct GenAiLabels {
     gen_ai_operation_name: &'static str,
     gen_ai_system: &'static str,
-    gen_ai_request_model: String,
-    gen_ai_response_model: String,
+    gen_ai_request_model: LabelText,
+    gen_ai_response_model: LabelText,
     #[prometheus(flatten)]
     custom: CustomLabels,
 }
@@ -36,8 +37,8 @@ struct TokenLabels {
     gen_ai_token_type: &'static str,
     gen_ai_operation_name: &'static str,
     gen_ai_system: &'static str,
-    gen_ai_request_model: String,
-    gen_ai_response_model: String,
+    gen_ai_request_model: LabelText,
+    gen_ai_response_model: LabelText,
     #[prometheus(flatten)]
     custom: CustomLabels,
 }
@@ -84,6 +85,8 @@ pub struct Metrics {
     provider_evictions: Family<EvictionLabels, Counter>,
     cost: Family<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     body_captured: Family<CaptureLabels, Counter>,
+    /// The empty label value, made once.
+    empty: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -186,7 +189,7 @@ impl Metrics {
         register!("gen_ai_client_cost", true, "What LLM calls cost, in USD, by the model catalog's prices", cost.clone());
         let body_captured = Family::<CaptureLabels, Counter>::default();
         register!("tollgate_body_bytes_captured", true, "Body bytes copied for log and trace fields that read request.body or response.body, by direction (no series: no body was copied)", body_captured.clone());
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured }
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured, empty: LabelText::default() }
     }
 }
 
@@ -195,8 +198,8 @@ impl Metrics {
     pub fn record(&self, ctx: &RequestCtx, custom: &CustomLabels) {
         let elapsed = ctx.started.elapsed();
         let labels = RequestLabels {
-            route: ctx.route.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-            backend: ctx.backend.as_ref().map(|b| b.name.clone()).unwrap_or_default(),
+            route: ctx.route.as_ref().map(|r| r.label.clone()).unwrap_or_else(|| self.empty.clone()),
+            backend: ctx.backend.as_ref().map(|b| b.label.clone()).unwrap_or_else(|| self.empty.clone()),
             status: ctx.status.unwrap_or(0),
             custom: custom.clone(),
         };
@@ -237,11 +240,14 @@ impl Metrics {
             RouteType::Embeddings => "embeddings",
             _ => return,
         };
+        let request_model = self.model_label(llm.request_model.as_deref());
+        // Usually the same model answers: one label text for both.
+        let response_model = if llm.response_model == llm.request_model { request_model.clone() } else { self.model_label(llm.response_model.as_deref()) };
         let gen = GenAiLabels {
             gen_ai_operation_name: operation,
             gen_ai_system: llm.provider,
-            gen_ai_request_model: llm.request_model.clone().unwrap_or_default(),
-            gen_ai_response_model: llm.response_model.clone().unwrap_or_default(),
+            gen_ai_request_model: request_model,
+            gen_ai_response_model: response_model,
             custom: custom.clone(),
         };
         self.llm_duration.get_or_create(&gen).observe(elapsed.as_secs_f64());
@@ -268,6 +274,11 @@ impl Metrics {
                 self.token_usage.get_or_create(&labels).observe(n as f64);
             }
         }
+    }
+
+    /// A model's label (empty when there is none).
+    fn model_label(&self, model: Option<&str>) -> LabelText {
+        model.map_or_else(|| self.empty.clone(), LabelText::new)
     }
 
     /// Records how many MCP sessions are open (Streamable HTTP, legacy SSE).

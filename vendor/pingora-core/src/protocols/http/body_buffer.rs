@@ -18,6 +18,8 @@ use bytes::{Bytes, BytesMut};
 /// all the data will be held in the buffer. Otherwise, the buffer will report to be truncated.
 pub struct FixedBuffer {
     buffer: BytesMut,
+    /// tollgate patch: a body handed over whole ([`Self::with_body`]), lent, not copied.
+    whole: Option<Bytes>,
     capacity: usize,
     truncated: bool,
 }
@@ -26,7 +28,19 @@ impl FixedBuffer {
     pub fn new(capacity: usize) -> Self {
         FixedBuffer {
             buffer: BytesMut::new(),
+            whole: None,
             capacity,
+            truncated: false,
+        }
+    }
+
+    /// tollgate patch: a buffer holding a body that was read whole elsewhere (the gateway
+    /// reads it before choosing the upstream); it is replayed without being copied.
+    pub fn with_body(body: Bytes) -> Self {
+        FixedBuffer {
+            buffer: BytesMut::new(),
+            capacity: body.len(),
+            whole: Some(body),
             truncated: false,
         }
     }
@@ -35,6 +49,10 @@ impl FixedBuffer {
     pub fn write_to_buffer(&mut self, data: &Bytes) {
         if self.truncated {
             return;
+        }
+        if let Some(whole) = self.whole.take() {
+            // More body after a whole one: keep both (copied, as buffered bodies are).
+            self.buffer.extend_from_slice(&whole);
         }
 
         if self.buffer.len() + data.len() <= self.capacity {
@@ -48,16 +66,20 @@ impl FixedBuffer {
 
     pub fn clear(&mut self) {
         self.truncated = false;
+        self.whole = None;
         self.buffer.clear();
     }
     pub fn is_empty(&self) -> bool {
-        self.buffer.len() == 0
+        self.buffer.len() == 0 && self.whole.as_ref().is_none_or(|w| w.is_empty())
     }
     pub fn is_truncated(&self) -> bool {
         self.truncated
     }
     pub fn get_buffer(&self) -> Option<Bytes> {
         // TODO: return None if truncated?
+        if let Some(whole) = self.whole.as_ref().filter(|w| !w.is_empty()) {
+            return Some(whole.clone());
+        }
         if !self.is_empty() {
             Some(self.buffer.clone().freeze())
         } else {
@@ -69,6 +91,20 @@ impl FixedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_body_is_lent_and_more_body_keeps_it() {
+        let body = Bytes::from(vec![7u8; 1000]);
+        let mut buffer = FixedBuffer::with_body(body.clone());
+        let replay = buffer.get_buffer().unwrap();
+        assert_eq!(replay.as_ptr(), body.as_ptr());
+        buffer.write_to_buffer(&Bytes::from_static(b"x"));
+        assert!(buffer.is_truncated());
+        let mut buffer = FixedBuffer::with_body(Bytes::from_static(b"ab"));
+        buffer.capacity = 3;
+        buffer.write_to_buffer(&Bytes::from_static(b"c"));
+        assert_eq!(&buffer.get_buffer().unwrap()[..], b"abc");
+    }
 
     #[test]
     fn releases_storage_when_truncated() {

@@ -678,6 +678,24 @@ impl Session {
         }
     }
 
+    /// tollgate patch: whether [`Self::set_retry_body`] works on this session (HTTP/1, HTTP/2):
+    /// asked before the body is read, since a body read without retry buffering cannot be
+    /// replayed otherwise.
+    pub fn can_set_retry_body(&self) -> bool {
+        matches!(self, Self::H1(_) | Self::H2(_))
+    }
+
+    /// tollgate patch: replay `body` (read whole by the caller) to the upstream, without a copy.
+    /// Returns false on sessions that cannot ([`Self::can_set_retry_body`]).
+    pub fn set_retry_body(&mut self, body: Bytes) -> bool {
+        match self {
+            Self::H1(s) => s.set_retry_body(body),
+            Self::H2(s) => s.set_retry_body(body),
+            Self::Subrequest(_) | Self::Custom(_) => return false,
+        }
+        true
+    }
+
     pub fn enable_retry_buffering(&mut self) {
         match self {
             Self::H1(s) => s.enable_retry_buffering(),

@@ -34,6 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
 use super::common::*;
+
+/// tollgate: header slots kept free in a parsed header for those a proxy adds (`date`,
+/// `connection`, a rewritten length or host).
+pub(crate) const HEADER_ROOM: usize = 4;
 use super::header::HeaderWriter;
 use crate::protocols::http::{
     authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
@@ -353,7 +357,9 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            // tollgate: room for the headers a proxy adds on the way up, so
+                            // adding them does not grow (rehash and copy) both header maps.
+                            Some(req.headers.len() + HEADER_ROOM),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1172,6 +1178,12 @@ impl HttpSession {
         if unread {
             self.retry_buffer = Some(FixedBuffer::new(limit.max(BODY_BUF_LIMIT)))
         }
+    }
+
+    /// tollgate patch: the request body, read whole by the gateway (without retry buffering),
+    /// is what Pingora replays to the upstream and on a retry: lent, not copied again.
+    pub fn set_retry_body(&mut self, body: Bytes) {
+        self.retry_buffer = Some(FixedBuffer::with_body(body));
     }
 
     pub fn get_retry_buffer(&self) -> Option<Bytes> {

@@ -903,6 +903,12 @@ impl HttpSession {
         }
     }
 
+    /// tollgate patch: the request body, read whole by the gateway (without retry buffering),
+    /// is what Pingora replays to the upstream and on a retry: lent, not copied again.
+    pub fn set_retry_body(&mut self, body: Bytes) {
+        self.retry_buffer = Some(FixedBuffer::with_body(body));
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         self.retry_buffer.as_ref().and_then(|b| {
             if b.is_truncated() {
