@@ -10,6 +10,8 @@ pub fn filters() -> Vec<&'static FilterSpec> {
     let mut all: Vec<&'static FilterSpec> = tollgate_filters::FILTERS.to_vec();
     all.push(&tollgate_llm::SPEC);
     all.extend_from_slice(tollgate_mcp::FILTERS);
+    all.extend_from_slice(tollgate_auth::FILTERS);
+    all.extend_from_slice(tollgate_limits::FILTERS);
     #[cfg(feature = "plugin-tenant-tag")]
     all.push(&tollgate_plugin_tenant_tag::SPEC);
     all

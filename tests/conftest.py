@@ -241,7 +241,7 @@ def echo_upstreams(workdir):
   server {{
     listen 127.0.0.1:{port};
     default_type application/json;
-    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop","tenant":"$http_x_tenant"}}'; }}
+    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop","tenant":"$http_x_tenant","auth":"$http_authorization","cookie":"$http_cookie"}}'; }}
   }}""" for i, port in enumerate(ports))
     conf = ng / "nginx.conf"
     conf.write_text(f"""
@@ -415,3 +415,36 @@ def load_error(workdir: Path, config_text: str, env=None) -> str:
     out = subprocess.run([str(BIN), "--validate-only", "-f", str(cfg)], capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode != 0, f"the config loaded: {out.stdout + out.stderr}"
     return out.stdout + out.stderr
+
+
+class Redis:
+    """Debian's redis-server on a loopback port, nothing saved to disk; stopped by PID."""
+
+    def __init__(self, workdir: Path, port: int = None):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = Proc([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", str(self.workdir)], self.workdir / f"redis-{self.port}.log")
+        wait_port(self.port, proc=self.proc.proc)
+
+    def kill(self):
+        self.proc.proc.kill()
+        self.proc.proc.wait()
+        self.proc.log_file.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def redis_server(workdir):
+    r = Redis(workdir)
+    yield r
+    if r.proc.proc.poll() is None:
+        r.proc.stop()

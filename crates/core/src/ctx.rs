@@ -91,6 +91,8 @@ pub enum ErrorFormat {
     Anthropic,
     /// `{"error": {"code", "message", "status"}}` (Google's APIs).
     Google,
+    /// A JSON-RPC error object (`{"jsonrpc": "2.0", "id": null, "error": {...}}`), for MCP routes.
+    JsonRpc,
 }
 
 /// What the configured telemetry needs a request to keep (decided once, at config load,
@@ -162,6 +164,8 @@ pub struct RequestCtx {
     pub model_catalog: Option<Arc<crate::cost::ModelCatalog>>,
     /// Error rendering for this caller.
     pub error_format: ErrorFormat,
+    /// The API key an `apiKey` policy accepted (`apiKey.*` in CEL).
+    pub api_key: Option<Arc<crate::identity::ApiKeyClaims>>,
     /// Status sent downstream.
     pub status: Option<u16>,
     /// The request ended because its deadline passed.
@@ -204,6 +208,7 @@ impl Default for RequestCtx {
             mcp: None,
             model_catalog: None,
             error_format: ErrorFormat::default(),
+            api_key: None,
             status: None,
             timed_out: false,
             failure_message: None,

@@ -20,8 +20,33 @@ pub fn json_error(format: ErrorFormat, status: u16, kind: &str, message: &str) -
         ErrorFormat::Google => serde_json::json!({
             "error": {"code": status, "message": message, "status": google_status(status)}
         }),
+        // The MCP transport answers HTTP errors with a JSON-RPC error whose id is unknown.
+        ErrorFormat::JsonRpc => serde_json::json!({
+            "jsonrpc": "2.0", "id": null,
+            "error": {"code": -32000, "message": message, "data": {"status": status, "type": kind}}
+        }),
     };
     LocalResponse::json(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The error shape a caller of an LLM route speaks, by the request path: Anthropic's for the
+/// Messages API, Google's for Gemini model paths, OpenAI's otherwise.
+pub fn llm_error_format(path: &str) -> ErrorFormat {
+    if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
+        ErrorFormat::Anthropic
+    } else if gemini_path_model(path).is_some() {
+        ErrorFormat::Google
+    } else {
+        ErrorFormat::OpenAi
+    }
+}
+
+/// The model a Gemini path names (`…/models/{model}:generateContent` and the like).
+pub fn gemini_path_model(path: &str) -> Option<String> {
+    let tail = path.rsplit_once("/models/")?.1;
+    let (model, method) = tail.split_once(':')?;
+    let known = matches!(method, "generateContent" | "streamGenerateContent" | "countTokens");
+    (known && !model.is_empty() && !model.contains('/')).then(|| model.to_string())
 }
 
 /// Google's status name for an HTTP status (its APIs' `error.status`).

@@ -11,6 +11,8 @@ pub mod downstream;
 pub mod errors;
 pub mod label;
 pub mod family;
+pub mod identity;
+pub mod admission;
 pub mod llm;
 pub mod logging;
 pub mod proxy;

@@ -130,6 +130,9 @@ pub struct LlmExchange {
     pub failed_attempts: Vec<FailedAttempt>,
     /// What the exchange cost, when its model is priced (set when the request ends).
     pub cost: Option<crate::cost::Cost>,
+    /// Prompt tokens the gateway estimated from the request at admission (token limits and
+    /// budgets reserve these and settle with `usage` at the end).
+    pub estimated_input_tokens: Option<u64>,
 }
 
 /// A provider attempt that failed: failed over when another provider was left, else the
@@ -170,6 +173,7 @@ impl LlmExchange {
             completion: None,
             failed_attempts: Vec::new(),
             cost: None,
+            estimated_input_tokens: None,
         }
     }
 }

@@ -104,25 +104,7 @@ impl BodyPolicy {
     }
 }
 
-/// `pattern` (`*` matches anything, the rest literally) against all of `text`.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let pieces: Vec<&str> = pattern.split('*').collect();
-    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
-    if pieces.len() == 1 {
-        return pattern == text;
-    }
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &pieces[1..pieces.len() - 1] {
-        match rest.find(middle) {
-            Some(at) => rest = &rest[at + middle.len()..],
-            None => return false,
-        }
-    }
-    true
-}
+use tollgate_core::identity::wildcard_match;
 
 fn list<'a>(req: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Vec<Value>, String> {
     req.get_mut(key).and_then(Value::as_array_mut).ok_or_else(|| format!("`{key}` must be a list to add `prompts` to it"))

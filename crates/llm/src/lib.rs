@@ -4,6 +4,7 @@
 //! client on an OpenAI provider, a Chat client on an Anthropic one) are translated both ways
 //! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
+mod admit;
 mod answer;
 pub mod anthropic;
 pub mod azure;
@@ -438,7 +439,13 @@ impl AiPolicy {
                     llm.provider_api = vertex::family(&model);
                 }
             }
-            match self.rewrite(&raw, ctx) {
+            let rewritten = self.rewrite(&raw, ctx);
+            if rewritten.is_ok() {
+                if let Err(resp) = admit::admit(&raw, ctx).await {
+                    return Ok(FilterAction::Respond(resp));
+                }
+            }
+            match rewritten {
                 Ok((rewritten, t)) => {
                     state.injected_usage = rewritten.injected_usage;
                     let mut body = rewritten.body;

@@ -98,8 +98,8 @@ pub fn names() -> Vec<&'static str> {
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
     "requestMirror", "mcpGuardrails", "authorization", "mcpAuthentication",
-    "a2a", "backendTunnel", "localRateLimit", "remoteRateLimit", "jwtAuth", "oidc", "basicAuth",
-    "apiKey", "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
+    "a2a", "backendTunnel", "remoteRateLimit", "jwtAuth", "oidc", "basicAuth",
+    "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
 ];
 

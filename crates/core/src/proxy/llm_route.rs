@@ -9,7 +9,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
 
-use crate::ctx::{ErrorFormat, RequestCtx};
+use crate::ctx::RequestCtx;
 use crate::errors::json_error;
 use crate::filters::LocalResponse;
 use crate::llm::PreReadBody;
@@ -70,28 +70,12 @@ pub async fn route_by_model(session: &mut Session, ctx: &mut RequestCtx, router:
     }
 }
 
-/// The client's API's error shape, by its path.
-fn error_format(path: &str) -> ErrorFormat {
-    if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
-        ErrorFormat::Anthropic
-    } else if path_model(path).is_some() {
-        ErrorFormat::Google
-    } else {
-        ErrorFormat::OpenAi
-    }
-}
-
-/// The model a Gemini path names (`…/models/{model}:generateContent` and the like).
-fn path_model(path: &str) -> Option<String> {
-    let tail = path.rsplit_once("/models/")?.1;
-    let (model, method) = tail.split_once(':')?;
-    let known = matches!(method, "generateContent" | "streamGenerateContent" | "countTokens");
-    (known && !model.is_empty() && !model.contains('/')).then(|| model.to_string())
-}
+use crate::errors::{gemini_path_model as path_model, llm_error_format as error_format};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctx::ErrorFormat;
 
     #[test]
     fn gemini_paths_name_the_model() {

@@ -95,6 +95,14 @@ impl TollgateProxy {
             None => route.chain_without_backend.clone(),
         });
         ctx.route = Some(route);
+        // Errors (an API key refused, a limit hit) reach the caller in its API's shape.
+        ctx.error_format = match ctx.backend.as_ref().map(|b| &b.target) {
+            Some(BackendTarget::Ai(_) | BackendTarget::AiGroups(_) | BackendTarget::LlmRouter(_)) => {
+                crate::errors::llm_error_format(&ctx.original_path)
+            }
+            Some(BackendTarget::Mcp) => crate::ctx::ErrorFormat::JsonRpc,
+            _ => crate::ctx::ErrorFormat::OpenAi,
+        };
         ctx.model_catalog = Some(gateway.model_catalog.clone());
         // Plain hosts are the target as written; AI and MCP filters set their own.
         if let Some(BackendTarget::Host { host, port }) = ctx.backend.as_ref().map(|b| &b.target) {

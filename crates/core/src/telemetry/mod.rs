@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod cel;
 pub mod metrics;
+pub mod request_vars;
 pub mod traces;
 pub mod vars;
 
@@ -227,6 +228,12 @@ impl Telemetry {
                     Some(m) => vars::mcp(m, wants),
                     None => continue,
                 },
+                "apiKey" => {
+                    if let Some(claims) = &ctx.api_key {
+                        scope.add_variable_from_value("apiKey", vars::api_key(claims));
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             scope.add_variable_as_val(name, value);

@@ -297,3 +297,32 @@ pub fn mcp<'a>(m: &'a crate::ctx::McpExchange, wants: &Use) -> Var<'a> {
     }
     out.done()
 }
+
+/// `apiKey.*`: the key's metadata fields (an object's fields at the top, as agentgateway
+/// flattens them), `key` always redacted, and `id`, the key's non-secret identifier.
+pub fn api_key(claims: &crate::identity::ApiKeyClaims) -> ::cel::Value {
+    let mut out = match &claims.metadata {
+        serde_json::Value::Object(m) => m.clone(),
+        serde_json::Value::Null => serde_json::Map::new(),
+        other => serde_json::Map::from_iter([("metadata".to_string(), other.clone())]),
+    };
+    out.insert("key".into(), REDACTED.into());
+    out.insert("id".into(), claims.id.clone().into());
+    super::cel::json_to_cel(serde_json::Value::Object(out))
+}
+
+/// `request.*` of a request still in flight (for policies that evaluate CEL before the
+/// upstream is called): method, URI, path, host, headers as they are now (unredacted: the
+/// values stay inside the gateway).
+pub fn live_request<'a>(req: &'a pingora::http::RequestHeader, wants: &Use) -> Var<'a> {
+    Object::new(wants)
+        .field("method", || text(req.method.as_str()))
+        .field("uri", || owned(req.uri.to_string()))
+        .field("path", || text(req.uri.path()))
+        .field("pathAndQuery", || text(req.uri.path_and_query().map_or("/", |p| p.as_str())))
+        .field("host", || text(crate::filters::request_host(req)))
+        .field("scheme", || text("http"))
+        .field("version", || text(version(req.version)))
+        .field("headers", || headers(&req.headers, &[]))
+        .done()
+}

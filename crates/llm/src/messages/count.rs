@@ -39,7 +39,7 @@ pub fn estimate_gemini_tokens(raw: &[u8]) -> Result<u64, String> {
 }
 
 /// Counts a Chat Completions body (what the client's request became).
-fn estimate_chat(chat: &[u8]) -> Result<u64, String> {
+pub(crate) fn estimate_chat(chat: &[u8]) -> Result<u64, String> {
     let chat: Value = serde_json::from_slice(chat).map_err(|e| e.to_string())?;
     let text_tokens = |bytes: usize| (bytes as u64).div_ceil(BYTES_PER_TOKEN);
     let mut total = 3;

@@ -1,0 +1,13 @@
+//! Rate limits: token buckets counted by requests or by LLM tokens, per route and per key,
+//! with `x-ratelimit-*` headers on every answer and a 429 in the caller's API format.
+
+pub mod bucket;
+pub mod headers;
+pub mod keyed;
+pub mod local;
+pub mod redis_store;
+
+use tollgate_core::filters::registry::FilterSpec;
+
+/// The policies this crate provides, for the binary to install.
+pub static FILTERS: &[&FilterSpec] = &[&local::SPEC];
