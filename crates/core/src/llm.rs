@@ -133,6 +133,12 @@ pub struct LlmExchange {
     /// Prompt tokens the gateway estimated from the request at admission (token limits and
     /// budgets reserve these and settle with `usage` at the end).
     pub estimated_input_tokens: Option<u64>,
+    /// Completion tokens this request may still produce (a budget's remainder); a stream
+    /// that passes it is ended with an error event.
+    pub completion_allowance: Option<u64>,
+    /// Completion tokens counted on the stream (estimated from its text) when an allowance
+    /// is enforced: what a stream cut short used, when no usage report came.
+    pub counted_output_tokens: Option<u64>,
 }
 
 /// A provider attempt that failed: failed over when another provider was left, else the
@@ -174,6 +180,8 @@ impl LlmExchange {
             failed_attempts: Vec::new(),
             cost: None,
             estimated_input_tokens: None,
+            completion_allowance: None,
+            counted_output_tokens: None,
         }
     }
 }

@@ -109,7 +109,7 @@ impl Limit {
             Store::Local(b) => b.bucket(key, Instant::now()).take(n, Instant::now()),
             Store::Redis(r) => match r.take(key, n).await {
                 Ok(o) => o,
-                Err(_) if r.failure_mode == FailureMode::FailOpen => return Decision::Unknown,
+                Err(_) if r.conn.failure_mode == FailureMode::FailOpen => return Decision::Unknown,
                 Err(_) => return Decision::Unavailable,
             },
         };

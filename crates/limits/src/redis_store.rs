@@ -14,14 +14,11 @@
 //! Counters are named by `redis.name` and the limit's shape, so a changed limit starts afresh.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::Deserialize;
-
 use crate::bucket::{Outcome, Rate};
+pub use crate::redis_conn::{FailureMode, RedisConfig, StoreFailure};
+use crate::redis_conn::RedisConn;
 
 /// The atomic take-or-amend. KEYS[1] the bucket; ARGV: max, per_fill, interval_ms, n, mode
 /// (`take` or `amend`). Returns {allowed, tokens, ms to the next fill}.
@@ -57,101 +54,32 @@ redis.call('PEXPIRE', KEYS[1], math.max(1000, fills * iv))
 return {allowed, tokens, last + iv - now}
 "#;
 
-/// `redis:` as written on a limit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
-    /// Longest wait for one Redis call (Go duration; default 100ms).
-    #[serde(default)]
-    pub timeout: Option<String>,
-    /// `failClosed` (default; 503) or `failOpen`.
-    #[serde(default)]
-    pub failure_mode: FailureMode,
-    /// Names the counters in Redis (required): every process and route whose limit has this
-    /// name (and the same shape) counts in the same buckets, so one cap can span routes on
-    /// purpose and never does by accident.
-    pub name: String,
-}
-
-/// What a request gets when Redis cannot answer in time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum FailureMode {
-    /// Refuse with 503.
-    #[default]
-    #[serde(rename = "failClosed", alias = "FailClosed")]
-    FailClosed,
-    /// Let the request through.
-    #[serde(rename = "failOpen", alias = "FailOpen")]
-    FailOpen,
-}
-
 /// A limit's counters in Redis.
 pub struct RedisBuckets {
-    client: redis::Client,
-    manager: OnceLock<ConnectionManager>,
+    /// The connection (and its failure mode).
+    pub conn: RedisConn,
     script: redis::Script,
-    timeout: Duration,
-    /// The failure mode.
-    pub failure_mode: FailureMode,
     prefix: String,
     rate: Rate,
-    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisBuckets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the URL: it may hold a password.
         write!(f, "RedisBuckets({})", self.prefix)
     }
 }
 
-/// Why Redis gave no decision.
-#[derive(Debug)]
-pub struct StoreFailure;
-
 impl RedisBuckets {
-    /// Checks the URL; connects on first use. `identity` names the limit (its config).
+    /// Checks the config; connects on first use. `identity` names the limit (its shape).
     pub fn compile(config: RedisConfig, rate: Rate, identity: &str) -> Result<RedisBuckets, String> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|_| "redis.url is not a redis:// URL".to_string())?;
-        let timeout = match &config.timeout {
-            Some(t) => tollgate_core::config::types::parse_go_duration(t).map_err(|e| format!("redis.timeout {e}"))?,
-            None => Duration::from_millis(100),
-        };
+        let conn = RedisConn::compile(&config)?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         identity.hash(&mut h);
-        if config.name.is_empty() || config.name.contains(['{', '}']) {
-            return Err("redis.name must be non-empty, without braces".into());
-        }
-        let prefix = format!("tollgate:rl:{}:{:016x}", config.name, h.finish());
-        Ok(RedisBuckets {
-            client,
-            manager: OnceLock::new(),
-            script: redis::Script::new(SCRIPT),
-            timeout,
-            failure_mode: config.failure_mode,
-            prefix,
-            rate,
-            failing: AtomicBool::new(false),
-        })
-    }
-
-    fn manager(&self) -> Option<ConnectionManager> {
-        if let Some(m) = self.manager.get() {
-            return Some(m.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let m = ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()?;
-        Some(self.manager.get_or_init(|| m).clone())
+        let prefix = format!("tollgate:rl:{}:{:016x}", conn.name, h.finish());
+        Ok(RedisBuckets { conn, script: redis::Script::new(SCRIPT), prefix, rate })
     }
 
     async fn call(&self, key: &str, n: i64, mode: &str) -> Result<(i64, i64, i64), StoreFailure> {
-        let Some(mut con) = self.manager() else { return Err(self.failed("no connection")) };
         let mut invocation = self.script.key(format!("{}:{key}", self.prefix));
         invocation
             .arg(self.rate.max)
@@ -159,24 +87,7 @@ impl RedisBuckets {
             .arg(self.rate.interval.as_millis().max(1) as u64)
             .arg(n)
             .arg(mode);
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<(i64, i64, i64)>(&mut con)).await {
-            Ok(Ok(v)) => {
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "tollgate", limit = %self.prefix, "rate-limit store answers again");
-                }
-                Ok(v)
-            }
-            Ok(Err(e)) => Err(self.failed(&format!("{:?}", e.kind()))),
-            Err(_) => Err(self.failed("timed out")),
-        }
-    }
-
-    /// Logs the start of an outage once.
-    fn failed(&self, why: &str) -> StoreFailure {
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::warn!(target: "tollgate", limit = %self.prefix, reason = why, failure_mode = ?self.failure_mode, "rate-limit store (redis) unavailable");
-        }
-        StoreFailure
+        self.conn.invoke(&invocation).await
     }
 
     /// Takes `n` from `key`'s bucket.

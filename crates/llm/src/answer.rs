@@ -54,6 +54,7 @@ impl AiPolicy {
 
     pub(crate) fn response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) -> Result<()> {
         let started = ctx.started;
+        let format = ctx.error_format;
         let want_completion = ctx.needs.llm_completion;
         let Some(state) = ctx.extensions.get_mut::<CompletionState>() else { return Ok(()) };
         let Some(llm) = ctx.llm.as_mut() else { return Ok(()) };
@@ -80,6 +81,7 @@ impl AiPolicy {
                     state.response_body = Vec::new();
                 }
             }
+            ResponseMode::Sse if llm.completion_allowance.is_some() => crate::allowance::scan_sse_within(state, llm, body, end, format, want_completion),
             ResponseMode::Sse => scan_sse(state, llm, body, end, want_completion),
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! (`translation.rs`); `models` and `passthrough` calls are forwarded untouched.
 
 mod admit;
+mod allowance;
 mod answer;
 pub mod anthropic;
 pub mod azure;
@@ -173,6 +174,8 @@ struct CompletionState {
     /// A `detect` call: the request body as it streams by (up to the body limit), read for
     /// its model once whole; nothing is rewritten.
     detect: Option<Vec<u8>>,
+    /// The stream passed its completion allowance and was ended (see `allowance.rs`).
+    cut: bool,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
