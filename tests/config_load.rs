@@ -90,8 +90,8 @@ fn unsupported_fields_are_errors_not_ignored() {
     let e = parse("config:\n  xdsAddress: http://x\n").unwrap_err();
     assert_eq!(e.path, "config.xdsAddress");
     assert!(e.message.contains("not support"), "{e}");
-    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        remoteRateLimit: {}\n").unwrap_err();
-    assert!(e.message.contains("remoteRateLimit") && e.message.contains("not support"), "{e}");
+    let e = parse("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        extProc: {}\n").unwrap_err();
+    assert!(e.message.contains("extProc") && e.message.contains("not support"), "{e}");
     assert_eq!(e.line, Some(6));
 }
 

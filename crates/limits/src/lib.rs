@@ -9,9 +9,11 @@ pub mod keyed;
 pub mod local;
 pub mod redis_conn;
 pub mod redis_store;
+pub mod remote;
+pub mod rls_proto;
 pub mod window;
 
 use tollgate_core::filters::registry::FilterSpec;
 
 /// The policies this crate provides, for the binary to install.
-pub static FILTERS: &[&FilterSpec] = &[&local::SPEC, &budget::SPEC];
+pub static FILTERS: &[&FilterSpec] = &[&local::SPEC, &remote::SPEC, &budget::SPEC];

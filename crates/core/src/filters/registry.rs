@@ -98,7 +98,7 @@ pub fn names() -> Vec<&'static str> {
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
     "requestMirror", "mcpGuardrails", "authorization", "mcpAuthentication",
-    "a2a", "backendTunnel", "remoteRateLimit", "jwtAuth", "oidc", "basicAuth",
+    "a2a", "backendTunnel", "jwtAuth", "oidc", "basicAuth",
     "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
 ];
