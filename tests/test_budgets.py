@@ -76,7 +76,8 @@ def test_a_key_is_served_until_its_budget_is_spent_and_stays_spent_across_restar
 
 def test_a_stream_is_ended_at_the_budget_with_an_error_event(tollgate, llmock):
     # One key with 80 tokens: the prompt's estimate is reserved, the rest may stream.
-    base = serve_listeners(tollgate, route(llmock, "{key: apiKey.id, limit: 80, window: hour}"))
+    stats = free_port()
+    base = serve_listeners(tollgate, route(llmock, "{key: apiKey.id, limit: 80, window: hour}"), settings=f"config:\n  statsAddr: 127.0.0.1:{stats}\n")
     llmock.scenario([{"type": "reply", "text": " ".join(f"w{i:03d}" for i in range(200)), "times": 5}])
     stream = client(base, "key-a").chat.completions.create(
         model="m", messages=[{"role": "user", "content": "write a lot"}], stream=True)
@@ -93,6 +94,9 @@ def test_a_stream_is_ended_at_the_budget_with_an_error_event(tollgate, llmock):
     # The budget is now spent.
     with pytest.raises(openai.RateLimitError):
         client(base, "key-a").chat.completions.create(model="m", messages=[{"role": "user", "content": "more"}])
+    metrics = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+    assert 'tollgate_rate_limit_decisions_total{policy="budget",decision="limited"' in metrics, metrics
+    assert 'tollgate_budget_remaining{budget="' in metrics and 'unit="tokens"}' in metrics
     # A stream within the budget ends as usual.
     small = client(base, "key-b").chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=False)
     assert small.choices

@@ -2,6 +2,8 @@
 with tollgate's `key` extension, `conditional` entries, `x-ratelimit-*` headers on every answer
 and 429 with `Retry-After` in the caller's API format."""
 import concurrent.futures
+import hashlib
+import re
 import time
 
 import anthropic
@@ -9,7 +11,16 @@ import openai
 import pytest
 import requests
 
-from conftest import load_error, serve_listeners
+from conftest import free_port, load_error, serve_listeners
+
+
+def metric(stats, name, **labels):
+    text = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+    for line in text.splitlines():
+        m = re.match(rf"{name}{{(.*)}} (\S+)$", line)
+        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
+            return float(m.group(2))
+    return None
 
 
 def host_route(up, limit, api_key=True, matches=""):
@@ -28,7 +39,8 @@ def burst(url, n, headers=None):
 
 def test_a_burst_gets_exactly_the_bucket_per_key(tollgate, echo_upstreams):
     limit = "[{maxTokens: 10, tokensPerFill: 10, fillInterval: 1s, key: apiKey.id}]"
-    base = serve_listeners(tollgate, host_route(echo_upstreams[0], limit))
+    stats = free_port()
+    base = serve_listeners(tollgate, host_route(echo_upstreams[0], limit), settings=f"config:\n  statsAddr: 127.0.0.1:{stats}\n")
     started = time.monotonic()
     a = burst(f"{base}/x", 30, {"Authorization": "Bearer key-a"})
     elapsed = time.monotonic() - started
@@ -44,6 +56,10 @@ def test_a_burst_gets_exactly_the_bucket_per_key(tollgate, echo_upstreams):
     for r in limited:
         assert r.headers["retry-after"] == "1" and r.headers["x-ratelimit-remaining"] == "0", r.headers
         assert r.json()["error"]["type"] == "rate_limit_exceeded", r.text
+    # Decisions are counted by policy, decision and the key's id (never the key).
+    key_a = hashlib.sha256(b"key-a").hexdigest()[:12]
+    assert metric(stats, "tollgate_rate_limit_decisions_total", policy="localRateLimit", decision="limited", api_key=key_a) == 20
+    assert metric(stats, "tollgate_rate_limit_decisions_total", policy="localRateLimit", decision="allowed", api_key=key_a) == 10
     # Another key has its own bucket.
     b = burst(f"{base}/x", 15, {"Authorization": "Bearer key-b"})
     assert sum(r.status_code == 200 for r in b) == 10

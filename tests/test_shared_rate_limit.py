@@ -85,8 +85,11 @@ def test_redis_down_fails_open_or_closed_and_recovers(tollgate, echo_upstreams, 
     redis = Redis(workdir)
     try:
         port = free_port()
+        stats = free_port()
         up = echo_upstreams[0]
-        text = f"""binds:
+        text = f"""config:
+  statsAddr: 127.0.0.1:{stats}
+binds:
 - port: {port}
   listeners:
   - routes:
@@ -114,6 +117,10 @@ def test_redis_down_fails_open_or_closed_and_recovers(tollgate, echo_upstreams, 
         log = proc.output()
         assert log.count("rate-limit store (redis) unavailable") == 2, log  # once per limit, not per request
         assert "failOpen" in log or "FailOpen" in log
+        metrics = requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).text
+        assert 'tollgate_rate_limit_decisions_total{policy="localRateLimit",decision="failed_open",api_key=""} 5' in metrics, metrics
+        assert 'tollgate_rate_limit_decisions_total{policy="localRateLimit",decision="failed_closed",api_key=""} 5' in metrics
+        assert 'tollgate_rate_limit_store_seconds_count{policy="localRateLimit",outcome="ok"} 4' in metrics
         redis.start()  # empty: buckets start full again
         deadline = time.time() + 10
         while get("/closed").status_code != 200:

@@ -166,6 +166,8 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// The API key an `apiKey` policy accepted (`apiKey.*` in CEL).
     pub api_key: Option<Arc<crate::identity::ApiKeyClaims>>,
+    /// What rate limits and budgets decided, for metrics.
+    pub limits: Vec<crate::telemetry::limit_metrics::LimitEvent>,
     /// Status sent downstream.
     pub status: Option<u16>,
     /// The request ended because its deadline passed.
@@ -209,6 +211,7 @@ impl Default for RequestCtx {
             model_catalog: None,
             error_format: ErrorFormat::default(),
             api_key: None,
+            limits: Vec::new(),
             status: None,
             timed_out: false,
             failure_message: None,

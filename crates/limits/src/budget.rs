@@ -26,6 +26,7 @@ use tollgate_core::errors::json_error;
 use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 use tollgate_core::telemetry::cel::Expression;
+use tollgate_core::telemetry::limit_metrics::LimitEvent;
 use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
 
 use crate::redis_conn::{FailureMode, RedisConfig, RedisConn};
@@ -258,7 +259,24 @@ impl LlmAdmission for BudgetAdmission {
             Unit::Cost => 0,
         };
         let limit = (b.action == Action::Block).then_some(self.limit);
-        match b.add(window, &self.key, units, limit).await {
+        let started = std::time::Instant::now();
+        let taken = b.add(window, &self.key, units, limit).await;
+        let store_seconds = matches!(b.spent, Spent::Redis { .. }).then(|| started.elapsed().as_secs_f64());
+        let (decision, spent) = match &taken {
+            Taken::Yes { spent } => ("allowed", Some(*spent)),
+            Taken::No { spent } => ("limited", Some(*spent)),
+            Taken::Failed if b.fail_open() => ("failed_open", None),
+            Taken::Failed => ("failed_closed", None),
+        };
+        let budget_remaining = spent.map(|spent| {
+            let (unit, left) = match b.unit {
+                Unit::Tokens => ("tokens", (self.limit - spent) as f64),
+                Unit::Cost => ("usd", (self.limit - spent) as f64 / MICRO),
+            };
+            (if self.key.is_empty() { "route".to_string() } else { self.key.clone() }, unit, left)
+        });
+        ctx.limits.push(LimitEvent { policy: "budget", decision, store_seconds, budget_remaining });
+        match taken {
             Taken::Yes { spent } => {
                 if b.action == Action::Audit && spent > self.limit {
                     tracing::warn!(target: "tollgate", budget_key = %self.key, spent, limit = self.limit, "budget exceeded (audit: served)");

@@ -23,6 +23,7 @@ use tollgate_core::config::types::parse_go_duration;
 use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 use tollgate_core::telemetry::cel::Expression;
+use tollgate_core::telemetry::limit_metrics::LimitEvent;
 use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
 
 use crate::bucket::{Outcome, Rate};
@@ -104,20 +105,23 @@ enum Decision {
 }
 
 impl Limit {
-    async fn take(&self, key: &str, n: u64) -> Decision {
+    async fn take(&self, key: &str, n: u64) -> (Decision, Option<f64>) {
         let outcome = match &self.store {
             Store::Local(b) => b.bucket(key, Instant::now()).take(n, Instant::now()),
-            Store::Redis(r) => match r.take(key, n).await {
-                Ok(o) => o,
-                Err(_) if r.conn.failure_mode == FailureMode::FailOpen => return Decision::Unknown,
-                Err(_) => return Decision::Unavailable,
-            },
+            Store::Redis(r) => {
+                let started = Instant::now();
+                let taken = r.take(key, n).await;
+                let secs = Some(started.elapsed().as_secs_f64());
+                match taken {
+                    Ok(o) if o.allowed => return (Decision::Allowed(o), secs),
+                    Ok(o) => return (Decision::Refused(o), secs),
+                    Err(_) if r.conn.failure_mode == FailureMode::FailOpen => return (Decision::Unknown, secs),
+                    Err(_) => return (Decision::Unavailable, secs),
+                }
+            }
         };
-        if outcome.allowed {
-            Decision::Allowed(outcome)
-        } else {
-            Decision::Refused(outcome)
-        }
+        let decision = if outcome.allowed { Decision::Allowed(outcome) } else { Decision::Refused(outcome) };
+        (decision, None)
     }
 
     /// Settles a reservation; Redis calls run in the background (the request is over).
@@ -136,7 +140,14 @@ impl Limit {
     }
 
     /// The answer to a decision: `Ok(())` to go on, else the response.
-    fn answer(decision: Decision, ctx: &mut RequestCtx, what: &str) -> std::result::Result<(), LocalResponse> {
+    fn answer((decision, store_seconds): (Decision, Option<f64>), ctx: &mut RequestCtx, what: &str) -> std::result::Result<(), LocalResponse> {
+        let label = match decision {
+            Decision::Allowed(_) => "allowed",
+            Decision::Refused(_) => "limited",
+            Decision::Unknown => "failed_open",
+            Decision::Unavailable => "failed_closed",
+        };
+        ctx.limits.push(LimitEvent { policy: "localRateLimit", decision: label, store_seconds, budget_remaining: None });
         match decision {
             Decision::Allowed(o) => {
                 headers::note(ctx, o);
@@ -238,7 +249,7 @@ struct TokenAdmission {
 impl LlmAdmission for TokenAdmission {
     async fn admit(&self, estimate: TokenEstimate, ctx: &mut RequestCtx) -> std::result::Result<(), LocalResponse> {
         let decision = self.limit.take(&self.key, estimate.prompt).await;
-        let reserved = matches!(decision, Decision::Allowed(_));
+        let reserved = matches!(decision.0, Decision::Allowed(_));
         Limit::answer(decision, ctx, "token limit")?;
         if reserved {
             ctx.extensions.get_or_insert_default::<Reservations>().0.push((self.limit.clone(), self.key.clone(), estimate.prompt));

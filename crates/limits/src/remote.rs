@@ -23,6 +23,7 @@ use tollgate_core::errors::json_error;
 use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 use tollgate_core::telemetry::cel::Expression;
+use tollgate_core::telemetry::limit_metrics::LimitEvent;
 use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
 
 use crate::redis_conn::FailureMode;
@@ -160,7 +161,13 @@ impl Service {
         out
     }
 
-    async fn call(&self, descriptors: Vec<RateLimitDescriptor>, hits: u64) -> std::result::Result<RateLimitResponse, String> {
+    async fn call(&self, descriptors: Vec<RateLimitDescriptor>, hits: u64) -> (std::result::Result<RateLimitResponse, String>, f64) {
+        let started = std::time::Instant::now();
+        let reply = self.call_inner(descriptors, hits).await;
+        (reply, started.elapsed().as_secs_f64())
+    }
+
+    async fn call_inner(&self, descriptors: Vec<RateLimitDescriptor>, hits: u64) -> std::result::Result<RateLimitResponse, String> {
         let descriptors = descriptors.into_iter().map(|mut d| {
             d.hits_addend = Some(UInt64Value { value: hits });
             d
@@ -181,7 +188,14 @@ impl Service {
     }
 
     /// The answer to the service's reply: go on (with headers to add), or a response.
-    fn decide(&self, reply: std::result::Result<RateLimitResponse, String>, ctx: &mut RequestCtx) -> std::result::Result<Option<RateLimitResponse>, LocalResponse> {
+    fn decide(&self, (reply, secs): (std::result::Result<RateLimitResponse, String>, f64), ctx: &mut RequestCtx) -> std::result::Result<Option<RateLimitResponse>, LocalResponse> {
+        let decision = match &reply {
+            Ok(r) if r.overall_code == Code::OverLimit as i32 => "limited",
+            Ok(_) => "allowed",
+            Err(_) if self.failure_mode == FailureMode::FailOpen => "failed_open",
+            Err(_) => "failed_closed",
+        };
+        ctx.limits.push(LimitEvent { policy: "remoteRateLimit", decision, store_seconds: Some(secs), budget_remaining: None });
         match reply {
             Ok(r) if r.overall_code == Code::OverLimit as i32 => {
                 let mut resp = json_error(ctx.error_format, 429, "rate_limit_exceeded", "rate limit exceeded (remote)");

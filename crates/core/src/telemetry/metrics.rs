@@ -85,6 +85,7 @@ pub struct Metrics {
     provider_evictions: Family<EvictionLabels, Counter>,
     cost: Family<GenAiLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     body_captured: Family<CaptureLabels, Counter>,
+    limits: super::limit_metrics::LimitMetrics,
     /// The empty label value, made once.
     empty: LabelText,
 }
@@ -181,7 +182,8 @@ impl Metrics {
         let provider_evictions = Family::<EvictionLabels, Counter>::default();
         register!("tollgate_llm_provider_evictions", true, "Providers of ai.groups backends evicted after a failure (and failed over when another was left), by provider and reason", provider_evictions.clone());
         for name in remove {
-            if !KNOWN.iter().any(|(m, counter)| removal_names(m, *counter).contains(name)) {
+            let known = KNOWN.iter().chain(super::limit_metrics::NAMES);
+            if !known.into_iter().any(|(m, counter)| removal_names(m, *counter).contains(name)) {
                 tracing::warn!(target: "tollgate", metric = %name, "config.metrics.remove names no metric tollgate exports");
             }
         }
@@ -189,7 +191,8 @@ impl Metrics {
         register!("gen_ai_client_cost", true, "What LLM calls cost, in USD, by the model catalog's prices", cost.clone());
         let body_captured = Family::<CaptureLabels, Counter>::default();
         register!("tollgate_body_bytes_captured", true, "Body bytes copied for log and trace fields that read request.body or response.body, by direction (no series: no body was copied)", body_captured.clone());
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured, empty: LabelText::default() }
+        let limits = super::limit_metrics::LimitMetrics::new(&mut registry, |name, counter| !removed(name, counter));
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured, limits, empty: LabelText::default() }
     }
 }
 
@@ -211,6 +214,7 @@ impl Metrics {
             }
         }
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.limits.record(ctx);
         if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
             // Label values come from the client: only known methods, and names only of items
             // that were served (a client inventing tool names must not invent series).

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod cel;
+pub mod limit_metrics;
 pub mod metrics;
 pub mod request_vars;
 pub mod traces;
