@@ -159,3 +159,42 @@ def test_bad_limits_are_refused_with_their_place(workdir):
       backends: [{host: "127.0.0.1:9"}]
 """)
     assert "bytes" in err, err
+
+
+def test_a_reload_keeps_the_counters_of_an_unchanged_limit(tollgate, echo_upstreams):
+    import os
+    up = echo_upstreams[0]
+    port = free_port()
+
+    def text(version, max_tokens):
+        return f"""binds:
+- port: {port}
+  listeners:
+  - routes:
+    - name: limited
+      matches: [{{path: {{pathPrefix: /limited}}}}]
+      policies:
+        localRateLimit: [{{maxTokens: {max_tokens}, tokensPerFill: 1, fillInterval: 1h}}]
+      backends: [{{host: "127.0.0.1:{up}"}}]
+    - name: probe
+      policies: {{directResponse: {{status: 200, body: "{version}"}}}}
+"""
+
+    tollgate.start(text("v1", 3), ports=[port])
+    base = f"http://127.0.0.1:{port}"
+    cfg = tollgate.workdir / "config.yaml"
+
+    def publish(version, max_tokens):
+        tmp = cfg.with_suffix(".tmp")
+        tmp.write_text(text(version, max_tokens))
+        os.replace(tmp, cfg)
+        deadline = time.time() + 10
+        while requests.get(f"{base}/probe", timeout=5).text != version:
+            assert time.time() < deadline, "the reload did not apply"
+            time.sleep(0.05)
+
+    assert [requests.get(f"{base}/limited", timeout=5).status_code for _ in range(2)] == [200, 200]
+    publish("v2", 3)  # the limit is unchanged: one request left, not a full bucket
+    assert [requests.get(f"{base}/limited", timeout=5).status_code for _ in range(2)] == [200, 429]
+    publish("v3", 5)  # a changed limit starts full
+    assert [requests.get(f"{base}/limited", timeout=5).status_code for _ in range(6)] == [200] * 5 + [429]

@@ -65,6 +65,7 @@ pub fn reload(path: &Path, gateway: &ArcSwap<Gateway>, shared: &runtime::Shared)
     for w in &parsed.warnings {
         tracing::warn!(target: "tollgate", "{}: {w}", path.display());
     }
+    runtime::carry_over::carry_over(&gateway.load(), &compiled);
     gateway.store(Arc::new(compiled));
     ReloadOutcome::Applied
 }

@@ -28,7 +28,8 @@ pub const MAX_KEYS: usize = 100_000;
 /// Buckets of one limit, one per key.
 #[derive(Debug)]
 pub struct KeyedBuckets {
-    rate: Rate,
+    /// The shape of every bucket.
+    pub rate: Rate,
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     overflow: Arc<Bucket>,

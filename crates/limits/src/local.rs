@@ -79,8 +79,8 @@ enum Kind {
 /// Where a limit's buckets are counted.
 #[derive(Debug)]
 enum Store {
-    /// In this process.
-    Local(KeyedBuckets),
+    /// In this process (swappable: a reload hands the counters to the new policy).
+    Local(arc_swap::ArcSwap<KeyedBuckets>),
     /// In Redis, shared by every process using it (tollgate extension `redis:`).
     Redis(RedisBuckets),
 }
@@ -107,7 +107,7 @@ enum Decision {
 impl Limit {
     async fn take(&self, key: &str, n: u64) -> (Decision, Option<f64>) {
         let outcome = match &self.store {
-            Store::Local(b) => b.bucket(key, Instant::now()).take(n, Instant::now()),
+            Store::Local(b) => b.load().bucket(key, Instant::now()).take(n, Instant::now()),
             Store::Redis(r) => {
                 let started = Instant::now();
                 let taken = r.take(key, n).await;
@@ -127,7 +127,7 @@ impl Limit {
     /// Settles a reservation; Redis calls run in the background (the request is over).
     fn amend(self: &Arc<Self>, key: String, delta: i64) {
         match &self.store {
-            Store::Local(b) => b.bucket(&key, Instant::now()).amend(delta, Instant::now()),
+            Store::Local(b) => b.load().bucket(&key, Instant::now()).amend(delta, Instant::now()),
             Store::Redis(_) => {
                 let limit = self.clone();
                 tokio::spawn(async move {
@@ -195,7 +195,7 @@ impl LocalRateLimit {
             }
             let rate = Rate { max: spec.max_tokens, per_fill: spec.tokens_per_fill, interval };
             let store = match spec.redis {
-                None => Store::Local(KeyedBuckets::new(rate)),
+                None => Store::Local(arc_swap::ArcSwap::from_pointee(KeyedBuckets::new(rate))),
                 Some(redis) => {
                     let source = |e: &Option<Expression>| e.as_ref().map(|e| e.source.clone()).unwrap_or_default();
                     let identity = format!("{i}/{rate:?}/{:?}/{}/{}", spec.kind, source(&spec.key), source(&spec.condition));
@@ -277,6 +277,19 @@ impl Filter for LocalRateLimit {
 
     fn on_response(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         headers::add_to(resp, ctx)
+    }
+
+    fn carry_over(&self, previous: &dyn Filter) {
+        let Some(previous) = (previous as &dyn std::any::Any).downcast_ref::<LocalRateLimit>() else { return };
+        for (new, old) in self.limits.iter().zip(&previous.limits) {
+            // The same limit (shape, kind, key): its counters go on; a changed one starts full.
+            if let (Store::Local(n), Store::Local(o)) = (&new.store, &old.store) {
+                let same_key = new.key.as_ref().map(|e| &e.source) == old.key.as_ref().map(|e| &e.source);
+                if new.kind == old.kind && same_key && n.load().rate == o.load().rate {
+                    n.store(o.load_full());
+                }
+            }
+        }
     }
 
     fn on_log(&self, ctx: &mut RequestCtx) {

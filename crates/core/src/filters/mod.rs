@@ -149,4 +149,9 @@ pub trait Filter: std::any::Any + Send + Sync + 'static {
 
     /// The request is over (success or failure); record what it did.
     fn on_log(&self, _ctx: &mut RequestCtx) {}
+
+    /// A reload replaced `previous` (the same policy on the route of the same name) with this
+    /// filter: take over the state that should outlive the config text, such as counters.
+    /// Downcast `previous` (`as &dyn Any`) to the own type; it may be another type entirely.
+    fn carry_over(&self, _previous: &dyn Filter) {}
 }

@@ -231,6 +231,11 @@ impl RouteTable {
         self.candidates.sort_by_key(|c| c.rank());
     }
 
+    /// Every route of the table (a route with several matches once per match).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<CompiledRoute>> {
+        self.candidates.iter().map(|c| &c.route)
+    }
+
     /// The best route for a request to `host` (without port).
     pub fn select(&self, req: &http::request::Parts, host: &str) -> Option<Selected<'_>> {
         let mut best: Option<(usize, &Candidate, Option<String>)> = None;

@@ -13,6 +13,7 @@ use crate::router::{HostPattern, RouteTable};
 
 pub mod ai;
 pub mod ai_groups;
+pub mod carry_over;
 pub mod custom;
 pub mod listener;
 pub mod llm_router;
@@ -196,6 +197,8 @@ pub enum BackendTarget {
 pub struct FilterChain {
     /// In execution order.
     pub filters: Vec<Arc<dyn Filter>>,
+    /// Each filter's policy name (same order), to pair filters across a reload.
+    pub names: Vec<&'static str>,
     /// Union of the filters' body needs.
     pub body: BodyAccess,
 }
@@ -210,7 +213,8 @@ impl FilterChain {
     fn from_entries(mut entries: Vec<PolicyEntry>) -> FilterChain {
         entries.sort_by_key(|e| e.spec.order);
         let body = entries.iter().fold(BodyAccess::default(), |acc, e| acc.union(e.filter.body_access()));
-        FilterChain { filters: entries.into_iter().map(|e| e.filter).collect(), body }
+        let names = entries.iter().map(|e| e.spec.name).collect();
+        FilterChain { filters: entries.into_iter().map(|e| e.filter).collect(), names, body }
     }
 }
 
