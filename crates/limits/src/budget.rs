@@ -27,7 +27,7 @@ use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 use tollgate_core::telemetry::cel::Expression;
 use tollgate_core::telemetry::limit_metrics::LimitEvent;
-use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
+use tollgate_core::telemetry::request_vars::{value_text, RequestScope, TextPath};
 
 use crate::redis_conn::{FailureMode, RedisConfig, RedisConn};
 use crate::window::Window;
@@ -116,6 +116,9 @@ return {1, spent}
 #[derive(Debug)]
 struct Budget {
     key: Option<Expression>,
+    /// `key` and `limit` read without CEL, when they are plain reads.
+    key_path: Option<TextPath>,
+    limit_path: Option<TextPath>,
     limit: Amount,
     unit: Unit,
     window: Window,
@@ -207,7 +210,12 @@ impl BudgetPolicy {
                     Spent::Redis { conn, script: redis::Script::new(SCRIPT), prefix }
                 }
             };
-            budgets.push(Arc::new(Budget { key: c.key, limit, unit: c.unit, window: c.window, action: c.action, spent }));
+            let key_path = c.key.as_ref().and_then(TextPath::of);
+            let limit_path = match &limit {
+                Amount::Expr(e) => TextPath::of(e),
+                Amount::Fixed(_) => None,
+            };
+            budgets.push(Arc::new(Budget { key: c.key, key_path, limit_path, limit, unit: c.unit, window: c.window, action: c.action, spent }));
         }
         let exprs: Vec<&Expression> = budgets
             .iter()
@@ -304,11 +312,26 @@ impl LlmAdmission for BudgetAdmission {
 impl Filter for BudgetPolicy {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
         let source = session.client_addr().and_then(|a| a.as_inet()).copied();
-        let resolved: Vec<(Arc<Budget>, String, Option<f64>)> = self.scope.eval(session.req_header(), source, ctx, |ev| {
+        let plain = |b: &Budget| (b.key.is_none() || b.key_path.is_some()) && (matches!(b.limit, Amount::Fixed(_)) || b.limit_path.is_some());
+        let resolved: Vec<(Arc<Budget>, String, Option<f64>)> = if self.budgets.iter().all(|b| plain(b)) {
+            // Plain reads only: no CEL evaluation.
+            let req = session.req_header();
             self.budgets
                 .iter()
                 .map(|b| {
-                    let key = b.key.as_ref().and_then(|k| ev.eval(k).and_then(value_text)).unwrap_or_default();
+                    let key = b.key_path.as_ref().and_then(|p| p.text(req, source, ctx)).map(crate::bounded_key).unwrap_or_default();
+                    let limit = match &b.limit {
+                        Amount::Fixed(f) => Some(*f),
+                        Amount::Expr(_) => b.limit_path.as_ref().and_then(|p| p.text(req, source, ctx)).and_then(|t| t.parse::<f64>().ok()),
+                    };
+                    (b.clone(), key, limit)
+                })
+                .collect()
+        } else { self.scope.eval(session.req_header(), source, ctx, |ev| {
+            self.budgets
+                .iter()
+                .map(|b| {
+                    let key = b.key.as_ref().and_then(|k| ev.eval(k).and_then(value_text)).map(crate::bounded_key).unwrap_or_default();
                     let limit = match &b.limit {
                         Amount::Fixed(f) => Some(*f),
                         Amount::Expr(e) => ev.eval(e).and_then(value_text).and_then(|t| t.parse::<f64>().ok()),
@@ -316,7 +339,7 @@ impl Filter for BudgetPolicy {
                     (b.clone(), key, limit)
                 })
                 .collect()
-        });
+        }) };
         for (budget, key, limit) in resolved {
             // A per-request limit that does not resolve (a key without `budget` metadata): no budget.
             let Some(limit) = limit else { continue };

@@ -24,7 +24,7 @@ use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, LocalResponse, RequestCtx};
 use tollgate_core::telemetry::cel::Expression;
 use tollgate_core::telemetry::limit_metrics::LimitEvent;
-use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
+use tollgate_core::telemetry::request_vars::{value_text, RequestScope, TextPath};
 
 use crate::bucket::{Outcome, Rate};
 use crate::headers;
@@ -91,6 +91,8 @@ struct Limit {
     condition: Option<Expression>,
     kind: Kind,
     key: Option<Expression>,
+    /// `key` read without CEL, when it is a plain read (`apiKey.id`, a header).
+    key_path: Option<TextPath>,
     store: Store,
 }
 
@@ -202,7 +204,8 @@ impl LocalRateLimit {
                     Store::Redis(RedisBuckets::compile(redis, rate, &identity).map_err(|e| format!("{at}[{i}].{e}"))?)
                 }
             };
-            limits.push(Arc::new(Limit { condition: spec.condition, kind: spec.kind, key: spec.key, store }));
+            let key_path = spec.key.as_ref().and_then(TextPath::of);
+            limits.push(Arc::new(Limit { condition: spec.condition, kind: spec.kind, key: spec.key, key_path, store }));
         }
         let exprs: Vec<&Expression> = limits.iter().flat_map(|l| l.condition.iter().chain(l.key.iter())).collect();
         let scope = (!exprs.is_empty()).then(|| RequestScope::of(exprs));
@@ -216,6 +219,15 @@ impl LocalRateLimit {
             return if self.first_match { all.take(1).collect() } else { all.collect() };
         };
         let source = session.client_addr().and_then(|a| a.as_inet()).copied();
+        if self.limits.iter().all(|l| l.condition.is_none() && (l.key.is_none() || l.key_path.is_some())) {
+            // Plain reads only: no CEL evaluation.
+            let req = session.req_header();
+            let all = self.limits.iter().map(|l| {
+                let key = l.key_path.as_ref().and_then(|p| p.text(req, source, ctx)).map(crate::bounded_key).unwrap_or_default();
+                (l.clone(), key)
+            });
+            return if self.first_match { all.take(1).collect() } else { all.collect() };
+        }
         scope.eval(session.req_header(), source, ctx, |ev| {
             let mut out = Vec::new();
             for l in &self.limits {
@@ -224,7 +236,7 @@ impl LocalRateLimit {
                         continue;
                     }
                 }
-                let key = l.key.as_ref().and_then(|k| ev.eval(k).and_then(value_text)).unwrap_or_default();
+                let key = l.key.as_ref().and_then(|k| ev.eval(k).and_then(value_text)).map(crate::bounded_key).unwrap_or_default();
                 out.push((l.clone(), key));
                 if self.first_match {
                     break;

@@ -53,6 +53,11 @@ impl Expression {
         Ok(Expression { source: source.to_string(), program: Arc::new(program) })
     }
 
+    /// The syntax tree (for analyses such as [`uses`] and request-time fast paths).
+    pub fn ast(&self) -> &cel::common::ast::IdedExpr {
+        self.program.expression()
+    }
+
     /// Evaluates against `ctx`.
     pub fn eval(&self, ctx: &Context) -> Result<Value, ExecutionError> {
         self.program.execute(ctx)
