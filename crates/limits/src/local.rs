@@ -67,10 +67,10 @@ struct SpecConfig {
     redis: Option<RedisConfig>,
 }
 
-/// What a limit counts.
+/// What a limit counts (also `remoteRateLimit`'s descriptor `type`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-enum Kind {
+pub(crate) enum Kind {
     #[default]
     Requests,
     Tokens,

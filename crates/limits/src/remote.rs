@@ -26,6 +26,7 @@ use tollgate_core::telemetry::cel::Expression;
 use tollgate_core::telemetry::limit_metrics::LimitEvent;
 use tollgate_core::telemetry::request_vars::{value_text, RequestScope};
 
+use crate::local::Kind;
 use crate::redis_conn::FailureMode;
 use crate::rls_proto::{Code, Entry, RateLimitDescriptor, RateLimitRequest, RateLimitResponse, UInt64Value};
 
@@ -80,13 +81,6 @@ struct KeyValue {
     value: Expression,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum Kind {
-    #[default]
-    Requests,
-    Tokens,
-}
 
 #[derive(Debug)]
 struct Descriptor {

@@ -172,7 +172,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(p) && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
 }
 
-fn percent_decode(v: &str) -> String {
+/// `%XX` and `+` decoding of a query component, as bytes (a bad escape is kept as written).
+pub fn query_decode_bytes(v: &str) -> Vec<u8> {
     let bytes = v.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -192,7 +193,11 @@ fn percent_decode(v: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+fn percent_decode(v: &str) -> String {
+    String::from_utf8_lossy(&query_decode_bytes(v)).into_owned()
 }
 
 /// The routes of one listener, pre-sorted by precedence.
