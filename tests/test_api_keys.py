@@ -130,6 +130,10 @@ def test_permissive_mode_and_key_locations_strip_the_key(tollgate, echo_upstream
       policies:
         apiKey: {{mode: strict, location: {{cookie: {{name: session_key}}}}, keys: [{{key: ck}}]}}
       backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /e}}}}]
+      policies:
+        apiKey: {{mode: strict, location: {{expression: 'request.headers["x-team-key"]'}}, keys: [{{key: ek}}]}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
     - matches: [{{path: {{pathPrefix: /p}}}}]
       policies:
         apiKey: {{mode: permissive, keys: [{{key: pk}}]}}
@@ -142,6 +146,10 @@ def test_permissive_mode_and_key_locations_strip_the_key(tollgate, echo_upstream
     r = requests.get(f"{base}/c/x", headers={"Cookie": "theme=dark; session_key=ck; lang=en"}, timeout=5)
     assert r.status_code == 200 and r.json()["cookie"] == "theme=dark; lang=en", r.text
     assert requests.get(f"{base}/c/x", headers={"Cookie": "session_key=nope"}, timeout=5).status_code == 401
+    # An expression finds the key (it cannot remove it).
+    assert requests.get(f"{base}/e/x", headers={"x-team-key": "ek"}, timeout=5).status_code == 200
+    assert requests.get(f"{base}/e/x", headers={"x-team-key": "nope"}, timeout=5).status_code == 401
+    assert requests.get(f"{base}/e/x", timeout=5).status_code == 401
     # permissive: a wrong key passes (and, not being accepted, is left in place); a good one is removed.
     r = requests.get(f"{base}/p/x", headers={"Authorization": "Bearer wrong"}, timeout=5)
     assert r.status_code == 200 and r.json()["auth"] == "Bearer wrong", r.text

@@ -10,7 +10,7 @@ import requests
 from conftest import BIN, Proc, free_port, serve_listeners, wait_port
 
 
-def route(llmock, budget, keys="[{key: key-a, metadata: {budget: 120}}, {key: key-b, metadata: {budget: 120}}]"):
+def route(llmock, budget, keys="[{key: key-a, metadata: {budget: 120}}, {key: key-b, metadata: {budget: 120}}]", model="gpt-4o-mini"):
     return f"""  - routes:
     - policies:
         apiKey: {{mode: strict, keys: {keys}}}
@@ -19,7 +19,7 @@ def route(llmock, budget, keys="[{key: key-a, metadata: {budget: 120}}, {key: ke
       - ai:
           name: llm
           hostOverride: "127.0.0.1:{llmock.port}"
-          provider: {{openAI: {{model: gpt-4o-mini}}}}
+          provider: {{openAI: {{model: {model}}}}}
 """
 
 
@@ -119,3 +119,25 @@ def test_budget_store_down_fails_closed(tollgate, llmock):
                       json={"model": "m", "messages": [{"role": "user", "content": "x"}]}, timeout=10)
     assert r.status_code == 503 and time.monotonic() - started < 2, r.text
     assert r.json()["error"]["type"] == "rate_limit_unavailable"
+
+
+def test_a_cost_budget_is_charged_by_the_price_table(tollgate, llmock):
+    # gpt-4o: $2.50 per million input tokens, $10 per million output (the built-in table).
+    base = serve_listeners(tollgate, route(llmock, "{key: apiKey.team, limit: 0.0005, unit: cost, window: day}",
+                                          keys="[{key: key-a, metadata: {team: red}}, {key: key-b, metadata: {team: red}}]",
+                                          model="gpt-4o"))
+    spent, served = 0.0, 0
+    for i in range(50):
+        try:
+            r = client(base, "key-a" if i % 2 else "key-b").chat.completions.create(model="m", messages=[{"role": "user", "content": "price"}])
+        except openai.RateLimitError as e:
+            assert e.body["type"] == "budget_exceeded" and "spending budget" in e.body["message"], e.body
+            break
+        spent += (r.usage.prompt_tokens * 2.5 + r.usage.completion_tokens * 10) / 1e6
+        served += 1
+        time.sleep(0.05)  # the charge is settled as the response ends
+    else:
+        pytest.fail("never refused")
+    # The team's two keys share one budget: refused once it was spent, not before.
+    per_request = spent / served
+    assert spent >= 0.0005 and spent < 0.0005 + per_request, (spent, served)

@@ -109,3 +109,23 @@ def test_unsupported_remote_fields_are_refused(workdir):
       backends: [{host: "127.0.0.1:9"}]
 """)
     assert "cost is not supported yet" in err, err
+
+
+def test_conditional_entries_pick_the_service_call(tollgate, echo_upstreams, rls):
+    listeners = f"""  - routes:
+    - policies:
+        remoteRateLimit:
+          conditional:
+          - condition: 'request.path.startsWith("/api")'
+            host: 127.0.0.1:{rls.port}
+            domain: api
+            descriptors: [{{entries: [{{key: k, value: '"cond"'}}]}}]
+          - host: 127.0.0.1:{rls.port}
+            domain: other
+            descriptors: [{{entries: [{{key: k, value: '"fallback"'}}]}}]
+      backends: [{{host: "127.0.0.1:{echo_upstreams[0]}"}}]
+"""
+    base = serve_listeners(tollgate, listeners)
+    assert [requests.get(f"{base}/api/x", timeout=5).status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert requests.get(f"{base}/else", timeout=5).status_code == 200  # no limit for domain `other`
+    assert [r["domain"] for r in rls.requests] == ["api"] * 4 + ["other"]
