@@ -83,6 +83,9 @@ class RateLimitService:
         if left is not None:
             resp.response_headers_to_add.add(key="x-ratelimit-remote-remaining", value=str(max(left, 0)))
         resp.request_headers_to_add.add(key="x-added", value=request.domain)
+        # An answer a real service could get wrong: the gateway must skip it, not fail.
+        resp.response_headers_to_add.add(key="bad header", value="x")
+        resp.request_headers_to_add.add(key="x-bad", value="line\nbreak")
         return resp
 
     def stop(self):

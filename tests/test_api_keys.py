@@ -130,6 +130,10 @@ def test_permissive_mode_and_key_locations_strip_the_key(tollgate, echo_upstream
       policies:
         apiKey: {{mode: strict, location: {{cookie: {{name: session_key}}}}, keys: [{{key: ck}}]}}
       backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /h}}}}]
+      policies:
+        apiKey: {{mode: strict, location: {{header: {{name: x-tenant, prefix: "Key "}}}}, keys: [{{key: hk}}]}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
     - matches: [{{path: {{pathPrefix: /e}}}}]
       policies:
         apiKey: {{mode: strict, location: {{expression: 'request.headers["x-team-key"]'}}, keys: [{{key: ek}}]}}
@@ -146,6 +150,10 @@ def test_permissive_mode_and_key_locations_strip_the_key(tollgate, echo_upstream
     r = requests.get(f"{base}/c/x", headers={"Cookie": "theme=dark; session_key=ck; lang=en"}, timeout=5)
     assert r.status_code == 200 and r.json()["cookie"] == "theme=dark; lang=en", r.text
     assert requests.get(f"{base}/c/x", headers={"Cookie": "session_key=nope"}, timeout=5).status_code == 401
+    # A header of its own with a prefix: read after the prefix, the header removed.
+    r = requests.get(f"{base}/h/x", headers={"x-tenant": "Key hk"}, timeout=5)
+    assert r.status_code == 200 and r.json()["tenant"] == "", r.text
+    assert requests.get(f"{base}/h/x", headers={"x-tenant": "hk"}, timeout=5).status_code == 401
     # An expression finds the key (it cannot remove it).
     assert requests.get(f"{base}/e/x", headers={"x-team-key": "ek"}, timeout=5).status_code == 200
     assert requests.get(f"{base}/e/x", headers={"x-team-key": "nope"}, timeout=5).status_code == 401

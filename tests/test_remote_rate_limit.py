@@ -36,6 +36,7 @@ def test_descriptors_are_sent_and_over_limit_is_429(tollgate, echo_upstreams, rl
     assert [r.status_code for r in answers] == [200, 200, 200, 429], [r.text for r in answers]
     assert answers[0].json()["added"] == "api", "request_headers_to_add reach the upstream"
     assert answers[2].headers["x-ratelimit-remote-remaining"] == "0"
+    assert "bad header" not in answers[2].headers and "bad header" not in answers[3].headers
     assert answers[3].json()["error"]["type"] == "rate_limit_exceeded"
     assert rls.requests[0] == {"domain": "api", "descriptors": [{"entries": [("user", "ann"), ("path", "/p")], "hits": 1}]}
     # Another user counts apart; a request whose descriptor cannot be built is not checked.

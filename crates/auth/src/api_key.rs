@@ -30,6 +30,9 @@ pub const SPEC: FilterSpec = FilterSpec {
 /// More bcrypt entries than this are slow to scan (each check runs the KDF); warned at load.
 const MAX_BCRYPT_ENTRIES: usize = 100;
 
+/// Most verified bcrypt keys remembered (the map is emptied when full).
+const MAX_VERIFIED: usize = 10_000;
+
 /// The YAML block (agentgateway's `LocalAPIKeys`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -76,7 +79,10 @@ pub enum Mode {
 /// The compiled policy.
 pub struct ApiKeyPolicy {
     by_digest: HashMap<[u8; 32], Arc<ApiKeyClaims>>,
-    bcrypt: Vec<(String, Arc<ApiKeyClaims>)>,
+    bcrypt: Arc<Vec<(String, Arc<ApiKeyClaims>)>>,
+    /// bcrypt keys already verified (by the presented key's SHA-256), so a valid key pays
+    /// the deliberately slow KDF once per config, not per request.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Arc<ApiKeyClaims>>>,
     mode: Mode,
     location: Location,
 }
@@ -128,14 +134,42 @@ impl ApiKeyPolicy {
         if bcrypt.len() > MAX_BCRYPT_ENTRIES {
             tracing::warn!(target: "tollgate", count = bcrypt.len(), "many bcrypt API keys: each request scans them, which is slow");
         }
-        Ok(ApiKeyPolicy { by_digest, bcrypt, mode: config.mode, location: Location::compile(config.location)? })
+        Ok(ApiKeyPolicy {
+            by_digest,
+            bcrypt: Arc::new(bcrypt),
+            verified: Default::default(),
+            mode: config.mode,
+            location: Location::compile(config.location)?,
+        })
     }
 
-    fn lookup(&self, presented: &str) -> Option<Arc<ApiKeyClaims>> {
-        if let Some(c) = self.by_digest.get(&sha256(presented)) {
+    /// The claims of `presented`: by digest, then among keys already verified, then by
+    /// running bcrypt over the hashed entries on the blocking pool (the KDF takes
+    /// milliseconds per entry and must not stall the proxy's worker threads).
+    async fn lookup(&self, presented: &str) -> Option<Arc<ApiKeyClaims>> {
+        let digest = sha256(presented);
+        if let Some(c) = self.by_digest.get(&digest) {
             return Some(c.clone());
         }
-        self.bcrypt.iter().find(|(hash, _)| bcrypt::verify(presented, hash).unwrap_or(false)).map(|(_, c)| c.clone())
+        if self.bcrypt.is_empty() {
+            return None;
+        }
+        if let Some(c) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&digest) {
+            return Some(c.clone());
+        }
+        let (entries, presented) = (self.bcrypt.clone(), presented.to_string());
+        let found = tokio::task::spawn_blocking(move || {
+            entries.iter().find(|(hash, _)| bcrypt::verify(&presented, hash).unwrap_or(false)).map(|(_, c)| c.clone())
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest, found.clone());
+        Some(found)
     }
 }
 
@@ -160,7 +194,7 @@ impl Filter for ApiKeyPolicy {
                 _ => Ok(FilterAction::Continue),
             };
         };
-        match self.lookup(&presented) {
+        match self.lookup(&presented).await {
             Some(claims) => {
                 self.location.remove(session.req_header_mut())?;
                 ctx.api_key = Some(claims);
@@ -181,19 +215,21 @@ mod tests {
         ApiKeyPolicy::compile(c)
     }
 
-    #[test]
-    fn keys_are_found_by_value_by_digest_and_by_bcrypt() {
+    #[tokio::test]
+    async fn keys_are_found_by_value_by_digest_and_by_bcrypt() {
         let digest = hex::encode(sha256("hashed-key"));
         let bc = bcrypt::hash("salted-key", 4).unwrap();
         let p = policy(&format!(
             "keys:\n- key: plain-key\n  metadata: {{team: a}}\n- keyHash: sha256:{digest}\n  allowedModels: [gpt-*]\n- keyHash: '{bc}'\n"
         ))
         .unwrap();
-        assert_eq!(p.lookup("plain-key").unwrap().metadata["team"], "a");
-        assert!(p.lookup("hashed-key").unwrap().allows_model("gpt-4o"));
-        assert!(p.lookup("salted-key").is_some());
-        assert!(p.lookup("other").is_none());
-        assert_eq!(p.lookup("plain-key").unwrap().id.len(), 12);
+        assert_eq!(p.lookup("plain-key").await.unwrap().metadata["team"], "a");
+        assert!(p.lookup("hashed-key").await.unwrap().allows_model("gpt-4o"));
+        assert!(p.lookup("salted-key").await.is_some());
+        assert_eq!(p.verified.lock().unwrap().len(), 1, "a verified bcrypt key is remembered");
+        assert!(p.lookup("salted-key").await.is_some());
+        assert!(p.lookup("other").await.is_none());
+        assert_eq!(p.lookup("plain-key").await.unwrap().id.len(), 12);
     }
 
     #[test]

@@ -14,8 +14,6 @@ use crate::filters::LocalResponse;
 pub struct TokenEstimate {
     /// Prompt tokens, estimated from the request body.
     pub prompt: u64,
-    /// The request's own cap on completion tokens (`max_tokens` and kin), if it set one.
-    pub max_output: Option<u64>,
 }
 
 /// A check that needs the LLM request's token estimate.

@@ -193,8 +193,8 @@ impl Service {
         match reply {
             Ok(r) if r.overall_code == Code::OverLimit as i32 => {
                 let mut resp = json_error(ctx.error_format, 429, "rate_limit_exceeded", "rate limit exceeded (remote)");
-                for h in &r.response_headers_to_add {
-                    resp = resp.header(h.key.clone(), h.text());
+                for (name, value) in r.response_headers_to_add.iter().filter_map(|h| h.valid()) {
+                    resp = resp.header(name.as_str(), value.to_str().unwrap_or_default());
                 }
                 Err(resp)
             }
@@ -269,7 +269,7 @@ impl LlmAdmission for TokenCheck {
 fn keep_headers(ctx: &mut RequestCtx, r: &RateLimitResponse) {
     if !r.response_headers_to_add.is_empty() {
         let add = ctx.extensions.get_or_insert_default::<HeadersToAdd>();
-        add.0.extend(r.response_headers_to_add.iter().map(|h| (h.key.clone(), h.text())));
+        add.0.extend(r.response_headers_to_add.iter().filter_map(|h| h.valid()).map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string())));
     }
 }
 
@@ -289,8 +289,8 @@ impl Filter for RemoteRateLimit {
             match service.decide(reply, ctx) {
                 Err(resp) => return Ok(FilterAction::Respond(resp)),
                 Ok(Some(r)) => {
-                    for h in &r.request_headers_to_add {
-                        session.req_header_mut().insert_header(h.key.clone(), h.text())?;
+                    for (name, value) in r.request_headers_to_add.iter().filter_map(|h| h.valid()) {
+                        session.req_header_mut().insert_header(name, value)?;
                     }
                     keep_headers(ctx, &r);
                 }

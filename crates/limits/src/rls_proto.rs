@@ -101,6 +101,14 @@ pub struct HeaderValue {
 }
 
 impl HeaderValue {
+    /// The header as `http` types, or `None` when the service sent an invalid name or value
+    /// (skipped: a bad answer must not fail the request).
+    pub fn valid(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let name = http::HeaderName::from_bytes(self.key.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_str(&self.text()).ok()?;
+        Some((name, value))
+    }
+
     /// The value, from `raw_value` when set.
     pub fn text(&self) -> String {
         if self.raw_value.is_empty() {

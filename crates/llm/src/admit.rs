@@ -34,6 +34,6 @@ pub async fn admit(raw: &[u8], ctx: &mut RequestCtx) -> Result<(), LocalResponse
         _ => None,
     }
     .unwrap_or_else(|| (raw.len() as u64).div_ceil(BYTES_PER_TOKEN));
-    let estimate = TokenEstimate { prompt, max_output: llm.params.max_tokens };
+    let estimate = TokenEstimate { prompt };
     LlmAdmissions::run(ctx, estimate).await
 }
