@@ -131,3 +131,38 @@ binds:
     finally:
         if redis.proc.proc.poll() is None:
             redis.proc.stop()
+
+
+def test_a_silent_store_is_bounded_by_the_timeout(tollgate, echo_upstreams):
+    # A server that accepts connections and never answers: each decision waits `timeout`.
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        port = free_port()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}"
+        limit = f"[{{maxTokens: 5, tokensPerFill: 5, fillInterval: 1s, redis: {{url: '{url}', name: silent, timeout: 400ms}}}}]"
+        tollgate.start(config(port, echo_upstreams[0], limit), ports=[port])
+        for _ in range(2):
+            started = time.monotonic()
+            r = requests.get(f"http://127.0.0.1:{port}/x", timeout=10)
+            took = time.monotonic() - started
+            assert r.status_code == 503 and 0.35 <= took < 2.0, (r.status_code, took)
+    finally:
+        stop.set()
+        silent.close()
+        for c in held:
+            c.close()
