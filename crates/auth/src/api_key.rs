@@ -63,18 +63,7 @@ pub struct KeyEntry {
     pub allowed_models: Option<Vec<String>>,
 }
 
-/// How strictly keys are required.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Mode {
-    /// A valid key is required.
-    Strict,
-    /// A key, when present, must be valid.
-    #[default]
-    Optional,
-    /// Valid keys are recognised; missing or invalid ones pass.
-    Permissive,
-}
+pub use crate::Mode;
 
 /// The compiled policy.
 pub struct ApiKeyPolicy {

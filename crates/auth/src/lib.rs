@@ -1,10 +1,30 @@
-//! Authentication policies: who is calling. `apiKey` today; each establishes a principal in
-//! the request context (`RequestCtx::api_key`) for every later policy, log line and trace.
+//! Authentication and authorization policies: who is calling and what they may do. `apiKey`,
+//! `jwtAuth`, `basicAuth` establish principals in the request context (`RequestCtx::api_key`,
+//! `jwt`, `basic_auth_user`) for every later policy, log line and trace; `authorization` and
+//! `extAuthz` decide on them.
 
 pub mod api_key;
+pub mod authorization;
+pub mod basic_auth;
+pub mod htpasswd;
+pub mod jwt;
 pub mod location;
 
+use serde::Deserialize;
 use tollgate_core::filters::registry::FilterSpec;
 
 /// The policies this crate provides, for the binary to install.
-pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC];
+pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC, &jwt::SPEC, &basic_auth::SPEC, &authorization::SPEC];
+
+/// How strictly an authentication policy requires its credential (agentgateway's `mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// A valid credential is required.
+    Strict,
+    /// A credential, when present, must be valid.
+    #[default]
+    Optional,
+    /// Valid credentials are recognised; missing or invalid ones pass.
+    Permissive,
+}

@@ -166,6 +166,12 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// The API key an `apiKey` policy accepted (`apiKey.*` in CEL).
     pub api_key: Option<Arc<crate::identity::ApiKeyClaims>>,
+    /// The JWT a `jwtAuth` or `mcpAuthentication` policy verified (`jwt.*` in CEL).
+    pub jwt: Option<Arc<crate::identity::JwtClaims>>,
+    /// The user a `basicAuth` policy accepted (`basicAuth.username` in CEL).
+    pub basic_auth_user: Option<Arc<str>>,
+    /// What an `extAuthz` service said about the request (`extauthz.*` in CEL).
+    pub ext_authz: Option<Arc<serde_json::Value>>,
     /// What rate limits and budgets decided, for metrics.
     pub limits: Vec<crate::telemetry::limit_metrics::LimitEvent>,
     /// Status sent downstream.
@@ -211,6 +217,9 @@ impl Default for RequestCtx {
             model_catalog: None,
             error_format: ErrorFormat::default(),
             api_key: None,
+            jwt: None,
+            basic_auth_user: None,
+            ext_authz: None,
             limits: Vec::new(),
             status: None,
             timed_out: false,

@@ -1,7 +1,7 @@
-//! Who is calling: the principal an authentication policy established for this request (an
-//! API key's claims today), shared with every later policy, log line and trace through
-//! `RequestCtx::api_key`. Lives in the core so that `auth`, `limits` and `llm` agree on it
-//! without depending on each other.
+//! Who is calling: the principals the authentication policies established for this request
+//! (an API key's claims, a JWT's claims, a basic-auth user), shared with every later policy,
+//! log line and trace through `RequestCtx`. Lives in the core so that `auth`, `limits`, `mcp`
+//! and `llm` agree on them without depending on each other.
 
 use std::sync::Arc;
 
@@ -25,6 +25,29 @@ impl ApiKeyClaims {
             None => true,
             Some(patterns) => patterns.iter().any(|p| wildcard_match(p, model)),
         }
+    }
+}
+
+/// A JWT a `jwtAuth` (or `mcpAuthentication`) policy verified: its claims are `jwt.*` in CEL.
+#[derive(Clone, PartialEq)]
+pub struct JwtClaims {
+    /// The payload (a JSON object).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The token as presented, for `backendAuth: passthrough` (never logged or shown to CEL).
+    pub raw: String,
+}
+
+impl JwtClaims {
+    /// The `sub` claim when it is text (the principal logged for the request).
+    pub fn subject(&self) -> Option<&str> {
+        self.claims.get("sub").and_then(serde_json::Value::as_str)
+    }
+}
+
+impl std::fmt::Debug for JwtClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        write!(f, "JwtClaims(sub: {:?}, iss: {:?})", self.subject(), self.claims.get("iss"))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod llm;
 pub mod logging;
 pub mod proxy;
 pub mod reload;
+pub mod rules;
 pub mod router;
 pub mod runtime;
 pub mod server;

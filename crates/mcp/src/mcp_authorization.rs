@@ -1,7 +1,9 @@
 //! `mcpAuthorization`: which tools, prompts and resources of an MCP route a request may see
-//! and use. Each rule is a CEL expression over `mcp.tool` / `mcp.prompt` / `mcp.resource`
-//! (`name` or `uri`, and `target`) and `request` (`method`, `path`, `headers`); an item is
-//! allowed when any rule is true. Lists leave out what is not allowed, and a call to it is
+//! and use. Rules are CEL over `mcp.tool` / `mcp.prompt` / `mcp.resource` (`name` — a
+//! resource's URI, also as `uri` — and `target`), `request` (`method`, `path`, `headers`),
+//! `source` and the principals (`jwt`, `apiKey`, `basicAuth`, `extauthz`), decided as
+//! `authorization` decides (deny wins, every require must hold, then any allow; the route's
+//! and backend's rules merge). Lists leave out what is not allowed, and a call to it is
 //! answered as if it did not exist.
 
 use std::sync::Arc;
@@ -14,39 +16,53 @@ use serde_json::{json, Map, Value as Json};
 
 use tollgate_core::filters::registry::{build_with, FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
-use tollgate_core::telemetry::cel::{with_evaluator, Expression};
+use tollgate_core::rules::RuleSet;
+use tollgate_core::telemetry::cel::uses::Uses;
+use tollgate_core::telemetry::cel::with_evaluator;
 
 /// Registry entry for `mcpAuthorization`.
 pub const SPEC: FilterSpec = FilterSpec {
     name: "mcpAuthorization",
     levels: Levels::ROUTE_AND_BACKEND,
-    // Before header modifiers and backendAuth: rules see the client's headers.
-    order: 12,
-    build: |d| build_with(d, |c: McpAuthorizationConfig| Ok(McpAuthorization(Arc::new(c.rules)))),
+    // After authentication (rules read `jwt.*`, `apiKey.*`), before header modifiers and
+    // backendAuth (rules see the client's headers).
+    order: 37,
+    build: |d| build_with(d, |c: McpAuthorizationConfig| Ok(McpAuthorization::new(c.rules))),
 };
 
-/// The YAML block.
+/// The YAML block (agentgateway's `RuleSet`: plain CEL strings are allow rules; `{allow}`,
+/// `{deny}`, `{require}` objects as in `authorization`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct McpAuthorizationConfig {
-    /// CEL rules; any true rule allows the item.
-    pub rules: Vec<Expression>,
+    /// The rules.
+    pub rules: RuleSet,
 }
 
 /// Hands the route's rules and the request's variables to the MCP gateway.
-pub struct McpAuthorization(Arc<Vec<Expression>>);
+pub struct McpAuthorization {
+    rules: Arc<RuleSet>,
+    uses: Uses,
+}
+
+impl McpAuthorization {
+    fn new(rules: RuleSet) -> McpAuthorization {
+        let uses = Uses::of(rules.expressions());
+        McpAuthorization { rules: Arc::new(rules), uses }
+    }
+}
 
 /// The rules as they apply to one request (kept in the request's extensions for the MCP
-/// gateway, which asks per item).
+/// gateway, which asks per item), with the request's variables the rules read.
 #[derive(Clone)]
 pub struct McpAccess {
-    rules: Arc<Vec<Expression>>,
-    request: Arc<Json>,
+    rules: Arc<RuleSet>,
+    vars: Arc<Vec<(&'static str, Json)>>,
 }
 
 impl std::fmt::Debug for McpAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "McpAccess({} rules)", self.rules.len())
+        write!(f, "McpAccess({} rules)", self.rules.expressions().count())
     }
 }
 
@@ -54,16 +70,22 @@ impl McpAccess {
     /// Whether the request may see and use `kind` (`tool`, `prompt`, `resource`) `name`
     /// (a URI for resources) of `target`.
     pub fn allows(&self, kind: &str, name: &str, target: &str) -> bool {
-        let key = if kind == "resource" { "uri" } else { "name" };
         let mut item = Map::new();
-        item.insert(kind.to_string(), json!({key: name, "target": target}));
+        // agentgateway names a resource's URI `name`; `uri` is kept for tollgate's earlier rules.
+        let mut fields = json!({"name": name, "target": target});
+        if kind == "resource" {
+            fields["uri"] = json!(name);
+        }
+        item.insert(kind.to_string(), fields);
         let to_cel = tollgate_core::telemetry::cel::json_to_cel;
         with_evaluator(
             |scope| {
                 scope.add_variable_from_value("mcp", to_cel(Json::Object(item)));
-                scope.add_variable_from_value("request", to_cel((*self.request).clone()));
+                for (name, value) in self.vars.iter() {
+                    scope.add_variable_from_value(*name, to_cel(value.clone()));
+                }
             },
-            |ev| self.rules.iter().any(|r| matches!(ev.eval(r), Some(::cel::Value::Bool(true)))),
+            |ev| self.rules.allows(ev),
         )
     }
 }
@@ -71,13 +93,62 @@ impl McpAccess {
 #[async_trait]
 impl Filter for McpAuthorization {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
-        let req = session.req_header();
-        let mut headers = Map::new();
-        for (name, value) in req.headers.iter() {
-            headers.insert(name.as_str().to_string(), Json::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        let mut vars = Vec::new();
+        for name in ["request", "source", "jwt", "apiKey", "basicAuth", "extauthz"] {
+            if self.uses.var(name).is_none() {
+                continue;
+            }
+            let value = match name {
+                "request" => request_json(session.req_header()),
+                "source" => match session.client_addr().and_then(|a| a.as_inet()) {
+                    Some(a) => json!({"address": a.ip().to_canonical().to_string(), "port": a.port()}),
+                    None => continue,
+                },
+                "jwt" => match &ctx.jwt {
+                    Some(j) => Json::Object(j.claims.clone()),
+                    None => continue,
+                },
+                "apiKey" => match &ctx.api_key {
+                    Some(k) => api_key_json(k),
+                    None => continue,
+                },
+                "basicAuth" => match &ctx.basic_auth_user {
+                    Some(u) => json!({"username": &**u}),
+                    None => continue,
+                },
+                _ => match &ctx.ext_authz {
+                    Some(v) => (**v).clone(),
+                    None => continue,
+                },
+            };
+            vars.push((name, value));
         }
-        let request = json!({"method": req.method.as_str(), "path": req.uri.path(), "headers": headers});
-        ctx.extensions.insert(McpAccess { rules: self.0.clone(), request: Arc::new(request) });
+        ctx.extensions.insert(McpAccess { rules: self.rules.clone(), vars: Arc::new(vars) });
         Ok(FilterAction::Continue)
     }
+
+    fn merge_over(&self, general: &dyn Filter) -> Option<Arc<dyn Filter>> {
+        let general = (general as &dyn std::any::Any).downcast_ref::<McpAuthorization>()?;
+        Some(Arc::new(McpAuthorization::new(self.rules.merged_with(&general.rules))))
+    }
+}
+
+fn request_json(req: &pingora::http::RequestHeader) -> Json {
+    let mut headers = Map::new();
+    for (name, value) in req.headers.iter() {
+        headers.insert(name.as_str().to_string(), Json::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+    }
+    json!({"method": req.method.as_str(), "path": req.uri.path(), "headers": headers})
+}
+
+/// `apiKey.*` as `authorization` sees it: metadata fields at the top, the key redacted.
+fn api_key_json(k: &tollgate_core::identity::ApiKeyClaims) -> Json {
+    let mut out = match &k.metadata {
+        Json::Object(m) => m.clone(),
+        Json::Null => Map::new(),
+        other => Map::from_iter([("metadata".to_string(), other.clone())]),
+    };
+    out.insert("key".into(), json!("<redacted>"));
+    out.insert("id".into(), json!(k.id));
+    Json::Object(out)
 }

@@ -154,4 +154,13 @@ pub trait Filter: std::any::Any + Send + Sync + 'static {
     /// filter: take over the state that should outlive the config text, such as counters.
     /// Downcast `previous` (`as &dyn Any`) to the own type; it may be another type entirely.
     fn carry_over(&self, _previous: &dyn Filter) {}
+
+    /// This policy is written at a more specific level (route over listener, backend over
+    /// route) than `general`, the same policy's less specific block. The default is
+    /// agentgateway's rule for most policies: the specific one replaces the general one
+    /// (`None`). A policy whose levels combine (`authorization` rules merge across levels)
+    /// returns the combined filter.
+    fn merge_over(&self, _general: &dyn Filter) -> Option<std::sync::Arc<dyn Filter>> {
+        None
+    }
 }

@@ -43,6 +43,8 @@ impl Levels {
     pub const ROUTE_AND_BACKEND: Levels = Levels { listener: false, route: true, backend: true };
     /// Listener and route policies (`cors`, and the auth policies as they come).
     pub const LISTENER_AND_ROUTE: Levels = Levels { listener: true, route: true, backend: false };
+    /// Every level (`authorization`, `extAuthz`).
+    pub const ALL: Levels = Levels { listener: true, route: true, backend: true };
 }
 
 /// Parses a filter's config block with serde and hands it to `make`; for use in [`BuildFn`]s.
@@ -97,8 +99,8 @@ pub fn names() -> Vec<&'static str> {
 
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
-    "requestMirror", "mcpGuardrails", "authorization", "mcpAuthentication",
-    "a2a", "backendTunnel", "jwtAuth", "oidc", "basicAuth",
+    "requestMirror", "mcpGuardrails", "mcpAuthentication",
+    "a2a", "backendTunnel", "oidc",
     "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
 ];

@@ -222,7 +222,13 @@ impl FilterChain {
 fn merge(route: &Policies, backend: &Policies) -> Vec<PolicyEntry> {
     let mut out: Vec<PolicyEntry> =
         route.0.iter().filter(|r| backend.get(r.spec.name).is_none()).cloned().collect();
-    out.extend(backend.0.iter().cloned());
+    for specific in &backend.0 {
+        let combined = route.get(specific.spec.name).and_then(|general| specific.filter.merge_over(&*general.filter));
+        out.push(match combined {
+            Some(filter) => PolicyEntry { spec: specific.spec, filter },
+            None => specific.clone(),
+        });
+    }
     out
 }
 

@@ -145,6 +145,16 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)
             f.push(("mcp.error.message".into(), message.clone().into()));
         }
     }
+    // The principal (never the credential): who made the request.
+    if let Some(sub) = ctx.jwt.as_ref().and_then(|j| j.subject()) {
+        f.push(("jwt.sub".into(), sub.into()));
+    }
+    if let Some(user) = &ctx.basic_auth_user {
+        f.push(("basicAuth.username".into(), (**user).into()));
+    }
+    if let Some(k) = &ctx.api_key {
+        f.push(("apiKey.id".into(), k.id.clone().into()));
+    }
     f.retain(|(_, v)| !v.is_null());
     f
 }

@@ -229,13 +229,12 @@ impl Telemetry {
                     Some(m) => vars::mcp(m, wants),
                     None => continue,
                 },
-                "apiKey" => {
-                    if let Some(claims) = &ctx.api_key {
-                        scope.add_variable_from_value("apiKey", vars::api_key(claims));
+                other => {
+                    if let Some(v) = vars::principal(ctx, other) {
+                        scope.add_variable_from_value(other, v);
                     }
                     continue;
                 }
-                _ => continue,
             };
             scope.add_variable_as_val(name, value);
         }

@@ -1,6 +1,7 @@
 //! CEL evaluated while a request is in flight, by policies (a rate limit's `key` and
-//! `condition`): the variables agentgateway offers at that point (`request`, `source`,
-//! `apiKey`, `backend`), built from the live request and only the fields the policy's
+//! `condition`, authorization rules): the variables agentgateway offers at that point
+//! (`request`, `source`, `backend`, and the principals `apiKey`, `jwt`, `basicAuth`,
+//! `extauthz`), built from the live request and only the fields the policy's
 //! expressions read.
 
 use std::net::SocketAddr;
@@ -43,12 +44,11 @@ impl RequestScope {
                         "request" => scope.add_variable_as_val(name, vars::live_request(req, wants)),
                         "source" => scope.add_variable_as_val(name, vars::source(&facts, ctx, wants)),
                         "backend" => scope.add_variable_as_val(name, vars::backend(ctx, wants)),
-                        "apiKey" => {
-                            if let Some(claims) = &ctx.api_key {
-                                scope.add_variable_from_value("apiKey", vars::api_key(claims));
+                        other => {
+                            if let Some(v) = vars::principal(ctx, other) {
+                                scope.add_variable_from_value(other, v);
                             }
                         }
-                        _ => {}
                     }
                 }
             },

@@ -311,6 +311,22 @@ pub fn api_key(claims: &crate::identity::ApiKeyClaims) -> ::cel::Value {
     super::cel::json_to_cel(serde_json::Value::Object(out))
 }
 
+/// The principals' variables (`apiKey`, `jwt`, `basicAuth`, `extauthz`) as CEL values, when the
+/// request has that principal; `None` for other names or when absent (CEL then reports the
+/// variable undeclared, which rules treat as false).
+pub fn principal(ctx: &RequestCtx, name: &str) -> Option<::cel::Value> {
+    match name {
+        "apiKey" => ctx.api_key.as_deref().map(api_key),
+        "jwt" => ctx.jwt.as_ref().map(|j| super::cel::json_to_cel(serde_json::Value::Object(j.claims.clone()))),
+        "basicAuth" => ctx
+            .basic_auth_user
+            .as_ref()
+            .map(|u| super::cel::json_to_cel(serde_json::json!({"username": &**u}))),
+        "extauthz" => ctx.ext_authz.as_ref().map(|v| super::cel::json_to_cel((**v).clone())),
+        _ => None,
+    }
+}
+
 /// `request.*` of a request still in flight (for policies that evaluate CEL before the
 /// upstream is called): method, URI, path, host, headers as they are now (unredacted: the
 /// values stay inside the gateway).
