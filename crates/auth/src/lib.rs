@@ -9,12 +9,13 @@ pub mod basic_auth;
 pub mod htpasswd;
 pub mod jwt;
 pub mod location;
+pub mod mcp_authentication;
 
 use serde::Deserialize;
 use tollgate_core::filters::registry::FilterSpec;
 
 /// The policies this crate provides, for the binary to install.
-pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC, &jwt::SPEC, &basic_auth::SPEC, &authorization::SPEC];
+pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC, &jwt::SPEC, &basic_auth::SPEC, &authorization::SPEC, &mcp_authentication::SPEC];
 
 /// How strictly an authentication policy requires its credential (agentgateway's `mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -99,7 +99,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
-    "requestMirror", "mcpGuardrails", "mcpAuthentication",
+    "requestMirror", "mcpGuardrails",
     "a2a", "backendTunnel", "oidc",
     "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
