@@ -241,7 +241,7 @@ def echo_upstreams(workdir):
   server {{
     listen 127.0.0.1:{port};
     default_type application/json;
-    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop","tenant":"$http_x_tenant","auth":"$http_authorization","cookie":"$http_cookie"}}'; }}
+    location / {{ return 200 '{{"server":{i},"uri":"$request_uri","host":"$http_host","added":"$http_x_added","set":"$http_x_set","dropped":"$http_x_drop","tenant":"$http_x_tenant","auth":"$http_authorization","cookie":"$http_cookie","authz_user":"$http_x_authz_user","authz_mode":"$http_x_authz_mode","remove_me":"$http_x_remove_me"}}'; }}
   }}""" for i, port in enumerate(ports))
     conf = ng / "nginx.conf"
     conf.write_text(f"""

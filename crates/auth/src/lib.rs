@@ -6,6 +6,7 @@
 pub mod api_key;
 pub mod authorization;
 pub mod basic_auth;
+pub mod ext_authz;
 pub mod htpasswd;
 pub mod jwt;
 pub mod location;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use tollgate_core::filters::registry::FilterSpec;
 
 /// The policies this crate provides, for the binary to install.
-pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC, &jwt::SPEC, &basic_auth::SPEC, &authorization::SPEC, &mcp_authentication::SPEC];
+pub static FILTERS: &[&FilterSpec] = &[&api_key::SPEC, &jwt::SPEC, &basic_auth::SPEC, &authorization::SPEC, &mcp_authentication::SPEC, &ext_authz::SPEC];
 
 /// How strictly an authentication policy requires its credential (agentgateway's `mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -101,7 +101,7 @@ pub fn names() -> Vec<&'static str> {
 const AGENTGATEWAY_POLICIES: &[&str] = &[
     "requestMirror", "mcpGuardrails",
     "a2a", "backendTunnel", "oidc",
-    "extAuthz", "extProc", "transformations", "csrf", "buffer", "retry", "delay",
+    "extProc", "transformations", "csrf", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
 ];
 
