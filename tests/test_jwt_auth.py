@@ -157,3 +157,75 @@ def test_bad_jwt_configs_are_refused_at_load(workdir):
     assert "either" in load_error(workdir, base + "{issuer: x, jwks: '{\"keys\": []}', providers: []}")
     assert "requiredClaims" in load_error(workdir, base + "{issuer: x, jwks: '{\"keys\": []}', jwtValidationOptions: {requiredClaims: [jti]}}")
     assert "http or https" in load_error(workdir, base + "{issuer: x, jwks: {url: 'ftp://idp/keys'}}")
+
+
+def test_backend_auth_passthrough_and_jwt_sign(tollgate, echo_upstreams, workdir):
+    """`backendAuth.passthrough` forwards the caller's verified token (and nothing without one);
+    `jwtSign` signs a short-lived token the upstream can verify with the gateway's public key."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    caller = SigningKey("c1")
+    gateway_key = SigningKey("g1", "ec")
+    pem = gateway_key.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (workdir / "gw.pem").write_bytes(pem)
+    up = echo_upstreams[0]
+    auth = f"jwtAuth: {{issuer: 'https://idp.test', jwks: {json.dumps(jwks(caller))}}}"
+    listeners = f"""  - routes:
+    - matches: [{{path: {{pathPrefix: /pass}}}}]
+      policies:
+        {auth}
+        backendAuth: {{passthrough: {{}}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /cookie}}}}]
+      policies:
+        {auth}
+        backendAuth: {{passthrough: {{location: {{cookie: {{name: tok}}}}}}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /sign}}}}]
+      policies:
+        backendAuth:
+          jwtSign: {{signingKey: {{file: '{workdir}/gw.pem'}}, alg: ES256, kid: gw-1, ttl: 120s, claims: {{iss: tollgate, sub: svc, aud: [warehouse]}}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+"""
+    base = serve_listeners(tollgate, listeners)
+    token = caller.token(sub="carol")
+    r = requests.get(f"{base}/pass", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.json()["auth"] == f"Bearer {token}"
+    assert requests.get(f"{base}/pass", timeout=5).json()["auth"] == "", "no verified token, nothing forwarded"
+    r = requests.get(f"{base}/cookie", headers={"Authorization": f"Bearer {token}", "Cookie": "a=1"}, timeout=5)
+    assert r.json()["auth"] == "" and r.json()["cookie"] == f"a=1; tok={token}", r.json()
+
+    first = requests.get(f"{base}/sign", headers={"Authorization": "Bearer client"}, timeout=5).json()["auth"]
+    signed = first.removeprefix("Bearer ")
+    assert pyjwt.get_unverified_header(signed)["kid"] == "gw-1"
+    claims = pyjwt.decode(signed, gateway_key.private.public_key(), algorithms=["ES256"], audience="warehouse")
+    assert claims["iss"] == "tollgate" and claims["sub"] == "svc" and claims["exp"] - claims["iat"] == 120, claims
+    again = requests.get(f"{base}/sign", timeout=5).json()["auth"]
+    assert again == first, "reused while more than half its lifetime is left"
+
+
+def test_alg_confusion_and_oversized_tokens_are_refused(tollgate, echo_upstreams):
+    """An attacker who signs HS256 with the provider's public key as the HMAC secret, or sends
+    a huge header, gets 401."""
+    import base64
+    import hashlib
+    import hmac
+    from cryptography.hazmat.primitives import serialization
+    key = SigningKey("k1")
+    up = echo_upstreams[0]
+    listeners = f"""  - routes:
+    - policies:
+        jwtAuth: {{mode: strict, issuer: 'https://idp.test', jwks: {json.dumps(jwks(key))}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+"""
+    base = serve_listeners(tollgate, listeners)
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    body = b64(json.dumps({"iss": "https://idp.test", "sub": "mallory", "exp": int(time.time()) + 300}).encode())
+    public_pem = key.private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    sig = b64(hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest())
+    r = requests.get(f"{base}/x", headers={"Authorization": f"Bearer {header}.{body}.{sig}"}, timeout=5)
+    assert r.status_code == 401 and "does not verify" in r.json()["error"]["message"], r.text
+    r = requests.get(f"{base}/x", headers={"Authorization": "Bearer " + "a" * 17000}, timeout=5)
+    assert r.status_code == 401
+    assert requests.get(f"{base}/x", headers={"Authorization": f"Bearer {key.token()}"}, timeout=5).status_code == 200

@@ -57,7 +57,7 @@ impl McpAuthorization {
 #[derive(Clone)]
 pub struct McpAccess {
     rules: Arc<RuleSet>,
-    vars: Arc<Vec<(&'static str, Json)>>,
+    vars: Arc<Vec<(&'static str, ::cel::Value)>>,
 }
 
 impl std::fmt::Debug for McpAccess {
@@ -82,7 +82,7 @@ impl McpAccess {
             |scope| {
                 scope.add_variable_from_value("mcp", to_cel(Json::Object(item)));
                 for (name, value) in self.vars.iter() {
-                    scope.add_variable_from_value(*name, to_cel(value.clone()));
+                    scope.add_variable_from_value(*name, value.clone());
                 }
             },
             |ev| self.rules.allows(ev),
@@ -93,31 +93,20 @@ impl McpAccess {
 #[async_trait]
 impl Filter for McpAuthorization {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<FilterAction> {
+        let to_cel = tollgate_core::telemetry::cel::json_to_cel;
         let mut vars = Vec::new();
         for name in ["request", "source", "jwt", "apiKey", "basicAuth", "extauthz"] {
             if self.uses.var(name).is_none() {
                 continue;
             }
             let value = match name {
-                "request" => request_json(session.req_header()),
+                "request" => to_cel(request_json(session.req_header())),
                 "source" => match session.client_addr().and_then(|a| a.as_inet()) {
-                    Some(a) => json!({"address": a.ip().to_canonical().to_string(), "port": a.port()}),
+                    Some(a) => to_cel(json!({"address": a.ip().to_canonical().to_string(), "port": a.port()})),
                     None => continue,
                 },
-                "jwt" => match &ctx.jwt {
-                    Some(j) => Json::Object(j.claims.clone()),
-                    None => continue,
-                },
-                "apiKey" => match &ctx.api_key {
-                    Some(k) => api_key_json(k),
-                    None => continue,
-                },
-                "basicAuth" => match &ctx.basic_auth_user {
-                    Some(u) => json!({"username": &**u}),
-                    None => continue,
-                },
-                _ => match &ctx.ext_authz {
-                    Some(v) => (**v).clone(),
+                principal => match tollgate_core::telemetry::vars::principal(ctx, principal) {
+                    Some(v) => v,
                     None => continue,
                 },
             };
@@ -139,16 +128,4 @@ fn request_json(req: &pingora::http::RequestHeader) -> Json {
         headers.insert(name.as_str().to_string(), Json::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
     }
     json!({"method": req.method.as_str(), "path": req.uri.path(), "headers": headers})
-}
-
-/// `apiKey.*` as `authorization` sees it: metadata fields at the top, the key redacted.
-fn api_key_json(k: &tollgate_core::identity::ApiKeyClaims) -> Json {
-    let mut out = match &k.metadata {
-        Json::Object(m) => m.clone(),
-        Json::Null => Map::new(),
-        other => Map::from_iter([("metadata".to_string(), other.clone())]),
-    };
-    out.insert("key".into(), json!("<redacted>"));
-    out.insert("id".into(), json!(k.id));
-    Json::Object(out)
 }

@@ -106,6 +106,10 @@ pub(super) fn compile_ai_groups(ai: &AiBackend, groups: &[crate::config::backend
                 if let Some(t) = filter.downcast_ref::<crate::filters::backend_tls::BackendTls>() {
                     tls = Some(t.plan().clone());
                 } else if let Some(a) = filter.downcast_ref::<crate::filters::backend_auth::BackendAuth>() {
+                    use crate::filters::backend_auth::Credential;
+                    if matches!(a.credential(), Credential::Passthrough(_)) || matches!(a.credential(), Credential::JwtSign(s) if s.location.is_some()) {
+                        return Err(at("backendAuth passthrough (or jwtSign with a location) on a provider of a group is not supported yet (put it beside `ai:`)".into()));
+                    }
                     auth = Some(a.credential().clone());
                 } else {
                     return Err(at(format!("policy `{}` on a provider of a group is not supported yet (backendTLS and backendAuth are; others go beside `ai:`)", entry.spec.name)));

@@ -4,6 +4,7 @@
 mod aws_profile;
 pub mod azure;
 pub mod gcp;
+pub mod jwt_sign;
 pub mod location;
 
 use std::sync::Arc;
@@ -33,8 +34,8 @@ pub const SPEC: FilterSpec = FilterSpec {
 pub struct BackendAuthConfig {
     /// A static key: `"sk-..."`, `{file: path}` or `{value: ..., location: ...}`.
     pub key: Option<KeySource>,
-    /// Not supported yet.
-    pub passthrough: Option<Unsupported>,
+    /// Forward the caller's verified JWT (`{}` or `{location}`).
+    pub passthrough: Option<PassthroughConfig>,
     /// Google access tokens (`{type: accessToken, credential}`).
     pub gcp: Option<GcpAuthConfig>,
     /// AWS SigV4 (`{accessKeyId, secretAccessKey, sessionToken, region, serviceName}`, or `{}`
@@ -45,14 +46,22 @@ pub struct BackendAuthConfig {
     pub azure: Option<azure::AzureAuthConfig>,
     /// Not supported yet.
     pub copilot: Option<Unsupported>,
-    /// Not supported yet.
-    pub jwt_sign: Option<Unsupported>,
+    /// Sign a short-lived JWT per request (cached for half its lifetime).
+    pub jwt_sign: Option<jwt_sign::JwtSignConfig>,
     /// Not supported yet.
     pub oauth_token_exchange: Option<Unsupported>,
     /// Not supported yet.
     pub cross_app_access: Option<Unsupported>,
     /// Not supported yet.
     pub credentials: Option<Unsupported>,
+}
+
+/// `backendAuth.passthrough`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughConfig {
+    /// Where the token goes (default `Authorization: Bearer`).
+    pub location: Option<location::KeyLocation>,
 }
 
 /// `backendAuth.aws`.
@@ -205,6 +214,10 @@ pub enum Credential {
     Azure(Arc<azure::AzureTokenSource>),
     /// A key with its own `location`: placed last, after every rewrite of the request.
     Placed(Arc<location::PlacedKey>),
+    /// The caller's JWT (verified by `jwtAuth` or `mcpAuthentication`), forwarded.
+    Passthrough(Option<location::KeyLocation>),
+    /// A JWT the gateway signs.
+    JwtSign(Arc<jwt_sign::JwtSigner>),
 }
 
 impl Credential {
@@ -216,6 +229,13 @@ impl Credential {
             Credential::Aws(_) => Err("AWS credentials sign the request; they are not a header".into()),
             Credential::Azure(_) => Err("an Entra ID token is fetched per host; use `header_for`".into()),
             Credential::Placed(_) => Err("the key has its own `location`, not Authorization".into()),
+            Credential::JwtSign(s) if s.location.is_none() => {
+                let mut h = HeaderValue::from_str(&format!("Bearer {}", s.token()?)).map_err(|_| "the signed token is not a header value".to_string())?;
+                h.set_sensitive(true);
+                Ok(h)
+            }
+            Credential::JwtSign(_) => Err("the signed token has its own `location`, not Authorization".into()),
+            Credential::Passthrough(_) => Err("passthrough forwards each caller's own token; it is not usable here yet".into()),
         }
     }
 
@@ -246,8 +266,15 @@ pub struct BackendAuth {
 impl BackendAuthConfig {
     /// The credential this block describes.
     pub fn credential(&self) -> std::result::Result<Credential, String> {
-        if [self.key.is_some(), self.gcp.is_some(), self.aws.is_some(), self.azure.is_some()].iter().filter(|k| **k).count() > 1 {
-            return Err("backendAuth takes one kind: `key`, `gcp`, `aws` or `azure`".into());
+        let kinds = [self.key.is_some(), self.gcp.is_some(), self.aws.is_some(), self.azure.is_some(), self.passthrough.is_some(), self.jwt_sign.is_some()];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return Err("backendAuth takes one kind: `key`, `gcp`, `aws`, `azure`, `passthrough` or `jwtSign`".into());
+        }
+        if let Some(p) = &self.passthrough {
+            return Ok(Credential::Passthrough(p.location.clone()));
+        }
+        if let Some(j) = &self.jwt_sign {
+            return Ok(Credential::JwtSign(Arc::new(jwt_sign::JwtSigner::compile(j.clone()).map_err(|e| format!("backendAuth.jwtSign: {e}"))?)));
         }
         if let Some(a) = &self.azure {
             return Ok(Credential::Azure(Arc::new(a.token_source().map_err(|e| format!("backendAuth.azure: {e}"))?)));
@@ -321,6 +348,33 @@ impl Filter for BackendAuth {
         if let Credential::Placed(key) = &self.credential {
             // Placed by the proxy once every filter has shaped the request (see `location`).
             ctx.extensions.insert(key.clone());
+            return Ok(FilterAction::Continue);
+        }
+        let placed = match &self.credential {
+            // Nothing to forward without a verified token (as agentgateway).
+            Credential::Passthrough(_) if ctx.jwt.is_none() => return Ok(FilterAction::Continue),
+            Credential::Passthrough(Some(at)) => Some((ctx.jwt.as_ref().map(|j| j.raw.clone()).unwrap_or_default(), at)),
+            Credential::Passthrough(None) => {
+                let raw = ctx.jwt.as_ref().map(|j| j.raw.as_str()).unwrap_or_default();
+                let mut h = HeaderValue::from_str(&format!("Bearer {raw}")).map_err(|_| pingora::Error::explain(pingora::ErrorType::InternalError, "the caller's token is not a header value"))?;
+                h.set_sensitive(true);
+                session.req_header_mut().insert_header(http::header::AUTHORIZATION, h)?;
+                return Ok(FilterAction::Continue);
+            }
+            Credential::JwtSign(s) => match (&s.location, s.token()) {
+                (Some(at), Ok(token)) => Some((token, at)),
+                (_, Err(e)) => {
+                    log::warn!(target: "tollgate", "backendAuth.jwtSign: {e}");
+                    let msg = "the gateway could not sign its credential for the upstream";
+                    return Ok(FilterAction::Respond(crate::errors::json_error(ctx.error_format, 500, "credential_unavailable", msg)));
+                }
+                (None, Ok(_)) => None,
+            },
+            _ => None,
+        };
+        if let Some((value, at)) = placed {
+            let key = location::PlacedKey::new(value, at.clone()).map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
+            ctx.extensions.insert(Arc::new(key));
             return Ok(FilterAction::Continue);
         }
         let host = match ctx.backend.as_ref().map(|b| &b.target) {
