@@ -478,3 +478,71 @@ routes:
         out = subprocess.run(["curl", "-s", "--cacert", str(ca.pem), "--resolve", f"{name}.test:{multi}:127.0.0.1",
                               f"https://{name}.test:{multi}/"], capture_output=True, text=True, timeout=10).stdout
         assert out == f"route {name}", out
+
+
+def test_authorization_example_jwt_passthrough_and_tool_rules(tollgate, workdir):
+    """examples/authorization: jwtAuth with a JWKS file relative to the working directory,
+    backendAuth passthrough, CORS, and mcpAuthorization rules over `jwt.*` (test-user may call
+    `add`; anyone `echo`)."""
+    import json as _json
+    import httpx2
+    from conftest import start_py_mcp
+    from jwt_helpers import SigningKey, jwks
+    root = repo_root(workdir)
+    key = SigningKey("agw")
+    (root / "manifests" / "jwt").mkdir(parents=True, exist_ok=True)
+    (root / "manifests" / "jwt" / "pub-key").write_text(jwks(key))
+    mcp_port, headers_log, server = start_py_mcp(workdir, "streamable-http", "mcp2")
+    try:
+        port = free_port()
+        tollgate.start(SCHEMA_LINE + f"""binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies:
+        cors:
+          allowOrigins:
+          - "*"
+          allowHeaders:
+          - "*"
+          exposeHeaders:
+          - "Mcp-Session-Id"
+        backendAuth:
+          passthrough: {{}}
+        jwtAuth:
+          issuer: agentgateway.dev
+          audiences: [test.agentgateway.dev]
+          jwks:
+            # Relative to the folder the binary runs from, not the config file
+            file: ./manifests/jwt/pub-key
+        mcpAuthorization:
+          rules:
+          # Allow anyone to call 'echo'
+          - 'mcp.tool.name == "echo"'
+          # Only the test-user can call 'add'
+          - 'jwt.sub == "test-user" && mcp.tool.name == "add"'
+          # Any authenticated user with the claim `nested.key == value` can access 'printEnv'
+          - 'mcp.tool.name == "printEnv" && jwt.nested.key == "value"'
+      backends:
+      - mcp:
+          targets:
+          - name: mcp2
+            mcp:
+              host: http://127.0.0.1:{mcp_port}/mcp
+""", ports=[port], cwd=root)
+        url = f"http://127.0.0.1:{port}/mcp"
+        token = key.token(iss="agentgateway.dev", aud="test.agentgateway.dev", sub="test-user")
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        names, text = asyncio.run(tool_names_and_call(url, "add", {"a": 2, "b": 3}, http_client=http))
+        assert sorted(names) == ["add", "echo"] and text == "5", (names, text)
+        assert f"authorization=Bearer {token}" in headers_log.read_text(), "passthrough forwards the caller's token"
+        other = key.token(iss="agentgateway.dev", aud="test.agentgateway.dev", sub="someone")
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {other}"}, timeout=30)
+        names, text = asyncio.run(tool_names_and_call(url, "echo", {"message": "hi"}, http_client=http))
+        assert names == ["echo"] and text == "mcp2: hi", (names, text)
+        wrong_aud = key.token(iss="agentgateway.dev", aud="elsewhere")
+        r = requests.post(url, headers={"Authorization": f"Bearer {wrong_aud}", "Accept": "application/json, text/event-stream"},
+                          json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, timeout=5)
+        assert r.status_code == 401 and _json.loads(r.text)["error"]["code"] is not None, r.text
+    finally:
+        server.stop()

@@ -3,13 +3,25 @@
 // and consent pages (any login is accepted), and RFC 8707 resource indicators so that access
 // tokens are JWTs whose audience is the MCP resource the client asked for.
 //
-//   node oidc_server.mjs <port>
+//   node oidc_server.mjs <port> [<web client redirect URI>]
+// With a redirect URI, a confidential client `tollgate-web` (secret `web-secret`,
+// client_secret_basic) is registered for the gateway's browser login.
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2]);
 const issuer = `http://127.0.0.1:${port}`;
+const webRedirect = process.argv[3];
+const clients = webRedirect ? [{
+  client_id: 'tollgate-web',
+  client_secret: 'web-secret',
+  redirect_uris: [webRedirect],
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+}] : [];
 
 const provider = new Provider(issuer, {
+  clients,
   features: {
     devInteractions: { enabled: true },
     registration: { enabled: true },

@@ -48,7 +48,11 @@ impl Filter for ClientCredentials {
 /// Removes the client's credentials that no policy replaced.
 pub fn strip_client_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
     let Some(ClientSent(sent)) = ctx.extensions.get::<ClientSent>() else { return };
+    let forwarded = ctx.extensions.get::<tollgate_core::filters::backend_auth::ForwardsCallerToken>().is_some();
     for name in CREDENTIAL_HEADERS {
+        if forwarded && *name == "authorization" {
+            continue; // `backendAuth.passthrough` forwards the verified token on purpose
+        }
         let theirs: Vec<&HeaderValue> = sent.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
         if theirs.is_empty() {
             continue;

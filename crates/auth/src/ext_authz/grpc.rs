@@ -222,25 +222,12 @@ fn edit_query(path: &str, query: Option<&str>, set: &[(&str, &str)], remove: &[&
         })
         .map(str::to_string)
         .collect();
-    kept.extend(set.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))));
+    kept.extend(set.iter().map(|(k, v)| format!("{}={}", crate::percent_encode(k), crate::percent_encode(v))));
     if kept.is_empty() {
         path.to_string()
     } else {
         format!("{path}?{}", kept.join("&"))
     }
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -100,8 +100,8 @@ pub fn names() -> Vec<&'static str> {
 /// agentgateway policies tollgate knows by name but has not implemented yet.
 const AGENTGATEWAY_POLICIES: &[&str] = &[
     "requestMirror", "mcpGuardrails",
-    "a2a", "backendTunnel", "oidc",
-    "extProc", "transformations", "csrf", "buffer", "retry", "delay",
+    "a2a", "backendTunnel",
+    "extProc", "transformations", "buffer", "retry", "delay",
     "http", "tcp", "health", "inferenceRouting", "sessionAffinity",
 ];
 

@@ -56,6 +56,11 @@ pub struct BackendAuthConfig {
     pub credentials: Option<Unsupported>,
 }
 
+/// Set when `backendAuth.passthrough` put the caller's own token in `Authorization` on
+/// purpose: families that keep clients' credentials from their targets (MCP) let it through.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardsCallerToken;
+
 /// `backendAuth.passthrough`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +364,7 @@ impl Filter for BackendAuth {
                 let mut h = HeaderValue::from_str(&format!("Bearer {raw}")).map_err(|_| pingora::Error::explain(pingora::ErrorType::InternalError, "the caller's token is not a header value"))?;
                 h.set_sensitive(true);
                 session.req_header_mut().insert_header(http::header::AUTHORIZATION, h)?;
+                ctx.extensions.insert(ForwardsCallerToken);
                 return Ok(FilterAction::Continue);
             }
             Credential::JwtSign(s) => match (&s.location, s.token()) {
