@@ -292,7 +292,8 @@ class _AuthzHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        data = b"http authz says no"
+        # "Bearer big": a refusal whose body is larger than the gateway relays.
+        data = b"no" * 60_000 if auth == "Bearer big" else b"http authz says no"
         self.send_response(403)
         self.send_header("x-denied-by", "http-authz")
         self.send_header("Content-Type", "text/plain")

@@ -194,3 +194,28 @@ def test_bad_rules_are_refused_at_load(workdir):
     basic = base.replace("authorization: ", "basicAuth: ")
     assert "not supported yet" in load_error(workdir, basic + "{htpasswd: 'eve:abXYZ12345678'}")
     assert "permissive" in load_error(workdir, basic + "{htpasswd: 'a:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=', mode: permissive}")
+
+
+def test_a_gateway_wide_deny_merges_with_a_routes_own_rules(tollgate, echo_upstreams):
+    """A targeted `authorization` on the whole listener is not dropped where a route has rules of
+    its own (agentgateway merges every level's rules)."""
+    up = echo_upstreams[0]
+    port = free_port()
+    tollgate.start(f"""policies:
+- name: {{name: block-bots, namespace: default}}
+  target: {{gateway: {{gatewayName: default, gatewayNamespace: default, listenerName: main}}}}
+  policy: {{authorization: {{rules: [{{deny: 'request.headers["user-agent"] == "bot"'}}]}}}}
+binds:
+- port: {port}
+  listeners:
+  - name: main
+    routes:
+    - name: own-rules
+      policies:
+        authorization: {{rules: ['request.method == "GET"']}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+""", ports=[port])
+    base = f"http://127.0.0.1:{port}"
+    assert requests.get(f"{base}/x", timeout=5).status_code == 200
+    assert requests.post(f"{base}/x", timeout=5).status_code == 403, "the route's own allow rule"
+    assert requests.get(f"{base}/x", headers={"User-Agent": "bot"}, timeout=5).status_code == 403, "the gateway-wide deny"

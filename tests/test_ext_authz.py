@@ -147,3 +147,22 @@ def test_unsupported_ext_authz_fields_are_named(workdir):
     assert "extAuthz.includeRequestBody is not supported yet" in load_error(workdir, base + "{host: 'a:1', includeRequestBody: {}}")
     assert "extAuthz.cache is not supported yet" in load_error(workdir, base + "{host: 'a:1', cache: {key: []}}")
     assert "failureMode" in load_error(workdir, base + "{host: 'a:1', failureMode: maybe}")
+
+
+def test_http_refusal_with_an_oversized_body_stays_a_refusal_under_fail_open(tollgate, echo_upstreams, http_authz):
+    """A definite "no" must not become a "service failed" that `failureMode: allow` passes."""
+    up = echo_upstreams[0]
+    pol = f"""        extAuthz:
+          host: "127.0.0.1:{http_authz.port}"
+          failureMode: allow
+          protocol:
+            http:
+              path: 'request.headers["x-check-path"]'"""
+    base = serve_listeners(tollgate, "  - routes:\n" + route("/", up, pol))
+    r = requests.get(f"{base}/x", headers={"Authorization": "Bearer big", "x-check-path": "/check"}, timeout=10)
+    assert r.status_code == 403, (r.status_code, r.text[:200])
+    # A path the caller shapes into an invalid one is refused, not failed open.
+    r = requests.get(f"{base}/x", headers={"Authorization": "Bearer good", "x-check-path": "/a b"}, timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["message"] == "external authorization failed", r.text
+    r = requests.get(f"{base}/x", headers={"Authorization": "Bearer good", "x-check-path": "/check"}, timeout=10)
+    assert r.status_code == 200

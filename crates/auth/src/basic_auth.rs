@@ -10,6 +10,7 @@ use base64::Engine;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use tollgate_core::config::types::FileOrInline;
 use tollgate_core::errors::json_error;
@@ -57,6 +58,20 @@ pub enum BasicMode {
     Optional,
 }
 
+/// bcrypt checks running at once (each takes a core for tens of milliseconds).
+const BCRYPT_AT_ONCE: usize = 2;
+/// Longest wait for a bcrypt slot before answering 503.
+const BCRYPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most verified bcrypt credentials remembered (emptied when full).
+const MAX_VERIFIED: usize = 10_000;
+
+/// What checking a credential found.
+enum Check {
+    User(String),
+    Invalid,
+    Busy,
+}
+
 /// The compiled policy.
 #[derive(Debug)]
 pub struct BasicAuth {
@@ -64,6 +79,8 @@ pub struct BasicAuth {
     realm: String,
     mode: BasicMode,
     location: Location,
+    verified: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl BasicAuth {
@@ -75,22 +92,44 @@ impl BasicAuth {
             return Err("realm may not contain quotes or line breaks".into());
         }
         let location = c.authorization_location.unwrap_or(LocationConfig::Header { name: "authorization".into(), prefix: Some("Basic ".into()) });
-        Ok(BasicAuth { users: Arc::new(users), realm, mode: c.mode, location: Location::compile(location)? })
+        Ok(BasicAuth {
+            users: Arc::new(users),
+            realm,
+            mode: c.mode,
+            location: Location::compile(location)?,
+            verified: Default::default(),
+            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_AT_ONCE),
+        })
     }
 
-    /// The user name when `credential` (base64 of `user:password`) is valid.
-    async fn check(&self, credential: &str) -> Option<String> {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(credential.trim()).ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (user, password) = text.split_once(':')?;
-        let stored = self.users.get(user)?.clone();
-        let password = password.to_string();
-        let ok = if stored.is_slow() {
-            tokio::task::spawn_blocking(move || stored.verify(&password)).await.unwrap_or(false)
-        } else {
-            stored.verify(&password)
+    /// The user name when `credential` (base64 of `user:password`) is valid. bcrypt entries run
+    /// on the blocking pool, at most [`BCRYPT_AT_ONCE`] at a time (a flood of wrong passwords
+    /// cannot take every core), and a verified credential is remembered (by its SHA-256) so a
+    /// returning user does not pay the KDF per request.
+    async fn check(&self, credential: &str) -> Check {
+        let Some(text) = base64::engine::general_purpose::STANDARD.decode(credential.trim()).ok().and_then(|d| String::from_utf8(d).ok()) else {
+            return Check::Invalid;
         };
-        ok.then(|| user.to_string())
+        let Some((user, password)) = text.split_once(':') else { return Check::Invalid };
+        let Some(stored) = self.users.get(user).cloned() else { return Check::Invalid };
+        if !stored.is_slow() {
+            return if stored.verify(password) { Check::User(user.to_string()) } else { Check::Invalid };
+        }
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if self.verified.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest) {
+            return Check::User(user.to_string());
+        }
+        let Ok(Ok(_permit)) = tokio::time::timeout(BCRYPT_WAIT, self.bcrypt_slots.acquire()).await else { return Check::Busy };
+        let password = password.to_string();
+        if !tokio::task::spawn_blocking(move || stored.verify(&password)).await.unwrap_or(false) {
+            return Check::Invalid;
+        }
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest);
+        Check::User(user.to_string())
     }
 
     fn refuse(&self, ctx: &RequestCtx, why: &str) -> FilterAction {
@@ -110,12 +149,13 @@ impl Filter for BasicAuth {
             });
         };
         match self.check(&credential).await {
-            Some(user) => {
+            Check::User(user) => {
                 self.location.remove(session.req_header_mut())?;
                 ctx.basic_auth_user = Some(Arc::from(user));
                 Ok(FilterAction::Continue)
             }
-            None => {
+            Check::Busy => Ok(FilterAction::Respond(json_error(ctx.error_format, 503, "overloaded", "too many password checks at once; retry"))),
+            Check::Invalid => {
                 tracing::info!(target: "tollgate", route = ctx.route.as_ref().map_or("", |r| r.name.as_str()), "basicAuth refused invalid credentials");
                 Ok(self.refuse(ctx, "invalid credentials"))
             }

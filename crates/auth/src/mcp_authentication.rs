@@ -42,6 +42,11 @@ const AS_PATH: &str = "/.well-known/oauth-authorization-server";
 const MCP_PROTOCOL_VERSION: &str = "2025-06-18";
 /// Longest wait for the authorization server's metadata.
 const AS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the authorization server's metadata is reused (a failure: [`AS_FAILURE_TTL`]).
+const AS_TTL: Duration = Duration::from_secs(300);
+const AS_FAILURE_TTL: Duration = Duration::from_secs(5);
+/// Largest metadata document relayed.
+const AS_MAX_BYTES: usize = 64 * 1024;
 
 /// The YAML block (agentgateway's `LocalMcpAuthentication`).
 #[derive(Debug, Deserialize)]
@@ -83,6 +88,8 @@ pub struct McpAuthentication {
     /// `resourceMetadata.resource`'s scheme and authority, when set (the public base URL).
     public_base: Option<String>,
     client: std::sync::Arc<HttpClient>,
+    /// The relayed metadata and when it was fetched (one fetch at a time, shared by all).
+    as_cache: tokio::sync::Mutex<Option<(Instant, LocalResponse)>>,
 }
 
 impl std::fmt::Debug for McpAuthentication {
@@ -134,7 +141,7 @@ impl McpAuthentication {
             Some(_) => return Err("resourceMetadata.resource must be a string".into()),
             None => None,
         };
-        Ok(McpAuthentication { tokens, issuer: c.issuer, metadata, public_base, client: Default::default() })
+        Ok(McpAuthentication { tokens, issuer: c.issuer, metadata, public_base, client: Default::default(), as_cache: Default::default() })
     }
 
     /// `scheme://authority` the client used (or `resourceMetadata.resource`'s).
@@ -167,8 +174,24 @@ impl McpAuthentication {
         resp
     }
 
-    /// The authorization server's RFC 8414 metadata, fetched for clients that ask the resource.
+    /// The authorization server's RFC 8414 metadata, for clients that ask the resource: fetched
+    /// once per [`AS_TTL`] (unauthenticated callers cannot make the gateway hammer the issuer).
     async fn authorization_server_metadata(&self) -> LocalResponse {
+        let Ok(mut cache) = tokio::time::timeout(AS_FETCH_TIMEOUT, self.as_cache.lock()).await else {
+            return json_response(503, Bytes::from_static(br#"{"error":"temporarily_unavailable"}"#));
+        };
+        if let Some((at, resp)) = cache.as_ref() {
+            let ttl = if resp.status == 200 { AS_TTL } else { AS_FAILURE_TTL };
+            if at.elapsed() < ttl {
+                return resp.clone();
+            }
+        }
+        let resp = self.fetch_authorization_server_metadata().await;
+        *cache = Some((Instant::now(), resp.clone()));
+        resp
+    }
+
+    async fn fetch_authorization_server_metadata(&self) -> LocalResponse {
         let fetched = async {
             let uri: http::Uri = self.issuer.parse().map_err(|_| "the issuer is not a URL".to_string())?;
             let tls = uri.scheme_str() == Some("https");
@@ -180,7 +203,7 @@ impl McpAuthentication {
             let opts = CallOpts { headers: &headers, tls: None, connect_timeout: Some(AS_FETCH_TIMEOUT), connect: Default::default(), wait: AS_FETCH_TIMEOUT, deadline: Some(until) };
             let req = Request { method: Method::GET, path: &path, headers: vec![("accept", "application/json".into())], body: None };
             let mut resp = self.client.send(&opts, &origin, &req).await.map_err(|e| e.to_string())?;
-            let body = resp.body(until, 1 << 20).await.map_err(|e| e.to_string())?;
+            let body = resp.body(until, AS_MAX_BYTES).await.map_err(|e| e.to_string())?;
             Ok::<_, String>((resp.status, body))
         };
         match fetched.await {

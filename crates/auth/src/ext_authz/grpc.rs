@@ -171,8 +171,10 @@ fn denied(d: Option<DeniedHttpResponse>, ctx: &RequestCtx) -> LocalResponse {
     };
     let status = d.status.map(|s| s.code).filter(|c| (200..=599).contains(c)).map_or(403, |c| c as u16);
     let mut resp = LocalResponse::new(status);
-    for (name, value, _) in d.headers.iter().filter_map(HeaderValueOption::parts) {
-        if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+    let parts: Vec<_> = d.headers.iter().filter_map(HeaderValueOption::parts).collect();
+    let all: http::HeaderMap = parts.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect();
+    for (name, value, _) in &parts {
+        if !super::is_hop_by_hop(name, &all) {
             resp.headers.push((name.to_string(), value.to_str().unwrap_or_default().to_string()));
         }
     }

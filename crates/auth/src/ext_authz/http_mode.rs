@@ -82,8 +82,8 @@ impl HttpCheck {
             let mut c = Computed::default();
             if let Some(p) = &self.path {
                 match ev.eval(p) {
-                    Some(::cel::Value::String(s)) if s.starts_with('/') => c.path = Some(s.to_string()),
-                    _ => c.failed = Some("`path` did not give a path"),
+                    Some(::cel::Value::String(s)) if s.starts_with('/') && http::uri::PathAndQuery::try_from(s.as_str()).is_ok() => c.path = Some(s.to_string()),
+                    _ => c.failed = Some("`path` did not give a valid path"),
                 }
             }
             if let Some(r) = &self.redirect {
@@ -130,15 +130,15 @@ impl HttpCheck {
         let until = Instant::now() + CHECK_TIMEOUT;
         let opts = CallOpts { headers: &headers, tls: None, connect_timeout: Some(CHECK_TIMEOUT), connect: ctx.upstream.connect, wait: CHECK_TIMEOUT, deadline: Some(until) };
         let request = Request { method: req.method.clone(), path: &path, headers: Vec::new(), body: computed.body };
-        let answer = async {
-            let mut resp = self.client.send(&opts, &self.origin, &request).await.map_err(|e| e.to_string())?;
-            let body = resp.body(until, MAX_ANSWER_BYTES).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((resp.status, resp.headers, body))
+        // The status decides: once the service has said no, a body that is too large or too
+        // slow must not turn the denial into a failure (which `failureMode: allow` would pass).
+        let mut resp = match self.client.send(&opts, &self.origin, &request).await {
+            Ok(r) => r,
+            Err(e) => return Verdict::Failed(e.to_string()),
         };
-        let (status, answer_headers, body) = match answer.await {
-            Ok(a) => a,
-            Err(why) => return Verdict::Failed(why),
-        };
+        let (status, answer_headers) = (resp.status, std::mem::take(&mut resp.headers));
+        // Read to the end (so the connection goes back to the pool), best effort.
+        let body = resp.body(until, MAX_ANSWER_BYTES).await.unwrap_or_default();
         if (200..300).contains(&status) {
             for name in &self.include_response_headers {
                 if let Some(v) = answer_headers.get(name) {
@@ -154,10 +154,9 @@ impl HttpCheck {
             resp.headers.push(("location".into(), location));
             return Verdict::Deny(resp);
         }
-        let mut resp = LocalResponse::new(if (100..=599).contains(&status) && status >= 200 { status } else { 403 });
+        let mut resp = LocalResponse::new(if (200..=599).contains(&status) { status } else { 403 });
         for (name, v) in answer_headers.iter() {
-            let hop = [http::header::CONTENT_LENGTH, http::header::TRANSFER_ENCODING, http::header::CONNECTION];
-            if !hop.contains(name) && name.as_str() != "keep-alive" {
+            if !super::is_hop_by_hop(name, &answer_headers) {
                 resp.headers.push((name.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
             }
         }

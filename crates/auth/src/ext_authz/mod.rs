@@ -287,6 +287,14 @@ fn keep_response_headers(ctx: &mut RequestCtx, headers: Vec<(http::HeaderName, h
     }
 }
 
+/// Whether a header of the service's answer must not be relayed to the client: framing and
+/// connection headers (RFC 9110 §7.6.1) and those the answer's `Connection` names.
+pub(crate) fn is_hop_by_hop(name: &http::HeaderName, all: &http::HeaderMap) -> bool {
+    const HOP: [&str; 9] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "proxy-authenticate"];
+    HOP.contains(&name.as_str())
+        || all.get_all(http::header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
 /// `host:port` split, for both protocols.
 fn host_port(host: &str) -> std::result::Result<(String, u16), String> {
     let (h, p) = host.rsplit_once(':').ok_or_else(|| format!("host `{host}` must be host:port"))?;

@@ -18,7 +18,8 @@ use tollgate_core::upstream_call::{CallOpts, HttpClient, Origin, Request};
 
 /// How long a fetched key set is used before it is fetched again.
 pub const JWKS_TTL: Duration = Duration::from_secs(300);
-/// Least time between two fetches (a token with an unknown `kid`, a provider that is down).
+/// Least time between the end of one fetch and the start of the next (a token with an unknown
+/// `kid`, a provider that is down).
 pub const MIN_REFETCH: Duration = Duration::from_secs(5);
 /// Longest wait for the identity provider's answer.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,34 +70,57 @@ impl KeySet {
     pub fn parse(text: &str) -> Result<KeySet, String> {
         let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JSON Web Key Set ({e})"))?;
         let mut keys = HashMap::new();
+        let mut skipped = Vec::new();
         for (i, jwk) in set.keys.iter().enumerate() {
-            let kid = jwk.common.key_id.clone().ok_or_else(|| format!("key {i} has no `kid`"))?;
-            let family: &[Algorithm] = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => {
-                    &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512]
+            // Encryption keys, keys without a `kid` and key types tollgate cannot verify with
+            // are left out (identity providers publish them beside their signing keys).
+            match Self::verify_key(jwk) {
+                Ok(Some((kid, key))) => {
+                    keys.insert(kid, key);
                 }
-                AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                    EllipticCurve::P256 => &[Algorithm::ES256],
-                    EllipticCurve::P384 => &[Algorithm::ES384],
-                    _ => return Err(format!("key `{kid}` uses an unsupported curve")),
-                },
-                AlgorithmParameters::OctetKeyPair(_) => &[Algorithm::EdDSA],
-                AlgorithmParameters::OctetKey(_) => return Err(format!("key `{kid}` is symmetric (`oct`); only public keys are accepted")),
-            };
-            let algorithms = match jwk.common.key_algorithm {
-                Some(named) => {
-                    let alg: Algorithm = named.to_string().parse().map_err(|_| format!("key `{kid}` names an unsupported `alg`"))?;
-                    if !family.contains(&alg) {
-                        return Err(format!("key `{kid}`: `alg` {alg:?} does not fit its key type"));
-                    }
-                    vec![alg]
-                }
-                None => family.to_vec(),
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key `{kid}` is not usable ({e})"))?;
-            keys.insert(kid, VerifyKey { key, algorithms });
+                Ok(None) => {}
+                Err(why) => skipped.push(format!("key {i}: {why}")),
+            }
+        }
+        if keys.is_empty() && !set.keys.is_empty() {
+            return Err(format!("no usable signing key ({})", skipped.join("; ")));
+        }
+        if !skipped.is_empty() {
+            tracing::warn!(target: "tollgate", skipped = %skipped.join("; "), "JSON Web Key Set: keys left out");
         }
         Ok(KeySet { keys })
+    }
+
+    /// One key as a verification key; `None` for encryption keys.
+    fn verify_key(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Option<(String, VerifyKey)>, String> {
+        if matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)) {
+            return Ok(None);
+        }
+        let kid = jwk.common.key_id.clone().ok_or("no `kid`")?;
+        let family: &[Algorithm] = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => {
+                &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512]
+            }
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => &[Algorithm::ES256],
+                EllipticCurve::P384 => &[Algorithm::ES384],
+                _ => return Err(format!("`{kid}` uses an unsupported curve")),
+            },
+            AlgorithmParameters::OctetKeyPair(_) => &[Algorithm::EdDSA],
+            AlgorithmParameters::OctetKey(_) => return Err(format!("`{kid}` is symmetric (`oct`); only public keys are accepted")),
+        };
+        let algorithms = match jwk.common.key_algorithm {
+            Some(named) => {
+                let alg: Algorithm = named.to_string().parse().map_err(|_| format!("`{kid}` names an `alg` that does not sign"))?;
+                if !family.contains(&alg) {
+                    return Err(format!("`{kid}`: `alg` {alg:?} does not fit its key type"));
+                }
+                vec![alg]
+            }
+            None => family.to_vec(),
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("`{kid}` is not usable ({e})"))?;
+        Ok(Some((kid, VerifyKey { key, algorithms })))
     }
 
     /// The key named `kid`.
@@ -203,15 +227,25 @@ impl RemoteJwks {
     }
 
     async fn keys(&self) -> Result<Arc<KeySet>, String> {
-        {
+        let stale = {
             let s = self.state();
-            if let (Some(k), Some(at)) = (&s.keys, s.fetched) {
-                if at.elapsed() < JWKS_TTL {
-                    return Ok(k.clone());
-                }
+            match (&s.keys, s.fetched) {
+                (Some(k), Some(at)) if at.elapsed() < JWKS_TTL => return Ok(k.clone()),
+                (k, _) => k.clone(),
             }
-        }
-        let _one = self.fetching.lock().await;
+        };
+        // Keys in hand (old ones): never wait for the provider; one request refreshes them
+        // while the others use the old set.
+        let _one = match stale {
+            Some(old) => match self.fetching.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(old),
+            },
+            None => match tokio::time::timeout(FETCH_TIMEOUT, self.fetching.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => return Err(format!("the key set at {} is still being fetched", self.url)),
+            },
+        };
         let (cached, may_fetch) = {
             let s = self.state();
             let fresh = s.fetched.is_some_and(|at| at.elapsed() < JWKS_TTL);
@@ -228,7 +262,8 @@ impl RemoteJwks {
     }
 
     async fn refetch(&self) -> Option<Arc<KeySet>> {
-        let _one = self.fetching.lock().await;
+        // Someone is fetching already: this token's `kid` is checked against what they get next time.
+        let _one = self.fetching.try_lock().ok()?;
         if self.state().attempted.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
             return None;
         }
@@ -237,8 +272,9 @@ impl RemoteJwks {
 
     /// Fetches the set now (the caller holds `fetching`).
     async fn fetch(&self) -> Result<Arc<KeySet>, String> {
-        self.state().attempted = Some(Instant::now());
         let result = self.download().await;
+        // Counted from the end, so a provider that hangs is not asked again at once.
+        self.state().attempted = Some(Instant::now());
         match &result {
             Ok(keys) => {
                 let mut s = self.state();
@@ -284,6 +320,10 @@ mod tests {
         assert_eq!(set.get("k1").unwrap().algorithms.len(), 6);
         let no_kid = RSA_JWK.replace(r#""kid":"k1","#, "");
         assert!(KeySet::parse(&format!(r#"{{"keys":[{no_kid}]}}"#)).unwrap_err().contains("no `kid`"));
+        // An unusable key beside a good one is left out, not fatal.
+        let mixed = format!(r#"{{"keys":[{RSA_JWK},{no_kid},{{"kty":"RSA","use":"enc","kid":"e","n":"AQAB","e":"AQAB"}}]}}"#);
+        let set = KeySet::parse(&mixed).unwrap();
+        assert!(set.get("k1").is_some() && set.get("e").is_none());
         let oct = r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#;
         assert!(KeySet::parse(oct).unwrap_err().contains("symmetric"));
         let wrong_alg = RSA_JWK.replace(r#""kid":"k1","#, r#""kid":"k1","alg":"ES256","#);

@@ -107,12 +107,12 @@ impl JwtAuth {
             return Err("`providers` is empty: no token could ever be accepted".into());
         }
         let providers = providers.into_iter().map(Provider::compile).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(JwtAuth { validator: Validator { providers }, mode, location: Location::compile(location)?, preserve_token })
+        Ok(JwtAuth { validator: Validator::new(providers), mode, location: Location::compile(location)?, preserve_token })
     }
 
     /// Builds from parts (for `mcpAuthentication`).
     pub fn from_parts(providers: Vec<Provider>, mode: Mode, location: LocationConfig) -> std::result::Result<JwtAuth, String> {
-        Ok(JwtAuth { validator: Validator { providers }, mode, location: Location::compile(location)?, preserve_token: false })
+        Ok(JwtAuth { validator: Validator::new(providers), mode, location: Location::compile(location)?, preserve_token: false })
     }
 
     /// Reads and verifies the request's token; a verified one becomes `ctx.jwt` and is removed

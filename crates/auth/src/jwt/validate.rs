@@ -5,9 +5,11 @@
 //! Signature, `exp` and `nbf` (with [`LEEWAY_SECS`] of clock skew), `iss`, and `aud` (when
 //! audiences are configured) are checked; `alg: none` and HMAC never verify.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use sha2::{Digest, Sha256};
 use jsonwebtoken::{decode, decode_header, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -111,19 +113,39 @@ impl std::fmt::Display for TokenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenError::Missing => f.write_str("no bearer token found"),
-            TokenError::InvalidHeader(e) => write!(f, "the token header is malformed: {e}"),
+            TokenError::InvalidHeader(_) => f.write_str("the token header is malformed"),
             TokenError::MissingKeyId => f.write_str("the token header does not specify a `kid`"),
-            TokenError::UnknownKeyId(kid) => write!(f, "token uses the unknown key {kid:?}"),
+            TokenError::UnknownKeyId(kid) => write!(f, "token uses the unknown key {:?}", kid.chars().take(64).collect::<String>()),
             TokenError::Invalid(e) => write!(f, "the token is invalid or malformed: {e}"),
-            TokenError::KeysUnavailable(e) => write!(f, "the signing keys are unavailable: {e}"),
+            TokenError::KeysUnavailable(_) => f.write_str("the signing keys are unavailable"),
         }
     }
 }
 
-/// The providers of one policy.
+/// The providers of one policy, and the tokens they verified lately.
 pub struct Validator {
     /// In config order.
     pub providers: Vec<Provider>,
+    /// Verified tokens by their SHA-256: an RSA signature check costs hundreds of microseconds,
+    /// and clients send the same token with every request until it expires.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token verified with a provider's key set.
+struct Verified {
+    claims: Map<String, Value>,
+    /// The key set it was verified with (a rotated-out key no longer counts).
+    set: std::sync::Weak<KeySet>,
+    provider: usize,
+    /// `exp` (plus the leeway); `None` without one.
+    until: Option<u64>,
+}
+
+/// Most verified tokens remembered per policy (emptied when full).
+const MAX_VERIFIED: usize = 10_000;
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The unverified `iss` of a token (only to choose which providers to try).
@@ -135,22 +157,79 @@ fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 impl Validator {
-    /// Verifies `token`; the claims on success.
+    /// A validator over `providers`.
+    pub fn new(providers: Vec<Provider>) -> Validator {
+        Validator { providers, verified: Default::default() }
+    }
+
+    /// The claims of a token verified before, while it has not expired and its provider still
+    /// serves the key set it was verified with.
+    async fn remembered(&self, digest: &[u8; 32]) -> Option<Map<String, Value>> {
+        let (provider, set) = {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            let v = cache.get(digest)?;
+            if v.until.is_some_and(|u| u < now_unix()) {
+                return None;
+            }
+            (v.provider, v.set.clone())
+        };
+        let current = self.providers.get(provider)?.jwks.keys().await.ok()?;
+        if !std::ptr::eq(Arc::as_ptr(&current), set.as_ptr()) {
+            return None;
+        }
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(digest).map(|v| v.claims.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &Map<String, Value>, provider: usize, set: &Arc<KeySet>) {
+        let until = claims.get("exp").and_then(Value::as_u64).map(|e| e.saturating_add(LEEWAY_SECS));
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_VERIFIED {
+            cache.clear();
+        }
+        cache.insert(digest, Verified { claims: claims.clone(), set: Arc::downgrade(set), provider, until });
+    }
+
+    /// Verifies `token`; the claims on success. A token verified before is answered from
+    /// memory until it expires (`exp` and `nbf` were checked then; `exp` is checked again).
     pub async fn validate(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid("the token is too long".into()));
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.remembered(&digest).await {
+            return Ok(claims);
+        }
+        let result = self.verify_fresh(token).await;
+        if let Ok((claims, provider, set)) = &result {
+            self.remember(digest, claims, *provider, set);
+        }
+        result.map(|(claims, _, _)| claims)
+    }
+
+    async fn verify_fresh(&self, token: &str) -> Result<(Map<String, Value>, usize, Arc<KeySet>), TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::InvalidHeader(e.to_string()))?;
         let kid = header.kid.clone().ok_or(TokenError::MissingKeyId)?;
         let iss = unverified_issuer(token);
-        let mut sets: Vec<Option<Arc<KeySet>>> = Vec::with_capacity(self.providers.len());
+        // The token's issuer's keys first: a dead identity provider of another issuer must
+        // not hold up tokens of a healthy one. The others only when needed (the error).
+        let mut sets: Vec<Option<Arc<KeySet>>> = vec![None; self.providers.len()];
         let mut unavailable = None;
-        for p in &self.providers {
+        for (i, p) in self.providers.iter().enumerate().filter(|(_, p)| Some(p.issuer.as_str()) == iss.as_deref()) {
             match p.jwks.keys().await {
-                Ok(k) => sets.push(Some(k)),
+                Ok(k) => sets[i] = Some(k),
                 Err(e) => {
                     unavailable.get_or_insert(e);
-                    sets.push(None);
+                }
+            }
+        }
+        if let Some(result) = self.try_providers(token, &header, &kid, iss.as_deref(), &sets) {
+            return result;
+        }
+        for (i, p) in self.providers.iter().enumerate().filter(|(_, p)| Some(p.issuer.as_str()) != iss.as_deref()) {
+            match p.jwks.keys().await {
+                Ok(k) => sets[i] = Some(k),
+                Err(e) => {
+                    unavailable.get_or_insert(e);
                 }
             }
         }
@@ -183,7 +262,7 @@ impl Validator {
     }
 
     /// Verifies with the providers holding `kid`, those of the token's issuer first; `None`
-    /// when none holds it.
+    /// when none holds it. On success also which provider and key set verified it.
     fn try_providers(
         &self,
         token: &str,
@@ -191,12 +270,17 @@ impl Validator {
         kid: &str,
         iss: Option<&str>,
         sets: &[Option<Arc<KeySet>>],
-    ) -> Option<Result<Map<String, Value>, TokenError>> {
-        let holding = || self.providers.iter().zip(sets).filter_map(|(p, s)| Some((p, s.as_ref()?.get(kid)?)));
+    ) -> Option<Result<(Map<String, Value>, usize, Arc<KeySet>), TokenError>> {
+        let holding = || {
+            self.providers.iter().enumerate().zip(sets).filter_map(|((i, p), s)| {
+                let set = s.as_ref()?;
+                Some((i, p, set, set.get(kid)?))
+            })
+        };
         let mut first_error = None;
-        for (p, key) in holding().filter(|(p, _)| Some(p.issuer.as_str()) == iss) {
+        for (i, p, set, key) in holding().filter(|(_, p, _, _)| Some(p.issuer.as_str()) == iss) {
             match verify(token, header, p, key) {
-                Ok(claims) => return Some(Ok(claims)),
+                Ok(claims) => return Some(Ok((claims, i, set.clone()))),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -205,8 +289,8 @@ impl Validator {
         if let Some(e) = first_error {
             return Some(Err(e));
         }
-        let (p, key) = holding().next()?;
-        Some(verify(token, header, p, key))
+        let (i, p, set, key) = holding().next()?;
+        Some(verify(token, header, p, key).map(|claims| (claims, i, set.clone())))
     }
 }
 
@@ -217,4 +301,46 @@ fn verify(token: &str, header: &jsonwebtoken::Header, p: &Provider, key: &super:
     decode::<Map<String, Value>>(token, &key.key, &p.validation(header.alg))
         .map(|d| d.claims)
         .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::jwks::JwksConfig;
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgf4vedp2fv6K3oA8P
+FwdUxlB1+8w4WHC6nsIrs8TPhuqhRANCAAQdrql7lX09zR8zabqAnELMvNZX9hYg
+K20L426VXXBFWGa6alAdHGOcid+F1EMQ5Tsom1iBHINxlApFh4fKw9um
+-----END PRIVATE KEY-----";
+    const JWKS: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "Ha6pe5V9Pc0fM2m6gJxCzLzWV_YWICttC-NulV1wRVg", "y": "ZrpqUB0cY5yJ34XUQxDlOyibWIEcg3GUCkWHh8rD26Y", "kid": "t"}]}"#;
+
+    fn token(exp: u64) -> String {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("t".into());
+        let claims = serde_json::json!({"iss": "i", "sub": "s", "exp": exp});
+        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(PEM.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn validator() -> Validator {
+        let p = Provider::compile(ProviderConfig { issuer: "i".into(), audiences: None, jwks: JwksConfig::Inline(JWKS.into()), jwt_validation_options: None }).unwrap();
+        Validator::new(vec![p])
+    }
+
+    #[tokio::test]
+    async fn remembered_tokens_still_expire() {
+        let v = validator();
+        // Expired 59 s ago: inside the 60 s leeway, so accepted, and remembered until it passes.
+        let t = token(now_unix() - 59);
+        assert_eq!(v.validate(&t).await.unwrap()["sub"], "s");
+        assert_eq!(v.verified.lock().unwrap().len(), 1);
+        assert!(v.validate(&t).await.is_ok(), "answered from memory");
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert!(matches!(v.validate(&t).await, Err(TokenError::Invalid(e)) if e.contains("Expired")));
+        // A tampered token is not the remembered one.
+        let good = token(now_unix() + 300);
+        v.validate(&good).await.unwrap();
+        let tampered = format!("{}x", &good[..good.len() - 1]);
+        assert!(v.validate(&tampered).await.is_err());
+    }
 }

@@ -166,7 +166,7 @@ fn enc(s: &str) -> String {
 /// Whether `uri` is a path on this site (not `//host`, no backslashes, bounded).
 fn safe_local(uri: &str) -> bool {
     let decoded = String::from_utf8_lossy(&tollgate_core::router::query_decode_bytes(uri)).into_owned();
-    uri.starts_with('/') && !uri.starts_with("//") && !uri.contains('\\') && !decoded.contains('\\') && !decoded.starts_with("//") && uri.len() <= 2048
+    uri.starts_with('/') && !uri.starts_with("//") && !uri.contains('\\') && !decoded.contains('\\') && !decoded.starts_with("//") && uri.len() <= 512
 }
 
 impl Oidc {
@@ -412,6 +412,7 @@ impl Filter for Oidc {
         }
         let preflight = req.method == Method::OPTIONS && req.headers.contains_key(http::header::ORIGIN) && req.headers.get("access-control-request-method").is_some_and(|v| !v.is_empty());
         if preflight {
+            cookies::strip(session.req_header_mut())?;
             return Ok(FilterAction::Continue);
         }
         if let Some(claims) = self.session(req, &resolved).await {

@@ -79,7 +79,7 @@ pub async fn call(client: &Arc<HttpClient>, url: &str, method: Method, headers: 
 /// Builds the ID-token check for `issuer` and `client_id` with `jwks`.
 pub fn id_token_validator(issuer: &str, client_id: &str, jwks: JwksConfig) -> Result<Validator, String> {
     let provider = Provider::compile(ProviderConfig { issuer: issuer.to_string(), audiences: Some(vec![client_id.to_string()]), jwks, jwt_validation_options: None })?;
-    Ok(Validator { providers: vec![provider] })
+    Ok(Validator::new(vec![provider]))
 }
 
 /// Reads the discovery document (at `url`, or given as text) and builds the endpoints.

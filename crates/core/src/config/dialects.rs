@@ -451,7 +451,12 @@ fn resolve_named_backends(config: &mut LocalConfig) -> Result<IndexMap<String, L
         let BackendKind::Named(name) = &b.kind else { return Ok(()) };
         let target = named.get(name).ok_or_else(|| format!("{at}: no top-level backend is named `{name}`"))?;
         let mut policies = target.policies.clone();
-        for own in std::mem::take(&mut b.policies.0) {
+        for mut own in std::mem::take(&mut b.policies.0) {
+            // The reference's own policy replaces the named backend's, or merges with it
+            // where the policy's levels combine (`authorization`).
+            if let Some(merged) = policies.get(own.spec.name).and_then(|general| own.filter.merge_over(&*general.filter)) {
+                own.filter = merged;
+            }
             policies.0.retain(|p| p.spec.name != own.spec.name);
             policies.0.push(own);
         }

@@ -138,10 +138,17 @@ fn single(i: usize, p: &LocalPolicy) -> Result<PolicyEntry, String> {
     }
 }
 
-/// Adds `entry` unless a policy of its kind is already there (inline and earlier win).
+/// Adds `entry` unless a policy of its kind is already there (inline and earlier win), except
+/// for policies whose levels combine (`authorization` rules): those merge, so a gateway-wide
+/// deny still applies where a route has rules of its own.
 fn add_if_absent(policies: &mut Policies, entry: &PolicyEntry) {
-    if policies.get(entry.spec.name).is_none() {
-        policies.0.push(entry.clone());
+    match policies.0.iter_mut().find(|p| p.spec.name == entry.spec.name) {
+        None => policies.0.push(entry.clone()),
+        Some(existing) => {
+            if let Some(merged) = existing.filter.merge_over(&*entry.filter) {
+                existing.filter = merged;
+            }
+        }
     }
 }
 
