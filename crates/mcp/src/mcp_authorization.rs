@@ -122,10 +122,27 @@ impl Filter for McpAuthorization {
     }
 }
 
+/// `request.*` as `authorization` sees it (repeated headers joined with `,`).
 fn request_json(req: &pingora::http::RequestHeader) -> Json {
     let mut headers = Map::new();
     for (name, value) in req.headers.iter() {
-        headers.insert(name.as_str().to_string(), Json::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        let v = String::from_utf8_lossy(value.as_bytes());
+        match headers.get_mut(name.as_str()) {
+            Some(Json::String(prev)) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(name.as_str().to_string(), Json::String(v.into_owned()));
+            }
+        }
     }
-    json!({"method": req.method.as_str(), "path": req.uri.path(), "headers": headers})
+    json!({
+        "method": req.method.as_str(),
+        "uri": req.uri.to_string(),
+        "path": req.uri.path(),
+        "pathAndQuery": req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "host": tollgate_core::filters::request_host(req),
+        "headers": headers,
+    })
 }
