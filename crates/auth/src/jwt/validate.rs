@@ -206,6 +206,18 @@ impl Validator {
         result.map(|(claims, _, _)| claims)
     }
 
+    /// Loads the key sets of the providers `which` selects; the first failure is kept.
+    async fn load_sets(&self, sets: &mut [Option<Arc<KeySet>>], unavailable: &mut Option<String>, which: impl Fn(&Provider) -> bool) {
+        for (i, p) in self.providers.iter().enumerate().filter(|(_, p)| which(p)) {
+            match p.jwks.keys().await {
+                Ok(k) => sets[i] = Some(k),
+                Err(e) => {
+                    unavailable.get_or_insert(e);
+                }
+            }
+        }
+    }
+
     async fn verify_fresh(&self, token: &str) -> Result<(Map<String, Value>, usize, Arc<KeySet>), TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::InvalidHeader(e.to_string()))?;
         let kid = header.kid.clone().ok_or(TokenError::MissingKeyId)?;
@@ -214,25 +226,11 @@ impl Validator {
         // not hold up tokens of a healthy one. The others only when needed (the error).
         let mut sets: Vec<Option<Arc<KeySet>>> = vec![None; self.providers.len()];
         let mut unavailable = None;
-        for (i, p) in self.providers.iter().enumerate().filter(|(_, p)| Some(p.issuer.as_str()) == iss.as_deref()) {
-            match p.jwks.keys().await {
-                Ok(k) => sets[i] = Some(k),
-                Err(e) => {
-                    unavailable.get_or_insert(e);
-                }
-            }
-        }
+        self.load_sets(&mut sets, &mut unavailable, |p| Some(p.issuer.as_str()) == iss.as_deref()).await;
         if let Some(result) = self.try_providers(token, &header, &kid, iss.as_deref(), &sets) {
             return result;
         }
-        for (i, p) in self.providers.iter().enumerate().filter(|(_, p)| Some(p.issuer.as_str()) != iss.as_deref()) {
-            match p.jwks.keys().await {
-                Ok(k) => sets[i] = Some(k),
-                Err(e) => {
-                    unavailable.get_or_insert(e);
-                }
-            }
-        }
+        self.load_sets(&mut sets, &mut unavailable, |p| Some(p.issuer.as_str()) != iss.as_deref()).await;
         if let Some(result) = self.try_providers(token, &header, &kid, iss.as_deref(), &sets) {
             return result;
         }
