@@ -219,3 +219,30 @@ binds:
     assert requests.get(f"{base}/x", timeout=5).status_code == 200
     assert requests.post(f"{base}/x", timeout=5).status_code == 403, "the route's own allow rule"
     assert requests.get(f"{base}/x", headers={"User-Agent": "bot"}, timeout=5).status_code == 403, "the gateway-wide deny"
+
+
+def test_rules_over_the_client_certificate_of_an_mtls_listener(tollgate, workdir):
+    """`authorization` on an mTLS listener: `source.subjectCn` / `source.subjectAltNames` of the
+    verified client certificate decide."""
+    import httpx
+    from test_tls_listeners import _ctx
+    from tls_helpers import Ca
+    pki, clients = Ca(workdir / "pki"), Ca(workdir / "clients", "client CA")
+    crt, key = pki.issue("server", "localhost", dns=["localhost"])
+    alice = clients.issue("alice", "alice", uris=["spiffe://td/ns/a/sa/alice"], client=True)
+    bob = clients.issue("bob", "bob", client=True)
+    port = free_port()
+    tollgate.start(f"""binds:
+- port: {port}
+  listeners:
+  - protocol: HTTPS
+    tls: {{cert: {crt}, key: {key}, root: {clients.pem}}}
+    policies:
+      authorization:
+        rules: ['source.subjectCn == "alice"', '"spiffe://td/ns/a/sa/admin" in source.subjectAltNames']
+    routes:
+    - policies: {{directResponse: {{status: 200, body: welcome}}}}
+""", ports=[port])
+    assert httpx.get(f"https://localhost:{port}/", verify=_ctx(pki.pem, alice), timeout=5).status_code == 200
+    r = httpx.get(f"https://localhost:{port}/", verify=_ctx(pki.pem, bob), timeout=5)
+    assert r.status_code == 403 and r.json()["error"]["message"] == "authorization failed", r.text
