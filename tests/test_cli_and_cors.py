@@ -28,9 +28,9 @@ def test_misspelt_key_fails_with_line_and_path(workdir):
 
 def test_unsupported_agentgateway_field_is_an_error(workdir):
     cfg = workdir / "c.yaml"
-    cfg.write_text("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        jwtAuth: {issuer: x}\n")
+    cfg.write_text("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        extProc: {host: 'x:1'}\n")
     r = run("--validate-only", "-f", str(cfg))
-    assert r.returncode != 0 and "jwtAuth" in r.stderr and "not support" in r.stderr
+    assert r.returncode != 0 and "extProc" in r.stderr and "not support" in r.stderr
 
 
 def test_help_and_version():
