@@ -166,3 +166,20 @@ def test_http_refusal_with_an_oversized_body_stays_a_refusal_under_fail_open(tol
     assert r.status_code == 403 and r.json()["error"]["message"] == "external authorization failed", r.text
     r = requests.get(f"{base}/x", headers={"Authorization": "Bearer good", "x-check-path": "/check"}, timeout=10)
     assert r.status_code == 200
+
+
+def test_grpc_metadata_and_http_body_come_from_cel(tollgate, echo_upstreams, authz, http_authz):
+    up = echo_upstreams[0]
+    grpc = f"""        extAuthz:
+          host: "127.0.0.1:{authz.port}"
+          protocol: {{grpc: {{metadata: {{tenant: '{{"id": request.headers["x-tenant"]}}', plain: 'request.method'}}}}}}"""
+    http = f"""        extAuthz:
+          host: "127.0.0.1:{http_authz.port}"
+          protocol: {{http: {{body: '"user=" + request.headers["x-user"]'}}}}"""
+    base = serve_listeners(tollgate, "  - routes:\n" + route("/g", up, grpc) + route("/h", up, http))
+    r = requests.get(f"{base}/g", headers={"x-authz": "allow", "x-tenant": "t1"}, timeout=5)
+    assert r.status_code == 200, r.text
+    meta = authz.requests[-1]["attributes"]["metadata_context"]["filter_metadata"]
+    assert meta["tenant"] == {"id": "t1"} and meta["plain"] == {"value": "GET"}, meta
+    r = requests.get(f"{base}/h", headers={"Authorization": "Bearer good", "x-user": "bob"}, timeout=5)
+    assert r.status_code == 200 and http_authz.requests[-1]["body"] == "user=bob", http_authz.requests[-1]

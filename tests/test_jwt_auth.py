@@ -229,3 +229,44 @@ def test_alg_confusion_and_oversized_tokens_are_refused(tollgate, echo_upstreams
     r = requests.get(f"{base}/x", headers={"Authorization": "Bearer " + "a" * 17000}, timeout=5)
     assert r.status_code == 401
     assert requests.get(f"{base}/x", headers={"Authorization": f"Bearer {key.token()}"}, timeout=5).status_code == 200
+
+
+def test_token_and_credential_locations(tollgate, echo_upstreams, workdir):
+    """jwtAuth reading a cookie, basicAuth reading a custom header, jwtSign writing to a header:
+    each location is read (and the credential removed) or written where configured."""
+    import base64
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    key = SigningKey("k1")
+    signer = SigningKey("s1")
+    pem = signer.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (workdir / "s.pem").write_bytes(pem)
+    (workdir / "users").write_text("ann:{SHA}" + base64.b64encode(__import__("hashlib").sha1(b"pw").digest()).decode() + "\n")
+    up = echo_upstreams[0]
+    listeners = f"""  - routes:
+    - matches: [{{path: {{pathPrefix: /cookie}}}}]
+      policies:
+        jwtAuth: {{mode: strict, location: {{cookie: {{name: session}}}}, issuer: 'https://idp.test', jwks: {json.dumps(jwks(key))}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /basic}}}}]
+      policies:
+        basicAuth: {{mode: strict, htpasswd: {{file: '{workdir}/users'}}, authorizationLocation: {{header: {{name: x-tenant, prefix: "Basic "}}}}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+    - matches: [{{path: {{pathPrefix: /sign}}}}]
+      policies:
+        backendAuth: {{jwtSign: {{signingKey: {{file: '{workdir}/s.pem'}}, alg: RS256, claims: {{sub: gw}}, location: {{header: {{name: x-added, prefix: "JWT "}}}}}}}}
+      backends: [{{host: "127.0.0.1:{up}"}}]
+"""
+    base = serve_listeners(tollgate, listeners)
+    token = key.token()
+    r = requests.get(f"{base}/cookie", cookies={"session": token, "other": "1"}, timeout=5)
+    assert r.status_code == 200 and r.json()["cookie"] == "other=1", r.json()
+    assert requests.get(f"{base}/cookie", headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code == 401
+    cred = base64.b64encode(b"ann:pw").decode()
+    r = requests.get(f"{base}/basic", headers={"x-tenant": f"Basic {cred}"}, timeout=5)
+    assert r.status_code == 200 and r.json()["tenant"] == "", r.json()
+    assert requests.get(f"{base}/basic", auth=("ann", "pw"), timeout=5).status_code == 401
+    added = requests.get(f"{base}/sign", timeout=5).json()["added"]
+    assert added.startswith("JWT ")
+    claims = pyjwt.decode(added[4:], signer.private.public_key(), algorithms=["RS256"])
+    assert claims["sub"] == "gw" and claims["exp"] - claims["iat"] == 300

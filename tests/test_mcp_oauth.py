@@ -184,3 +184,40 @@ def test_sdk_oauth_client_discovers_authorizes_and_calls_tools(tollgate, idp, wo
         assert r.status_code == 401, "a tampered token is refused"
     finally:
         server.stop()
+
+
+def test_optional_mode_inline_keys_and_validation_options(tollgate, workdir):
+    """mode optional: no token passes, a bad one is refused; inline `jwks`; `requiredClaims: []`
+    accepts a token without `exp`; `resourceMetadata.resource` sets the advertised base URL."""
+    import json
+    from jwt_helpers import SigningKey, jwks
+    key = SigningKey("k1")
+    server_port, _, server = start_py_mcp(workdir, "streamable-http", "py-opt")
+    try:
+        port = free_port()
+        tollgate.start(f"""binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies:
+        mcpAuthentication:
+          issuer: https://idp.test
+          audiences: []
+          mode: optional
+          jwks: {json.dumps(jwks(key))}
+          jwtValidationOptions: {{requiredClaims: []}}
+          resourceMetadata: {{resource: "https://mcp.example.com/mcp"}}
+      backends: [{{mcp: {{targets: [{{name: py, mcp: {{host: "http://127.0.0.1:{server_port}/mcp"}}}}]}}}}]
+""", ports=[port])
+        url = f"http://127.0.0.1:{port}/mcp"
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        accept = {"Accept": "application/json, text/event-stream"}
+        assert requests.post(url, json=init, headers=accept, timeout=5).status_code == 200, "no token: optional lets it pass"
+        r = requests.post(url, json=init, headers={**accept, "Authorization": "Bearer nope"}, timeout=5)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == 'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"'
+        no_exp = key.token(iss="https://idp.test", ttl=None)
+        assert requests.post(url, json=init, headers={**accept, "Authorization": f"Bearer {no_exp}"}, timeout=5).status_code == 200
+    finally:
+        server.stop()

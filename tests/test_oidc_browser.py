@@ -140,3 +140,43 @@ def test_missing_cookie_key_is_a_load_error(workdir):
     from conftest import load_error
     text = config(1, "http://127.0.0.1:9", "http://127.0.0.1:1/cb", 9)
     assert "OIDC_COOKIE_SECRET is required" in load_error(workdir, text)
+
+
+def test_explicit_endpoints_and_client_secret_post(tollgate, web_idp, echo_upstreams):
+    """Explicit mode (no discovery): `authorizationEndpoint`, `tokenEndpoint`, `jwks` and
+    `tokenEndpointAuth: clientSecretPost`, logged in by a scripted browser (requests)."""
+    tg_port, issuer, redirect = web_idp
+    base = f"http://127.0.0.1:{tg_port}"
+    tollgate.start(f"""binds:
+- port: {tg_port}
+  listeners:
+  - routes:
+    - policies:
+        oidc:
+          issuer: {issuer}
+          authorizationEndpoint: {issuer}/auth
+          tokenEndpoint: {issuer}/token
+          jwks: {{url: "{issuer}/jwks"}}
+          tokenEndpointAuth: clientSecretPost
+          clientId: tollgate-post
+          clientSecret: post-secret
+          redirectURI: {redirect}
+      backends: [{{host: "127.0.0.1:{echo_upstreams[0]}"}}]
+""", ports=[tg_port], extra_env={"OIDC_COOKIE_SECRET": SECRET})
+    s = requests.Session()
+    url, form = f"{base}/page", None
+    for _ in range(15):
+        r = s.post(url, data=form, allow_redirects=False, timeout=10) if form is not None else s.get(url, allow_redirects=False, timeout=10)
+        form = None
+        if r.status_code in (302, 303):
+            url = requests.compat.urljoin(url, r.headers["location"])
+            continue
+        if r.status_code == 200 and r.url.startswith(issuer):
+            action = re.search(r'<form[^>]*action="([^"]+)"', r.text).group(1)
+            prompt = re.search(r'name="prompt" value="([^"]+)"', r.text).group(1)
+            form = {"prompt": prompt, "login": "bob", "password": "x"} if prompt == "login" else {"prompt": prompt}
+            url = requests.compat.urljoin(url, action)
+            continue
+        break
+    assert r.status_code == 200 and r.json()["uri"] == "/page", (r.status_code, r.text[:300])
+    assert any(c.name.startswith("agw_oidc_s_") for c in s.cookies)

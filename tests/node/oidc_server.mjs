@@ -5,7 +5,8 @@
 //
 //   node oidc_server.mjs <port> [<web client redirect URI>]
 // With a redirect URI, a confidential client `tollgate-web` (secret `web-secret`,
-// client_secret_basic) is registered for the gateway's browser login.
+// client_secret_basic) and `tollgate-post` (secret `post-secret`, client_secret_post) are
+// registered for the gateway's browser login.
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2]);
@@ -18,6 +19,13 @@ const clients = webRedirect ? [{
   grant_types: ['authorization_code'],
   response_types: ['code'],
   token_endpoint_auth_method: 'client_secret_basic',
+}, {
+  client_id: 'tollgate-post',
+  client_secret: 'post-secret',
+  redirect_uris: [webRedirect],
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_post',
 }] : [];
 
 const provider = new Provider(issuer, {
