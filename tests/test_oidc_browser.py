@@ -91,6 +91,7 @@ def test_browser_logs_in_uses_the_session_and_logs_out(tollgate, web_idp, echo_u
             nav = context.request.get(f"{base}/app/page", max_redirects=0)
             assert nav.status == 302 and nav.headers["location"].startswith(f"{issuer}/auth?response_type=code"), nav.headers
             assert "code_challenge_method=S256" in nav.headers["location"]
+            assert "scope=openid%20email" in nav.headers["location"], "`scopes` are asked for after openid"
         finally:
             browser.close()
 
