@@ -94,6 +94,7 @@ mod proxy_h1;
 mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
+mod repoll;
 pub mod subrequest;
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
