@@ -32,7 +32,7 @@ const BODY_BUFFER_SIZE: usize = 1024 * 64;
 // What an upstream body buffer starts at (tollgate): it doubles after every read that fills it, up to
 // BODY_BUFFER_SIZE, so a large body reaches full-size reads within a few of them while an event
 // stream of small chunks (an LLM answer, held open for minutes) keeps a small buffer.
-const BODY_BUFFER_INITIAL_SIZE: usize = 1024 * 4;
+const BODY_BUFFER_INITIAL_SIZE: usize = 1024;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2

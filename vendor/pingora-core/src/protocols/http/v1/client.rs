@@ -306,7 +306,10 @@ impl HttpSession {
                             return self.fail_response_header_read(e);
                         }
 
-                        let buf = std::mem::take(&mut self.response_header_read_buf).freeze();
+                        // tollgate: keep only what was read, not the whole read buffer.
+                        let buf =
+                            compact_head_buf(std::mem::take(&mut self.response_header_read_buf))
+                                .freeze();
 
                         for header in header_refs {
                             let header_name = header.get_name_bytes(&buf);

@@ -368,6 +368,9 @@ impl HttpSession {
                             _ => Version::HTTP_09,
                         });
 
+                        // tollgate: keep only what was read, not the whole read buffer.
+                        buf = compact_head_buf(buf);
+
                         // Detach bytes beyond the header in O(1). Keeping them as owned BytesMut
                         // allows body parsing and subsequent pipelined sessions to continue
                         // splitting the same allocation instead of copying the shrinking suffix.
