@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::time::Instant;
 
 use super::prefixed::Prefixed;
@@ -64,7 +65,11 @@ pub async fn read_head(conn: &mut Prefixed, deadlines: HeadDeadlines, max_header
             until = until.min(cap);
         }
         let had_bytes = !conn.prefix.is_empty();
-        match tokio::time::timeout_at(until, conn.fill(MAX_HEAD_BYTES - conn.prefix.len())).await {
+        // Pingora's shared 10 ms timer wheel, not a tokio timer: registering a tokio timer per
+        // request woke the runtime's driver through its eventfd each time (one `write` system
+        // call and one extra `epoll_wait` per request on a kept-alive connection, issue 14).
+        let wait = until.saturating_duration_since(Instant::now());
+        match fast_timeout(wait, conn.fill(MAX_HEAD_BYTES - conn.prefix.len())).await {
             Err(_) => return if had_bytes { Head::TimedOut } else { Head::Idle },
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
             Ok(Ok(_)) => {
