@@ -11,8 +11,9 @@
 // `Repoll` gives the joined halves a waker of its own. A wake that happens while `Repoll` is
 // polling them (a half woke its partner) only marks the join for another round, which runs at
 // once; a wake from elsewhere (the socket, a timer, another thread) is passed on to the task's
-// waker as before. The rounds are bounded so that tokio's cooperative budget (an exhausted
-// budget makes a poll return `Pending` after waking itself) cannot make it spin.
+// waker as before. The rounds are bounded so that a future that wakes itself directly cannot
+// make it spin (tokio's cooperative budget defers its own wake until the task's poll ends, so
+// an exhausted budget just ends the rounds with `Pending`).
 
 use std::future::Future;
 use std::pin::Pin;

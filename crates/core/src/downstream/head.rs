@@ -65,16 +65,37 @@ pub async fn read_head(conn: &mut Prefixed, deadlines: HeadDeadlines, max_header
             until = until.min(cap);
         }
         let had_bytes = !conn.prefix.is_empty();
-        // Pingora's shared 10 ms timer wheel, not a tokio timer: registering a tokio timer per
-        // request woke the runtime's driver through its eventfd each time (one `write` system
-        // call and one extra `epoll_wait` per request on a kept-alive connection, issue 14).
-        let wait = until.saturating_duration_since(Instant::now());
-        match fast_timeout(wait, conn.fill(MAX_HEAD_BYTES - conn.prefix.len())).await {
+        match wait_for_bytes(conn, until).await {
             Err(_) => return if had_bytes { Head::TimedOut } else { Head::Idle },
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
             Ok(Ok(_)) => {
                 complete_by.get_or_insert_with(|| Instant::now() + deadlines.header_timeout);
             }
+        }
+    }
+}
+
+/// The longest single wait on Pingora's timer wheel. Its entries stay until their deadline even
+/// when the wait ends first, so a long idle timeout (600 s by default) is waited for in slices:
+/// the entries alive at once stay bounded by this slice's ticks, not by the idle timeout's.
+const TIMER_SLICE: Duration = Duration::from_secs(30);
+
+/// Reads more of a head, giving up at `until` (`Err(())`).
+///
+/// Waits on Pingora's shared 10 ms timer wheel, not a tokio timer: registering a tokio timer per
+/// kept-alive request woke the runtime's driver through its eventfd each time (one `write`
+/// system call and one extra `epoll_wait` per request, issue 14). A read that a slice's end
+/// interrupts loses nothing (`read_buf` is cancel-safe).
+async fn wait_for_bytes(conn: &mut Prefixed, until: Instant) -> Result<std::io::Result<usize>, ()> {
+    loop {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(());
+        }
+        match fast_timeout(wait.min(TIMER_SLICE), conn.fill(MAX_HEAD_BYTES - conn.prefix.len())).await {
+            Ok(read) => return Ok(read),
+            Err(_) if wait > TIMER_SLICE => continue,
+            Err(_) => return Err(()),
         }
     }
 }
