@@ -33,6 +33,22 @@ def test_unsupported_agentgateway_field_is_an_error(workdir):
     assert r.returncode != 0 and "extProc" in r.stderr and "not support" in r.stderr
 
 
+def test_go_durations_load_and_bad_ones_are_clear_errors(workdir):
+    """Durations use Go's grammar, micro sign included; a malformed or overflowing one is
+    an error naming the field, never a crash (a multibyte unit once panicked the loader)."""
+    cfg = workdir / "d.yaml"
+    for value, ok in [("1µs", True), ("1μs", True), ("1h30m0.5s", True), ("1µ", False),
+                      ("1é", False), ("2562048h", False), ("5124095576030431h5124095576030431h", False)]:
+        cfg.write_text(f"config:\n  connectionTerminationDeadline: {value}\n")
+        r = run("--validate-only", "-f", str(cfg))
+        if ok:
+            assert r.returncode == 0, (value, r.stderr)
+        else:
+            assert r.returncode == 1, (value, r.returncode, r.stderr)
+            assert "connectionTerminationDeadline" in r.stderr and "invalid duration" in r.stderr, r.stderr
+            assert "panic" not in r.stderr, r.stderr
+
+
 def test_help_and_version():
     h = run("--help").stdout
     for flag in ("--file", "--validate-only", "--upgrade", "--daemon", "--version"):

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod dialects;
 pub mod frontend;
+mod go_duration;
 pub mod llm;
 mod llm_backend;
 pub mod mcp;
