@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use pingora_core::protocols::http::HttpTask;
 use pingora_error::Result;
-use tokio::sync::mpsc;
 
 /// Whether the batch so far ends without any body bytes (more may come).
 fn awaiting_body(tasks: &[HttpTask]) -> bool {
@@ -20,7 +19,7 @@ fn awaiting_body(tasks: &[HttpTask]) -> bool {
 /// returned as the error, with nothing written downstream, so the request can be retried.
 pub(crate) async fn hold_response_header(
     tasks: &mut Vec<HttpTask>,
-    rx: &mut mpsc::Receiver<HttpTask>,
+    rx: &mut crate::task_pipe::Receiver<HttpTask>,
     limit: Duration,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + limit;

@@ -95,6 +95,7 @@ mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
 mod repoll;
+mod task_pipe;
 pub mod subrequest;
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
