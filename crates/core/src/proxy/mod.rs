@@ -161,13 +161,15 @@ fn retry_elsewhere(session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> bo
 
 #[async_trait]
 impl ProxyHttp for TollgateProxy {
-    type CTX = RequestCtx;
+    /// Boxed: Pingora's request futures hold the context by value at several levels (an
+    /// async fn keeps its argument and a moved copy), ~1.8 KiB each, for a stream's whole life.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::default()
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         if let Err(why) = sanitize_request(session.req_header_mut()) {
             return Err(ctx.reject(400, why));
         }
@@ -180,7 +182,7 @@ impl ProxyHttp for TollgateProxy {
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.needs = self.telemetry.needs();
         let req = session.req_header();
         ctx.captured.method = req.method.clone();
@@ -236,14 +238,14 @@ impl ProxyHttp for TollgateProxy {
         }
     }
 
-    fn on_connection_reuse(&self, _session: &mut Session, ctx: &mut RequestCtx, from_connection: Box<dyn std::any::Any + Send + Sync>) {
+    fn on_connection_reuse(&self, _session: &mut Session, ctx: &mut Self::CTX, from_connection: Box<dyn std::any::Any + Send + Sync>) {
         // The gateway's accept path hands every HTTP/1 request its connection's deadline slot.
         if let Ok(slot) = from_connection.downcast::<Arc<DeadlineSlot>>() {
             ctx.conn_deadline = Some(*slot);
         }
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
         if ctx.deadline_passed() {
             return Err(ctx.reject(504, "the request timed out"));
         }
@@ -263,7 +265,7 @@ impl ProxyHttp for TollgateProxy {
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_upstream_request(req, ctx)?;
@@ -280,7 +282,7 @@ impl ProxyHttp for TollgateProxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if ctx.needs.request_body {
             if let Some(b) = body.as_ref() {
@@ -297,7 +299,7 @@ impl ProxyHttp for TollgateProxy {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Self::CTX) -> Result<()> {
         ctx.status = Some(resp.status.as_u16());
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_response(resp, ctx)?;
@@ -308,7 +310,7 @@ impl ProxyHttp for TollgateProxy {
         Ok(())
     }
 
-    fn response_header_hold(&self, header: &ResponseHeader, ctx: &RequestCtx) -> Option<Duration> {
+    fn response_header_hold(&self, header: &ResponseHeader, ctx: &Self::CTX) -> Option<Duration> {
         ctx.hold_response_header.filter(|_| header.status.is_success())
     }
 
@@ -317,7 +319,7 @@ impl ProxyHttp for TollgateProxy {
         session: &mut Session,
         body: &mut Option<Bytes>,
         end: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
         if ctx.hold_response_header.is_some() && session.response_written().is_some() {
             // The hold ran out and the header went out: the answer can no longer be retried.
@@ -340,14 +342,14 @@ impl ProxyHttp for TollgateProxy {
         Ok(None)
     }
 
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Self::CTX, mut e: Box<Error>) -> Box<Error> {
         if retry_elsewhere(session, ctx, &e) {
             e.set_retry(true);
         }
         e
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Self::CTX, client_reused: bool) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if retry_elsewhere(session, ctx, &e) {
             e.set_retry(true);
@@ -361,7 +363,7 @@ impl ProxyHttp for TollgateProxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         let (mut status, mut kind, mut message) = classify(e);
         if let Some(m) = ctx.failure_message.take() {
             message = m;
@@ -403,7 +405,7 @@ impl ProxyHttp for TollgateProxy {
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         for filter in chain_owned(ctx).filters.iter() {
             filter.on_log(ctx);
         }
