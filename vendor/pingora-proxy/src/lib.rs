@@ -523,7 +523,7 @@ where
 
     async fn finish(
         &self,
-        mut session: Session,
+        mut session: Box<Session>,
         ctx: &mut SV::CTX,
         reuse: bool,
         error: Option<Box<Error>>,
@@ -1150,7 +1150,7 @@ where
 {
     async fn process_request(
         self: &Arc<Self>,
-        mut session: Session,
+        mut session: Box<Session>,
         mut ctx: <SV as ProxyHttp>::CTX,
     ) -> Option<ReusedHttpStream>
     where
@@ -1369,7 +1369,7 @@ where
 
     async fn handle_error(
         &self,
-        mut session: Session,
+        mut session: Box<Session>,
         ctx: &mut <SV as ProxyHttp>::CTX,
         e: Box<Error>,
         context: &str,
@@ -1460,7 +1460,7 @@ where
         session.subrequest_ctx.replace(sub_req_ctx);
         trace!("processing subrequest");
         let ctx = self.inner.new_ctx();
-        self.process_request(session, ctx).await;
+        self.process_request(Box::new(session), ctx).await;
         trace!("subrequest done");
     }
 }
@@ -1563,25 +1563,37 @@ where
     /// future can live inside the caller's (a server loop serving a connection's requests)
     /// instead of being built on the stack and copied into a new box for every request, as
     /// the `async_trait` method's is (~13 KiB per request).
-    pub async fn serve_http_request(
-        self: &Arc<Self>,
+    ///
+    /// A plain `fn` that boxes the session before the async body starts: an `async fn`
+    /// keeps its by-value arguments in its state next to their moved copies, so a 712-byte
+    /// session argument would be held twice for the whole request (a stream's whole life).
+    pub fn serve_http_request<'a>(
+        self: &'a Arc<Self>,
         mut session: HttpSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
         // Extract user context from the previous request before the session is moved into the Box
         let prev_user_ctx = session.take_connection_user_context();
+        self.serve_boxed_request(Box::new(session), prev_user_ctx, shutdown)
+    }
 
-        let session = Box::new(session);
-
+    async fn serve_boxed_request(
+        self: &Arc<Self>,
+        session: Box<HttpSession>,
+        prev_user_ctx: Option<Box<dyn std::any::Any + Send + Sync>>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         // TODO: keepalive pool, use stack
+        // Boxed (tollgate): `process_request` and its callers hold the session across every
+        // await of a request; by value it is 368 bytes per level.
         let mut session = match self.handle_new_request(session).await {
-            Some(downstream_session) => Session::new(
+            Some(downstream_session) => Box::new(Session::new(
                 downstream_session,
                 &self.downstream_modules,
                 #[cfg(feature = "upstream_modules")]
                 &self.upstream_modules,
                 self.shutdown_flag.clone(),
-            ),
+            )),
             None => return None, // bad request
         };
 
