@@ -229,9 +229,13 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    // tollgate: the handshake's future is boxed and the stream is not captured,
+                    // so the connection's task (alive as long as the connection) does not keep
+                    // room for the unhandshaken stream and the handshake's state (~1.4 KiB).
+                    let peer_addr = io.peer_addr();
+                    let handshake = Box::pin(timeout(Duration::from_secs(60), io.handshake()));
                     current_handle().spawn(async move {
-                        let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        match handshake.await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
