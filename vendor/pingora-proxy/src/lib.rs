@@ -415,76 +415,73 @@ where
             Err(e) => return (false, Some(e)),
         };
 
-        let client_session = self.client_upstream.get_http_session(&*peer).await;
-        match client_session {
-            Ok((client_session, client_reused)) => {
-                let (server_reused, error) = match client_session {
-                    ClientSession::H1(mut h1) => {
-                        let (server_reused, client_reuse, error) = self
-                            .proxy_to_h1_upstream(session, &mut h1, client_reused, &peer, ctx)
-                            .await;
-                        if client_reuse {
-                            let session = ClientSession::H1(h1);
-                            self.client_upstream
-                                .release_http_session(session, &*peer, peer.idle_timeout())
-                                .await;
-                        }
-                        (server_reused, error)
-                    }
-                    ClientSession::H2(mut h2) => {
-                        let (server_reused, mut error) = self
-                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
-                            .await;
-                        let session = ClientSession::H2(h2);
-                        self.client_upstream
-                            .release_http_session(session, &*peer, peer.idle_timeout())
-                            .await;
-
-                        if let Some(e) = error.as_mut() {
-                            // try to downgrade if A. origin says so or B. origin sends an invalid
-                            // response, which usually means origin h2 is not production ready
-                            if matches!(e.etype, H2Downgrade | InvalidH2) {
-                                if peer
-                                    .get_alpn()
-                                    .is_none_or(|alpn| alpn.get_min_http_version() == 1)
-                                {
-                                    // Add the peer to prefer h1 so that all following requests
-                                    // will use h1
-                                    self.client_upstream.prefer_h1(&*peer);
-                                } else {
-                                    // the peer doesn't allow downgrading to h1 (e.g. gRPC)
-                                    e.retry = false.into();
-                                }
-                            }
-                        }
-
-                        (server_reused, error)
-                    }
-                    ClientSession::Custom(mut c) => {
-                        let (server_reused, error) = self
-                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx)
-                            .await;
-                        let session = ClientSession::Custom(c);
-                        self.client_upstream
-                            .release_http_session(session, &*peer, peer.idle_timeout())
-                            .await;
-                        (server_reused, error)
-                    }
-                };
-                (
-                    server_reused,
-                    error.map(|e| {
-                        self.inner
-                            .error_while_proxy(&peer, session, e, ctx, client_reused)
-                    }),
-                )
+        // tollgate: the client session is kept in one place and its variants are borrowed.
+        // Matched by value (as upstream Pingora does), the `Result`, the session and the
+        // variant each kept their own room (~470 bytes each) in this future's state for the
+        // whole request, because every one of them is in scope across the awaits below.
+        let (mut client_session, client_reused) =
+            match self.client_upstream.get_http_session(&*peer).await {
+                Ok(pair) => pair,
+                Err(mut e) => {
+                    e.as_up();
+                    let new_err = self.inner.fail_to_connect(session, &peer, ctx, e);
+                    return (false, Some(new_err.into_up()));
+                }
+            };
+        let is_h2 = matches!(client_session, ClientSession::H2(_));
+        let (server_reused, client_reuse, mut error) = match &mut client_session {
+            ClientSession::H1(h1) => {
+                self.proxy_to_h1_upstream(session, h1, client_reused, &peer, ctx)
+                    .await
             }
-            Err(mut e) => {
-                e.as_up();
-                let new_err = self.inner.fail_to_connect(session, &peer, ctx, e);
-                (false, Some(new_err.into_up()))
+            ClientSession::H2(h2) => {
+                let (server_reused, error) = self
+                    .proxy_to_h2_upstream(session, h2, client_reused, &peer, ctx)
+                    .await;
+                (server_reused, true, error)
+            }
+            ClientSession::Custom(c) => {
+                let (server_reused, error) = self
+                    .proxy_to_custom_upstream(session, c, client_reused, &peer, ctx)
+                    .await;
+                (server_reused, true, error)
+            }
+        };
+        // An HTTP/1 connection goes back to the pool only when it can be reused; an HTTP/2
+        // or custom session always goes back (the pool decides about its streams).
+        if client_reuse {
+            self.client_upstream
+                .release_http_session(client_session, &*peer, peer.idle_timeout())
+                .await;
+        } else {
+            drop(client_session);
+        }
+
+        if let Some(e) = error.as_mut().filter(|_| is_h2) {
+            // try to downgrade if A. origin says so or B. origin sends an invalid
+            // response, which usually means origin h2 is not production ready
+            if matches!(e.etype, H2Downgrade | InvalidH2) {
+                if peer
+                    .get_alpn()
+                    .is_none_or(|alpn| alpn.get_min_http_version() == 1)
+                {
+                    // Add the peer to prefer h1 so that all following requests
+                    // will use h1
+                    self.client_upstream.prefer_h1(&*peer);
+                } else {
+                    // the peer doesn't allow downgrading to h1 (e.g. gRPC)
+                    e.retry = false.into();
+                }
             }
         }
+
+        (
+            server_reused,
+            error.map(|e| {
+                self.inner
+                    .error_while_proxy(&peer, session, e, ctx, client_reused)
+            }),
+        )
     }
 
     async fn upstream_filter(
