@@ -48,7 +48,7 @@ impl<'de> Deserialize<'de> for GoDuration {
 /// Parses a Go duration string; negative durations are rejected.
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     let nanos = super::go_duration::parse_nanos(text.trim())
-        .map_err(|_| format!("invalid duration `{text}` (expected Go style, e.g. `10s`, `1m30s`, `250ms`)"))?;
+        .map_err(|why| format!("invalid duration `{text}`: {why} (expected Go style, e.g. `10s`, `1m30s`, `250ms`)"))?;
     u64::try_from(nanos)
         .map(Duration::from_nanos)
         .map_err(|_| format!("duration `{text}` must not be negative"))
