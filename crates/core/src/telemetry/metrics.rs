@@ -13,7 +13,7 @@ use crate::ctx::RequestCtx;
 use crate::label::LabelText;
 use crate::llm::RouteType;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: LabelText,
     backend: LabelText,
@@ -22,7 +22,7 @@ struct RequestLabels {
     custom: CustomLabels,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct GenAiLabels {
     gen_ai_operation_name: &'static str,
     gen_ai_system: &'static str,
@@ -32,7 +32,7 @@ struct GenAiLabels {
     custom: CustomLabels,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     gen_ai_token_type: &'static str,
     gen_ai_operation_name: &'static str,
@@ -43,7 +43,7 @@ struct TokenLabels {
     custom: CustomLabels,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct McpLabels {
     method: String,
     server: String,
@@ -58,6 +58,25 @@ struct McpLabels {
 struct EvictionLabels {
     backend: String,
     reason: String,
+}
+
+/// `Hash` for a label set as one word (see [`crate::label::hash_as_word`]): the per-request
+/// series lookups are SipHash's, and each field written to it costs ~100 instructions.
+macro_rules! hash_as_one_word {
+    ($($set:ident { $($field:ident),* })*) => {$(
+        impl std::hash::Hash for $set {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                crate::label::hash_as_word(&($(&self.$field,)*), state)
+            }
+        }
+    )*};
+}
+
+hash_as_one_word! {
+    RequestLabels { route, backend, status, custom }
+    GenAiLabels { gen_ai_operation_name, gen_ai_system, gen_ai_request_model, gen_ai_response_model, custom }
+    TokenLabels { gen_ai_token_type, gen_ai_operation_name, gen_ai_system, gen_ai_request_model, gen_ai_response_model, custom }
+    McpLabels { method, server, resource_type, resource, error, custom }
 }
 
 /// The labels tollgate's own metrics carry (custom ones may not reuse them).

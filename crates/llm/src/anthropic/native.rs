@@ -21,7 +21,7 @@ pub struct NativeRequest {
 
 /// Replaces `model` when `model_override` is set; the error is a message for a 400.
 pub fn rewrite_messages_request(raw: &[u8], model_override: Option<&str>) -> Result<NativeRequest, String> {
-    let mut top: IndexMap<String, Box<RawValue>> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let mut top: IndexMap<String, Box<RawValue>, foldhash::quality::RandomState> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let field = |name: &str| top.get(name).and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok());
     let request_model = field("model").and_then(|m| m.as_str().map(str::to_string));
     let streaming = field("stream").and_then(|s| s.as_bool()).unwrap_or(false);
