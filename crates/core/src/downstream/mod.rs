@@ -80,7 +80,7 @@ impl ServerApp for Gate {
         let Some(permit) = self.admission.admit() else {
             // Outside the budget: answer plain HTTP clients without lingering; others just close.
             if transport == BindTransport::Plain && gateway.proxy_protocol.is_none() {
-                refuse(stream, 503, "the gateway is at its connection limit", false).await;
+                Box::pin(refuse(stream, 503, "the gateway is at its connection limit", false)).await;
             }
             return None;
         };
@@ -96,11 +96,14 @@ impl ServerApp for Gate {
         let shutdown = aged.as_ref().unwrap_or(shutdown);
         match transport {
             BindTransport::Plain => self.serve_http(stream, &permit, shutdown).await,
-            BindTransport::Tls => self.serve_tls(stream, &permit, shutdown, &gateway).await,
+            // Boxed, as the TCP branch and the refusal are: a connection's future is as large
+            // as its largest state and stays allocated while the connection is open, so TLS
+            // (9.5 KiB with its handshake) held inline would cost every plain connection.
+            BindTransport::Tls => Box::pin(self.serve_tls(stream, &permit, shutdown, &gateway)).await,
             BindTransport::Tcp => {
                 let bind = gateway.bind(self.port)?;
                 let route = bind.listeners.first().and_then(|l| l.tcp_route(None))?;
-                if let Err(why) = tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_connect).await {
+                if let Err(why) = Box::pin(tcp::proxy(stream, route, gateway.connect_timeout, gateway.upstream_connect)).await {
                     tracing::debug!(target: "tollgate", port = self.port, "{why}");
                 }
                 None
@@ -275,20 +278,25 @@ impl Gate {
         let deadline = conn.deadline.clone();
         loop {
             let idle = self.gateway.load().frontend.http1_idle_timeout;
-            let mut session = ServerSession::new_http1(Box::new(conn));
-            match settings.take() {
-                Some(s) => s.apply_to_session(&mut session),
-                None => session.set_keepalive(Some(idle.as_secs().max(1))),
-            }
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            }
-            session.set_read_timeout(Some(self.limits.body_timeout));
-            // The request's filters find the connection's deadline slot here (`on_connection_reuse`).
-            session.set_connection_user_context(Some(Box::new(deadline.clone())));
-            session.set_write_timeout(Some(WRITE_TIMEOUT));
-            // Inline (not the boxed `async_trait` method): no per-request box and copy of the proxy future.
-            let reused = self.proxy.serve_http_request(session, shutdown).await?;
+            // The session lives in a block that ends before the request is awaited: a local
+            // whose scope spans an `.await` keeps its 712 bytes in this future, moved or not.
+            let request = {
+                let mut session = ServerSession::new_http1(Box::new(conn));
+                match settings.take() {
+                    Some(s) => s.apply_to_session(&mut session),
+                    None => session.set_keepalive(Some(idle.as_secs().max(1))),
+                }
+                if *shutdown.borrow() {
+                    session.set_keepalive(None);
+                }
+                session.set_read_timeout(Some(self.limits.body_timeout));
+                // The request's filters find the connection's deadline slot here (`on_connection_reuse`).
+                session.set_connection_user_context(Some(Box::new(deadline.clone())));
+                session.set_write_timeout(Some(WRITE_TIMEOUT));
+                // Inline (not the boxed `async_trait` method): no per-request box and copy of the proxy future.
+                self.proxy.serve_http_request(session, shutdown)
+            };
+            let reused = request.await?;
             let (stream, next) = reused.consume();
             settings = next;
             conn = *stream.into_any().downcast::<Prefixed>().ok()?;
@@ -358,7 +366,9 @@ async fn answer_bad_head(conn: Prefixed, head: Head) {
         Head::TimedOut => (408, "the request head did not arrive in time"),
         Head::Http1 | Head::H2c | Head::Closed | Head::Idle => return,
     };
-    refuse(Box::new(conn), status, message, true).await;
+    // Boxed: the refusal's state (its 4 KiB drain buffer) would otherwise be part of the
+    // future of every connection that may answer a bad head, for as long as it is open.
+    Box::pin(refuse(Box::new(conn), status, message, true)).await;
 }
 
 /// Writes a minimal JSON error with `Connection: close`, bounded in time, then closes.
