@@ -158,8 +158,9 @@ pub struct RequestCtx {
     pub max_buffer: usize,
     /// The LLM exchange, when the backend is an LLM provider.
     pub llm: Option<LlmExchange>,
-    /// The MCP message, when the backend is an MCP gateway.
-    pub mcp: Option<McpExchange>,
+    /// The MCP message, when the backend is an MCP gateway. Boxed, as `span` is: the context
+    /// lives as long as the request (an LLM stream's whole life), and most requests have neither.
+    pub mcp: Option<Box<McpExchange>>,
     /// Model prices of the config the request was routed by (for `llm.cost`).
     pub model_catalog: Option<Arc<crate::cost::ModelCatalog>>,
     /// Error rendering for this caller.
@@ -188,7 +189,7 @@ pub struct RequestCtx {
     /// What was captured.
     pub captured: Captured,
     /// The request's trace span, when tracing is on.
-    pub span: Option<crate::telemetry::traces::RequestSpan>,
+    pub span: Option<Box<crate::telemetry::traces::RequestSpan>>,
     /// Hold a 2xx response header until the first body bytes, at most this long, so a failure
     /// before them can still be retried elsewhere unseen (set per attempt by a filter that can
     /// fail over; see `vendor/README.md`).

@@ -161,7 +161,7 @@ impl super::McpProxy {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, why);
             return super::front::json(session, ctx, 400, &e, None).await;
         }
-        ctx.mcp = Some(self.fed.describe(&msg));
+        ctx.mcp = Some(Box::new(self.fed.describe(&msg)));
         let Ok(permit) = client.in_flight.clone().try_acquire_owned() else {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, "too many messages in flight for this session");
             return super::front::json(session, ctx, 429, &e, None).await;

@@ -118,7 +118,7 @@ impl Filter for McpProxy {
             (&Method::DELETE, _) => "delete",
             _ => "",
         };
-        ctx.mcp = Some(tollgate_core::ctx::McpExchange { method: role.to_string(), ..Default::default() });
+        ctx.mcp = Some(Box::new(tollgate_core::ctx::McpExchange { method: role.to_string(), ..Default::default() }));
         if let Err((status, why)) = checks::check(req, method == Method::POST, self.fed.dns_rebinding_protection) {
             let e = jsonrpc::error(&serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
             front::json(session, ctx, status, &e, None).await?;

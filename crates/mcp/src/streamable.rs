@@ -59,7 +59,7 @@ impl McpProxy {
             }
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        ctx.mcp = Some(self.fed.describe(&msg));
+        ctx.mcp = Some(Box::new(self.fed.describe(&msg)));
         match jsonrpc::method(&msg) {
             "initialize" if kind == Kind::Request => return self.initialize(session, ctx, cc, msg).await,
             "server/discover" if kind == Kind::Request => return self.discover(session, ctx, cc, msg).await,

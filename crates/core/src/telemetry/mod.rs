@@ -123,7 +123,7 @@ impl Telemetry {
                 return;
             }
         }
-        ctx.span = Some(t.start(parent));
+        ctx.span = Some(Box::new(t.start(parent)));
     }
 
     /// Evaluates a CEL `randomSampling`: a bool, or a ratio in [0, 1].
@@ -150,7 +150,7 @@ impl Telemetry {
     /// Called when a request has ended: metrics, the access-log line and the span.
     pub fn finish(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &mut RequestCtx) {
         let log = self.access_log.enabled();
-        let span = ctx.span.take().filter(|s| s.is_recording());
+        let span = ctx.span.take().filter(|s| s.is_recording()).map(|s| *s);
         let tracing = self.tracer().zip(self.trace_config.as_ref()).zip(span);
         let log_cel = log && self.access_log.expressions().next().is_some();
         let trace_cel = tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());

@@ -1,0 +1,213 @@
+// tollgate addition (see vendor/README.md).
+
+//! A write buffer that holds memory only while it holds bytes.
+//!
+//! tokio's `BufWriter` allocates its buffer up front and keeps it for the stream's whole
+//! life. A proxy's downstream connections spend most of that life idle (an LLM stream between
+//! two events, a kept-alive connection between two requests), so a 1,460-byte buffer per
+//! connection was memory that held nothing. This writer buffers exactly as `BufWriter` does
+//! (small writes are gathered until the buffer would overflow or the writer is flushed; a write
+//! at least as large as the buffer goes straight through), but allocates the buffer on the first
+//! buffered write and frees it whenever a flush empties it.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A `BufWriter` whose buffer exists only between a buffered write and the next flush.
+#[derive(Debug)]
+pub(crate) struct LazyBufWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+    written: usize,
+    capacity: usize,
+}
+
+impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
+    /// A writer that gathers writes smaller than `capacity` (0: every write goes straight through).
+    pub(crate) fn with_capacity(capacity: usize, inner: W) -> Self {
+        LazyBufWriter { inner, buf: Vec::new(), written: 0, capacity }
+    }
+
+    pub(crate) fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The inner writer; anything still buffered is lost.
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
+
+    /// Room left before the buffer would have to be flushed.
+    fn room(&self) -> usize {
+        self.capacity - self.buf.len()
+    }
+
+    /// Writes out what is buffered and frees the buffer.
+    fn flush_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut ret = Ok(());
+        while self.written < self.buf.len() {
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..])) {
+                Ok(0) => {
+                    ret = Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write the buffered data"));
+                    break;
+                }
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    ret = Err(e);
+                    break;
+                }
+            }
+        }
+        if self.written == self.buf.len() {
+            self.buf = Vec::new();
+        } else {
+            self.buf.drain(..self.written);
+        }
+        self.written = 0;
+        Poll::Ready(ret)
+    }
+
+    /// Appends to the buffer, allocating it at its full capacity the first time.
+    fn buffer(&mut self, bytes: &[u8]) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.capacity);
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let me = &mut *self;
+        if buf.len() > me.room() {
+            ready!(me.flush_buf(cx))?;
+        }
+        if buf.len() >= me.capacity {
+            Pin::new(&mut me.inner).poll_write(cx, buf)
+        } else {
+            me.buffer(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let me = &mut *self;
+        let total = bufs.iter().fold(0usize, |acc, b| acc.saturating_add(b.len()));
+        if total > me.room() {
+            ready!(me.flush_buf(cx))?;
+        }
+        if total >= me.capacity {
+            if me.inner.is_write_vectored() {
+                return Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+            }
+            // One slice at a time, as an unvectored writer would take them.
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            return Pin::new(&mut me.inner).poll_write(cx, first);
+        }
+        for b in bufs {
+            me.buffer(b);
+        }
+        Poll::Ready(Ok(total))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_buf(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_buf(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncRead + Unpin> AsyncRead for LazyBufWriter<W> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Records each write the inner writer is given.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        vectored: bool,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.writes.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(mut self: Pin<&mut Self>, _: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = all.len();
+            self.writes.push(all);
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn gathers_small_writes_and_frees_the_buffer_on_flush() {
+        let mut w = LazyBufWriter::with_capacity(8, Recorder::default());
+        assert_eq!(w.buf.capacity(), 0, "no buffer before the first write");
+        w.write_all(b"abc").await.unwrap();
+        w.write_all(b"def").await.unwrap();
+        assert!(w.get_ref().writes.is_empty());
+        assert_eq!(w.buf.capacity(), 8);
+        w.flush().await.unwrap();
+        assert_eq!(w.get_ref().writes, vec![b"abcdef".to_vec()]);
+        assert_eq!(w.buf.capacity(), 0, "an emptied buffer is freed");
+    }
+
+    #[tokio::test]
+    async fn overflow_flushes_first_and_large_writes_go_straight_through() {
+        let mut w = LazyBufWriter::with_capacity(8, Recorder::default());
+        w.write_all(b"head").await.unwrap();
+        w.write_all(b"0123456789").await.unwrap();
+        assert_eq!(w.get_ref().writes, vec![b"head".to_vec(), b"0123456789".to_vec()]);
+        assert_eq!(w.buf.capacity(), 0);
+        let mut unbuffered = LazyBufWriter::with_capacity(0, Recorder::default());
+        unbuffered.write_all(b"x").await.unwrap();
+        assert_eq!(unbuffered.get_ref().writes, vec![b"x".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_are_gathered_or_passed_on() {
+        let mut w = LazyBufWriter::with_capacity(8, Recorder { vectored: true, ..Default::default() });
+        let n = w.write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")]).await.unwrap();
+        assert_eq!(n, 4);
+        let n = w.write_vectored(&[IoSlice::new(b"0123"), IoSlice::new(b"45678")]).await.unwrap();
+        assert_eq!(n, 9);
+        assert_eq!(w.get_ref().writes, vec![b"abcd".to_vec(), b"012345678".to_vec()]);
+        let mut plain = LazyBufWriter::with_capacity(4, Recorder::default());
+        let n = plain.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"01234"), IoSlice::new(b"5")]).await.unwrap();
+        assert_eq!((n, plain.get_ref().writes.clone()), (5, vec![b"01234".to_vec()]));
+    }
+}
