@@ -141,3 +141,46 @@ def test_dns_settings_tollgate_cannot_honour_are_refused(workdir):
     assert code != 0 and "edns0" in out and "not support" in out, out
     code, out = validate(workdir, "config:\n  dns: {lookupFamily: V5Only}\nbinds: []\n")
     assert code != 0 and "lookupFamily" in out and "V4Only" in out, out
+
+
+def test_a_head_response_ends_at_its_header_and_the_connection_is_reused(tollgate):
+    """A HEAD response's Content-Length announces a body that never comes: the gateway must end
+    the exchange at the header (it knows the request it wrote was HEAD) and pool the connection."""
+    connections = []
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            connections.append(self.client_address)
+            super().setup()
+
+        def answer(self, with_body):
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            if with_body:
+                self.wfile.write(b"hello")
+
+        def do_HEAD(self):
+            self.answer(False)
+
+        def do_GET(self):
+            self.answer(True)
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        base = start(tollgate, upstream.server_address[1])
+        started = time.monotonic()
+        head = requests.head(f"{base}/x", timeout=5)
+        assert head.status_code == 200 and head.headers["content-length"] == "5" and head.content == b""
+        assert time.monotonic() - started < 2, "the HEAD exchange waited for a body"
+        get = requests.get(f"{base}/y", timeout=5)
+        assert get.status_code == 200 and get.content == b"hello"
+        assert len(connections) == 1, f"the connection after HEAD was not reused: {connections}"
+    finally:
+        upstream.shutdown()

@@ -53,7 +53,9 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
-    request_written: Option<Box<RequestHeader>>,
+    // tollgate: what the response handling needs from the request written, not the whole
+    // header (see `WrittenRequest`).
+    request_written: Option<WrittenRequest>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
     body_recv: usize,
@@ -70,6 +72,29 @@ pub struct HttpSession {
 }
 
 /// HTTP 1.x client session
+/// What the response handling needs from the request header once it is written (tollgate).
+/// The session kept the whole header (two header maps, ~1.2 KiB) until the connection went
+/// back to the pool, for three answers: a long-lived LLM stream held it for nothing.
+#[derive(Debug, Clone, Copy)]
+struct WrittenRequest {
+    /// `HEAD`: the response has no body.
+    head: bool,
+    /// An HTTP/1.1 upgrade request.
+    upgrade: bool,
+    /// What its `Connection` header says about keep-alive.
+    keepalive: Option<bool>,
+}
+
+impl WrittenRequest {
+    fn of(req: &RequestHeader) -> Self {
+        WrittenRequest {
+            head: req.method == http::method::Method::HEAD,
+            upgrade: is_upgrade_req(req),
+            keepalive: is_buf_keepalive(req.headers.get(header::CONNECTION)),
+        }
+    }
+}
+
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
     pub fn new(stream: Stream) -> Self {
@@ -151,7 +176,7 @@ impl HttpSession {
             .or_err(WriteError, "flushing request header")?;
 
         // write was successful
-        self.request_written = Some(req);
+        self.request_written = Some(WrittenRequest::of(&req));
         Ok(to_wire.len())
     }
 
@@ -613,7 +638,7 @@ impl HttpSession {
         let request_keepalive = self
             .request_written
             .as_ref()
-            .and_then(|req| is_buf_keepalive(req.headers.get(header::CONNECTION)));
+            .and_then(|req| req.keepalive);
 
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
@@ -702,7 +727,7 @@ impl HttpSession {
             };
 
             if let Some(req) = self.request_written.as_ref() {
-                if req.method == http::method::Method::HEAD {
+                if req.head {
                     self.body_reader.init_content_length(0, preread_body);
                     return;
                 }
@@ -725,10 +750,7 @@ impl HttpSession {
 
     /// Whether this request is for upgrade
     pub fn is_upgrade_req(&self) -> bool {
-        match self.request_written.as_deref() {
-            Some(req) => is_upgrade_req(req),
-            None => false,
-        }
+        self.request_written.as_ref().is_some_and(|req| req.upgrade)
     }
 
     /// `Some(true)` if the this is a successful upgrade
