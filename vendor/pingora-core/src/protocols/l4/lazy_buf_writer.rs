@@ -75,8 +75,12 @@ impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
         Poll::Ready(ret)
     }
 
-    /// Appends to the buffer, allocating it at its full capacity the first time.
+    /// Appends to the buffer, allocating it at its full capacity the first time (not for an
+    /// empty write: that would hold a buffer with nothing to flush).
     fn buffer(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(self.capacity);
         }
@@ -209,5 +213,13 @@ mod tests {
         let mut plain = LazyBufWriter::with_capacity(4, Recorder::default());
         let n = plain.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"01234"), IoSlice::new(b"5")]).await.unwrap();
         assert_eq!((n, plain.get_ref().writes.clone()), (5, vec![b"01234".to_vec()]));
+    }
+
+    #[tokio::test]
+    async fn empty_writes_allocate_nothing() {
+        let mut w = LazyBufWriter::with_capacity(8, Recorder::default());
+        assert_eq!(w.write(b"").await.unwrap(), 0);
+        assert_eq!(w.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"")]).await.unwrap(), 0);
+        assert_eq!(w.buf.capacity(), 0);
     }
 }
