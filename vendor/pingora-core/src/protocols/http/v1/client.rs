@@ -71,7 +71,6 @@ pub struct HttpSession {
     allow_h1_response_invalid_content_length: bool,
 }
 
-/// HTTP 1.x client session
 /// What the response handling needs from the request header once it is written (tollgate).
 /// The session kept the whole header (two header maps, ~1.2 KiB) until the connection went
 /// back to the pool, for three answers: a long-lived LLM stream held it for nothing.
@@ -95,6 +94,7 @@ impl WrittenRequest {
     }
 }
 
+/// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
     pub fn new(stream: Stream) -> Self {
