@@ -7,7 +7,7 @@ use std::io::Write;
 use pingora::Error;
 use serde_json::Value as Json;
 
-use super::cel::{as_flatten, Evaluator, Expression};
+use super::cel::{as_flatten, Evaluator, Expression, FieldValue};
 use crate::config::settings::{LogFormat, LoggingSettings};
 use crate::ctx::RequestCtx;
 
@@ -81,9 +81,24 @@ impl<'e> CelFields<'e> {
     pub fn eval(add: &'e [(String, Expression)], cel: &mut Evaluator<'e, '_>) -> CelFields<'e> {
         let mut out = CelFields { names: Vec::with_capacity(add.len()), fields: Vec::with_capacity(add.len()) };
         for (name, expr) in add {
-            if let Some(v) = cel.eval(expr) {
-                out.names.push(name);
-                add_field(&mut out.fields, name, v);
+            match cel.field(expr) {
+                Some(FieldValue::Json(j)) => {
+                    out.names.push(name);
+                    out.fields.retain(|(k, _)| k != name);
+                    if !j.is_null() {
+                        out.fields.push((name.clone(), j));
+                    }
+                }
+                Some(FieldValue::Flatten(recursive, j)) => {
+                    out.names.push(name);
+                    out.fields.retain(|(k, _)| k != name);
+                    flatten_into(&mut out.fields, name, j, recursive);
+                }
+                Some(FieldValue::Cel(v)) => {
+                    out.names.push(name);
+                    add_field(&mut out.fields, name, v);
+                }
+                None => {}
             }
         }
         out

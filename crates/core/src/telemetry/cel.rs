@@ -8,9 +8,9 @@ use cel::extractors::Arguments;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
+pub mod direct;
 pub mod macros;
 pub mod uses;
-
 
 /// The shared CEL environment: the standard library plus the strings, math and encoders
 /// extensions (`lowerAscii`, `split`, `math.greatest`, `base64.encode`, ...).
@@ -38,6 +38,8 @@ pub struct Expression {
     /// The text as written in the config.
     pub source: String,
     program: Arc<Program>,
+    /// How it reads without running the program, if it is a literal or a plain path.
+    direct: Option<Arc<direct::Direct>>,
 }
 
 impl std::fmt::Debug for Expression {
@@ -50,7 +52,8 @@ impl Expression {
     /// Compiles `source`; the error is a message for the config loader.
     pub fn compile(source: &str) -> Result<Expression, String> {
         let program = env().compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
-        Ok(Expression { source: source.to_string(), program: Arc::new(program) })
+        let direct = direct::Direct::of(program.expression()).map(Arc::new);
+        Ok(Expression { source: source.to_string(), program: Arc::new(program), direct })
     }
 
     /// The syntax tree (for analyses such as [`uses`] and request-time fast paths).
@@ -112,6 +115,36 @@ impl<'e> Evaluator<'e, '_> {
             }
         };
         self.memo[i].1.as_ref()
+    }
+}
+
+/// A log or span field's value: JSON read directly ([`direct`]) or CEL's result.
+pub enum FieldValue<'a> {
+    /// Read without running CEL.
+    Json(serde_json::Value),
+    /// Read without running CEL, to be expanded into dotted keys (`flattenRecursive` if true).
+    Flatten(bool, serde_json::Value),
+    /// CEL's result (it may be a `flatten` marker).
+    Cel(&'a Value),
+}
+
+impl<'e> Evaluator<'e, '_> {
+    /// The value of a log or span field, or `None` when it fails. A literal or a plain path
+    /// is read straight to JSON; anything else runs (and is remembered) as [`Self::eval`].
+    pub fn field(&mut self, expr: &'e Expression) -> Option<FieldValue<'_>> {
+        if let Some(d) = &expr.direct {
+            match d.read(self.ctx) {
+                direct::Read::Value(j) => {
+                    return Some(match d.flatten() {
+                        Some(recursive) => FieldValue::Flatten(recursive, j),
+                        None => FieldValue::Json(j),
+                    })
+                }
+                direct::Read::Failed => return None,
+                direct::Read::Unsupported => {}
+            }
+        }
+        self.eval(expr).map(FieldValue::Cel)
     }
 }
 
