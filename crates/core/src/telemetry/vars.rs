@@ -41,7 +41,9 @@ struct Object<'a, 'u> {
 
 impl<'a, 'u> Object<'a, 'u> {
     fn new(wants: &'u Use) -> Self {
-        Object { wants, map: HashMap::new() }
+        // Sized once: growing rehashes every (SipHashed) key again.
+        let capacity = if wants.whole { 16 } else { wants.fields.len() };
+        Object { wants, map: HashMap::with_capacity(capacity) }
     }
 
     fn field(&mut self, name: &'static str, value: impl FnOnce() -> Var<'a>) -> &mut Self {

@@ -1,10 +1,11 @@
-//! Log and span fields that need no CEL program run: a literal (`'"openai.chat"'`) or a plain
-//! path of fields (`request.headers`, `llm.params.temperature`, `request["body"]`), six of the
-//! seed config's ten fields. They are read from the bound variables and written straight to
+//! Log and span fields that need no CEL program run: a literal (`'"openai.chat"'`), a plain
+//! path of fields (`request.headers`, `llm.params.temperature`, `request["body"]`), a `.map()`
+//! of a path into a template (`llm.completion.map(c, {"role": "assistant", "content": c})`),
+//! and `flatten`/`flattenRecursive` of these: all ten of the seed config's fields. They are read from the bound variables and written straight to
 //! JSON. Through CEL, the value read (a header map, a body) is first copied into CEL's own
 //! value tree and then converted again; the JSON is the same either way.
 
-use cel::common::ast::{Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, MapEntryExpr};
 use cel::common::types::{CelList, CelMap, CelMapKey, CelString};
 use cel::common::traits::Indexer;
 use cel::common::value::{CowVal, Val};
@@ -23,6 +24,16 @@ pub enum Direct {
         /// The keys, outermost first.
         fields: Vec<String>,
     },
+    /// `path.map(x, template)`: each item of the list at `path` made into `template`, a map
+    /// literal (`{"role": "assistant", "content": x}`), `x`, a path under `x` or a literal.
+    MapList {
+        /// The list read.
+        range: Box<Direct>,
+        /// The item's name in the template.
+        item: String,
+        /// What each item becomes.
+        template: Template,
+    },
     /// `flatten(path)` or `flattenRecursive(path)`: the path's value, to be expanded into
     /// dotted keys.
     Flatten {
@@ -31,6 +42,17 @@ pub enum Direct {
         /// The plain path flattened.
         inner: Box<Direct>,
     },
+}
+
+/// What `.map()` makes of each item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template {
+    /// A literal.
+    Literal(Json),
+    /// The item, or a path of map keys under it (`x.role`).
+    Item(Vec<String>),
+    /// A map literal with string keys.
+    Object(Vec<(String, Template)>),
 }
 
 /// What a direct read gave.
@@ -62,37 +84,43 @@ impl Direct {
         Direct::path(ast)
     }
 
-    /// A literal or a plain path.
+    /// A literal, a plain path or a `.map()` of one.
     fn path(ast: &IdedExpr) -> Option<Direct> {
-        if let Expr::Literal(lit) = &ast.expr {
-            return match val_json(lit.to_val().as_ref()) {
+        match &ast.expr {
+            Expr::Literal(lit) => match val_json(lit.to_val().as_ref()) {
                 Read::Value(j) => Some(Direct::Literal(j)),
                 _ => None,
-            };
-        }
-        let mut fields = Vec::new();
-        let mut e = ast;
-        loop {
-            match &e.expr {
-                Expr::Ident(var) => {
-                    fields.reverse();
-                    // A bare variable (`request`) is left to CEL: it is rarely a field of its own.
-                    return (!fields.is_empty()).then(|| Direct::Path { var: var.clone(), fields });
-                }
-                Expr::Select(s) if !s.test => {
-                    fields.push(s.field.clone());
-                    e = &s.operand;
-                }
-                Expr::Call(c) if c.func_name == "_[_]" && c.target.is_none() => match c.args.as_slice() {
-                    [operand, IdedExpr { expr: Expr::Literal(LiteralValue::String(k)), .. }] => {
-                        fields.push(k.inner().to_string());
-                        e = operand;
-                    }
-                    _ => return None,
-                },
-                _ => return None,
+            },
+            Expr::Comprehension(c) => Direct::map_list(c),
+            _ => {
+                let (var, fields) = fields_of(ast)?;
+                // A bare variable (`request`) is left to CEL: it is rarely a field of its own.
+                (!fields.is_empty()).then_some(Direct::Path { var, fields })
             }
         }
+    }
+
+    /// `range.map(item, template)` as the parser expands it: a comprehension that appends
+    /// `[template]` to an empty list for each item, with no filter.
+    fn map_list(c: &ComprehensionExpr) -> Option<Direct> {
+        const ACCU: &str = "@result";
+        let is_accu = |e: &IdedExpr| matches!(&e.expr, Expr::Ident(n) if n == ACCU);
+        let empty_list = matches!(&c.accu_init.expr, Expr::List(l) if l.elements.is_empty());
+        let always = matches!(&c.loop_cond.expr, Expr::Literal(LiteralValue::Boolean(b)) if *b.inner());
+        if c.accu_var != ACCU || c.iter_var2.is_some() || !empty_list || !always || !is_accu(&c.result) {
+            return None;
+        }
+        let Expr::Call(step) = &c.loop_step.expr else { return None };
+        let template = match (step.func_name.as_str(), &step.target, step.args.as_slice()) {
+            ("_+_", None, [accu, IdedExpr { expr: Expr::List(one), .. }])
+                if is_accu(accu) && one.elements.len() == 1 && one.optional_indices.is_empty() =>
+            {
+                template_of(&one.elements[0], &c.iter_var)?
+            }
+            _ => return None,
+        };
+        let range = Direct::path(&c.iter_range)?;
+        matches!(range, Direct::Path { .. }).then(|| Direct::MapList { range: Box::new(range), item: c.iter_var.clone(), template })
     }
 
     /// Whether the value is to be flattened (`Some(recursive)`).
@@ -106,24 +134,124 @@ impl Direct {
     /// Reads the value from the variables bound in `scope` (a flattened path's value as it
     /// is; see [`Self::flatten`]).
     pub fn read(&self, scope: &Context<'_, '_>) -> Read {
-        let (var, fields) = match self {
-            Direct::Literal(j) => return Read::Value(j.clone()),
-            Direct::Path { var, fields } => (var, fields),
-            Direct::Flatten { inner, .. } => return inner.read(scope),
-        };
-        let Some(root) = scope.get_variable(var) else { return Read::Failed };
-        let mut current: &dyn Val = root.as_ref();
-        for field in fields {
-            let Some(map) = current.downcast_ref::<CelMap>() else { return Read::Unsupported };
-            // Looked up by a borrowed key, the entry lent: nothing copied.
-            current = match map.get(&CelString::from(field.as_str())) {
-                Ok(CowVal::Borrowed(v)) => v,
-                Ok(CowVal::Owned(_)) => return Read::Unsupported,
-                Err(_) => return Read::Failed,
-            };
+        match self {
+            Direct::Literal(j) => Read::Value(j.clone()),
+            Direct::Path { var, fields } => with_path(scope, var, fields, val_json),
+            Direct::Flatten { inner, .. } => inner.read(scope),
+            Direct::MapList { range, template, .. } => {
+                let Direct::Path { var, fields } = &**range else { return Read::Unsupported };
+                with_path(scope, var, fields, |v| {
+                    let Some(list) = v.downcast_ref::<CelList>() else { return Read::Unsupported };
+                    let mut items = Vec::with_capacity(list.inner().len());
+                    for item in list.inner() {
+                        match template.make(item.as_ref()) {
+                            Read::Value(j) => items.push(j),
+                            other => return other,
+                        }
+                    }
+                    Read::Value(Json::Array(items))
+                })
+            }
         }
-        val_json(current)
     }
+}
+
+impl Template {
+    /// The template filled in with `item`.
+    fn make(&self, item: &dyn Val) -> Read {
+        match self {
+            Template::Literal(j) => Read::Value(j.clone()),
+            Template::Item(fields) => match walk(item, fields) {
+                Ok(v) => val_json(v),
+                Err(read) => read,
+            },
+            Template::Object(entries) => {
+                let mut object = serde_json::Map::new();
+                for (k, t) in entries {
+                    match t.make(item) {
+                        Read::Value(j) => object.insert(k.clone(), j),
+                        other => return other,
+                    };
+                }
+                Read::Value(Json::Object(object))
+            }
+        }
+    }
+}
+
+/// The template of a `.map()` over `item`, if it is one of [`Template`]'s shapes.
+fn template_of(e: &IdedExpr, item: &str) -> Option<Template> {
+    match &e.expr {
+        Expr::Literal(lit) => match val_json(lit.to_val().as_ref()) {
+            Read::Value(j) => Some(Template::Literal(j)),
+            _ => None,
+        },
+        Expr::Map(m) => {
+            let mut entries: Vec<(String, Template)> = Vec::with_capacity(m.entries.len());
+            for entry in &m.entries {
+                let EntryExpr::MapEntry(MapEntryExpr { key, value, optional: false }) = &entry.expr else { return None };
+                let Expr::Literal(LiteralValue::String(k)) = &key.expr else { return None };
+                // A repeated key is an error in CEL: left to it.
+                if entries.iter().any(|(seen, _)| seen == k.inner()) {
+                    return None;
+                }
+                entries.push((k.inner().to_string(), template_of(value, item)?));
+            }
+            Some(Template::Object(entries))
+        }
+        _ => match fields_of(e)? {
+            (var, fields) if var == item => Some(Template::Item(fields)),
+            _ => None,
+        },
+    }
+}
+
+/// `var.a.b` or `var["a"]["b"]`: the variable and the keys, outermost first.
+fn fields_of(ast: &IdedExpr) -> Option<(String, Vec<String>)> {
+    let mut fields = Vec::new();
+    let mut e = ast;
+    loop {
+        match &e.expr {
+            Expr::Ident(var) => {
+                fields.reverse();
+                return Some((var.clone(), fields));
+            }
+            Expr::Select(s) if !s.test => {
+                fields.push(s.field.clone());
+                e = &s.operand;
+            }
+            Expr::Call(c) if c.func_name == "_[_]" && c.target.is_none() => match c.args.as_slice() {
+                [operand, IdedExpr { expr: Expr::Literal(LiteralValue::String(k)), .. }] => {
+                    fields.push(k.inner().to_string());
+                    e = operand;
+                }
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+}
+
+/// Calls `f` with the value at `var.fields...` in `scope`.
+fn with_path(scope: &Context<'_, '_>, var: &str, fields: &[String], f: impl FnOnce(&dyn Val) -> Read) -> Read {
+    let Some(root) = scope.get_variable(var) else { return Read::Failed };
+    match walk(root.as_ref(), fields) {
+        Ok(v) => f(v),
+        Err(read) => read,
+    }
+}
+
+/// The value under `v` at the map keys `fields`: lent, looked up by borrowed keys.
+fn walk<'b, 'v>(mut v: &'b (dyn Val + 'v), fields: &[String]) -> Result<&'b (dyn Val + 'v), Read> {
+    for field in fields {
+        let Some(map) = v.downcast_ref::<CelMap>() else { return Err(Read::Unsupported) };
+        v = match map.get(&CelString::from(field.as_str())) {
+            Ok(CowVal::Borrowed(next)) => next,
+            Ok(CowVal::Owned(_)) => return Err(Read::Unsupported),
+            Err(_) => return Err(Read::Failed),
+        };
+    }
+    Ok(v)
 }
 
 /// A CEL value as JSON, as `cel::Value::json` gives it after CEL's own conversion.

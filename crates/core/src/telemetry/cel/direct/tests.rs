@@ -52,6 +52,13 @@ fn direct_reads_equal_cel_results() {
             ("params", map(vec![("temperature", Box::new(CelDouble::from(0.5))), ("seed", Box::new(CelNull)), ("max_tokens", Box::new(CelInt::from(64)))])),
             ("streaming", Box::new(CelBool::from(true))),
             ("completion", Box::new(CelList::from(vec![text("one"), text("two")]))),
+            (
+                "prompt",
+                Box::new(CelList::from(vec![
+                    map(vec![("role", text("system")), ("content", text("Be brief."))]),
+                    map(vec![("role", text("user")), ("content", text("Hello!"))]),
+                ])),
+            ),
         ]),
     );
     let cases: &[(&str, Option<Read>)] = &[
@@ -74,6 +81,16 @@ fn direct_reads_equal_cel_results() {
         ("flattenRecursive(llm.completion)", Some(Read::Value(json!(["one", "two"])))),
         ("flatten(llm.params)", Some(Read::Value(json!({"temperature": 0.5, "seed": null, "max_tokens": 64})))),
         ("flattenRecursive(llm.nothing)", Some(Read::Failed)),
+        // `.map()` into a template.
+        ("llm.completion.map(c, {\"role\": \"assistant\", \"content\": c})", Some(Read::Value(json!([{"role": "assistant", "content": "one"}, {"role": "assistant", "content": "two"}])))),
+        ("flattenRecursive(llm.prompt.map(c, {\"message\": c}))", Some(Read::Value(json!([{"message": {"role": "system", "content": "Be brief."}}, {"message": {"role": "user", "content": "Hello!"}}])))),
+        ("llm.prompt.map(m, m.role)", Some(Read::Value(json!(["system", "user"])))),
+        ("llm.prompt.map(m, {\"r\": m[\"role\"], \"n\": {\"k\": 1}})", Some(Read::Value(json!([{"r": "system", "n": {"k": 1}}, {"r": "user", "n": {"k": 1}}])))),
+        ("llm.prompt.map(m, m.missing)", Some(Read::Failed)),
+        ("llm.missing.map(c, c)", Some(Read::Failed)),
+        // Over a map (CEL iterates its keys) or a string's field: read by CEL.
+        ("llm.params.map(k, k)", Some(Read::Unsupported)),
+        ("llm.completion.map(c, c.size)", Some(Read::Unsupported)),
         // CEL fails: no such key, no such variable, a field of a string.
         ("request.headers[\"x-none\"]", Some(Read::Failed)),
         ("llm.nothing", Some(Read::Failed)),
@@ -89,7 +106,11 @@ fn direct_reads_equal_cel_results() {
         ("request.headers[\"x-\" + \"multi\"]", None),
         ("llm.completion[0]", None),
         ("size(request.body)", None),
-        ("flattenRecursive(llm.completion.map(c, {\"content\": c}))", None),
+        ("llm.completion.map(c, c + 'x')", None),
+        ("llm.completion.filter(c, c == 'one')", None),
+        ("llm.completion.map(c, c == 'one', c)", None),
+        ("llm.completion.map(c, {\"a\": c, \"a\": 1})", None),
+        ("llm.completion.map(c, {\"p\": llm.provider})", None),
         ("flatten(llm.params, 1)", None),
     ];
     for (source, expected) in cases {
