@@ -74,10 +74,12 @@ impl AiPolicy {
                     }
                 }
                 if end {
-                    record(llm, &ResponseView::parse(&state.response_body));
-                    if want_completion {
-                        ChoicesView::append_to(&state.response_body, llm.completion.get_or_insert_with(Vec::new));
-                    }
+                    let view = if want_completion {
+                        ResponseView::parse_with_text(&state.response_body, llm.completion.get_or_insert_with(Vec::new))
+                    } else {
+                        ResponseView::parse(&state.response_body)
+                    };
+                    record(llm, &view);
                     state.response_body = Vec::new();
                 }
             }
@@ -106,17 +108,25 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
     let mut out = Vec::with_capacity(if injected_usage { incoming.len() } else { 0 });
     state.sse.each_event(&incoming, end, |event| {
         let data = event_data(event);
-        if let (true, Some(d)) = (want_completion, &data) {
-            ChoicesView::append_to(d, llm.completion.get_or_insert_with(Vec::new));
-        }
         let keep = match data {
-            // Parse only the first event (for the model) and events that carry usage.
+            // Parse only the first event (for the model) and events that carry usage (with
+            // the text in the same pass when it is wanted).
             Some(data) if &*data != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {
-                let view = ResponseView::parse(&data);
+                let view = if want_completion {
+                    ResponseView::parse_with_text(&data, llm.completion.get_or_insert_with(Vec::new))
+                } else {
+                    ResponseView::parse(&data)
+                };
                 record(llm, &view);
                 !(injected_usage && view.is_usage_only())
             }
-            _ => true,
+            Some(data) => {
+                if want_completion {
+                    ChoicesView::append_to(&data, llm.completion.get_or_insert_with(Vec::new));
+                }
+                true
+            }
+            None => true,
         };
         if keep && injected_usage {
             out.extend_from_slice(event);

@@ -43,7 +43,11 @@ impl ChoicesView {
     /// Appends this document's text to `out`, one string per choice index.
     pub fn append_to(bytes: &[u8], out: &mut Vec<String>) {
         let view: ChoicesView = serde_json::from_slice(bytes).unwrap_or_default();
-        for c in view.choices {
+        view.append(out);
+    }
+
+    fn append(self, out: &mut Vec<String>) {
+        for c in self.choices {
             let text = c.message.or(c.delta).and_then(|m| m.content);
             if let Some(text) = text {
                 if out.len() <= c.index {
@@ -94,10 +98,35 @@ impl UsageView {
     }
 }
 
+/// A response read once for both the recorded parts and the choices' text.
+#[derive(Deserialize)]
+struct ResponseWithText {
+    model: Option<String>,
+    usage: Option<UsageView>,
+    choices: Option<Vec<ChoiceView>>,
+}
+
 impl ResponseView {
     /// Parses a JSON object; anything unparsable yields an empty view.
     pub fn parse(bytes: &[u8]) -> ResponseView {
         serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    /// [`Self::parse`] and [`ChoicesView::append_to`] in one pass. A document whose choices
+    /// the text reader cannot read (an unusual `content`) is read by the two apart, so its
+    /// usage is never lost to its text.
+    pub fn parse_with_text(bytes: &[u8], out: &mut Vec<String>) -> ResponseView {
+        let Ok(whole) = serde_json::from_slice::<ResponseWithText>(bytes) else {
+            ChoicesView::append_to(bytes, out);
+            return ResponseView::parse(bytes);
+        };
+        let choices = whole.choices.map(|choices| {
+            let count = choices.len();
+            ChoicesView { choices }.append(out);
+            // `IgnoredAny` takes no room: this allocates nothing.
+            vec![serde::de::IgnoredAny; count]
+        });
+        ResponseView { model: whole.model, usage: whole.usage, choices }
     }
 
     /// A chunk that only carries usage (what `include_usage` adds at the end of a stream).
@@ -267,6 +296,29 @@ mod tests {
         assert!(!has_usage_object(br#"{"choices":[{"delta":{}}],"usage":null}"#));
         assert!(!has_usage_object(br#"{"choices":[{"delta":{"content":"usage"}}]}"#));
         assert!(has_usage_object(br#"{"x":"\"usage\" in text","usage":{"total_tokens":3}}"#));
+    }
+
+    #[test]
+    fn one_pass_reads_what_two_do() {
+        let docs: [&[u8]; 6] = [
+            br#"{"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"}},{"index":1,"message":{"content":"Yo"}}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            br#"{"model":"m","choices":[{"index":0,"delta":{"content":"He"}}]}"#,
+            br#"{"choices":[],"usage":{"total_tokens":7}}"#,
+            // Content the text reader does not take: usage must still be read.
+            br#"{"model":"m","choices":[{"message":{"content":[{"type":"text","text":"x"}]}}],"usage":{"prompt_tokens":1}}"#,
+            br#"{"model":"m","choices":null}"#,
+            b"[DONE]",
+        ];
+        for doc in docs {
+            let (mut one, mut two) = (Vec::new(), Vec::new());
+            let a = ResponseView::parse_with_text(doc, &mut one);
+            ChoicesView::append_to(doc, &mut two);
+            let b = ResponseView::parse(doc);
+            assert_eq!(one, two, "{}", String::from_utf8_lossy(doc));
+            assert_eq!(a.model, b.model);
+            assert_eq!(a.usage.map(|u| u.to_usage()), b.usage.map(|u| u.to_usage()));
+            assert_eq!(a.choices.map(|c| c.len()), b.choices.map(|c| c.len()));
+        }
     }
 
     #[test]
