@@ -58,9 +58,9 @@ impl AccessLog {
         let fields = defaults
             .iter()
             .filter(|(k, _)| !custom.overrides(k))
-            .chain(custom.fields.iter())
-            .filter(|(k, _)| !self.remove.iter().any(|r| r == k))
-            .map(|(k, v)| (k.as_str(), v));
+            .map(|(k, v)| (*k, v))
+            .chain(custom.fields.iter().map(|(k, v)| (k.as_str(), v)))
+            .filter(|(k, _)| !self.remove.iter().any(|r| r == k));
         let line = if self.json { json_line(fields) } else { text_line(fields) };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(&line);
@@ -110,65 +110,67 @@ impl<'e> CelFields<'e> {
     }
 }
 
-fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(String, Json)> {
+/// The fields every line has (names static: nothing allocated for them).
+fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(&'static str, Json)> {
     let c = &ctx.captured;
-    let mut f: Vec<(String, Json)> = vec![
-        ("http.method".into(), c.method.as_str().into()),
-        ("http.path".into(), ctx.original_path.clone().into()),
-        ("http.status".into(), ctx.status.unwrap_or(0).into()),
-        ("route".into(), ctx.route.as_ref().map(|r| r.name.clone()).into()),
+    let mut f: Vec<(&'static str, Json)> = Vec::with_capacity(16);
+    f.extend([
+        ("http.method", c.method.as_str().into()),
+        ("http.path", ctx.original_path.clone().into()),
+        ("http.status", ctx.status.unwrap_or(0).into()),
+        ("route", ctx.route.as_ref().map(|r| r.name.clone()).into()),
         // An LLM call names the provider that answered (one of an `ai.groups` backend).
-        ("backend".into(), ctx.llm.as_ref().map(|l| l.backend.clone()).or_else(|| ctx.backend.as_ref().map(|b| b.name.clone())).into()),
-        ("duration_ms".into(), ((ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0).into()),
-    ];
+        ("backend", ctx.llm.as_ref().map(|l| l.backend.clone()).or_else(|| ctx.backend.as_ref().map(|b| b.name.clone())).into()),
+        ("duration_ms", ((ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0).into()),
+    ]);
     if ctx.timed_out {
-        f.push(("error".into(), "request timeout".into()));
+        f.push(("error", "request timeout".into()));
     } else if let Some(e) = error {
-        f.push(("error".into(), e.etype().as_str().into()));
+        f.push(("error", e.etype().as_str().into()));
     }
     if let Some(l) = &ctx.llm {
-        f.push(("gen_ai.provider.name".into(), l.provider.into()));
-        f.push(("gen_ai.request.model".into(), l.request_model.clone().into()));
-        f.push(("gen_ai.response.model".into(), l.response_model.clone().into()));
-        f.push(("gen_ai.streaming".into(), l.streaming.into()));
+        f.push(("gen_ai.provider.name", l.provider.into()));
+        f.push(("gen_ai.request.model", l.request_model.clone().into()));
+        f.push(("gen_ai.response.model", l.response_model.clone().into()));
+        f.push(("gen_ai.streaming", l.streaming.into()));
         if !l.failed_attempts.is_empty() {
             let failed: Vec<String> = l.failed_attempts.iter().map(|a| format!("{}:{}", a.backend, a.reason)).collect();
-            f.push(("llm.failed_attempts".into(), failed.join(",").into()));
+            f.push(("llm.failed_attempts", failed.join(",").into()));
         }
         if let Some(u) = l.usage {
-            f.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
-            f.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
-            f.push(("gen_ai.usage.total_tokens".into(), u.total_tokens.into()));
+            f.push(("gen_ai.usage.input_tokens", u.input_tokens.into()));
+            f.push(("gen_ai.usage.output_tokens", u.output_tokens.into()));
+            f.push(("gen_ai.usage.total_tokens", u.total_tokens.into()));
         }
         if let Some(c) = l.cost {
-            f.push(("llm.cost".into(), c.total.into()));
+            f.push(("llm.cost", c.total.into()));
         }
     }
     if let Some(m) = &ctx.mcp {
         if !m.method.is_empty() {
-            f.push(("mcp.method.name".into(), m.method.clone().into()));
+            f.push(("mcp.method.name", m.method.clone().into()));
         }
-        f.push(("mcp.target".into(), m.target.clone().into()));
+        f.push(("mcp.target", m.target.clone().into()));
         match m.resource_type {
-            Some("tool") => f.push(("gen_ai.tool.name".into(), m.resource.clone().into())),
-            Some("prompt") => f.push(("gen_ai.prompt.name".into(), m.resource.clone().into())),
-            Some(_) => f.push(("mcp.resource.uri".into(), m.resource.clone().into())),
+            Some("tool") => f.push(("gen_ai.tool.name", m.resource.clone().into())),
+            Some("prompt") => f.push(("gen_ai.prompt.name", m.resource.clone().into())),
+            Some(_) => f.push(("mcp.resource.uri", m.resource.clone().into())),
             None => {}
         }
         if let Some((code, message)) = &m.error {
-            f.push(("mcp.error.code".into(), (*code).into()));
-            f.push(("mcp.error.message".into(), message.clone().into()));
+            f.push(("mcp.error.code", (*code).into()));
+            f.push(("mcp.error.message", message.clone().into()));
         }
     }
     // The principal (never the credential): who made the request.
     if let Some(sub) = ctx.jwt.as_ref().and_then(|j| j.subject()) {
-        f.push(("jwt.sub".into(), sub.into()));
+        f.push(("jwt.sub", sub.into()));
     }
     if let Some(user) = &ctx.basic_auth_user {
-        f.push(("basicAuth.username".into(), (**user).into()));
+        f.push(("basicAuth.username", (**user).into()));
     }
     if let Some(k) = &ctx.api_key {
-        f.push(("apiKey.id".into(), k.id.clone().into()));
+        f.push(("apiKey.id", k.id.clone().into()));
     }
     f.retain(|(_, v)| !v.is_null());
     f

@@ -248,58 +248,69 @@ fn metric_fields(settings: &Settings) -> Vec<(String, Expression)> {
 }
 
 /// The span name (from a `span.name` field) and its attributes: OpenTelemetry HTTP and GenAI
-/// attributes, then the configured fields (flattened like log fields).
+/// attributes, then the configured fields (flattened like log fields). The standard attributes'
+/// names are static: not allocated here, nor copied again when the exporter clones its batch.
 fn span_attributes(custom: CelFields<'_>, ctx: &RequestCtx) -> (Option<String>, Vec<KeyValue>) {
-    let mut kv: Vec<(String, Json)> = vec![
-        ("http.request.method".into(), ctx.captured.method.as_str().into()),
-        ("url.path".into(), ctx.original_path.clone().into()),
-        ("http.response.status_code".into(), ctx.status.unwrap_or(0).into()),
-    ];
+    use opentelemetry::Value as V;
+    let mut kv: Vec<KeyValue> = Vec::with_capacity(16 + custom.fields.len());
+    let mut add = |key: &'static str, value: V| {
+        if !custom.overrides(key) {
+            kv.push(KeyValue::new(key, value));
+        }
+    };
+    let count = |n: u64| i64::try_from(n).map_or(V::F64(n as f64), V::I64);
+    add("http.request.method", ctx.captured.method.as_str().to_string().into());
+    add("url.path", ctx.original_path.clone().into());
+    add("http.response.status_code", V::I64(ctx.status.unwrap_or(0).into()));
     if let Some(r) = &ctx.route {
-        kv.push(("tollgate.route".into(), r.name.clone().into()));
+        add("tollgate.route", r.name.clone().into());
     }
     if let Some(m) = &ctx.mcp {
-        kv.push(("mcp.method.name".into(), m.method.clone().into()));
+        add("mcp.method.name", m.method.clone().into());
         if let Some(t) = &m.target {
-            kv.push(("mcp.target".into(), t.clone().into()));
+            add("mcp.target", t.clone().into());
         }
         if let (Some("tool"), Some(name)) = (m.resource_type, &m.resource) {
-            kv.push(("gen_ai.operation.name".into(), "execute_tool".into()));
-            kv.push(("gen_ai.tool.name".into(), name.clone().into()));
+            add("gen_ai.operation.name", "execute_tool".into());
+            add("gen_ai.tool.name", name.clone().into());
         }
     }
     if let Some(l) = &ctx.llm {
-        kv.push(("gen_ai.operation.name".into(), "chat".into()));
-        kv.push(("gen_ai.system".into(), l.provider.into()));
-        kv.push(("gen_ai.provider.name".into(), l.provider.into()));
+        add("gen_ai.operation.name", "chat".into());
+        add("gen_ai.system", l.provider.into());
+        add("gen_ai.provider.name", l.provider.into());
         if let Some(m) = &l.request_model {
-            kv.push(("gen_ai.request.model".into(), m.clone().into()));
+            add("gen_ai.request.model", m.clone().into());
         }
         if let Some(m) = &l.response_model {
-            kv.push(("gen_ai.response.model".into(), m.clone().into()));
+            add("gen_ai.response.model", m.clone().into());
         }
         if let Some(t) = l.params.temperature {
-            kv.push(("gen_ai.request.temperature".into(), t.into()));
+            add("gen_ai.request.temperature", V::F64(t));
         }
         if let Some(t) = l.params.max_tokens {
-            kv.push(("gen_ai.request.max_tokens".into(), t.into()));
+            add("gen_ai.request.max_tokens", count(t));
         }
         if let Some(u) = l.usage {
-            kv.push(("gen_ai.usage.input_tokens".into(), u.input_tokens.into()));
-            kv.push(("gen_ai.usage.output_tokens".into(), u.output_tokens.into()));
+            add("gen_ai.usage.input_tokens", count(u.input_tokens));
+            add("gen_ai.usage.output_tokens", count(u.output_tokens));
         }
         if let Some(c) = l.cost {
-            kv.push(("llm.cost".into(), c.total.into()));
+            add("llm.cost", V::F64(c.total));
         }
     }
-    kv.retain(|(k, _)| !custom.overrides(k));
-    kv.extend(custom.fields);
-    let name = kv.iter().position(|(k, _)| k == "span.name").map(|i| kv.remove(i).1).map(|v| match v {
-        Json::String(s) => s,
-        other => other.to_string(),
-    });
-    let attributes = kv.into_iter().map(|(k, v)| KeyValue::new(k, to_attribute(v))).collect();
-    (name, attributes)
+    let mut name = None;
+    for (k, v) in custom.fields {
+        if k == "span.name" && name.is_none() {
+            name = Some(match v {
+                Json::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            kv.push(KeyValue::new(k, to_attribute(v)));
+        }
+    }
+    (name, kv)
 }
 
 fn to_attribute(v: Json) -> opentelemetry::Value {
