@@ -1,9 +1,10 @@
 //! Log and span fields that need no CEL program run: a literal (`'"openai.chat"'`), a plain
 //! path of fields (`request.headers`, `llm.params.temperature`, `request["body"]`), a `.map()`
 //! of a path into a template (`llm.completion.map(c, {"role": "assistant", "content": c})`),
-//! and `flatten`/`flattenRecursive` of these: all ten of the seed config's fields. They are read from the bound variables and written straight to
-//! JSON. Through CEL, the value read (a header map, a body) is first copied into CEL's own
-//! value tree and then converted again; the JSON is the same either way.
+//! and `flatten`/`flattenRecursive` of these: all ten of the seed config's fields. They are
+//! read from the bound variables and written straight to JSON. Through CEL, the value read (a
+//! header map, a body) is first copied into CEL's own value tree and then converted again; the
+//! JSON is the same either way.
 
 use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, MapEntryExpr};
 use cel::common::types::{CelList, CelMap, CelMapKey, CelString};
