@@ -81,24 +81,11 @@ impl<'e> CelFields<'e> {
     pub fn eval(add: &'e [(String, Expression)], cel: &mut Evaluator<'e, '_>) -> CelFields<'e> {
         let mut out = CelFields { names: Vec::with_capacity(add.len()), fields: Vec::with_capacity(add.len()) };
         for (name, expr) in add {
-            match cel.field(expr) {
-                Some(FieldValue::Json(j)) => {
-                    out.names.push(name);
-                    out.fields.retain(|(k, _)| k != name);
-                    if !j.is_null() {
-                        out.fields.push((name.clone(), j));
-                    }
-                }
-                Some(FieldValue::Flatten(recursive, j)) => {
-                    out.names.push(name);
-                    out.fields.retain(|(k, _)| k != name);
-                    flatten_into(&mut out.fields, name, j, recursive);
-                }
-                Some(FieldValue::Cel(v)) => {
-                    out.names.push(name);
-                    add_field(&mut out.fields, name, v);
-                }
-                None => {}
+            let Some(value) = cel.field(expr) else { continue };
+            out.names.push(name);
+            match value {
+                FieldValue::Json(j, flatten) => add_json(&mut out.fields, name, j, flatten),
+                FieldValue::Cel(v) => add_field(&mut out.fields, name, v),
             }
         }
         out
@@ -178,19 +165,24 @@ fn default_fields(error: Option<&Error>, ctx: &RequestCtx) -> Vec<(&'static str,
 
 /// Adds a CEL result under `name`; `flatten`/`flattenRecursive` results become dotted keys.
 pub fn add_field(fields: &mut Vec<(String, Json)>, name: &str, v: &cel::Value) {
+    let (flatten, value) = match as_flatten(v) {
+        Some((recursive, inner)) => (Some(recursive), inner),
+        None => (None, v),
+    };
+    match value.json() {
+        Ok(j) => add_json(fields, name, j, flatten),
+        Err(_) => fields.retain(|(k, _)| k != name),
+    }
+}
+
+/// Adds `j` under `name`, replacing an earlier field of that name; with `flatten` (recursive
+/// or not), its children become dotted keys. A null is left out.
+fn add_json(fields: &mut Vec<(String, Json)>, name: &str, j: Json, flatten: Option<bool>) {
     fields.retain(|(k, _)| k != name);
-    match as_flatten(v) {
-        Some((recursive, inner)) => {
-            let Ok(j) = inner.json() else { return };
-            flatten_into(fields, name, j, recursive);
-        }
-        None => {
-            if let Ok(j) = v.json() {
-                if !j.is_null() {
-                    fields.push((name.to_string(), j));
-                }
-            }
-        }
+    match flatten {
+        Some(recursive) => flatten_into(fields, name, j, recursive),
+        None if !j.is_null() => fields.push((name.to_string(), j)),
+        None => {}
     }
 }
 

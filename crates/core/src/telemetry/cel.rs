@@ -38,7 +38,7 @@ pub struct Expression {
     /// The text as written in the config.
     pub source: String,
     program: Arc<Program>,
-    /// How it reads without running the program, if it is a literal or a plain path.
+    /// How it reads without running the program, if it has one of [`direct`]'s shapes.
     direct: Option<Arc<direct::Direct>>,
 }
 
@@ -93,6 +93,15 @@ thread_local! {
     static ROOT: Context<'static, 'static> = new_context();
 }
 
+/// A log or span field's value: JSON read directly ([`direct`]) or CEL's result.
+pub enum FieldValue<'a> {
+    /// Read without running CEL; to be expanded into dotted keys when the flag is set
+    /// (`Some(true)`: `flattenRecursive`).
+    Json(serde_json::Value, Option<bool>),
+    /// CEL's result (it may be a `flatten` marker).
+    Cel(&'a Value),
+}
+
 /// Evaluates expressions against one request's variables, each distinct expression once
 /// (the seed config logs and traces the same ten fields).
 pub struct Evaluator<'e, 's> {
@@ -116,30 +125,13 @@ impl<'e> Evaluator<'e, '_> {
         };
         self.memo[i].1.as_ref()
     }
-}
 
-/// A log or span field's value: JSON read directly ([`direct`]) or CEL's result.
-pub enum FieldValue<'a> {
-    /// Read without running CEL.
-    Json(serde_json::Value),
-    /// Read without running CEL, to be expanded into dotted keys (`flattenRecursive` if true).
-    Flatten(bool, serde_json::Value),
-    /// CEL's result (it may be a `flatten` marker).
-    Cel(&'a Value),
-}
-
-impl<'e> Evaluator<'e, '_> {
-    /// The value of a log or span field, or `None` when it fails. A literal or a plain path
-    /// is read straight to JSON; anything else runs (and is remembered) as [`Self::eval`].
+    /// The value of a log or span field, or `None` when it fails. The shapes [`direct`] takes
+    /// are read straight to JSON; anything else runs (and is remembered) as [`Self::eval`].
     pub fn field(&mut self, expr: &'e Expression) -> Option<FieldValue<'_>> {
         if let Some(d) = &expr.direct {
             match d.read(self.ctx) {
-                direct::Read::Value(j) => {
-                    return Some(match d.flatten() {
-                        Some(recursive) => FieldValue::Flatten(recursive, j),
-                        None => FieldValue::Json(j),
-                    })
-                }
+                direct::Read::Value(j) => return Some(FieldValue::Json(j, d.flatten())),
                 direct::Read::Failed => return None,
                 direct::Read::Unsupported => {}
             }

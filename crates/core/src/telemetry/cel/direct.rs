@@ -28,10 +28,10 @@ pub enum Direct {
     /// `path.map(x, template)`: each item of the list at `path` made into `template`, a map
     /// literal (`{"role": "assistant", "content": x}`), `x`, a path under `x` or a literal.
     MapList {
-        /// The list read.
-        range: Box<Direct>,
-        /// The item's name in the template.
-        item: String,
+        /// The variable holding the list.
+        var: String,
+        /// The keys under it, outermost first.
+        fields: Vec<String>,
         /// What each item becomes.
         template: Template,
     },
@@ -120,8 +120,10 @@ impl Direct {
             }
             _ => return None,
         };
-        let range = Direct::path(&c.iter_range)?;
-        matches!(range, Direct::Path { .. }).then(|| Direct::MapList { range: Box::new(range), item: c.iter_var.clone(), template })
+        match Direct::path(&c.iter_range)? {
+            Direct::Path { var, fields } => Some(Direct::MapList { var, fields, template }),
+            _ => None,
+        }
     }
 
     /// Whether the value is to be flattened (`Some(recursive)`).
@@ -139,8 +141,7 @@ impl Direct {
             Direct::Literal(j) => Read::Value(j.clone()),
             Direct::Path { var, fields } => with_path(scope, var, fields, val_json),
             Direct::Flatten { inner, .. } => inner.read(scope),
-            Direct::MapList { range, template, .. } => {
-                let Direct::Path { var, fields } = &**range else { return Read::Unsupported };
+            Direct::MapList { var, fields, template } => {
                 with_path(scope, var, fields, |v| {
                     let Some(list) = v.downcast_ref::<CelList>() else { return Read::Unsupported };
                     let mut items = Vec::with_capacity(list.inner().len());
