@@ -205,6 +205,10 @@ impl HttpClient {
                 .map_err(|e| CallError::Upstream(format!("connecting to {authority}: {e}")))?;
             let header = build_header(cc, &authority, req)?;
             let exchange = async {
+                // The body follows at once: its first write carries the head (one system call).
+                if let (HttpSession::H1(h1), Some(_)) = (&mut session, &req.body) {
+                    h1.hold_request_header();
+                }
                 session.write_request_header(Box::new(header)).await?;
                 if let Some(body) = &req.body {
                     session.write_request_body(body.clone(), true).await?;

@@ -2,9 +2,9 @@
 //!
 //! `vendor/` is outside the workspace, so `cargo test --workspace` would never run them. The
 //! additions below depend only on `std`, `futures` and `tokio`, so they are compiled here by
-//! path, their `#[cfg(test)]` modules included (`task_pipe`, `repoll`, `lazy_buf_writer`), and
-//! the first two are exercised together the way the proxy uses them: a `task_pipe` between the
-//! two halves of a request, joined under `Repoll`.
+//! path, their `#[cfg(test)]` modules included (`task_pipe`, `repoll`, `lazy_buf_writer`,
+//! `head_first`), and the first two are exercised together the way the proxy uses them: a
+//! `task_pipe` between the two halves of a request, joined under `Repoll`.
 
 #[allow(dead_code)]
 #[path = "../../../vendor/pingora-proxy/src/task_pipe.rs"]
@@ -17,6 +17,10 @@ mod repoll;
 #[allow(dead_code)]
 #[path = "../../../vendor/pingora-core/src/protocols/l4/lazy_buf_writer.rs"]
 mod lazy_buf_writer;
+
+#[allow(dead_code)]
+#[path = "../../../vendor/pingora-core/src/protocols/http/v1/head_first.rs"]
+mod head_first;
 
 use repoll::Repoll;
 

@@ -121,6 +121,12 @@ where
 
         debug!("Sending header to upstream {:?}", req);
 
+        // tollgate patch: a body already read whole is sent first thing by the downstream half
+        // below, so the head waits for it and both go out in one write.
+        if session.as_mut().is_body_done() && session.as_ref().get_retry_buffer().is_some() {
+            client_session.hold_request_header();
+        }
+
         match client_session.write_request_header(req).await {
             Ok(_) => { /* Continue */ }
             Err(e) => {
@@ -271,7 +277,9 @@ where
         /* duplex mode, wait for either to complete */
         while !request_done || !response_done {
             tokio::select! {
-                res = client_session.read_response_task(), if !response_done => {
+                // tollgate patch: no response before a held request head is out (the body's
+                // first write sends it).
+                res = client_session.read_response_task(), if !response_done && !client_session.holds_request_header() => {
                     match res {
                         Ok(task) => {
                             response_done = task.is_end();

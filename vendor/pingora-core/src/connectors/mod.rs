@@ -264,7 +264,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if stream_matches_peer(&stream, peer)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -477,6 +477,24 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// Whether a pooled stream is connected to `peer` (tollgate). A direct connection's digest keeps
+/// the address it was connected to (`l4::connect` sets it), so that is compared instead of
+/// asking the kernel with `getpeername` on every reuse (issue 14: one system call per proxied
+/// request). The stream owns its socket, so the address cannot change under it; a stream whose
+/// digest has no address, or a peer behind a CONNECT proxy, is checked as before.
+#[cfg(unix)]
+fn stream_matches_peer<P: Peer>(stream: &Stream, peer: &P) -> bool {
+    if peer.get_proxy().is_none() {
+        let connected_to = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr.get().cloned().flatten());
+        if let Some(addr) = connected_to {
+            return &addr == peer.address();
+        }
+    }
+    peer.matches_fd(stream.id())
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready

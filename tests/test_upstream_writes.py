@@ -1,0 +1,115 @@
+"""How tollgate writes a request to its upstream: a body it already holds goes out in the same
+write as the head (one segment, one wake-up of the upstream), and a body it does not hold yet
+does not hold the head back (an upstream that answers `100 Continue` gets the head at once)."""
+import json
+import socket
+import threading
+
+import requests
+
+from conftest import serve_listeners
+
+COMPLETION = json.dumps({
+    "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}).encode()
+
+
+class RawUpstream:
+    """An HTTP/1.1 upstream on a raw socket that records, for each request, what its first
+    read returned. `continue_first`: answer `100 Continue` once the head is in, before the body."""
+
+    def __init__(self, continue_first=False):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.first_reads, self.bodies = [], []
+        self.continue_first = continue_first
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn):
+        conn.settimeout(10)
+        buf = b""
+        with conn:
+            while True:
+                first = conn.recv(65536)
+                if not first:
+                    return
+                self.first_reads.append(first)
+                buf += first
+                while b"\r\n\r\n" not in buf:
+                    buf += conn.recv(65536)
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+                if self.continue_first and b"100-continue" in head.lower():
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                self.bodies.append(buf[:length])
+                buf = buf[length:]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             + f"Content-Length: {len(COMPLETION)}\r\n\r\n".encode() + COMPLETION)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_an_llm_request_reaches_the_upstream_in_one_write(tollgate):
+    up = RawUpstream()
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - ai:
+          name: raw
+          hostOverride: 127.0.0.1:{up.port}
+          provider: {{openAI: {{model: rewritten}}}}
+""")
+    for i in range(5):
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": f"hello {i} " + "x" * 2000}]})
+        r = requests.post(f"{base}/v1/chat/completions", data=body, headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "hi"
+    up.close()
+    assert len(up.first_reads) == 5
+    for first, body in zip(up.first_reads, up.bodies):
+        sent = json.loads(body)
+        assert sent["model"] == "rewritten"
+        # The whole request (head and rewritten body) was there at the upstream's first read.
+        assert first.endswith(body), first[:300]
+        assert first.index(b"\r\n\r\n") + 4 + len(body) == len(first)
+
+
+def test_a_streamed_body_does_not_hold_the_head_back(tollgate):
+    """A plain route streams the body as the client sends it: with `Expect: 100-continue` the
+    client waits for the upstream's `100 Continue`, which needs the head first."""
+    up = RawUpstream(continue_first=True)
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - host: 127.0.0.1:{up.port}
+""")
+    host, port = base.split("//")[1].split(":")
+    body = b'{"streamed": "' + b"y" * 100_000 + b'"}'
+    head = (f"POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100"), interim  # the upstream asked, through tollgate
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    up.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert up.bodies == [body]
