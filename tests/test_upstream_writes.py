@@ -5,6 +5,7 @@ import json
 import socket
 import threading
 
+import pytest
 import requests
 
 from conftest import serve_listeners
@@ -20,7 +21,9 @@ class RawUpstream:
     """An HTTP/1.1 upstream on a raw socket that records, for each request, what its first
     read returned. `continue_first`: answer `100 Continue` once the head is in, before the body."""
 
-    def __init__(self, continue_first=False):
+    def __init__(self, continue_first=False, close=False):
+        self.connections = 0
+        self.close_after = close
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -35,6 +38,7 @@ class RawUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def _connection(self, conn):
@@ -57,15 +61,21 @@ class RawUpstream:
                     buf += conn.recv(65536)
                 self.bodies.append(buf[:length])
                 buf = buf[length:]
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                close = b"Connection: close\r\n" if self.close_after else b""
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + close
                              + f"Content-Length: {len(COMPLETION)}\r\n\r\n".encode() + COMPLETION)
+                if self.close_after:
+                    return
 
     def close(self):
         self.sock.close()
 
 
-def test_an_llm_request_reaches_the_upstream_in_one_write(tollgate):
-    up = RawUpstream()
+@pytest.mark.parametrize("close", [False, True], ids=["kept-alive", "connection-close"])
+def test_an_llm_request_reaches_the_upstream_in_one_write(tollgate, close):
+    """Also: the upstream connection is reused unless the upstream's answer says `Connection:
+    close` (what the session keeps of a response header it hands to the proxy)."""
+    up = RawUpstream(close=close)
     base = serve_listeners(tollgate, f"""\
   - routes:
     - backends:
@@ -81,6 +91,7 @@ def test_an_llm_request_reaches_the_upstream_in_one_write(tollgate):
         assert r.json()["choices"][0]["message"]["content"] == "hi"
     up.close()
     assert len(up.first_reads) == 5
+    assert up.connections == (5 if close else 1)
     for first, body in zip(up.first_reads, up.bodies):
         sent = json.loads(body)
         assert sent["model"] == "rewritten"

@@ -54,6 +54,9 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    // tollgate: what the session still needs from a response header it handed over
+    // (`read_resp_header_parts`), instead of keeping a copy of it (see `ResponseRead`).
+    response_read: Option<ResponseRead>,
     // tollgate: what the response handling needs from the request written, not the whole
     // header (see `WrittenRequest`).
     request_written: Option<WrittenRequest>,
@@ -99,6 +102,62 @@ impl WrittenRequest {
     }
 }
 
+/// What the session needs from a response header once it has handed the header over
+/// (tollgate). `read_resp_header_parts` cloned the header (two header maps) for the proxy and
+/// kept the original until the connection went back to the pool: a copy per request, and
+/// memory held for an LLM stream's whole life, for these answers.
+#[derive(Debug, Clone, Copy)]
+struct ResponseRead {
+    status: StatusCode,
+    version: Version,
+    /// It has a `Transfer-Encoding` header.
+    transfer_encoding: bool,
+    /// What its `Connection` header says about keep-alive.
+    connection_keepalive: Option<bool>,
+    /// Its `Keep-Alive: timeout=…, max=…` values.
+    keepalive_values: (Option<u64>, Option<usize>),
+}
+
+impl ResponseRead {
+    fn of(resp: &ResponseHeader) -> Self {
+        ResponseRead {
+            status: resp.status,
+            version: resp.version,
+            transfer_encoding: resp.headers.contains_key(header::TRANSFER_ENCODING),
+            connection_keepalive: is_buf_keepalive(resp.headers.get(header::CONNECTION)),
+            keepalive_values: keepalive_values_of(resp.headers.get("Keep-Alive")),
+        }
+    }
+}
+
+/// `Keep-Alive: timeout=5, max=1000` => 5, 1000
+/// This is defined in the below spec, this not part of any RFC, so
+/// it's behavior is different on different platforms.
+/// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
+fn keepalive_values_of(keep_alive_header: Option<&HeaderValue>) -> (Option<u64>, Option<usize>) {
+    let Some(keep_alive_header) = keep_alive_header else {
+        return (None, None);
+    };
+
+    let Ok(header_value) = str::from_utf8(keep_alive_header.as_bytes()) else {
+        return (None, None);
+    };
+
+    let mut timeout = None;
+    let mut max = None;
+
+    for param in header_value.split(',') {
+        let parts = param.split_once('=').map(|(k, v)| (k.trim(), v));
+        match parts {
+            Some(("timeout", timeout_value)) => timeout = timeout_value.trim().parse().ok(),
+            Some(("max", max_value)) => max = max_value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+
+    (timeout, max)
+}
+
 /// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
@@ -120,6 +179,7 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            response_read: None,
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -523,11 +583,14 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        // tollgate: the header is handed over, not cloned; the session keeps what it needs.
+        let header = self.response_header.take().expect("just read");
+        self.response_read = Some(ResponseRead::of(&header));
+        Ok(header)
     }
 
-    /// Return a reference of the [`ResponseHeader`] if the response is read
+    /// Return a reference of the [`ResponseHeader`] if the response is read (tollgate: and not
+    /// handed over by [`Self::read_resp_header_parts`])
     pub fn resp_header(&self) -> Option<&ResponseHeader> {
         self.response_header.as_deref()
     }
@@ -549,7 +612,19 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        match &self.response_header {
+            Some(h) => Some(h.status),
+            None => self.response_read.map(|r| r.status),
+        }
+    }
+
+    /// What the session needs from the response header, read from it or from what was kept
+    /// when it was handed over (tollgate).
+    fn response_read(&self) -> Option<ResponseRead> {
+        match &self.response_header {
+            Some(h) => Some(ResponseRead::of(h)),
+            None => self.response_read,
+        }
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -659,11 +734,9 @@ impl HttpSession {
 
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
+        let response = self.response_read();
+        if response.map(|r| r.version) == Some(Version::HTTP_10)
+            && response.is_some_and(|r| r.transfer_encoding)
         {
             self.set_keepalive(None);
             return;
@@ -679,7 +752,7 @@ impl HttpSession {
             } else {
                 self.set_keepalive(None);
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
+        } else if response.map(|r| r.version) == Some(Version::HTTP_11) {
             self.set_keepalive(Some(0)); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
@@ -700,36 +773,13 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            _ => self.response_read().and_then(|r| r.connection_keepalive),
         }
     }
 
-    /// `Keep-Alive: timeout=5, max=1000` => 5, 1000
-    /// This is defined in the below spec, this not part of any RFC, so
-    /// it's behavior is different on different platforms.
-    /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
+    /// `Keep-Alive: timeout=5, max=1000` => 5, 1000 (see `keepalive_values_of`)
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
-            return (None, None);
-        };
-
-        let Ok(header_value) = str::from_utf8(keep_alive_header.as_bytes()) else {
-            return (None, None);
-        };
-
-        let mut timeout = None;
-        let mut max = None;
-
-        for param in header_value.split(',') {
-            let parts = param.split_once('=').map(|(k, v)| (k.trim(), v));
-            match parts {
-                Some(("timeout", timeout_value)) => timeout = timeout_value.trim().parse().ok(),
-                Some(("max", max_value)) => max = max_value.trim().parse().ok(),
-                _ => {}
-            }
-        }
-
-        (timeout, max)
+        self.response_read().map_or((None, None), |r| r.keepalive_values)
     }
 
     /// Close the connection abruptly. This allows to signal the server that the connection is closed
