@@ -3,12 +3,12 @@ write as the head (one segment, one wake-up of the upstream), and a body it does
 does not hold the head back (an upstream that answers `100 Continue` gets the head at once)."""
 import json
 import socket
-import threading
 
 import pytest
 import requests
 
 from conftest import serve_listeners
+from tls_helpers import _Server
 
 COMPLETION = json.dumps({
     "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
@@ -17,29 +17,21 @@ COMPLETION = json.dumps({
 }).encode()
 
 
-class RawUpstream:
+class RawUpstream(_Server):
     """An HTTP/1.1 upstream on a raw socket that records, for each request, what its first
-    read returned. `continue_first`: answer `100 Continue` once the head is in, before the body."""
+    read returned. `continue_first`: answer `100 Continue` once the head is in, before the body.
+    `close`: answer with `Connection: close` and close."""
 
     def __init__(self, continue_first=False, close=False):
         self.connections = 0
         self.close_after = close
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.first_reads, self.bodies = [], []
         self.continue_first = continue_first
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+    def _handle(self, conn):
+        self.connections += 1
+        self._connection(conn)
 
     def _connection(self, conn):
         conn.settimeout(10)
