@@ -20,11 +20,12 @@ COMPLETION = json.dumps({
 class RawUpstream(_Server):
     """An HTTP/1.1 upstream on a raw socket that records, for each request, what its first
     read returned. `continue_first`: answer `100 Continue` once the head is in, before the body.
-    `close`: answer with `Connection: close` and close."""
+    `close`: answer with `Connection: close` but leave the socket open, so only a client that
+    honours the header opens a new connection for its next request."""
 
     def __init__(self, continue_first=False, close=False):
         self.connections = 0
-        self.close_after = close
+        self.say_close = close
         self.first_reads, self.bodies = [], []
         self.continue_first = continue_first
         super().__init__()
@@ -53,11 +54,9 @@ class RawUpstream(_Server):
                     buf += conn.recv(65536)
                 self.bodies.append(buf[:length])
                 buf = buf[length:]
-                close = b"Connection: close\r\n" if self.close_after else b""
+                close = b"Connection: close\r\n" if self.say_close else b""
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + close
                              + f"Content-Length: {len(COMPLETION)}\r\n\r\n".encode() + COMPLETION)
-                if self.close_after:
-                    return
 
     def close(self):
         self.sock.close()

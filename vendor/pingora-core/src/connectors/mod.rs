@@ -476,7 +476,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// Whether a pooled stream is connected to `peer` (tollgate). A direct connection's digest keeps
 /// the address it was connected to (`l4::connect` sets it), so that is compared instead of
 /// asking the kernel with `getpeername` on every reuse (issue 14: one system call per proxied
@@ -495,6 +494,7 @@ fn stream_matches_peer<P: Peer>(stream: &Stream, peer: &P) -> bool {
     peer.matches_fd(stream.id())
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready

@@ -741,9 +741,9 @@ impl HttpSession {
             self.set_keepalive(None);
             return;
         }
-        if let Some(keepalive) = self.is_connection_keepalive() {
+        if let Some(keepalive) = self.is_connection_keepalive(response) {
             if keepalive {
-                let (timeout, _max_use) = self.get_keepalive_values();
+                let (timeout, _max_use) = response.map_or((None, None), |r| r.keepalive_values);
                 // TODO: respect max_use
                 match timeout {
                     Some(d) => self.set_keepalive(Some(d)),
@@ -764,7 +764,7 @@ impl HttpSession {
         !matches!(self.keepalive_timeout, KeepaliveStatus::Off)
     }
 
-    fn is_connection_keepalive(&self) -> Option<bool> {
+    fn is_connection_keepalive(&self, response: Option<ResponseRead>) -> Option<bool> {
         let request_keepalive = self
             .request_written
             .as_ref()
@@ -773,11 +773,13 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => self.response_read().and_then(|r| r.connection_keepalive),
+            _ => response.and_then(|r| r.connection_keepalive),
         }
     }
 
-    /// `Keep-Alive: timeout=5, max=1000` => 5, 1000 (see `keepalive_values_of`)
+    /// `Keep-Alive: timeout=5, max=1000` => 5, 1000 (see `keepalive_values_of`; upstream's unit
+    /// tests read it, `respect_keepalive` takes the values from its `ResponseRead`)
+    #[cfg(test)]
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
         self.response_read().map_or((None, None), |r| r.keepalive_values)
     }
