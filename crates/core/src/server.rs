@@ -213,7 +213,7 @@ pub fn run(cli: Cli, loaded: Loaded, logging: Arc<LogControl>) -> Result<(), Str
     }
     let grace = config.config.connection_termination_deadline.map_or(std::time::Duration::from_secs(DEFAULT_GRACE_SECONDS), |d| d.0);
     let min = config.config.connection_min_termination_deadline.map_or(std::time::Duration::ZERO, |d| d.0);
-    let drain = Drain { admission: admission.clone(), mcp: runtime_shared.mcp.clone(), min, grace };
+    let drain = Drain { admission: admission.clone(), mcp: runtime_shared.mcp.clone(), min, grace, telemetry: telemetry.clone() };
     add_operator_services(&mut server, &config, v6, dump, logging, metrics.clone())?;
     if let Some(mcp) = runtime_shared.mcp.clone() {
         server.add_service(background_service("mcp sessions", McpUpkeep { mcp, metrics: metrics.clone() }));

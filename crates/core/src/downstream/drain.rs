@@ -10,9 +10,12 @@ use tokio::time::Instant;
 
 use super::admission::Admission;
 use crate::family::McpFamily;
+use crate::telemetry::Telemetry;
 
 /// How often the drain checks for remaining connections.
 const POLL: Duration = Duration::from_millis(50);
+/// The longest the exit waits for the collector to take the last spans.
+const SPAN_FLUSH: Duration = Duration::from_secs(2);
 
 /// The drain, as a Pingora background service.
 pub struct Drain {
@@ -24,6 +27,8 @@ pub struct Drain {
     pub min: Duration,
     /// `connectionTerminationDeadline` (Pingora's drain period).
     pub grace: Duration,
+    /// Its queued spans are sent before the exit.
+    pub telemetry: Arc<Telemetry>,
 }
 
 #[async_trait::async_trait]
@@ -34,13 +39,19 @@ impl pingora::services::background::BackgroundService for Drain {
         }
         let started = Instant::now();
         // Pingora drains for whole seconds, then cancels every task: act just before.
-        let last_call = started + Duration::from_secs(self.grace.as_secs()).saturating_sub(Duration::from_millis(700));
+        let cut = started + Duration::from_secs(self.grace.as_secs());
+        let last_call = cut - Duration::from_secs(self.grace.as_secs()).min(Duration::from_millis(700));
         tokio::time::sleep(self.min).await;
         while self.admission.open() > 0 && Instant::now() < last_call {
             tokio::time::sleep(POLL).await;
         }
         if let Some(mcp) = &self.mcp {
             mcp.stop().await;
+        }
+        // The requests that ended are reported: send their spans before the process goes.
+        let budget = cut.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(100)).min(SPAN_FLUSH);
+        if !self.telemetry.flush_spans(budget).await {
+            tracing::warn!(target: "tollgate", "the last spans did not reach the collector before the exit");
         }
         if self.admission.open() == 0 {
             tracing::info!(target: "tollgate", drained_in_ms = started.elapsed().as_millis() as u64, "no connections left; exiting");

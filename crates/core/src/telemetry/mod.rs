@@ -113,6 +113,25 @@ impl Telemetry {
             .as_ref()
     }
 
+    /// Sends the spans still queued before the process exits, waiting at most `budget`: the
+    /// batch processor exports every few seconds, so without this a shutdown or a binary
+    /// upgrade would lose the last seconds of spans. Returns whether the collector took them
+    /// (true when no tracer ever started: nothing was queued).
+    pub async fn flush_spans(self: &Arc<Self>, budget: std::time::Duration) -> bool {
+        if !matches!(self.tracing.get(), Some(Some(_))) {
+            return true;
+        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let telemetry = self.clone();
+        // The SDK's flush blocks until the exporter's runtime answers: on a thread of its own,
+        // so a slow collector holds neither a worker thread nor the exit past `budget`.
+        std::thread::spawn(move || {
+            let flushed = matches!(telemetry.tracing.get(), Some(Some(t)) if t.flush().is_ok());
+            let _ = done.send(flushed);
+        });
+        matches!(tokio::time::timeout(budget, answer).await, Ok(Ok(true)))
+    }
+
     /// Called when a request arrives: starts its span (if sampled).
     pub fn start(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
         let (Some(t), Some(config)) = (self.tracer(), self.trace_config.as_ref()) else { return };

@@ -221,6 +221,14 @@ impl Tracing {
     }
 }
 
+impl Tracing {
+    /// Exports the spans still queued (the batch processor sends every few seconds), waiting
+    /// for the collector's answer. Blocks the calling thread.
+    pub fn flush(&self) -> OTelSdkResult {
+        self.provider.force_flush()
+    }
+}
+
 impl Drop for Tracing {
     fn drop(&mut self) {
         let _ = self.provider.shutdown();
