@@ -99,13 +99,63 @@ pub(crate) fn record(llm: &mut LlmExchange, view: &ResponseView) {
     }
 }
 
+/// The events of a chunk when one may be dropped: while every event so far is whole, kept
+/// and next in the chunk, only their length is counted, so the chunk (or its front) goes on
+/// uncopied; the first event that is not starts a copy.
+struct PassedEvents {
+    /// Bytes from the chunk's start passed on as they came.
+    passed: usize,
+    copy: Option<Vec<u8>>,
+}
+
+impl PassedEvents {
+    fn new() -> Self {
+        PassedEvents { passed: 0, copy: None }
+    }
+
+    fn event(&mut self, chunk: &[u8], event: &[u8], keep: bool) {
+        if let Some(copy) = &mut self.copy {
+            if keep {
+                copy.extend_from_slice(event);
+            }
+            return;
+        }
+        // Lent from the chunk right after the passed events? (An event joined from earlier
+        // reads is held elsewhere.)
+        let next_in_chunk = event.as_ptr() as usize == chunk.as_ptr() as usize + self.passed && self.passed + event.len() <= chunk.len();
+        if keep && next_in_chunk {
+            self.passed += event.len();
+            return;
+        }
+        let mut copy = Vec::with_capacity(chunk.len() + if next_in_chunk { 0 } else { event.len() });
+        copy.extend_from_slice(&chunk[..self.passed]);
+        if keep {
+            copy.extend_from_slice(event);
+        }
+        self.copy = Some(copy);
+    }
+
+    /// The body to pass on: the chunk (or its front) as it came, or the copy.
+    fn into_body(self, mut chunk: Bytes) -> Option<Bytes> {
+        match self.copy {
+            Some(copy) => (!copy.is_empty()).then(|| Bytes::from(copy)),
+            None if self.passed == 0 => None,
+            None => {
+                chunk.truncate(self.passed);
+                Some(chunk)
+            }
+        }
+    }
+}
+
 /// Reads usage from each complete event. Chunks pass through as they are, unless the gateway
 /// injected `include_usage`: then complete events pass and the usage-only one is dropped.
 fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Option<Bytes>, end: bool, want_completion: bool) {
     let incoming = body.take().unwrap_or_default();
     let injected_usage = state.injected_usage;
-    // Only when the gateway injected `include_usage` are events rewritten (one dropped).
-    let mut out = Vec::with_capacity(if injected_usage { incoming.len() } else { 0 });
+    // Only when the gateway injected `include_usage` are events rewritten (one dropped), and
+    // even then a chunk of whole, kept events is passed on as it came, not copied.
+    let mut out = PassedEvents::new();
     state.sse.each_event(&incoming, end, |event| {
         let data = event_data(event);
         let keep = match data {
@@ -128,18 +178,70 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
             }
             None => true,
         };
-        if keep && injected_usage {
-            out.extend_from_slice(event);
+        if injected_usage {
+            out.event(&incoming, event, keep);
         }
     });
-    *body = if !injected_usage {
-        Some(incoming)
-    } else if out.is_empty() {
-        None
-    } else {
-        Some(Bytes::from(out))
-    };
+    *body = if injected_usage { out.into_body(incoming) } else { Some(incoming) };
     if end && body.is_none() {
         *body = Some(Bytes::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::SseSplitter;
+
+    /// Feeds `chunks` as scan_sse does, dropping events that contain `drop`; returns each
+    /// chunk's output and whether it is the chunk itself (same memory, not copied).
+    fn pass(chunks: &[&[u8]], drop: &[u8]) -> Vec<(Vec<u8>, bool)> {
+        let mut sse = SseSplitter::default();
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let incoming = Bytes::copy_from_slice(c);
+                let at = incoming.as_ptr();
+                let mut out = PassedEvents::new();
+                sse.each_event(&incoming, i + 1 == chunks.len(), |e| {
+                    let keep = !e.windows(drop.len()).any(|w| w == drop);
+                    out.event(&incoming, e, keep);
+                });
+                let body = out.into_body(incoming).unwrap_or_default();
+                let same = body.as_ptr() == at;
+                (body.to_vec(), same)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_kept_events_pass_uncopied() {
+        let out = pass(&[b"data: {\"a\":1}\n\ndata: {\"a\":2}\n\n"], b"usage");
+        assert_eq!(out, vec![(b"data: {\"a\":1}\n\ndata: {\"a\":2}\n\n".to_vec(), true)]);
+    }
+
+    #[test]
+    fn a_dropped_event_is_cut_out() {
+        let out = pass(&[b"data: 1\n\ndata: usage\n\ndata: [DONE]\n\n"], b"usage");
+        assert_eq!(out[0].0, b"data: 1\n\ndata: [DONE]\n\n".to_vec());
+        let out = pass(&[b"data: usage\n\n"], b"usage");
+        assert_eq!(out[0].0, b"".to_vec());
+    }
+
+    #[test]
+    fn a_split_event_waits_and_the_front_passes() {
+        let out = pass(&[b"data: 1\n\ndata: 2", b"2\n\ndata: 3\n\n", b"data: usage\n\ndata: 4\n\n"], b"usage");
+        assert_eq!(out[0], (b"data: 1\n\n".to_vec(), true), "the front of the chunk, not a copy");
+        assert_eq!(out[1].0, b"data: 22\n\ndata: 3\n\n".to_vec());
+        assert_eq!(out[2].0, b"data: 4\n\n".to_vec());
+        let all: Vec<u8> = out.into_iter().flat_map(|(b, _)| b).collect();
+        assert_eq!(all, b"data: 1\n\ndata: 22\n\ndata: 3\n\ndata: 4\n\n".to_vec());
+    }
+
+    #[test]
+    fn an_unterminated_tail_is_given_at_the_end() {
+        let out = pass(&[b"data: 1\n\n", b"data: 2"], b"usage");
+        assert_eq!(out[1].0, b"data: 2".to_vec());
     }
 }
