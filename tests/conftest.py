@@ -56,6 +56,14 @@ class Proc:
         self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
+    def terminate(self, timeout=15) -> float:
+        """SIGTERM (the graceful drain), then wait for a clean exit; returns the seconds it took."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        assert self.proc.returncode == 0, f"exit status {self.proc.returncode}"
+        return time.monotonic() - start
+
     def stop(self):
         if self.proc.poll() is None:
             try:

@@ -66,11 +66,7 @@ binds:
 """, ports=[port])
     kept = requests.Session()
     assert kept.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok"  # leaves an idle keep-alive connection
-    start = time.monotonic()
-    proc.proc.send_signal(signal.SIGTERM)
-    proc.proc.wait(timeout=15)
-    took = time.monotonic() - start
-    assert proc.proc.returncode == 0
+    took = proc.terminate()
     assert took < 1.5, f"exit took {took:.1f}s with nothing in flight"
 
 
@@ -84,9 +80,5 @@ binds:
   - routes:
     - policies: {{directResponse: {{status: 200, body: ok}}}}
 """, ports=[port])
-    start = time.monotonic()
-    proc.proc.send_signal(signal.SIGTERM)
-    proc.proc.wait(timeout=15)
-    took = time.monotonic() - start
-    assert proc.proc.returncode == 0
+    took = proc.terminate()
     assert 2.0 <= took < 3.5, f"exit took {took:.1f}s with a 2s minimum"
