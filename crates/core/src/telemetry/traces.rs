@@ -219,9 +219,7 @@ impl Tracing {
         }
         span.span.end();
     }
-}
 
-impl Tracing {
     /// Exports the spans still queued (the batch processor sends every few seconds), waiting
     /// for the collector's answer. Blocks the calling thread.
     pub fn flush(&self) -> OTelSdkResult {
