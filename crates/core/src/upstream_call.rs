@@ -143,7 +143,11 @@ impl Response {
         match got.map_err(|e| CallError::Upstream(format!("reading the response: {e}")))? {
             Some(b) => Ok(Some(b)),
             None => {
-                self.release().await;
+                // Boxed: the release holds the HTTP session and the pool's futures (~4.4 KiB), and
+                // inline it would grow every future that awaits a chunk by that much, each of them
+                // copied as it is created (the MCP path nests eight deep). One allocation per
+                // response instead.
+                Box::pin(self.release()).await;
                 Ok(None)
             }
         }

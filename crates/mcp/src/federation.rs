@@ -445,7 +445,9 @@ impl McpSession {
             return Err(McpError::InvalidParams(format!("unknown {}: `{public}`", list_key.trim_end_matches('s'))));
         }
         let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::Upstream(format!("target `{}` is unavailable", self.fed.targets[target].name)))?;
-        let mut resp = up.request(cc, msg, &self.relay(target, tx)).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
+        // Boxed: the upstream call's future (~4.6 KiB) would otherwise be part of every future
+        // above it (handle_request, answer, post, on_request), each copied as it is created.
+        let mut resp = Box::pin(up.request(cc, msg, &self.relay(target, tx))).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
         if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.pointer_mut("/result/contents")) {
             for c in contents {
                 if let Some(u) = c.get("uri").and_then(Value::as_str).map(|u| format!("{prefix}{u}")) {

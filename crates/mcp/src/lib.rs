@@ -129,7 +129,8 @@ impl Filter for McpProxy {
             (Method::POST, Some(id)) => self.legacy_message(session, ctx, cc, &id).await?,
             (Method::POST, None) => self.post(session, ctx, cc).await?,
             (Method::GET, None) => self.get_stream(session, ctx, cc).await?,
-            (Method::DELETE, None) => self.delete(session, ctx, cc).await?,
+            // Boxed: a session's end is rare and its future is the largest here.
+            (Method::DELETE, None) => Box::pin(self.delete(session, ctx, cc)).await?,
             _ => front::empty(session, ctx, 405).await?,
         }
         Ok(FilterAction::Handled)

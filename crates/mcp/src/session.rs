@@ -312,7 +312,9 @@ impl SessionStore {
                 continue;
             };
             let relay = Relay { target: i, uri_prefix: fed.uri_prefix(i), tx: stream.0.clone() };
-            match Upstream::resume(&fed.targets[i], cc, &state.hello, Some(saved), &relay).await {
+            // Boxed: resuming is rare and its future (~5.5 KiB) would otherwise size every
+            // request's `find`, copied as each request's future is built.
+            match Box::pin(Upstream::resume(&fed.targets[i], cc, &state.hello, Some(saved), &relay)).await {
                 Ok(u) => upstreams.push(Some(u)),
                 Err(e) if fed.fail_open() => {
                     log::warn!("resuming MCP target `{}` failed, skipped: {e}", fed.targets[i].name);
