@@ -115,3 +115,33 @@ def test_a_streamed_body_does_not_hold_the_head_back(tollgate):
     up.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert up.bodies == [body]
+
+
+def test_header_names_go_out_in_lowercase(tollgate):
+    """agentgateway's default (`http1HeaderCase: lowercase`): HTTP/1 header names are written in
+    lowercase both ways, whatever case the client or the upstream used."""
+    up = RawUpstream()
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - host: 127.0.0.1:{up.port}
+""")
+    host, port = base.split("//")[1].split(":")
+    body = b'{"a": 1}'
+    head = (f"POST /echo HTTP/1.1\r\nHost: {host}\r\nX-Trace-Tag: Mixed-Case-Value\r\nCONTENT-TYPE: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    up.close()
+    sent = b"".join(up.first_reads)
+    sent_head = sent.split(b"\r\n\r\n")[0]
+    assert b"\r\nx-trace-tag: Mixed-Case-Value" in sent_head, sent_head  # the value keeps its case
+    assert b"\r\ncontent-type: application/json" in sent_head, sent_head
+    assert b"X-Trace-Tag" not in sent_head and b"CONTENT-TYPE" not in sent_head, sent_head
+    got_head = answer.split(b"\r\n\r\n")[0]
+    assert got_head.startswith(b"HTTP/1.1 200"), got_head
+    assert b"\r\ncontent-type: application/json" in got_head, got_head
+    assert b"Content-Type" not in got_head and b"Content-Length" not in got_head, got_head

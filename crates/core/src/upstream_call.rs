@@ -254,7 +254,7 @@ fn stale_connection(e: &pingora::Error) -> bool {
 
 fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result<RequestHeader, CallError> {
     let bad = |e: pingora::BError| CallError::Internal(format!("building an upstream request: {e}"));
-    let mut h = RequestHeader::build(req.method.clone(), req.path.as_bytes(), Some(cc.headers.len() + req.headers.len() + 2)).map_err(bad)?;
+    let mut h = RequestHeader::build_no_case(req.method.clone(), req.path.as_bytes(), Some(cc.headers.len() + req.headers.len() + 2)).map_err(bad)?;
     for (name, value) in cc.headers.iter() {
         h.append_header(name.clone(), value.clone()).map_err(bad)?;
     }

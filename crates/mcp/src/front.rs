@@ -52,7 +52,7 @@ pub async fn read_body(session: &mut Session, deadline: Option<std::time::Instan
 }
 
 fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx: &mut RequestCtx) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(4))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(4))?;
     if let Some(ct) = content_type {
         h.insert_header("content-type", ct)?;
     }

@@ -175,7 +175,29 @@ impl ConnectionNominations {
     }
 }
 
+/// tollgate: whether `name` is one of the fields [strip_standard_hop_by_hop_headers] removes.
+fn is_standard_hop_by_hop(name: &header::HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), KEEP_ALIVE | PROXY_CONNECTION | HTTP2_SETTINGS)
+}
+
+/// tollgate: whether the request carries any standard hop-by-hop field. One pass over the
+/// names, where removing each of the ten by name hashes it (and first parses the three that
+/// are not standard names) on every proxied request, nearly all of which carry none.
+fn has_standard_hop_by_hop(req: &RequestHeader) -> bool {
+    req.headers.keys().any(is_standard_hop_by_hop)
+}
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
+    if !has_standard_hop_by_hop(req) {
+        return;
+    }
     req.remove_header(KEEP_ALIVE);
     req.remove_header(PROXY_CONNECTION);
     req.remove_header(&header::PROXY_AUTHENTICATE);
@@ -360,18 +382,23 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            // tollgate: the three removals only when one of them can be there.
+            if has_standard_hop_by_hop(req) {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
         H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            if has_standard_hop_by_hop(req) {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
         }
         H1UpgradePolicy::Preserve => {}
     }

@@ -108,9 +108,10 @@ pub fn classify(buf: &[u8], max_headers: usize) -> Option<Head> {
     }
     // Parse only once a line has ended: a trickling client costs one scan per line.
     memchr_newline(buf)?;
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_LINES];
-    let mut req = httparse::Request::new(&mut headers[..max_headers.min(MAX_HEADER_LINES)]);
-    match req.parse(buf) {
+    // Uninitialised room: filling 256 empty headers first cost ~1.3k instructions per request.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADER_LINES];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers[..max_headers.min(MAX_HEADER_LINES)]) {
         Ok(httparse::Status::Complete(_)) => Some(Head::Http1),
         Ok(httparse::Status::Partial) => None,
         Err(httparse::Error::TooManyHeaders) => Some(Head::TooManyHeaders),

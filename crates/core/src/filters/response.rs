@@ -41,7 +41,7 @@ impl LocalResponse {
 
     /// Builds the Pingora header (with Content-Length).
     pub fn to_header(&self) -> Result<ResponseHeader> {
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 1))?;
+        let mut resp = ResponseHeader::build_no_case(self.status, Some(self.headers.len() + 1))?;
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.as_str())?;
         }

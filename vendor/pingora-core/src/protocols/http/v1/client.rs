@@ -413,9 +413,11 @@ impl HttpSession {
 
         loop {
             if parse_existing_buffer {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                let parsed = parse_resp_buffer(&mut resp, &self.response_header_read_buf);
+                // tollgate: uninitialised room for the parsed headers (see server.rs).
+                let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut []);
+                let parsed =
+                    parse_resp_buffer(&mut resp, &self.response_header_read_buf, &mut headers);
                 match parsed {
                     HeaderParseState::Complete(s) => {
                         let total_read = self.response_header_read_buf.len();
@@ -426,7 +428,10 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
-                        let mut response_header = match ResponseHeader::build(
+                        // tollgate: header names are not kept in their received case
+                        // (agentgateway's default, `http1HeaderCase: lowercase`): one header
+                        // map, not two, per response.
+                        let mut response_header = match ResponseHeader::build_no_case(
                             resp.code.unwrap(),
                             // tollgate: room for `date`, `connection` and what filters add.
                             Some(resp.headers.len() + super::server::HEADER_ROOM),
@@ -1018,14 +1023,15 @@ impl HttpSession {
 }
 
 #[inline]
-fn parse_resp_buffer<'buf>(
-    resp: &mut httparse::Response<'_, 'buf>,
+fn parse_resp_buffer<'h, 'buf>(
+    resp: &mut httparse::Response<'h, 'buf>,
     buf: &'buf [u8],
+    headers: &'h mut [std::mem::MaybeUninit<httparse::Header<'buf>>],
 ) -> HeaderParseState {
     let mut parser = httparse::ParserConfig::default();
     parser.allow_spaces_after_header_name_in_responses(true);
     parser.allow_obsolete_multiline_headers_in_responses(true);
-    let res = match parser.parse_response(resp, buf) {
+    let res = match parser.parse_response_with_uninit_headers(resp, buf, headers) {
         Ok(s) => s,
         Err(e) => {
             return HeaderParseState::Invalid(e);
@@ -1077,7 +1083,7 @@ pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
     buf.put_slice(CRLF);
 
     // headers
-    req.header_to_h1_wire(&mut buf);
+    super::common::h1_headers_to_wire(req.has_case(), &req.headers, |b| req.header_to_h1_wire(b), &mut buf);
     buf.put_slice(CRLF);
     Some(buf)
 }

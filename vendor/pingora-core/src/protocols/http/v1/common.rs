@@ -331,6 +331,29 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
     Some(result)
 }
 
+/// tollgate: a header block in HTTP/1 wire form. A header that keeps its names' case (built
+/// with a case map) is written as it is; any other in lowercase, as agentgateway writes HTTP/1
+/// headers by default (`http1HeaderCase: lowercase`), where Pingora would title-case the
+/// standard names. Parsed requests and responses keep no case map (one header map, not two).
+pub(crate) fn h1_headers_to_wire(
+    has_case: bool,
+    headers: &HMap,
+    write_with_case: impl FnOnce(&mut bytes::BytesMut),
+    buf: &mut bytes::BytesMut,
+) {
+    if has_case {
+        write_with_case(buf);
+        return;
+    }
+    use bytes::BufMut;
+    for (name, value) in headers {
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+}
+
 /// Reconcile every `Content-Length` value (across duplicate header lines and
 /// comma-separated lists) into a single value, mirroring the behavior of
 /// hyper's `content_length_parse_all`
