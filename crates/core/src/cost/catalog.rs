@@ -3,7 +3,12 @@
 //! as integer micro-dollars per million tokens (at most 6 fractional digits, as agentgateway
 //! allows), so prices add up exactly.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+/// Catalog maps: looked up on every priced request (twice per model tried, dated and not),
+/// where a `BTreeMap` compared the name with a dozen keys. A fixed seed: only the config
+/// inserts, a client's model name is only looked up.
+type Names<V> = HashMap<String, V, foldhash::fast::FixedState>;
 
 use serde::Deserialize;
 
@@ -13,7 +18,7 @@ use serde::Deserialize;
 pub struct Catalog {
     /// Provider name → models.
     #[serde(default)]
-    pub providers: BTreeMap<String, Provider>,
+    pub providers: Names<Provider>,
 }
 
 /// One provider's models.
@@ -22,7 +27,7 @@ pub struct Catalog {
 pub struct Provider {
     /// Model id → prices.
     #[serde(default)]
-    pub models: BTreeMap<String, Model>,
+    pub models: Names<Model>,
 }
 
 /// One model's prices.

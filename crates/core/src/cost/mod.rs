@@ -135,6 +135,10 @@ impl ModelCatalog {
 /// `model` without a trailing date (`-2024-08-06`, `-20250929`, `@20250929`).
 fn undated(model: &str) -> Option<&str> {
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // Every dated form ends in a digit: most names are done here, before any search.
+    if !model.ends_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
     if let Some((base, date)) = model.rsplit_once('@') {
         return all_digits(date).then_some(base);
     }
