@@ -3,11 +3,12 @@ write as the head (one segment, one wake-up of the upstream), and a body it does
 does not hold the head back (an upstream that answers `100 Continue` gets the head at once)."""
 import json
 import socket
+import subprocess
 
 import pytest
 import requests
 
-from conftest import serve_listeners
+from conftest import BIN, serve_listeners
 from tls_helpers import _Server
 
 COMPLETION = json.dumps({
@@ -117,15 +118,16 @@ def test_a_streamed_body_does_not_hold_the_head_back(tollgate):
     assert up.bodies == [body]
 
 
-def test_header_names_go_out_in_lowercase(tollgate):
-    """agentgateway's default (`http1HeaderCase: lowercase`): HTTP/1 header names are written in
-    lowercase both ways, whatever case the client or the upstream used."""
+@pytest.mark.parametrize("setting", ["", "frontendPolicies:\n  http:\n    http1HeaderCase: lowercase\n"], ids=["default", "lowercase"])
+def test_header_names_go_out_in_lowercase(tollgate, setting):
+    """agentgateway's default (`http1HeaderCase: lowercase`, also accepted written out): HTTP/1
+    header names are written in lowercase both ways, whatever case the client or the upstream used."""
     up = RawUpstream()
     base = serve_listeners(tollgate, f"""\
   - routes:
     - backends:
       - host: 127.0.0.1:{up.port}
-""")
+""", settings=setting)
     host, port = base.split("//")[1].split(":")
     body = b'{"a": 1}'
     head = (f"POST /echo HTTP/1.1\r\nHost: {host}\r\nX-Trace-Tag: Mixed-Case-Value\r\nCONTENT-TYPE: application/json\r\n"
@@ -145,3 +147,11 @@ def test_header_names_go_out_in_lowercase(tollgate):
     assert got_head.startswith(b"HTTP/1.1 200"), got_head
     assert b"\r\ncontent-type: application/json" in got_head, got_head
     assert b"Content-Type" not in got_head and b"Content-Length" not in got_head, got_head
+
+
+def test_preserving_header_case_is_refused_as_not_supported(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("frontendPolicies:\n  http:\n    http1HeaderCase: preserve\nbinds: []\n")
+    p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0
+    assert "http1HeaderCase" in p.stdout + p.stderr and "not supported yet" in p.stdout + p.stderr, p.stdout + p.stderr

@@ -188,8 +188,9 @@ pub struct FrontendHttp {
     pub http1_max_headers: Option<usize>,
     /// How long an idle HTTP/1 connection may wait for its next request (default 10m).
     pub http1_idle_timeout: Option<GoDuration>,
-    /// Not supported yet.
-    pub http1_header_case: Option<Unsupported>,
+    /// How HTTP/1 header names are written: `lowercase` (agentgateway's default) is what
+    /// tollgate does; `preserve` is refused as not supported yet.
+    pub http1_header_case: Option<Http1HeaderCase>,
     /// Not supported yet.
     pub http2_window_size: Option<Unsupported>,
     /// Not supported yet.
@@ -205,4 +206,21 @@ pub struct FrontendHttp {
     /// Longest a client connection lives: HTTP/1 closes after the request in progress
     /// (`Connection: close`), HTTP/2 sends GOAWAY and finishes its streams.
     pub max_connection_duration: Option<GoDuration>,
+}
+
+/// `frontendPolicies.http.http1HeaderCase`. Only `lowercase` is accepted: tollgate writes every
+/// HTTP/1 header name in lowercase (parsed heads keep no case map), as agentgateway does by
+/// default; `preserve` would need the received case kept and replayed, which it does not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http1HeaderCase;
+
+impl<'de> Deserialize<'de> for Http1HeaderCase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match String::deserialize(d)?.as_str() {
+            "lowercase" => Ok(Http1HeaderCase),
+            "preserve" => Err(D::Error::custom("`preserve` is not supported yet (tollgate writes header names in lowercase)")),
+            other => Err(D::Error::unknown_variant(other, &["lowercase", "preserve"])),
+        }
+    }
 }
