@@ -208,19 +208,9 @@ pub struct FrontendHttp {
     pub max_connection_duration: Option<GoDuration>,
 }
 
-/// `frontendPolicies.http.http1HeaderCase`. Only `lowercase` is accepted: tollgate writes every
-/// HTTP/1 header name in lowercase (parsed heads keep no case map), as agentgateway does by
-/// default; `preserve` would need the received case kept and replayed, which it does not do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Http1HeaderCase;
-
-impl<'de> Deserialize<'de> for Http1HeaderCase {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        match String::deserialize(d)?.as_str() {
-            "lowercase" => Ok(Http1HeaderCase),
-            "preserve" => Err(D::Error::custom("`preserve` is not supported yet (tollgate writes header names in lowercase)")),
-            other => Err(D::Error::unknown_variant(other, &["lowercase", "preserve"])),
-        }
-    }
+super::types::one_supported_value! {
+    /// `frontendPolicies.http.http1HeaderCase`. Only `lowercase`: tollgate writes every HTTP/1
+    /// header name in lowercase (parsed heads keep no case map), as agentgateway does by
+    /// default; `preserve` would need the received case kept and replayed.
+    Http1HeaderCase, "http1HeaderCase", "lowercase", ["preserve"]
 }

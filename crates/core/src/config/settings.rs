@@ -87,18 +87,9 @@ pub struct Settings {
     pub hbone: Option<ControlPlaneOnly>,
 }
 
-/// `config.histograms`: only classic buckets (agentgateway's default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistogramMode;
-
-impl<'de> Deserialize<'de> for HistogramMode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "classic" => Ok(HistogramMode),
-            v @ ("native" | "both") => Err(serde::de::Error::custom(format!("histograms `{v}` is not supported yet (only `classic`)"))),
-            other => Err(serde::de::Error::unknown_variant(other, &["classic", "native", "both"])),
-        }
-    }
+super::types::one_supported_value! {
+    /// `config.histograms`: only classic buckets (agentgateway's default).
+    HistogramMode, "histograms", "classic", ["native", "both"]
 }
 
 /// `config.logging`.

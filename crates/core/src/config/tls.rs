@@ -32,18 +32,9 @@ pub struct TlsServerConfig {
     pub key_exchange_groups: Option<Vec<String>>,
 }
 
-/// `tls.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlsServerMode;
-
-impl<'de> Deserialize<'de> for TlsServerMode {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "static" => Ok(TlsServerMode),
-            "dynamicCa" => Err(de::Error::custom("tls mode `dynamicCa` is not supported yet (only `static`)")),
-            other => Err(de::Error::unknown_variant(other, &["static", "dynamicCa"])),
-        }
-    }
+super::types::one_supported_value! {
+    /// `tls.mode`.
+    TlsServerMode, "tls mode", "static", ["dynamicCa"]
 }
 
 /// A TLS protocol version; rustls (like agentgateway) speaks only 1.2 and 1.3.

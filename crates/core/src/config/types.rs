@@ -23,6 +23,30 @@ impl<'de> Deserialize<'de> for Unsupported {
     }
 }
 
+/// A string field of which tollgate implements one value (agentgateway's default): that value
+/// loads, the other values agentgateway knows are refused as not supported yet, and anything
+/// else is an unknown variant. `$what` names the field in the message.
+macro_rules! one_supported_value {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $supported:literal, [$($not_yet:literal),+]) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::Error;
+                match String::deserialize(d)?.as_str() {
+                    $supported => Ok($name),
+                    #[allow(unused_parens)] // one value needs none, several do
+                    v @ ($($not_yet)|+) => Err(D::Error::custom(format!(concat!($what, " `{}` is not supported yet (only `", $supported, "`)"), v))),
+                    other => Err(D::Error::unknown_variant(other, &[$supported, $($not_yet),+])),
+                }
+            }
+        }
+    };
+}
+pub(crate) use one_supported_value;
+
 /// A `config:` key that only means something inside agentgateway's control plane (xDS, the
 /// mesh CA, SPIFFE identities, HBONE): refused with that reason rather than "not yet".
 #[derive(Debug, Clone, Copy)]
