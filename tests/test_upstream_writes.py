@@ -1,6 +1,7 @@
 """How tollgate writes a request to its upstream: a body it already holds goes out in the same
 write as the head (one segment, one wake-up of the upstream), and a body it does not hold yet
 does not hold the head back (an upstream that answers `100 Continue` gets the head at once)."""
+import http.client
 import json
 import socket
 import subprocess
@@ -155,3 +156,32 @@ def test_preserving_header_case_is_refused_as_not_supported(tmp_path):
     p = subprocess.run([str(BIN), "-f", str(cfg), "--validate-only"], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0
     assert "http1HeaderCase" in p.stdout + p.stderr and "not supported yet" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("name,value", [
+    ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"), ("TE", "trailers"), ("Trailer", "x-sum"),
+    ("Proxy-Authorization", "Basic c2VjcmV0OnNlY3JldA=="), ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+    ("Connection", "x-private"),
+])
+def test_a_hop_by_hop_field_alone_is_not_forwarded(tollgate, name, value):
+    """Each standard hop-by-hop field, sent alone (no other such field to trigger the removal),
+    stops at the gateway; an ordinary field goes on. A field the `Connection` header nominates
+    is dropped with it."""
+    up = RawUpstream()
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - host: 127.0.0.1:{up.port}
+""")
+    host, port = base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # sends no Connection field
+    headers = {name: value, "X-Ordinary": "kept", "X-Private": "nominated", "Content-Type": "application/json"}
+    conn.request("POST", "/echo", body=b'{"a": 1}', headers=headers)
+    assert conn.getresponse().status == 200
+    conn.close()
+    up.close()
+    sent_head = b"".join(up.first_reads).split(b"\r\n\r\n")[0].lower()
+    assert b"\r\nx-ordinary: kept" in sent_head, sent_head
+    assert b"\r\n" + name.lower().encode() + b":" not in sent_head, sent_head
+    if name == "Connection":
+        assert b"x-private" not in sent_head, sent_head
