@@ -1083,7 +1083,12 @@ pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
     buf.put_slice(CRLF);
 
     // headers
-    super::common::h1_headers_to_wire(req.has_case(), &req.headers, |b| req.header_to_h1_wire(b), &mut buf);
+    // tollgate: without a case map, names in lowercase (see `lowercase_headers_to_wire`).
+    if req.has_case() {
+        req.header_to_h1_wire(&mut buf);
+    } else {
+        super::common::lowercase_headers_to_wire(&req.headers, &mut buf);
+    }
     buf.put_slice(CRLF);
     Some(buf)
 }

@@ -331,20 +331,11 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
     Some(result)
 }
 
-/// tollgate: a header block in HTTP/1 wire form. A header that keeps its names' case (built
-/// with a case map) is written as it is; any other in lowercase, as agentgateway writes HTTP/1
-/// headers by default (`http1HeaderCase: lowercase`), where Pingora would title-case the
-/// standard names. Parsed requests and responses keep no case map (one header map, not two).
-pub(crate) fn h1_headers_to_wire(
-    has_case: bool,
-    headers: &HMap,
-    write_with_case: impl FnOnce(&mut bytes::BytesMut),
-    buf: &mut bytes::BytesMut,
-) {
-    if has_case {
-        write_with_case(buf);
-        return;
-    }
+/// tollgate: a header block without a case map in HTTP/1 wire form, names in lowercase, as
+/// agentgateway writes HTTP/1 headers by default (`http1HeaderCase: lowercase`), where
+/// Pingora would title-case the standard names. Parsed requests and responses keep no case
+/// map (one header map, not two); a header built with one is still written as it is.
+pub(crate) fn lowercase_headers_to_wire(headers: &HMap, buf: &mut bytes::BytesMut) {
     use bytes::BufMut;
     for (name, value) in headers {
         buf.put_slice(name.as_str().as_bytes());

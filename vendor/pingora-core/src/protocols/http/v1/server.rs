@@ -1896,7 +1896,12 @@ fn http_resp_header_to_buf(
 
     // headers
     // TODO: style: make sure Server and Date headers are the first two
-    super::common::h1_headers_to_wire(resp.has_case(), &resp.headers, |b| resp.header_to_h1_wire(b), buf);
+    // tollgate: without a case map, names in lowercase (see `lowercase_headers_to_wire`).
+    if resp.has_case() {
+        resp.header_to_h1_wire(buf);
+    } else {
+        super::common::lowercase_headers_to_wire(&resp.headers, buf);
+    }
 
     buf.put_slice(CRLF);
     Ok(())
