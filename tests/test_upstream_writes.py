@@ -64,6 +64,17 @@ class RawUpstream(_Server):
         self.sock.close()
 
 
+def plain_route_to(tollgate, up, settings=""):
+    """Starts tollgate with one plain route to `up`; returns (host, port) of its listener."""
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - backends:
+      - host: 127.0.0.1:{up.port}
+""", settings=settings)
+    host, port = base.split("//")[1].split(":")
+    return host, int(port)
+
+
 @pytest.mark.parametrize("close", [False, True], ids=["kept-alive", "connection-close"])
 def test_an_llm_request_reaches_the_upstream_in_one_write(tollgate, close):
     """Also: the upstream connection is reused unless the upstream's answer says `Connection:
@@ -97,16 +108,11 @@ def test_a_streamed_body_does_not_hold_the_head_back(tollgate):
     """A plain route streams the body as the client sends it: with `Expect: 100-continue` the
     client waits for the upstream's `100 Continue`, which needs the head first."""
     up = RawUpstream(continue_first=True)
-    base = serve_listeners(tollgate, f"""\
-  - routes:
-    - backends:
-      - host: 127.0.0.1:{up.port}
-""")
-    host, port = base.split("//")[1].split(":")
+    host, port = plain_route_to(tollgate, up)
     body = b'{"streamed": "' + b"y" * 100_000 + b'"}'
     head = (f"POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection((host, int(port)), timeout=10) as s:
+    with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(head)
         interim = s.recv(4096)
         assert interim.startswith(b"HTTP/1.1 100"), interim  # the upstream asked, through tollgate
@@ -124,16 +130,11 @@ def test_header_names_go_out_in_lowercase(tollgate, setting):
     """agentgateway's default (`http1HeaderCase: lowercase`, also accepted written out): HTTP/1
     header names are written in lowercase both ways, whatever case the client or the upstream used."""
     up = RawUpstream()
-    base = serve_listeners(tollgate, f"""\
-  - routes:
-    - backends:
-      - host: 127.0.0.1:{up.port}
-""", settings=setting)
-    host, port = base.split("//")[1].split(":")
+    host, port = plain_route_to(tollgate, up, setting)
     body = b'{"a": 1}'
     head = (f"POST /echo HTTP/1.1\r\nHost: {host}\r\nX-Trace-Tag: Mixed-Case-Value\r\nCONTENT-TYPE: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection((host, int(port)), timeout=10) as s:
+    with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(head + body)
         answer = b""
         while chunk := s.recv(65536):
@@ -168,13 +169,8 @@ def test_a_hop_by_hop_field_alone_is_not_forwarded(tollgate, name, value):
     stops at the gateway; an ordinary field goes on. A field the `Connection` header nominates
     is dropped with it."""
     up = RawUpstream()
-    base = serve_listeners(tollgate, f"""\
-  - routes:
-    - backends:
-      - host: 127.0.0.1:{up.port}
-""")
-    host, port = base.split("//")[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # sends no Connection field
+    host, port = plain_route_to(tollgate, up)
+    conn = http.client.HTTPConnection(host, port, timeout=10)  # sends no Connection field
     headers = {name: value, "X-Ordinary": "kept", "X-Private": "nominated", "Content-Type": "application/json"}
     conn.request("POST", "/echo", body=b'{"a": 1}', headers=headers)
     assert conn.getresponse().status == 200
