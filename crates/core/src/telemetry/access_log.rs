@@ -195,10 +195,10 @@ fn flatten_into(fields: &mut Vec<(String, Json)>, prefix: &str, v: Json, recursi
 /// Adds `v` under `key` (a leaf) or its children under `key.child` (one key buffer, grown
 /// and cut back, for every child).
 fn flatten_at(fields: &mut Vec<(String, Json)>, key: &mut String, v: Json, recursive: bool) {
-    use std::fmt::Write as _;
-    let child = |fields: &mut Vec<(String, Json)>, key: &mut String, name: std::fmt::Arguments<'_>, value: Json| {
+    let child = |fields: &mut Vec<(String, Json)>, key: &mut String, name: &str, value: Json| {
         let len = key.len();
-        let _ = write!(key, ".{name}");
+        key.push('.');
+        key.push_str(name);
         if recursive {
             flatten_at(fields, key, value, true);
         } else if !value.is_null() {
@@ -209,13 +209,14 @@ fn flatten_at(fields: &mut Vec<(String, Json)>, key: &mut String, v: Json, recur
     // Objects iterate in key order (serde_json's map is sorted).
     match v {
         Json::Array(items) => {
+            let mut index = itoa::Buffer::new();
             for (i, x) in items.into_iter().enumerate() {
-                child(fields, key, format_args!("{i}"), x);
+                child(fields, key, index.format(i), x);
             }
         }
         Json::Object(m) => {
             for (k, x) in m {
-                child(fields, key, format_args!("{k}"), x);
+                child(fields, key, &k, x);
             }
         }
         Json::Null => {}
@@ -293,35 +294,81 @@ fn json_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
 }
 
 /// `time info access request k=v ...`: a value with a space, quote or `=` (or an empty one)
-/// is written as a JSON string.
+/// is written as a JSON string; a structured value is its JSON text, quoted that way.
 fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
     let mut line = Vec::with_capacity(1024);
     line.extend_from_slice(timestamp().as_bytes());
     line.extend_from_slice(b" info access request");
-    let mut other = Vec::new();
     for (k, v) in fields {
-        let text: &[u8] = match v {
-            Json::String(t) => t.as_bytes(),
-            other_value => {
-                other.clear();
-                let _ = serde_json::to_writer(&mut other, other_value);
-                &other
-            }
-        };
         line.push(b' ');
         line.extend_from_slice(k.as_bytes());
         line.push(b'=');
-        if text.is_empty() || memchr::memchr3(b' ', b'"', b'=', text).is_some() {
-            // serde_json writes UTF-8, and a string value is UTF-8: the check cannot fail.
-            if let Ok(text) = std::str::from_utf8(text) {
+        match v {
+            Json::String(text) if text.is_empty() || memchr::memchr3(b' ', b'"', b'=', text.as_bytes()).is_some() => {
                 let _ = serde_json::to_writer(&mut line, text);
             }
-        } else {
-            line.extend_from_slice(text);
+            Json::String(text) => line.extend_from_slice(text.as_bytes()),
+            structured if has_quote(structured) => {
+                line.push(b'"');
+                let mut quoted = serde_json::Serializer::with_formatter(&mut line, QuotedJson);
+                let _ = serde::Serialize::serialize(structured, &mut quoted);
+                line.push(b'"');
+            }
+            // A number, boolean, `{}` or an array of those: no space, quote or `=` in its text.
+            plain => {
+                let _ = serde_json::to_writer(&mut line, plain);
+            }
         }
     }
     line.push(b'\n');
     line
+}
+
+/// Whether `v`'s JSON text has a quote: it holds a string or a non-empty object (its keys are
+/// strings). A space or `=` can only be inside a string, so this is "must be quoted".
+fn has_quote(v: &Json) -> bool {
+    match v {
+        Json::String(_) => true,
+        Json::Object(m) => !m.is_empty(),
+        Json::Array(items) => items.iter().any(has_quote),
+        Json::Null | Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
+/// Writes JSON text already escaped as the contents of a JSON string, in one pass: what
+/// `to_string(&to_string(v))` gives between its outer quotes, without the second scan and copy.
+/// The text's own quotes become `\"`, its escapes are escaped again (`\n` becomes `\\n`),
+/// and everything else (structure, numbers, unescaped runs of strings) needs no escaping.
+struct QuotedJson;
+
+impl serde_json::ser::Formatter for QuotedJson {
+    fn begin_string<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\\\"")
+    }
+
+    fn end_string<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\\\"")
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(&mut self, w: &mut W, e: serde_json::ser::CharEscape) -> std::io::Result<()> {
+        use serde_json::ser::CharEscape as E;
+        let escaped: &[u8] = match e {
+            E::Quote => b"\\\\\\\"",
+            E::ReverseSolidus => b"\\\\\\\\",
+            E::Solidus => b"\\\\/",
+            E::Backspace => b"\\\\b",
+            E::FormFeed => b"\\\\f",
+            E::LineFeed => b"\\\\n",
+            E::CarriageReturn => b"\\\\r",
+            E::Tab => b"\\\\t",
+            E::AsciiControl(byte) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let code = [b'\\', b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
+                return w.write_all(&code);
+            }
+        };
+        w.write_all(escaped)
+    }
 }
 
 #[cfg(test)]
@@ -380,6 +427,28 @@ mod tests {
         let line = String::from_utf8(text_line([("a", &a), ("b", &b), ("c", &c), ("d", &d), ("n", &Json::from(1.5))].into_iter())).unwrap();
         let (_, rest) = line.split_once(" info access request").unwrap();
         assert_eq!(rest, " a=plain b=\"two words\" c=\"{\\\"k\\\":\\\"v w\\\"}\" d=\"\" n=1.5\n");
+    }
+
+    /// The one-pass quoting of a structured value writes what quoting its JSON text would:
+    /// every character that JSON escapes, in keys and values, at any depth.
+    #[test]
+    fn a_structured_value_is_quoted_as_its_json_text_would_be() {
+        let every_char: String = (0u8..=0x7f).map(char::from).chain("é€😀 =".chars()).collect();
+        let values = [
+            serde_json::json!({"k": "v w", "q\"\\": [1, "a=b", {"n": null, "t": true}], "e": {}, "l": []}),
+            serde_json::json!([every_char.clone(), {every_char.clone(): every_char.clone()}]),
+            serde_json::json!([1, 2.5, [true, null]]),
+            serde_json::json!([[], {}]),
+            serde_json::json!({}),
+            serde_json::json!(-3),
+        ];
+        for v in &values {
+            let text = serde_json::to_string(v).unwrap();
+            let expected = if text.contains([' ', '"', '=']) { serde_json::to_string(&text).unwrap() } else { text };
+            let line = String::from_utf8(text_line([("f", v)].into_iter())).unwrap();
+            let (_, rest) = line.split_once(" info access request f=").unwrap();
+            assert_eq!(rest, format!("{expected}\n"), "{v}");
+        }
     }
 
     #[test]

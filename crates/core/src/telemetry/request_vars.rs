@@ -143,7 +143,7 @@ impl TextPath {
             TextPath::RequestPath => Some(req.uri.path().to_string()),
             TextPath::RequestMethod => Some(req.method.as_str().to_string()),
             TextPath::Header(name) => {
-                let mut values = req.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+                let mut values = req.headers.get_all(name).iter().map(|v| super::vars::utf8_lossy(v.as_bytes()));
                 let first = values.next()?;
                 Some(values.fold(first.into_owned(), |mut acc, v| {
                     acc.push(',');

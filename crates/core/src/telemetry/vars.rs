@@ -96,7 +96,16 @@ fn list<'a>(items: impl IntoIterator<Item = Var<'a>>) -> Var<'a> {
 
 /// Bytes as text, borrowed when they are UTF-8.
 fn bytes_text(b: &[u8]) -> Var<'_> {
-    Box::new(CelString::from(String::from_utf8_lossy(b)))
+    Box::new(CelString::from(utf8_lossy(b)))
+}
+
+/// `String::from_utf8_lossy`, with std's word-at-a-time check first: a body or header is
+/// nearly always valid UTF-8, and the lossy scan goes a byte at a time (~5× the cost).
+pub fn utf8_lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(b),
+    }
 }
 
 fn headers<'a>(headers: &'a http::HeaderMap, redact: &[String]) -> Var<'a> {
@@ -109,7 +118,7 @@ fn headers<'a>(headers: &'a http::HeaderMap, redact: &[String]) -> Var<'a> {
             match (values.next(), values.next()) {
                 (Some(one), None) => bytes_text(one.as_bytes()),
                 _ => owned(
-                    headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect::<Vec<_>>().join(","),
+                    headers.get_all(name).iter().map(|v| utf8_lossy(v.as_bytes())).collect::<Vec<_>>().join(","),
                 ),
             }
         };
