@@ -90,3 +90,35 @@ def test_unchanged_seed_logging_is_text_with_flattened_keys(tollgate, provider_f
     assert " llm.input_messages.0.message.content=Hello! " in line
     assert " span.name=openai.chat " in line
     assert "sk-abc" not in proc.output()
+
+
+def test_level_debug_shows_tollgate_debug_lines_and_not_pingoras(tollgate):
+    """`logging.level: debug` (no RUST_LOG) turns on tollgate's own debug lines (here: a field
+    whose expression fails to evaluate); Pingora's stay at `warn` (its debug output prints whole upstream
+    request heads), also when the gateway proxies to an upstream."""
+    import socket
+    import requests
+    from conftest import free_port, serve_listeners
+    up = socket.socket()
+    up.bind(("127.0.0.1", 0))
+    closed_port = up.getsockname()[1]
+    up.close()  # nothing listens: the proxied request fails inside Pingora's connector
+    base = serve_listeners(tollgate, f"""\
+  - routes:
+    - matches: [{{path: {{pathPrefix: /direct}}}}]
+      policies: {{directResponse: {{status: 200, body: ok}}}}
+    - backends:
+      - host: 127.0.0.1:{closed_port}
+""", settings="config:\n  logging:\n    level: debug\n    fields:\n      add:\n        broken: int(\"not a number\")\n",
+        extra_env={"RUST_LOG": ""})
+    assert requests.get(f"{base}/direct", timeout=5).text == "ok"
+    assert requests.get(f"{base}/proxied", timeout=5).status_code == 502
+    proc = tollgate.procs[-1]
+    deadline = time.time() + 5
+    while "CEL field not evaluated" not in proc.output() and time.time() < deadline:
+        time.sleep(0.05)
+    out = proc.output()
+    assert "DEBUG" in out and "CEL field not evaluated" in out, out[-2000:]
+    assert " http.status=502" in out  # both requests were logged
+    pingora_debug = [l for l in out.splitlines() if "DEBUG" in l and "pingora" in l]
+    assert not pingora_debug, pingora_debug[:3]

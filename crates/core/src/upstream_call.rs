@@ -231,7 +231,7 @@ impl HttpClient {
                 Err(_) => return Err(CallError::Timeout),
                 // A pooled connection the target had closed: nothing was processed, try a new one.
                 Ok(Err(e)) if reused && attempt == 0 && stale_connection(&e) => {
-                    log::debug!("pooled connection to {authority} failed ({e}); retrying on a new one");
+                    tracing::debug!("pooled connection to {authority} failed ({e}); retrying on a new one");
                     continue;
                 }
                 Ok(Err(e)) => return Err(CallError::Upstream(format!("{authority}: {e}"))),

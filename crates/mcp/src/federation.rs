@@ -245,7 +245,7 @@ impl McpSession {
         let sends = self.upstreams.iter().flatten().map(|u| u.notify(cc, msg.clone()));
         for r in futures::future::join_all(sends).await {
             if let Err(e) = r {
-                log::debug!("MCP notification not delivered: {e}");
+                tracing::debug!("MCP notification not delivered: {e}");
             }
         }
     }

@@ -262,7 +262,7 @@ fn is_client_gone(e: &pingora::Error) -> bool {
 pub fn client_gone_is_fine(r: Result<()>) -> Result<()> {
     match r {
         Err(e) if is_client_gone(&e) => {
-            log::debug!("MCP client stream closed: {e}");
+            tracing::debug!("MCP client stream closed: {e}");
             Ok(())
         }
         other => other,

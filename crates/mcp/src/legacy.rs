@@ -43,7 +43,7 @@ impl LegacyClient {
 
     async fn send(&self, msg: Value) {
         if let Err(e) = self.tx.send_timeout(msg, SEND_WAIT).await {
-            log::debug!("MCP answer for a legacy client dropped: {e}");
+            tracing::debug!("MCP answer for a legacy client dropped: {e}");
         }
     }
 
@@ -101,7 +101,7 @@ impl LegacyClient {
             Kind::Notification => s.handle_notification(msg, &cc).await,
             Kind::Response => {
                 if let Err(e) = s.handle_response(msg, &cc).await {
-                    log::debug!("MCP client response not delivered: {e}");
+                    tracing::debug!("MCP client response not delivered: {e}");
                 }
             }
             Kind::Invalid => self.send(jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "not a JSON-RPC 2.0 message")).await,

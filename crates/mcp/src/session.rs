@@ -235,7 +235,7 @@ impl SessionStore {
         let mut ended = self.ended.lock().unwrap();
         ended.retain(|_, at| now.duration_since(*at) < TOMBSTONE_FOR);
         for s in expired {
-            log::info!("MCP session expired after {:?} idle", self.ttl);
+            tracing::info!("MCP session expired after {:?} idle", self.ttl);
             ended.insert(id_key(&s.id), now);
             let cc = s.last_cc.lock().unwrap().clone();
             if let Some(cc) = cc {
@@ -324,7 +324,7 @@ impl SessionStore {
             }
         }
         let session = Arc::new(McpSession::new(id.to_string(), fed.clone(), state.hello, upstreams, stream));
-        log::info!("MCP session resumed from its id");
+        tracing::info!("MCP session resumed from its id");
         // Two requests may race to resume: keep the first.
         let kept = self.live.lock().unwrap().entry(id.to_string()).or_insert(session).clone();
         Ok(kept)

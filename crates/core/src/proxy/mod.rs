@@ -400,7 +400,7 @@ impl ProxyHttp for TollgateProxy {
         session.set_keepalive(None);
         let resp = json_error(ctx.error_format, status, kind, &message);
         if let Err(err) = resp.write(session).await {
-            log::debug!("could not send error response: {err}");
+            tracing::debug!("could not send error response: {err}");
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }

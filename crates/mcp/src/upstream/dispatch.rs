@@ -96,7 +96,7 @@ impl Dispatcher {
                 }
                 return;
             }
-            log::debug!("MCP target answered an unknown request id: {:?}", msg.get("id"));
+            tracing::debug!("MCP target answered an unknown request id: {:?}", msg.get("id"));
             return;
         }
         let relay = {
@@ -108,7 +108,7 @@ impl Dispatcher {
         };
         match relay.or_else(|| self.fallback.lock().unwrap().clone()) {
             Some(r) => r.forward(msg),
-            None => log::debug!("MCP message from a target with nobody to receive it: {}", jsonrpc::method(&msg)),
+            None => tracing::debug!("MCP message from a target with nobody to receive it: {}", jsonrpc::method(&msg)),
         }
     }
 

@@ -177,11 +177,11 @@ async fn open_get(cc: &CallCtx, origin: &Origin, req: &Request<'_>) -> Option<Re
     match cc.send(origin, req).await {
         Ok(r) if r.status == 200 && r.is_sse() => Some(r),
         Ok(r) => {
-            log::debug!("target stream not offered: HTTP {}", r.status);
+            tracing::debug!("target stream not offered: HTTP {}", r.status);
             None
         }
         Err(e) => {
-            log::debug!("target stream failed: {e}");
+            tracing::debug!("target stream failed: {e}");
             None
         }
     }

@@ -55,7 +55,7 @@ impl Relay {
             _ => {}
         }
         if let Err(e) = self.tx.try_send(msg) {
-            log::debug!("MCP message for the client dropped: {e}");
+            tracing::debug!("MCP message for the client dropped: {e}");
         }
     }
 }
