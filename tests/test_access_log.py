@@ -115,7 +115,8 @@ def test_level_debug_shows_tollgate_debug_lines_and_not_pingoras(tollgate):
     assert requests.get(f"{base}/proxied", timeout=5).status_code == 502
     proc = tollgate.procs[-1]
     deadline = time.time() + 5
-    while "CEL field not evaluated" not in proc.output() and time.time() < deadline:
+    # Both lines are written after their responses: wait for the second request's.
+    while " http.status=502" not in proc.output() and time.time() < deadline:
         time.sleep(0.05)
     out = proc.output()
     assert "DEBUG" in out and "CEL field not evaluated" in out, out[-2000:]
