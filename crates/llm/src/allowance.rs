@@ -6,6 +6,7 @@
 //! the provider's own API (OpenAI-compatible chat, Anthropic Messages, Gemini).
 
 use bytes::Bytes;
+use tollgate_core::json_pointer::Pointer as _;
 use serde_json::Value;
 
 use tollgate_core::ctx::ErrorFormat;
@@ -97,7 +98,7 @@ fn completion_text_len(data: &[u8]) -> usize {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|c| c.pointer("/content/parts").and_then(Value::as_array))
+        .filter_map(|c| c.at("/content/parts").and_then(Value::as_array))
         .flatten()
         .map(text_len)
         .sum()

@@ -2,6 +2,7 @@
 //! client untouched (Anthropic Messages, Gemini, Responses), whole or event by event.
 
 use serde_json::Value;
+use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmExchange;
 
@@ -31,7 +32,7 @@ pub(crate) fn observe_native(observer: &mut MessagesToChatStream, splitter: &mut
         let Some(data) = event_data(&event) else { continue };
         let _ = observer.event(&data);
         if llm.response_model.is_none() {
-            if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/message/model").and_then(Value::as_str).map(str::to_string)) {
+            if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.at("/message/model").and_then(Value::as_str).map(str::to_string)) {
                 llm.response_model = Some(m);
             }
         }

@@ -2,6 +2,7 @@
 //! the request body and for the answer: whole, streamed event by event, or an error.
 
 use bytes::Bytes;
+use tollgate_core::json_pointer::Pointer as _;
 use serde_json::Value;
 
 use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
@@ -150,10 +151,10 @@ pub fn chat_prompt(messages: &[Value]) -> Vec<tollgate_core::llm::PromptMessage>
 pub fn upstream_error(status: u16, body: &[u8]) -> (Option<String>, String) {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     // OpenAI and Anthropic name the error's `type`, Google its `status`.
-    let kind = parsed.as_ref().and_then(|v| v.pointer("/error/type").or_else(|| v.pointer("/error/status"))).and_then(Value::as_str).map(str::to_string);
+    let kind = parsed.as_ref().and_then(|v| v.at("/error/type").or_else(|| v.at("/error/status"))).and_then(Value::as_str).map(str::to_string);
     let message = parsed
         .as_ref()
-        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| v.at("/error/message").or_else(|| v.get("message")).and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
@@ -403,12 +404,12 @@ impl TranslatedAnswer {
                     out.extend(s.event(&data));
                     record_usage(llm, &s.chat_usage(), None);
                     if want_completion {
-                        if let Some(t) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/delta/text").and_then(Value::as_str).map(str::to_string)) {
+                        if let Some(t) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.at("/delta/text").and_then(Value::as_str).map(str::to_string)) {
                             push_completion(llm, &t);
                         }
                     }
                     if llm.response_model.is_none() {
-                        if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.pointer("/message/model").and_then(Value::as_str).map(str::to_string)) {
+                        if let Some(m) = serde_json::from_slice::<Value>(&data).ok().and_then(|v| v.at("/message/model").and_then(Value::as_str).map(str::to_string)) {
                             llm.response_model = Some(m);
                         }
                     }

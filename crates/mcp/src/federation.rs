@@ -3,6 +3,7 @@
 //! `<target>+<uri>`; a call goes only to the target that owns the name.
 
 use std::sync::Arc;
+use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -100,7 +101,7 @@ impl Federation {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resource", true),
             _ => return tollgate_core::ctx::McpExchange { method, ..Default::default() },
         };
-        let public = msg.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+        let public = msg.at(pointer).and_then(Value::as_str).unwrap_or("");
         let owned = match (self.prefixed, is_uri) {
             (true, false) => self.split_name(public),
             (true, true) => self.split_uri(public),
@@ -290,11 +291,11 @@ impl McpSession {
             }
             let req = jsonrpc::request(json!(format!("tollgate-list-{page}")), jsonrpc::method(msg), params);
             let resp = up.request(cc, req, &self.relay(i, tx)).await?;
-            if resp.pointer("/error/code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+            if resp.at("/error/code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
                 break; // the target does not offer this list
             }
             let Some(result) = resp.get("result") else {
-                let why = resp.pointer("/error/message").and_then(Value::as_str).unwrap_or("no result");
+                let why = resp.at("/error/message").and_then(Value::as_str).unwrap_or("no result");
                 return Err(McpError::Upstream(format!("{}: {why}", jsonrpc::method(msg))));
             };
             items.extend(result.get(key).and_then(Value::as_array).cloned().unwrap_or_default());
@@ -421,7 +422,7 @@ impl McpSession {
             "prompts/get" => ("/params/name", "prompts", false),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", "resources", true),
             // The target acts on `ref.type`: route and authorize by it, not by which fields exist.
-            "completion/complete" => match msg.pointer("/params/ref/type").and_then(Value::as_str) {
+            "completion/complete" => match msg.at("/params/ref/type").and_then(Value::as_str) {
                 Some("ref/resource") => ("/params/ref/uri", "resources", true),
                 Some("ref/prompt") => ("/params/ref/name", "prompts", false),
                 _ => return Err(McpError::InvalidParams("completion/complete needs ref.type ref/prompt or ref/resource".into())),
@@ -432,23 +433,23 @@ impl McpSession {
         let (target, inner) = if pointer.is_empty() {
             (0, String::new())
         } else {
-            let public = msg.pointer(pointer).and_then(Value::as_str).ok_or_else(|| McpError::InvalidParams(format!("{method} needs {pointer}")))?.to_string();
+            let public = msg.at(pointer).and_then(Value::as_str).ok_or_else(|| McpError::InvalidParams(format!("{method} needs {pointer}")))?.to_string();
             self.owner(list_key, &public, is_uri, cc, tx).await?
         };
         if !pointer.is_empty() {
-            if let Some(v) = msg.pointer_mut(pointer) {
+            if let Some(v) = msg.at_mut(pointer) {
                 *v = json!(inner);
             }
         }
         if !pointer.is_empty() && !allowed(cc, list_key, &inner, &self.fed.targets[target].name) {
-            let public = msg.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+            let public = msg.at(pointer).and_then(Value::as_str).unwrap_or_default();
             return Err(McpError::InvalidParams(format!("unknown {}: `{public}`", list_key.trim_end_matches('s'))));
         }
         let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::Upstream(format!("target `{}` is unavailable", self.fed.targets[target].name)))?;
         // Boxed: the upstream call's future (~4.6 KiB) would otherwise be part of every future
         // above it (handle_request, answer, post, on_request), each copied as it is created.
         let mut resp = Box::pin(up.request(cc, msg, &self.relay(target, tx))).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
-        if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.pointer_mut("/result/contents")) {
+        if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.at_mut("/result/contents")) {
             for c in contents {
                 if let Some(u) = c.get("uri").and_then(Value::as_str).map(|u| format!("{prefix}{u}")) {
                     c["uri"] = json!(u);

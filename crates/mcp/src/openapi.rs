@@ -3,6 +3,7 @@
 //! query and header parameters from the arguments and the JSON body from `body`.
 
 use bytes::Bytes;
+use tollgate_core::json_pointer::Pointer as _;
 use http::Method;
 use serde_json::{json, Map, Value};
 
@@ -43,7 +44,7 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     let mut v = v;
     for _ in 0..8 {
         match v.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
-            Some(pointer) => v = doc.pointer(pointer).unwrap_or(&Value::Null),
+            Some(pointer) => v = doc.at(pointer).unwrap_or(&Value::Null),
             None => break,
         }
     }
@@ -95,7 +96,7 @@ impl OpenApiTarget {
             prefix = p.clone();
         } else if prefix.is_empty() || prefix == "/" {
             // The document's first server URL may carry a base path.
-            let server = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("");
+            let server = doc.at("/servers/0/url").and_then(Value::as_str).unwrap_or("");
             let base = if server.contains("://") { parse_url(server).map(|(_, p)| p).unwrap_or_default() } else { server.to_string() };
             prefix = base;
         }
@@ -121,7 +122,7 @@ impl OpenApiTarget {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let result = match jsonrpc::method(&msg) {
             "initialize" => json!({
-                "protocolVersion": msg.pointer("/params/protocolVersion").cloned().unwrap_or(json!("2025-06-18")),
+                "protocolVersion": msg.at("/params/protocolVersion").cloned().unwrap_or(json!("2025-06-18")),
                 "capabilities": {"tools": {}},
                 "serverInfo": {"name": "openapi", "version": env!("CARGO_PKG_VERSION")},
             }),
@@ -137,7 +138,7 @@ impl OpenApiTarget {
         let name = jsonrpc::param_str(msg, "name").unwrap_or("");
         let op = self.ops.iter().find(|o| o.name == name).ok_or_else(|| McpError::InvalidParams(format!("unknown tool `{name}`")))?;
         let empty = Map::new();
-        let args = msg.pointer("/params/arguments").and_then(Value::as_object).unwrap_or(&empty);
+        let args = msg.at("/params/arguments").and_then(Value::as_object).unwrap_or(&empty);
         let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
         let mut path = op.path.clone();
         let mut query = Vec::new();
@@ -208,7 +209,7 @@ fn operation(doc: &Value, path: &str, method: &str, name: &str, item: &Value, op
         params.push((pname.to_string(), at));
     }
     if let Some(body) = op.get("requestBody").map(|b| resolve(doc, b)) {
-        let schema = body.pointer("/content/application~1json/schema").map(|s| inline(doc, s, 0)).unwrap_or_else(|| json!({}));
+        let schema = body.at("/content/application~1json/schema").map(|s| inline(doc, s, 0)).unwrap_or_else(|| json!({}));
         props.insert("body".into(), schema);
         if body.get("required").and_then(Value::as_bool) == Some(true) {
             required.push(json!("body"));

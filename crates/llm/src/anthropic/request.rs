@@ -2,6 +2,7 @@
 //! field; what has no Messages meaning is refused naming the field.
 
 use serde_json::{json, Map, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmParams;
 
@@ -187,7 +188,7 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
 
 /// An `image_url` part: a `data:` URL becomes a base64 source, any other URL a url source.
 fn image_block(p: &Value) -> Result<Value, String> {
-    let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or("an image_url part needs `image_url.url`")?;
+    let url = p.at("/image_url/url").and_then(Value::as_str).ok_or("an image_url part needs `image_url.url`")?;
     if let Some(rest) = url.strip_prefix("data:") {
         let (media, data) = rest.split_once(";base64,").ok_or("a data URL image must be base64")?;
         return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}));
@@ -205,8 +206,8 @@ fn assistant_blocks(m: &Value) -> Result<Vec<Value>, String> {
     }
     for (j, call) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let id = call.get("id").and_then(Value::as_str).ok_or_else(|| format!("tool_calls[{j}] needs `id`"))?;
-        let name = call.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| format!("tool_calls[{j}] needs `function.name`"))?;
-        let args = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+        let name = call.at("/function/name").and_then(Value::as_str).ok_or_else(|| format!("tool_calls[{j}] needs `function.name`"))?;
+        let args = call.at("/function/arguments").and_then(Value::as_str).unwrap_or("");
         let input: Value = if args.trim().is_empty() {
             json!({})
         } else {

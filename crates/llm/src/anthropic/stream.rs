@@ -3,6 +3,7 @@
 //! chunk (when the client asked for it) and `[DONE]`.
 
 use serde_json::{json, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 use super::response::{finish_reason, now, usage};
 
@@ -90,13 +91,13 @@ impl MessagesToChatStream {
             }
             Some("message_delta") => {
                 self.merge_usage(ev.get("usage"));
-                let reason = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
+                let reason = ev.at("/delta/stop_reason").and_then(Value::as_str);
                 data(&mut out, &self.chunk(json!({}), finish_reason(reason).into()));
             }
             Some("message_stop") => self.finish_into(&mut out),
             Some("error") => {
-                let message = ev.pointer("/error/message").and_then(Value::as_str).unwrap_or("the upstream stream failed");
-                let kind = ev.pointer("/error/type").and_then(Value::as_str).unwrap_or("upstream_error");
+                let message = ev.at("/error/message").and_then(Value::as_str).unwrap_or("the upstream stream failed");
+                let kind = ev.at("/error/type").and_then(Value::as_str).unwrap_or("upstream_error");
                 data(&mut out, &json!({"error": {"message": message, "type": kind}}));
                 self.finished = true;
             }

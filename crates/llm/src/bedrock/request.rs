@@ -4,6 +4,7 @@
 //! `inferenceConfig`. What Converse cannot carry is a 400 naming it.
 
 use base64::Engine;
+use tollgate_core::json_pointer::Pointer as _;
 use serde_json::{json, Map, Value};
 
 use tollgate_core::llm::LlmParams;
@@ -177,7 +178,7 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
         match p.get("type").and_then(Value::as_str) {
             Some("text") => out.push(json!({"text": p.get("text").and_then(Value::as_str).ok_or_else(|| format!("content[{i}]: `text` is required"))?})),
             Some("image_url") => {
-                let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| format!("content[{i}]: `image_url.url` is required"))?;
+                let url = p.at("/image_url/url").and_then(Value::as_str).ok_or_else(|| format!("content[{i}]: `image_url.url` is required"))?;
                 out.push(image(url).map_err(|e| format!("content[{i}]: {e}"))?);
             }
             other => return Err(format!("content[{i}]: part type `{}` has no Converse equivalent", other.unwrap_or("?"))),

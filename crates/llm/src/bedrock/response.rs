@@ -1,6 +1,7 @@
 //! A whole Converse answer as a Chat completion.
 
 use serde_json::{json, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Converse's `stopReason` as Chat's `finish_reason`.
 pub fn finish_reason(stop: &str) -> &'static str {
@@ -32,7 +33,7 @@ pub fn usage(u: &Value) -> Value {
 
 /// A Converse answer as a Chat completion for `model`; `None` when it is not one.
 pub fn converse_to_chat(v: &Value, model: &str) -> Option<Value> {
-    let content = v.pointer("/output/message/content")?.as_array()?;
+    let content = v.at("/output/message/content")?.as_array()?;
     let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
     for block in content {
         if let Some(t) = block.get("text").and_then(Value::as_str) {
@@ -41,7 +42,7 @@ pub fn converse_to_chat(v: &Value, model: &str) -> Option<Value> {
             let id = u.get("toolUseId").and_then(Value::as_str).unwrap_or("call");
             let args = u.get("input").cloned().unwrap_or_else(|| json!({})).to_string();
             calls.push(json!({"id": id, "type": "function", "function": {"name": u.get("name"), "arguments": args}}));
-        } else if let Some(t) = block.pointer("/reasoningContent/reasoningText/text").and_then(Value::as_str) {
+        } else if let Some(t) = block.at("/reasoningContent/reasoningText/text").and_then(Value::as_str) {
             reasoning.push_str(t);
         }
     }

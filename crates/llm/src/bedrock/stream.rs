@@ -2,6 +2,7 @@
 //! (or gathered into one completion for a client that did not stream), bounded.
 
 use bytes::BytesMut;
+use tollgate_core::json_pointer::Pointer as _;
 use serde_json::{json, Value};
 
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
@@ -68,7 +69,10 @@ impl BedrockToChat {
 
     fn emit(&self, out: &mut Vec<u8>, v: &Value) {
         if self.streaming {
-            out.extend_from_slice(format!("data: {v}\n\n").as_bytes());
+            // Straight into the buffer: `{v}` in a `format!` writes through `fmt`.
+            out.extend_from_slice(b"data: ");
+            let _ = serde_json::to_writer(&mut *out, v);
+            out.extend_from_slice(b"\n\n");
         }
     }
 
@@ -122,7 +126,7 @@ impl BedrockToChat {
                 }
             }
             "contentBlockStart" => {
-                if let Some(u) = p.pointer("/start/toolUse") {
+                if let Some(u) = p.at("/start/toolUse") {
                     let block = p.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
                     let index = self.calls.len();
                     self.tool_blocks.push((block, index));
@@ -137,7 +141,7 @@ impl BedrockToChat {
             }
             "contentBlockDelta" => {
                 let block = p.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
-                if let Some(t) = p.pointer("/delta/text").and_then(Value::as_str) {
+                if let Some(t) = p.at("/delta/text").and_then(Value::as_str) {
                     if !self.streaming {
                         self.held += t.len();
                         if self.held > MAX_FRAME {
@@ -148,7 +152,7 @@ impl BedrockToChat {
                     }
                     let c = self.chunk(json!({"content": t}), Value::Null);
                     self.emit(out, &c);
-                } else if let Some(piece) = p.pointer("/delta/toolUse/input").and_then(Value::as_str) {
+                } else if let Some(piece) = p.at("/delta/toolUse/input").and_then(Value::as_str) {
                     let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block) else { return };
                     if !self.streaming {
                         self.held += piece.len();
@@ -156,14 +160,14 @@ impl BedrockToChat {
                             self.fail(out, "the answer is larger than the gateway gathers".into());
                             return;
                         }
-                        if let Some(args) = self.calls[index].pointer_mut("/function/arguments") {
+                        if let Some(args) = self.calls[index].at_mut("/function/arguments") {
                             let joined = format!("{}{piece}", args.as_str().unwrap_or(""));
                             *args = joined.into();
                         }
                     }
                     let c = self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}), Value::Null);
                     self.emit(out, &c);
-                } else if let Some(t) = p.pointer("/delta/reasoningContent/text").and_then(Value::as_str) {
+                } else if let Some(t) = p.at("/delta/reasoningContent/text").and_then(Value::as_str) {
                     let c = self.chunk(json!({"reasoning_content": t}), Value::Null);
                     self.emit(out, &c);
                 }

@@ -2,6 +2,7 @@
 //! by field; what has no Gemini meaning is refused naming the field.
 
 use std::collections::HashMap;
+use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Map, Value};
 
@@ -87,7 +88,7 @@ pub fn chat_to_gemini(raw: &[u8], model_override: Option<&str>, want_prompt: boo
                     config.insert("responseMimeType".into(), "application/json".into());
                 }
                 Some("json_schema") => {
-                    let schema = value.pointer("/json_schema/schema").cloned().ok_or("`response_format.json_schema.schema` is required")?;
+                    let schema = value.at("/json_schema/schema").cloned().ok_or("`response_format.json_schema.schema` is required")?;
                     config.insert("responseMimeType".into(), "application/json".into());
                     config.insert("responseJsonSchema".into(), schema);
                 }
@@ -128,8 +129,8 @@ fn translate_messages(chat: &[Value]) -> Result<(Vec<Value>, Vec<Value>), String
             "assistant" => {
                 let mut parts = text_parts(m.get("content")).map_err(at)?;
                 for (j, call) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                    let name = call.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| at(format!("tool_calls[{j}] needs `function.name`")))?;
-                    let args = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+                    let name = call.at("/function/name").and_then(Value::as_str).ok_or_else(|| at(format!("tool_calls[{j}] needs `function.name`")))?;
+                    let args = call.at("/function/arguments").and_then(Value::as_str).unwrap_or("");
                     let args: Value = if args.trim().is_empty() { json!({}) } else { serde_json::from_str(args).map_err(|_| at(format!("tool_calls[{j}].function.arguments is not JSON")))? };
                     let id = call.get("id").and_then(Value::as_str);
                     if let Some(id) = id {
@@ -193,7 +194,7 @@ fn user_parts(content: Option<&Value>) -> Result<Vec<Value>, String> {
         .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
             Some("text") => p.get("text").and_then(Value::as_str).map(|t| json!({"text": t})).ok_or_else(|| format!("content[{j}] needs `text`")),
             Some("image_url") => {
-                let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| format!("content[{j}] needs `image_url.url`"))?;
+                let url = p.at("/image_url/url").and_then(Value::as_str).ok_or_else(|| format!("content[{j}] needs `image_url.url`"))?;
                 let (media, data) = url
                     .strip_prefix("data:")
                     .and_then(|r| r.split_once(";base64,"))

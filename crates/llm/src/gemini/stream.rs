@@ -3,6 +3,7 @@
 //! Gemini for a stream, so the path does not depend on the request body's `stream`).
 
 use serde_json::{json, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::anthropic::response::now;
 
@@ -112,7 +113,7 @@ impl GeminiToChat {
             self.usage = Some(u.clone());
         }
         let Some(candidate) = ev.get("candidates").and_then(Value::as_array).and_then(|c| c.first()) else { return out };
-        for part in candidate.pointer("/content/parts").and_then(Value::as_array).into_iter().flatten() {
+        for part in candidate.at("/content/parts").and_then(Value::as_array).into_iter().flatten() {
             if let Some(t) = part.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
                 let (field, acc) = if thought { ("reasoning_content", &mut self.reasoning) } else { ("content", &mut self.text) };

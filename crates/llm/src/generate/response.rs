@@ -3,6 +3,7 @@
 //! whole, once their arguments are complete), and errors in Google's shape.
 
 use std::collections::BTreeMap;
+use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
 
@@ -18,8 +19,8 @@ fn finish_reason(reason: Option<&str>) -> &'static str {
 /// Chat usage as `usageMetadata`.
 fn usage_metadata(u: Option<&Value>) -> Value {
     let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u.and_then(|u| u.pointer("/prompt_tokens_details/cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
-    let thoughts = u.and_then(|u| u.pointer("/completion_tokens_details/reasoning_tokens")).and_then(Value::as_u64).unwrap_or(0);
+    let cached = u.and_then(|u| u.at("/prompt_tokens_details/cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
+    let thoughts = u.and_then(|u| u.at("/completion_tokens_details/reasoning_tokens")).and_then(Value::as_u64).unwrap_or(0);
     let mut m = json!({
         "promptTokenCount": n("prompt_tokens"),
         "candidatesTokenCount": n("completion_tokens").saturating_sub(thoughts),
@@ -149,10 +150,10 @@ impl ChatToGenerateStream {
                 if let Some(id) = call.get("id").filter(|i| !i.is_null()) {
                     entry.id = id.clone();
                 }
-                if let Some(name) = call.pointer("/function/name").filter(|n| !n.is_null()) {
+                if let Some(name) = call.at("/function/name").filter(|n| !n.is_null()) {
                     entry.name = name.clone();
                 }
-                let piece = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+                let piece = call.at("/function/arguments").and_then(Value::as_str).unwrap_or("");
                 // Gemini sends a call whole, so its arguments are held until it ends: bounded.
                 if entry.arguments.len() + piece.len() > crate::translation::MAX_RESPONSE_COPY {
                     data(&mut out, &json!({"error": {"code": 502, "message": "the upstream tool call is larger than the gateway holds", "status": "INTERNAL"}}));

@@ -2,6 +2,7 @@
 //! reason and usage, and errors in Anthropic's shape.
 
 use serde_json::{json, Map, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Chat's `finish_reason` as a Messages `stop_reason`, with the stop sequence when the
 /// upstream names it (vLLM's `stop_reason`, SGLang's `matched_stop`).
@@ -21,8 +22,8 @@ pub fn stop_reason(choice: &Value) -> (&'static str, Value) {
 pub fn usage(u: Option<&Value>) -> Value {
     let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
     let Some(u) = u.filter(|u| u.is_object()) else { return json!({"input_tokens": 0, "output_tokens": 0}) };
-    let cache_read = n(u.pointer("/prompt_tokens_details/cached_tokens").or_else(|| u.get("cache_read_input_tokens")));
-    let cache_write = n(u.pointer("/prompt_tokens_details/cache_write_tokens").or_else(|| u.get("cache_creation_input_tokens")));
+    let cache_read = n(u.at("/prompt_tokens_details/cached_tokens").or_else(|| u.get("cache_read_input_tokens")));
+    let cache_write = n(u.at("/prompt_tokens_details/cache_write_tokens").or_else(|| u.get("cache_creation_input_tokens")));
     let input = n(u.get("prompt_tokens")).saturating_sub(cache_read + cache_write);
     let mut out = Map::new();
     out.insert("input_tokens".into(), input.into());

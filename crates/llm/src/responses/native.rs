@@ -2,6 +2,7 @@
 //! replaced when the backend sets one, the rest as written; usage is read from the answer.
 
 use serde_json::{Map, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmParams;
 
@@ -27,7 +28,7 @@ pub fn rewrite_responses_request(raw: &[u8], model_override: Option<&str>) -> Re
 
 /// Responses usage as Chat usage (what the gateway records).
 pub fn chat_usage(u: &Value) -> Value {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let n = |p: &str| u.at(p).and_then(Value::as_u64).unwrap_or(0);
     serde_json::json!({
         "prompt_tokens": n("/input_tokens"),
         "completion_tokens": n("/output_tokens"),

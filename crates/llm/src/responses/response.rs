@@ -2,6 +2,7 @@
 //! translation shares: the response envelope, output items and usage.
 
 use serde_json::{json, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// What the response object echoes of the request (the SDKs read `tools` and friends back).
 #[derive(Debug, Clone, Default)]
@@ -39,7 +40,7 @@ impl Echo {
 
 /// Chat usage as Responses usage.
 pub fn usage(u: &Value) -> Value {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let n = |p: &str| u.at(p).and_then(Value::as_u64).unwrap_or(0);
     let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
     json!({
         "input_tokens": input,

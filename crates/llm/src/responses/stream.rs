@@ -5,6 +5,7 @@
 //! cuts short, or an error event, ends in `response.failed`.
 
 use std::collections::BTreeMap;
+use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
 
@@ -137,13 +138,13 @@ impl ChatToResponsesStream {
             let index = self.next_index;
             self.next_index += 1;
             let call_id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{chat_index}"), str::to_string);
-            let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = call.at("/function/name").and_then(Value::as_str).unwrap_or("").to_string();
             let mut item = call_item(&call_id, &name, "", &self.echo.1);
             item["status"] = "in_progress".into();
             self.emit(out, "response.output_item.added", json!({"output_index": index, "item": item}));
             self.calls.insert(chat_index, (index, call_id, name, String::new()));
         }
-        let Some(piece) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) else { return };
+        let Some(piece) = call.at("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) else { return };
         let Some((index, call_id, _, args)) = self.calls.get_mut(&chat_index) else { return };
         args.push_str(piece);
         self.held += piece.len();

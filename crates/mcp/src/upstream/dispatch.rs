@@ -4,6 +4,7 @@
 //! to the relay of the request they most likely belong to, else to the session's stream.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use tollgate_core::json_pointer::Pointer as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ impl Dispatcher {
     pub fn register(&self, msg: &mut Value, relay: &Relay) -> Pending<'_> {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let original_id = std::mem::replace(&mut msg["id"], json!(n));
-        let progress_token = msg.pointer("/params/_meta/progressToken").cloned();
+        let progress_token = msg.at("/params/_meta/progressToken").cloned();
         let (tx, rx) = oneshot::channel();
         let entry = InFlight { original_id, progress_token, relay: relay.clone(), reply: Some(tx) };
         self.inflight.lock().unwrap().push((n, entry));
@@ -76,7 +77,7 @@ impl Dispatcher {
         if jsonrpc::method(msg) != "notifications/cancelled" {
             return;
         }
-        if let Some(id) = msg.pointer_mut("/params/requestId") {
+        if let Some(id) = msg.at_mut("/params/requestId") {
             let list = self.inflight.lock().unwrap();
             if let Some((n, _)) = list.iter().find(|(_, f)| f.original_id == *id) {
                 *id = json!(n);
@@ -101,7 +102,7 @@ impl Dispatcher {
         }
         let relay = {
             let list = self.inflight.lock().unwrap();
-            let token = msg.pointer("/params/progressToken");
+            let token = msg.at("/params/progressToken");
             let by_token = token.and_then(|t| list.iter().find(|(_, f)| f.progress_token.as_ref() == Some(t)));
             // Otherwise the newest request whose client is still listening.
             by_token.or_else(|| list.iter().rev().find(|(_, f)| !f.relay.tx.is_closed())).map(|(_, f)| f.relay.clone())

@@ -9,6 +9,7 @@ pub mod sse;
 pub mod stdio;
 
 use std::sync::Arc;
+use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -46,7 +47,7 @@ impl Relay {
                 msg["id"] = json!(format!("tg{}.{id}", self.target));
             }
             MessageKind::Notification if jsonrpc::method(&msg) == "notifications/resources/updated" => {
-                if let (Some(p), Some(uri)) = (&self.uri_prefix, msg.pointer_mut("/params/uri")) {
+                if let (Some(p), Some(uri)) = (&self.uri_prefix, msg.at_mut("/params/uri")) {
                     if let Some(u) = uri.as_str() {
                         *uri = json!(format!("{p}{u}"));
                     }
@@ -142,7 +143,7 @@ impl Upstream {
         };
         let Some(result) = response.get("result").cloned() else {
             up.close(cc).await;
-            let msg = response.pointer("/error/message").and_then(Value::as_str).unwrap_or("no result");
+            let msg = response.at("/error/message").and_then(Value::as_str).unwrap_or("no result");
             return Err(McpError::Upstream(format!("initialize failed: {msg}")));
         };
         if let Kind::Http(h) = &up.kind {
