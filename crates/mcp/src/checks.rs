@@ -8,7 +8,7 @@ use tollgate_core::router::host_without_port;
 /// Protocol revisions tollgate speaks to clients.
 pub const KNOWN_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
-fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &'a RequestHeader, name: impl http::header::AsHeaderName) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -19,7 +19,7 @@ fn is_local_or_ip(host: &str) -> bool {
 
 /// `Err((status, why))` when the request must be refused.
 pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool) -> Result<(), (u16, String)> {
-    if let Some(v) = header(req, "mcp-protocol-version") {
+    if let Some(v) = header(req, crate::names::MCP_PROTOCOL_VERSION) {
         if !KNOWN_VERSIONS.contains(&v) {
             return Err((400, format!("unsupported MCP-Protocol-Version `{v}` (supported: {})", KNOWN_VERSIONS.join(", "))));
         }
@@ -28,8 +28,8 @@ pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool)
         // A rebinding page is served from the attacker's name, now pointing here: its requests
         // carry that name as Host (and Origin). Browsers may reach a protected gateway only by
         // a loopback name or an IP address, from a page on one.
-        if let Some(origin) = header(req, "origin") {
-            let host = header(req, "host").or_else(|| req.uri.authority().map(|a| a.as_str())).unwrap_or("");
+        if let Some(origin) = header(req, http::header::ORIGIN) {
+            let host = header(req, http::header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str())).unwrap_or("");
             let origin_host = origin.split("://").nth(1).unwrap_or(origin);
             if !is_local_or_ip(host_without_port(host)) || !is_local_or_ip(host_without_port(origin_host)) {
                 return Err((403, format!("Origin `{origin}` with Host `{host}` is refused (dnsRebindingProtection)")));
@@ -37,12 +37,12 @@ pub fn check(req: &RequestHeader, is_post: bool, dns_rebinding_protection: bool)
         }
     }
     if is_post {
-        if let Some(ct) = header(req, "content-type") {
+        if let Some(ct) = header(req, http::header::CONTENT_TYPE) {
             if !ct.to_ascii_lowercase().starts_with("application/json") {
                 return Err((415, format!("Content-Type must be application/json, not `{ct}`")));
             }
         }
-        if let Some(accept) = header(req, "accept") {
+        if let Some(accept) = header(req, http::header::ACCEPT) {
             let a = accept.to_ascii_lowercase();
             if !["application/json", "text/event-stream", "*/*", "application/*"].iter().any(|t| a.contains(t)) {
                 return Err((406, format!("Accept must allow application/json and text/event-stream, not `{accept}`")));

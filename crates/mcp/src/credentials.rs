@@ -13,7 +13,8 @@ use tollgate_core::filters::registry::{FilterSpec, Levels};
 use tollgate_core::filters::{Filter, FilterAction, RequestCtx};
 
 /// Headers that carry the client's credentials.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// (Names, not text: a look-up by text parses and hashes it first.)
+const CREDENTIAL_HEADERS: [HeaderName; 3] = [http::header::AUTHORIZATION, http::header::PROXY_AUTHORIZATION, http::header::COOKIE];
 
 /// Not a YAML policy: the runtime adds it, first, to every `mcp` backend's chain.
 pub const SPEC: FilterSpec = FilterSpec {
@@ -36,7 +37,7 @@ impl Filter for ClientCredentials {
         let req = session.req_header();
         let sent = CREDENTIAL_HEADERS
             .iter()
-            .flat_map(|n| req.headers.get_all(*n).iter().map(|v| (HeaderName::from_static(n), v.clone())))
+            .flat_map(|n| req.headers.get_all(n).iter().map(|v| (n.clone(), v.clone())))
             .collect::<Vec<_>>();
         if !sent.is_empty() {
             ctx.extensions.insert(ClientSent(sent));
@@ -49,18 +50,18 @@ impl Filter for ClientCredentials {
 pub fn strip_client_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
     let Some(ClientSent(sent)) = ctx.extensions.get::<ClientSent>() else { return };
     let forwarded = ctx.extensions.get::<tollgate_core::filters::backend_auth::ForwardsCallerToken>().is_some();
-    for name in CREDENTIAL_HEADERS {
-        if forwarded && *name == "authorization" {
+    for name in &CREDENTIAL_HEADERS {
+        if forwarded && name == http::header::AUTHORIZATION {
             continue; // `backendAuth.passthrough` forwards the verified token on purpose
         }
         let theirs: Vec<&HeaderValue> = sent.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
         if theirs.is_empty() {
             continue;
         }
-        let kept: Vec<HeaderValue> = req.headers.get_all(*name).iter().filter(|v| !theirs.contains(v)).cloned().collect();
-        req.remove_header(*name);
+        let kept: Vec<HeaderValue> = req.headers.get_all(name).iter().filter(|v| !theirs.contains(v)).cloned().collect();
+        req.remove_header(name);
         for v in kept {
-            let _ = req.append_header(HeaderName::from_static(name), v);
+            let _ = req.append_header(name.clone(), v);
         }
     }
 }

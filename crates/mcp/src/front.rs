@@ -94,7 +94,8 @@ fn expose_session_id(h: &mut ResponseHeader) -> Result<()> {
 /// A complete JSON response.
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: &Value, session_id: Option<&str>) -> Result<()> {
     note_error(ctx, body);
-    let bytes = Bytes::from(body.to_string());
+    // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~5k a message).
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
     let mut h = header(status, Some("application/json"), session_id, ctx)?;
     h.insert_header("content-length", bytes.len().to_string())?;
     session.write_response_header(Box::new(h), false).await?;
@@ -188,7 +189,7 @@ impl EventStream {
     pub async fn message(&mut self, session: &mut Session, ctx: &mut RequestCtx, msg: &Value, session_id: Option<&str>) -> Result<()> {
         self.start(session, ctx, session_id).await?;
         let event = match &self.resumable {
-            Some(Resumable { replay, stream: Some(n), .. }) => replay.push(*n, Some(&msg.to_string())),
+            Some(Resumable { replay, stream: Some(n), .. }) => replay.push(*n, Some(&serde_json::to_string(msg).unwrap_or_default())),
             _ => sse::message_event(msg),
         };
         self.raw(session, event).await

@@ -31,7 +31,7 @@ enum Found {
     Ephemeral(Arc<McpSession>),
 }
 
-fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+fn header<'a>(session: &'a Session, name: impl http::header::AsHeaderName) -> Option<&'a str> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -65,7 +65,7 @@ impl McpProxy {
             "server/discover" if kind == Kind::Request => return self.discover(session, ctx, cc, msg).await,
             _ => {}
         }
-        if kind != Kind::Request && (self.fed.stateless || header(session, "mcp-session-id").is_none()) {
+        if kind != Kind::Request && (self.fed.stateless || header(session, crate::names::MCP_SESSION_ID).is_none()) {
             // Without a session there is nobody to tell: accepted, as the transport says.
             return front::empty(session, ctx, 202).await;
         }
@@ -101,8 +101,8 @@ impl McpProxy {
     /// The session a request belongs to: by id (resumed if another process made it), or one
     /// made for this request (stateless mode, or the 2026-07-28 revision).
     async fn find(&self, session: &Session, cc: &CallCtx, msg: Option<&Value>) -> std::result::Result<Found, (u16, McpError)> {
-        let modern = header(session, "mcp-protocol-version") == Some(MODERN_VERSION);
-        match header(session, "mcp-session-id") {
+        let modern = header(session, crate::names::MCP_PROTOCOL_VERSION) == Some(MODERN_VERSION);
+        match header(session, crate::names::MCP_SESSION_ID) {
             Some(id) if !self.fed.stateless && !modern => match self.store.find_or_resume(id, &self.fed, cc).await {
                 Ok(s) => Ok(Found::Kept(s)),
                 Err(McpError::SessionGone) => Err((404, McpError::SessionGone)),
@@ -235,7 +235,7 @@ impl McpProxy {
     pub(super) async fn get_stream(&self, session: &mut Session, ctx: &mut RequestCtx, cc: CallCtx) -> Result<()> {
         // The stream is SSE: a client that cannot take it is told so first (as agentgateway's
         // `curl -k https://localhost:3000` check in its mcp-tls example expects).
-        if !header(session, "accept").is_some_and(|a| a.contains("text/event-stream")) {
+        if !header(session, http::header::ACCEPT).is_some_and(|a| a.contains("text/event-stream")) {
             let e = jsonrpc::error(&Value::Null, jsonrpc::INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream");
             return front::json(session, ctx, 406, &e, None).await;
         }
@@ -249,7 +249,7 @@ impl McpProxy {
         };
         // Resumption: the events after the client's last one, from the stream it names.
         let mut changes = s.replay.subscribe();
-        let resumed = header(session, "last-event-id").and_then(|id| s.replay.after(id));
+        let resumed = header(session, crate::names::LAST_EVENT_ID).and_then(|id| s.replay.after(id));
         let sid = s.id.clone();
         if let Some(from) = resumed.clone().filter(|r| r.stream != GET_STREAM) {
             let result = resume_call_stream(session, ctx, &s, from, &mut changes, &sid).await;
@@ -287,7 +287,7 @@ impl McpProxy {
         if self.fed.stateless {
             return front::empty(session, ctx, 405).await;
         }
-        let Some(id) = header(session, "mcp-session-id").map(str::to_string) else {
+        let Some(id) = header(session, crate::names::MCP_SESSION_ID).map(str::to_string) else {
             let e = McpError::InvalidParams("Mcp-Session-Id header is required".into());
             return front::json(session, ctx, 400, &e.to_response(&Value::Null), None).await;
         };

@@ -79,7 +79,8 @@ impl HttpUpstream {
             method: Method::POST,
             path: &self.path,
             headers: self.headers(Some(msg), "application/json, text/event-stream"),
-            body: Some(Bytes::from(msg.to_string())),
+            // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~5k a message).
+            body: Some(Bytes::from(serde_json::to_vec(msg).unwrap_or_default())),
         };
         let resp = cc.send(&self.origin, &req).await?;
         if resp.status == 404 && self.session().is_some() {

@@ -94,7 +94,7 @@ impl SseUpstream {
             method: Method::POST,
             path: &self.endpoint,
             headers: vec![("content-type", "application/json".into())],
-            body: Some(Bytes::from(msg.to_string())),
+            body: Some(Bytes::from(serde_json::to_vec(msg).unwrap_or_default())),
         };
         let mut resp = cc.send(&self.origin, &req).await?;
         let _ = resp.body(cc.until(), 64 * 1024).await;
