@@ -54,10 +54,10 @@ pub async fn read_body(session: &mut Session, deadline: Option<std::time::Instan
 fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx: &mut RequestCtx) -> Result<ResponseHeader> {
     let mut h = ResponseHeader::build_no_case(status, Some(4))?;
     if let Some(ct) = content_type {
-        h.insert_header("content-type", ct)?;
+        h.insert_header(http::header::CONTENT_TYPE, ct)?;
     }
     if let Some(id) = session_id {
-        h.insert_header("mcp-session-id", id)?;
+        h.insert_header(crate::names::MCP_SESSION_ID, id)?;
     }
     if let Some(chain) = ctx.chain.clone() {
         for f in chain.filters.iter() {
@@ -80,15 +80,15 @@ pub fn note_error(ctx: &mut RequestCtx, response: &Value) {
 /// A browser client must read `Mcp-Session-Id` to continue its session: when the route's
 /// CORS policy answered, the header is exposed even if the policy did not list it.
 fn expose_session_id(h: &mut ResponseHeader) -> Result<()> {
-    if h.headers.get("access-control-allow-origin").is_none() || h.headers.get("mcp-session-id").is_none() {
+    if h.headers.get(http::header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none() || h.headers.get(crate::names::MCP_SESSION_ID).is_none() {
         return Ok(());
     }
-    let current = h.headers.get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let current = h.headers.get(http::header::ACCESS_CONTROL_EXPOSE_HEADERS).and_then(|v| v.to_str().ok()).unwrap_or("");
     if current.split(',').any(|x| x.trim().eq_ignore_ascii_case("mcp-session-id") || x.trim() == "*") {
         return Ok(());
     }
     let value = if current.trim().is_empty() { "mcp-session-id".to_string() } else { format!("{current}, mcp-session-id") };
-    h.insert_header("access-control-expose-headers", value)
+    h.insert_header(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, value)
 }
 
 /// A complete JSON response.
@@ -97,7 +97,7 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body
     // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~5k a message).
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
     let mut h = header(status, Some("application/json"), session_id, ctx)?;
-    h.insert_header("content-length", bytes.len().to_string())?;
+    h.insert_header(http::header::CONTENT_LENGTH, bytes.len().to_string())?;
     session.write_response_header(Box::new(h), false).await?;
     write(session, Some(bytes), true).await
 }
@@ -105,7 +105,7 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body
 /// A response without a body (202 Accepted, 200 for DELETE, 405).
 pub async fn empty(session: &mut Session, ctx: &mut RequestCtx, status: u16) -> Result<()> {
     let mut h = header(status, None, None, ctx)?;
-    h.insert_header("content-length", "0")?;
+    h.insert_header(http::header::CONTENT_LENGTH, "0")?;
     session.write_response_header(Box::new(h), true).await
 }
 
@@ -150,9 +150,9 @@ impl EventStream {
             return Ok(());
         }
         let mut h = header(200, Some("text/event-stream"), session_id, ctx)?;
-        h.insert_header("cache-control", "no-cache")?;
+        h.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
         if session.req_header().version == http::Version::HTTP_11 {
-            h.insert_header("transfer-encoding", "chunked")?;
+            h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
         self.started = true;
         let prime = match self.resumable.as_mut() {
