@@ -279,7 +279,6 @@ fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result
     Ok(h)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::Origin;

@@ -6,11 +6,11 @@
 //! the provider's own API (OpenAI-compatible chat, Anthropic Messages, Gemini).
 
 use bytes::Bytes;
-use tollgate_core::json_pointer::Pointer as _;
 use serde_json::Value;
 
 use tollgate_core::ctx::ErrorFormat;
 use tollgate_core::llm::LlmExchange;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::answer::record;
 use crate::usage::{event_data, has_usage_object, ChoicesView, ResponseView};

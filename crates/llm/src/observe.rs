@@ -2,9 +2,9 @@
 //! client untouched (Anthropic Messages, Gemini, Responses), whole or event by event.
 
 use serde_json::Value;
-use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmExchange;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::anthropic::stream::MessagesToChatStream;
 use crate::translation::{complete_events, record_usage, MAX_RESPONSE_COPY};

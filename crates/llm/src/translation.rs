@@ -2,10 +2,10 @@
 //! the request body and for the answer: whole, streamed event by event, or an error.
 
 use bytes::Bytes;
-use tollgate_core::json_pointer::Pointer as _;
 use serde_json::Value;
 
 use tollgate_core::llm::{AiProvider, LlmExchange, RouteType};
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::anthropic::stream::MessagesToChatStream;
 use crate::messages::stream::ChatToMessagesStream;

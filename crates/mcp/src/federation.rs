@@ -3,7 +3,6 @@
 //! `<target>+<uri>`; a call goes only to the target that owns the name.
 
 use std::sync::Arc;
-use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -16,6 +15,7 @@ use super::session::McpSession;
 use super::target::Target;
 use super::upstream::{relayed_id, ClientHello, Upstream, RELAY_QUEUE};
 use tollgate_core::config::mcp::{FailureMode, McpBackend, PrefixMode, StatefulMode};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Most pages read from one target for one list.
 const MAX_PAGES: usize = 64;

@@ -3,7 +3,6 @@
 //! query and header parameters from the arguments and the JSON body from `body`.
 
 use bytes::Bytes;
-use tollgate_core::json_pointer::Pointer as _;
 use http::Method;
 use serde_json::{json, Map, Value};
 
@@ -12,6 +11,7 @@ use super::error::McpError;
 use super::jsonrpc;
 use super::target::{http_location, parse_url};
 use tollgate_core::config::mcp::{HttpTargetSpec, OpenApiDocument, OpenApiSpec};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Largest service response turned into a tool result.
 const MAX_RESPONSE: usize = 8 * 1024 * 1024;

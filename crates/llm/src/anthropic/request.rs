@@ -2,9 +2,9 @@
 //! field; what has no Messages meaning is refused naming the field.
 
 use serde_json::{json, Map, Value};
-use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmParams;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::translation::{chat_prompt, TranslatedRequest};
 

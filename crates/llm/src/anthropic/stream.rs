@@ -3,9 +3,9 @@
 //! chunk (when the client asked for it) and `[DONE]`.
 
 use serde_json::{json, Value};
-use tollgate_core::json_pointer::Pointer as _;
 
 use super::response::{finish_reason, now, usage};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// The translation state of one stream.
 #[derive(Debug, Default, Clone)]

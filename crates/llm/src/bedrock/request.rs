@@ -4,10 +4,10 @@
 //! `inferenceConfig`. What Converse cannot carry is a 400 naming it.
 
 use base64::Engine;
-use tollgate_core::json_pointer::Pointer as _;
 use serde_json::{json, Map, Value};
 
 use tollgate_core::llm::LlmParams;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::translation::{chat_prompt, TranslatedRequest};
 

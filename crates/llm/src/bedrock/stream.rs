@@ -2,13 +2,13 @@
 //! (or gathered into one completion for a client that did not stream), bounded.
 
 use bytes::BytesMut;
-use tollgate_core::json_pointer::Pointer as _;
 use serde_json::{json, Value};
 
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 
 use super::response::{finish_reason, now, usage};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// The longest frame the gateway holds while it is incomplete.
 const MAX_FRAME: usize = 8 * 1024 * 1024;

@@ -2,11 +2,11 @@
 //! by field; what has no Gemini meaning is refused naming the field.
 
 use std::collections::HashMap;
-use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Map, Value};
 
 use tollgate_core::llm::LlmParams;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::translation::{chat_prompt, TranslatedRequest};
 

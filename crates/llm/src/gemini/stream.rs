@@ -3,9 +3,9 @@
 //! Gemini for a stream, so the path does not depend on the request body's `stream`).
 
 use serde_json::{json, Value};
-use tollgate_core::json_pointer::Pointer as _;
 
 use crate::anthropic::response::now;
+use tollgate_core::json_pointer::Pointer as _;
 
 /// The translation state of one answer.
 #[derive(Debug, Default, Clone)]

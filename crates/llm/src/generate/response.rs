@@ -3,9 +3,9 @@
 //! whole, once their arguments are complete), and errors in Google's shape.
 
 use std::collections::BTreeMap;
-use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Chat's `finish_reason` as Gemini's `finishReason`.
 fn finish_reason(reason: Option<&str>) -> &'static str {

@@ -2,9 +2,9 @@
 //! replaced when the backend sets one, the rest as written; usage is read from the answer.
 
 use serde_json::{Map, Value};
-use tollgate_core::json_pointer::Pointer as _;
 
 use tollgate_core::llm::LlmParams;
+use tollgate_core::json_pointer::Pointer as _;
 
 use crate::translation::TranslatedRequest;
 

@@ -5,11 +5,11 @@
 //! cuts short, or an error event, ends in `response.failed`.
 
 use std::collections::BTreeMap;
-use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
 
 use super::response::{call_item, envelope, message_item, status, usage, Echo};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Bound on text and arguments held for the closing events (a streaming client got them
 /// already piece by piece): past it the stream fails rather than buffering without end.

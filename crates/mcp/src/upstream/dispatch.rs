@@ -4,7 +4,6 @@
 //! to the relay of the request they most likely belong to, else to the session's stream.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use tollgate_core::json_pointer::Pointer as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use tokio::sync::oneshot;
 use super::Relay;
 use crate::error::McpError;
 use crate::jsonrpc::{self, Kind};
+use tollgate_core::json_pointer::Pointer as _;
 
 struct InFlight {
     original_id: Value,

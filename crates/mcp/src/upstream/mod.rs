@@ -9,7 +9,6 @@ pub mod sse;
 pub mod stdio;
 
 use std::sync::Arc;
-use tollgate_core::json_pointer::Pointer as _;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -20,6 +19,7 @@ use super::error::McpError;
 use super::jsonrpc::{self, Kind as MessageKind};
 use super::openapi::OpenApiTarget;
 use super::target::{Target, TargetKind, TargetTransport};
+use tollgate_core::json_pointer::Pointer as _;
 
 /// Messages queued for a client before the oldest are dropped (never blocks a target).
 pub const RELAY_QUEUE: usize = 256;
