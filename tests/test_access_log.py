@@ -1,11 +1,14 @@
-"""The seed config's CEL access-log fields, for the article's request, streamed and not."""
+"""The seed config's CEL access-log fields, for the article's request, streamed and not; and which
+debug lines `logging.level: debug` shows."""
 import json
+import socket
 import time
 
 import openai
 import pytest
+import requests
 
-from conftest import seed_with_local_hosts
+from conftest import seed_with_local_hosts, serve_listeners
 
 BASE = "http://127.0.0.1:3100/compatible-mode/v1"
 
@@ -94,11 +97,8 @@ def test_unchanged_seed_logging_is_text_with_flattened_keys(tollgate, provider_f
 
 def test_level_debug_shows_tollgate_debug_lines_and_not_pingoras(tollgate):
     """`logging.level: debug` (no RUST_LOG) turns on tollgate's own debug lines (here: a field
-    whose expression fails to evaluate); Pingora's stay at `warn` (its debug output prints whole upstream
-    request heads), also when the gateway proxies to an upstream."""
-    import socket
-    import requests
-    from conftest import free_port, serve_listeners
+    whose expression fails to evaluate); Pingora's stay at `warn` (its debug output prints whole
+    upstream request heads), also when the gateway proxies to an upstream."""
     up = socket.socket()
     up.bind(("127.0.0.1", 0))
     closed_port = up.getsockname()[1]
