@@ -12,6 +12,7 @@ pub mod errors;
 pub mod label;
 pub mod family;
 pub mod identity;
+pub mod json_object;
 pub mod json_pointer;
 pub mod admission;
 pub mod llm;

@@ -1,11 +1,9 @@
 //! Rewriting an OpenAI chat-completions request body: override the model, ask for usage
 //! in streams, and read the fields the gateway records. Only the top level is parsed, and its
-//! values are lent from the request's bytes: a megabyte prompt costs one validation pass and
-//! one copy into the rewritten body, not a tree.
+//! values are lent from the request's bytes (`JsonObject`): a megabyte prompt costs one
+//! validation pass and one copy into the rewritten body, not a tree.
 
-use indexmap::IndexMap;
-use serde_json::value::RawValue;
-
+use tollgate_core::json_object::JsonObject;
 use tollgate_core::llm::{LlmParams, PromptMessage};
 
 /// The rewritten body and what was learnt from it.
@@ -25,33 +23,6 @@ pub struct RewrittenRequest {
     pub prompt: Option<Vec<PromptMessage>>,
 }
 
-/// The top-level members, their values lent from the request (the last of a repeated key
-/// wins, in the first one's place, as serde_json's maps do). Hashed with foldhash, randomly
-/// seeded per map: SipHash cost ~300 instructions per key looked up, a tenth of a completion's
-/// own work, where foldhash costs a few dozen and still does not let a client choose collisions.
-type TopLevel<'a> = IndexMap<String, &'a RawValue, foldhash::quality::RandomState>;
-
-/// The top level with some members replaced or added (added ones last, in order).
-struct Rewritten<'a, 'r> {
-    top: &'r TopLevel<'a>,
-    replaced: &'r [(&'static str, Box<RawValue>)],
-}
-
-impl serde::Serialize for Rewritten<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let replacement = |key: &str| self.replaced.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v);
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.top {
-            map.serialize_entry(key, replacement(key).unwrap_or(value))?;
-        }
-        for (key, value) in self.replaced.iter().filter(|(k, _)| !self.top.contains_key(*k)) {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
-}
-
 /// Rewrites a chat-completions request; `want_prompt` also extracts the messages for telemetry.
 /// The error is a message for a 400.
 pub fn rewrite_completion_request(
@@ -59,7 +30,7 @@ pub fn rewrite_completion_request(
     model_override: Option<&str>,
     want_prompt: bool,
 ) -> Result<RewrittenRequest, String> {
-    let top: TopLevel = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let top = JsonObject::parse(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let request_model = field::<String>(&top, "model")?;
     let streaming = field::<bool>(&top, "stream")?.unwrap_or(false);
     let params = LlmParams {
@@ -70,24 +41,27 @@ pub fn rewrite_completion_request(
         presence_penalty: field(&top, "presence_penalty")?,
         seed: field(&top, "seed")?,
     };
-    let mut replaced = Vec::new();
-    if let Some(model) = model_override {
-        replaced.push(("model", to_raw(&model)?));
+    let model = match model_override {
+        Some(model) => Some(serde_json::to_vec(model).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut replaced: Vec<(&str, &[u8])> = Vec::new();
+    if let Some(model) = &model {
+        replaced.push(("model", model));
     }
     let mut injected_usage = false;
+    let options: Vec<u8>;
     if streaming {
         let mut opts: serde_json::Map<String, serde_json::Value> = field(&top, "stream_options")?.unwrap_or_default();
         if opts.get("include_usage").and_then(|v| v.as_bool()) != Some(true) {
             opts.insert("include_usage".into(), true.into());
-            replaced.push(("stream_options", to_raw(&opts)?));
+            options = serde_json::to_vec(&opts).map_err(|e| e.to_string())?;
+            replaced.push(("stream_options", &options));
             injected_usage = true;
         }
     }
     let prompt = if want_prompt { Some(prompt_messages(field(&top, "messages")?.unwrap_or_default())) } else { None };
-    // Sized once: the body is about as long as the request's (growing it would copy a big
-    // prompt again at each doubling).
-    let mut body = Vec::with_capacity(raw.len() + replaced.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
-    serde_json::to_writer(&mut body, &Rewritten { top: &top, replaced: &replaced }).map_err(|e| e.to_string())?;
+    let body = top.rewrite(&replaced);
     Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params, prompt })
 }
 
@@ -119,16 +93,11 @@ fn prompt_messages(messages: Vec<MessageIn>) -> Vec<PromptMessage> {
 }
 
 /// Reads one top-level field; `null` and absent are `None`, a wrong type is an error.
-fn field<T: serde::de::DeserializeOwned>(top: &TopLevel, name: &str) -> Result<Option<T>, String> {
+fn field<T: serde::de::DeserializeOwned>(top: &JsonObject, name: &str) -> Result<Option<T>, String> {
     match top.get(name) {
-        None => Ok(None),
-        Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|e| format!("invalid `{name}`: {e}")),
+        None | Some(b"null") => Ok(None),
+        Some(raw) => serde_json::from_slice(raw).map(Some).map_err(|e| format!("invalid `{name}`: {e}")),
     }
-}
-
-fn to_raw<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
-    serde_json::value::to_raw_value(value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -161,7 +130,8 @@ mod tests {
     fn values_pass_verbatim_and_a_repeated_model_is_replaced_once() {
         let raw = br#"{"model":"a","m\u0065ssages":[{"role":"user","content":"x\u00e9\n"}],"model":"b","n": 1.50}"#;
         let out = rewrite_completion_request(raw, Some("z"), false).unwrap();
-        assert_eq!(std::str::from_utf8(&out.body).unwrap(), r#"{"model":"z","messages":[{"role":"user","content":"x\u00e9\n"}],"n":1.50}"#);
+        // Keys and values as written (an escaped key is the same key to any JSON reader).
+        assert_eq!(std::str::from_utf8(&out.body).unwrap(), r#"{"model":"z","m\u0065ssages":[{"role":"user","content":"x\u00e9\n"}],"n":1.50}"#);
         assert_eq!(out.request_model.as_deref(), Some("b"));
     }
 

@@ -1,9 +1,7 @@
 //! A Messages request for a Messages provider: only the model is replaced (when the backend
 //! sets one); the rest goes as the client wrote it, untouched down to key order.
 
-use indexmap::IndexMap;
-use serde_json::value::RawValue;
-
+use tollgate_core::json_object::JsonObject;
 use tollgate_core::llm::LlmParams;
 
 /// The body to send and what the gateway records of the request.
@@ -21,8 +19,8 @@ pub struct NativeRequest {
 
 /// Replaces `model` when `model_override` is set; the error is a message for a 400.
 pub fn rewrite_messages_request(raw: &[u8], model_override: Option<&str>) -> Result<NativeRequest, String> {
-    let mut top: IndexMap<String, Box<RawValue>, foldhash::quality::RandomState> = serde_json::from_slice(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
-    let field = |name: &str| top.get(name).and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok());
+    let top = JsonObject::parse(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    let field = |name: &str| top.get(name).and_then(|r| serde_json::from_slice::<serde_json::Value>(r).ok());
     let request_model = field("model").and_then(|m| m.as_str().map(str::to_string));
     let streaming = field("stream").and_then(|s| s.as_bool()).unwrap_or(false);
     let params = LlmParams {
@@ -33,9 +31,8 @@ pub fn rewrite_messages_request(raw: &[u8], model_override: Option<&str>) -> Res
     };
     let body = match model_override {
         Some(model) => {
-            let raw_model = serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?;
-            top.insert("model".into(), raw_model);
-            serde_json::to_vec(&top).map_err(|e| e.to_string())?
+            let raw_model = serde_json::to_vec(model).map_err(|e| e.to_string())?;
+            top.rewrite(&[("model", &raw_model)])
         }
         None => raw.to_vec(),
     };

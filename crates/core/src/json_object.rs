@@ -1,0 +1,521 @@
+//! A JSON object's top-level members, found in one validating pass over its bytes, and the
+//! object written again with some members replaced.
+//!
+//! An LLM request is a small object around a large prompt: the gateway reads a few top-level
+//! fields (`model`, `stream`) and replaces one or two, but must still refuse a body that is not
+//! JSON. serde_json validates a skipped string eight bytes at a time (~46 µs for a 256 KiB
+//! prompt); here a string's extent is found with `memchr` and its bytes checked 64 at a time
+//! in code the compiler vectorises (~11 µs), and values are never built. What is accepted is
+//! what `serde_json::from_slice` accepts for a map of raw values (the `json_object` fuzz
+//! target compares the two), including its map semantics: a repeated key's last value wins, in
+//! the first one's place.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+/// Why a text is not a JSON object, and where (1-based, as serde_json reports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// What was wrong.
+    pub what: &'static str,
+    /// Line of the offending byte.
+    pub line: usize,
+    /// Column of the offending byte.
+    pub column: usize,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at line {} column {}", self.what, self.line, self.column)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// One top-level member: its key (unescaped) and where its key and value lie in the text.
+#[derive(Debug, Clone)]
+pub struct Member<'a> {
+    /// The key, unescaped (borrowed from the text when it has no escapes).
+    pub key: Cow<'a, str>,
+    /// The key as written, quotes included.
+    key_span: Range<usize>,
+    /// The value as written.
+    value_span: Range<usize>,
+}
+
+/// A JSON object's top-level members, in order, borrowed from the validated text.
+#[derive(Debug, Clone)]
+pub struct JsonObject<'a> {
+    text: &'a [u8],
+    members: Vec<Member<'a>>,
+}
+
+impl<'a> JsonObject<'a> {
+    /// Validates `text` as one JSON object (whitespace around it allowed) and lists its members.
+    pub fn parse(text: &'a [u8]) -> Result<Self, JsonError> {
+        let mut scan = Scanner { text, at: 0, stack: Vec::new() };
+        let members = scan.object().map_err(|what| scan.error(what))?;
+        Ok(JsonObject { text, members })
+    }
+
+    /// The value of `key` as written (the last one when the key repeats).
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        self.members.iter().rev().find(|m| m.key == key).map(|m| &self.text[m.value_span.clone()])
+    }
+
+    /// The members as written, repeats included.
+    pub fn members(&self) -> &[Member<'a>] {
+        &self.members
+    }
+
+    /// The object written compactly (no whitespace between members) with each `(key, value)`
+    /// of `replace` (a JSON value's text) in place of that key's value, or added at the end, in
+    /// order, when the object has no such key. A repeated key is written once: in its first
+    /// place, with its last value. Keys and untouched values are copied as written.
+    pub fn rewrite(&self, replace: &[(&str, &[u8])]) -> Vec<u8> {
+        let extra: usize = replace.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(self.text.len() + extra);
+        out.push(b'{');
+        let repeats = self.has_repeated_keys();
+        for (i, m) in self.members.iter().enumerate() {
+            if repeats && self.members[..i].iter().any(|e| e.key == m.key) {
+                continue;
+            }
+            let value = match replace.iter().find(|(k, _)| *k == m.key) {
+                Some((_, v)) => *v,
+                None if repeats => self.get(&m.key).unwrap_or_default(),
+                None => &self.text[m.value_span.clone()],
+            };
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.text[m.key_span.clone()]);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        for (key, value) in replace.iter().filter(|(k, _)| !self.members.iter().any(|m| m.key == *k)) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            // A key given by the gateway is a plain name; written through serde_json anyway.
+            let _ = serde_json::to_writer(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// Whether any key appears twice (rare; quadratic only for small objects).
+    fn has_repeated_keys(&self) -> bool {
+        let n = self.members.len();
+        if n <= 16 {
+            return (1..n).any(|i| self.members[..i].iter().any(|e| e.key == self.members[i].key));
+        }
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(n, foldhash::quality::RandomState::default());
+        !self.members.iter().all(|m| seen.insert(&*m.key))
+    }
+}
+
+/// The validating pass: `at` is the next unread byte; `stack` holds the open arrays and
+/// objects below the top level (`[` or `{`), so nesting costs a byte per level, not a frame.
+struct Scanner<'a> {
+    text: &'a [u8],
+    at: usize,
+    stack: Vec<u8>,
+}
+
+impl<'a> Scanner<'a> {
+    /// The error for the byte at `at` (or the end), with serde_json's line and column.
+    fn error(&self, what: &'static str) -> JsonError {
+        let upto = &self.text[..self.at.min(self.text.len())];
+        let line = 1 + memchr::memchr_iter(b'\n', upto).count();
+        let column = upto.len() - memchr::memrchr(b'\n', upto).map_or(0, |p| p + 1);
+        JsonError { what, line, column: column + 1 }
+    }
+
+    /// The next byte that is not whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.text.get(self.at) {
+            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// The whole text: one object, its members, then only whitespace.
+    fn object(&mut self) -> Result<Vec<Member<'a>>, &'static str> {
+        match self.peek() {
+            Some(b'{') => self.at += 1,
+            Some(_) => return Err("expected a JSON object"),
+            None => return Err("EOF while parsing a value"),
+        }
+        let mut members = Vec::new();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                members.push(self.member()?);
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(b'}') => {
+                        self.at += 1;
+                        break;
+                    }
+                    Some(_) => return Err("expected `,` or `}`"),
+                    None => return Err("EOF while parsing an object"),
+                }
+            }
+        }
+        if self.peek().is_some() {
+            return Err("trailing characters");
+        }
+        Ok(members)
+    }
+
+    /// `"key": value` at the top level.
+    fn member(&mut self) -> Result<Member<'a>, &'static str> {
+        match self.peek() {
+            Some(b'"') => {}
+            Some(_) => return Err("key must be a string"),
+            None => return Err("EOF while parsing an object"),
+        }
+        let start = self.at;
+        self.at += 1;
+        let escaped = self.string()?;
+        let key_span = start..self.at;
+        let key = if escaped {
+            // serde_json decodes a key strictly (a lone surrogate is an error), as here.
+            let decoded: String = serde_json::from_slice(&self.text[key_span.clone()]).map_err(|_| "invalid escape in a key")?;
+            Cow::Owned(decoded)
+        } else {
+            Cow::Borrowed(std::str::from_utf8(&self.text[start + 1..self.at - 1]).map_err(|_| "invalid unicode code point")?)
+        };
+        match self.peek() {
+            Some(b':') => self.at += 1,
+            Some(_) => return Err("expected `:`"),
+            None => return Err("EOF while parsing an object"),
+        }
+        if self.peek().is_none() {
+            return Err("EOF while parsing a value");
+        }
+        let value_start = self.at;
+        self.value()?;
+        Ok(Member { key, key_span, value_span: value_start..self.at })
+    }
+
+    /// One value of any depth, validated without recursion (as serde_json skips a raw value).
+    fn value(&mut self) -> Result<(), &'static str> {
+        let base = self.stack.len();
+        loop {
+            // A value starts here.
+            let Some(b) = self.peek() else { return Err("EOF while parsing a value") };
+            match b {
+                b'"' => {
+                    self.at += 1;
+                    self.string()?;
+                }
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'[' | b'{' => {
+                    self.at += 1;
+                    let close = if b == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
+                        self.at += 1;
+                    } else {
+                        self.stack.push(b);
+                        if b == b'{' {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                _ => return Err("expected value"),
+            }
+            // A value ended: close what ends with it, or go on to the next element.
+            loop {
+                if self.stack.len() == base {
+                    return Ok(());
+                }
+                let open = self.stack[self.stack.len() - 1];
+                match (self.peek(), open) {
+                    (Some(b','), _) => {
+                        self.at += 1;
+                        if open == b'{' {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    (Some(b']'), b'[') | (Some(b'}'), b'{') => {
+                        self.at += 1;
+                        self.stack.pop();
+                    }
+                    (Some(_), b'[') => return Err("expected `,` or `]`"),
+                    (Some(_), _) => return Err("expected `,` or `}`"),
+                    (None, b'[') => return Err("EOF while parsing a list"),
+                    (None, _) => return Err("EOF while parsing an object"),
+                }
+            }
+        }
+    }
+
+    /// A nested object's `"key":`.
+    fn key(&mut self) -> Result<(), &'static str> {
+        match self.peek() {
+            Some(b'"') => self.at += 1,
+            Some(_) => return Err("key must be a string"),
+            None => return Err("EOF while parsing an object"),
+        }
+        self.string()?;
+        match self.peek() {
+            Some(b':') => {
+                self.at += 1;
+                Ok(())
+            }
+            Some(_) => Err("expected `:`"),
+            None => Err("EOF while parsing an object"),
+        }
+    }
+
+    /// The rest of a string after its opening quote, through the closing one; whether it had
+    /// escapes. Control characters are refused and other bytes must be UTF-8, as in serde_json.
+    fn string(&mut self) -> Result<bool, &'static str> {
+        let mut escaped = false;
+        loop {
+            let rest = &self.text[self.at..];
+            let Some(len) = memchr::memchr2(b'"', b'\\', rest) else {
+                self.at = self.text.len();
+                return Err("EOF while parsing a string");
+            };
+            let run = &rest[..len];
+            if !all_printable_ascii(run) {
+                // Rare for prompts in English, common for others: checked exactly.
+                if let Some(bad) = run.iter().position(|&b| b < 0x20) {
+                    self.at += bad;
+                    return Err("control character (\\u0000-\\u001F) found while parsing a string");
+                }
+                if let Err(e) = std::str::from_utf8(run) {
+                    self.at += e.valid_up_to();
+                    return Err("invalid unicode code point");
+                }
+            }
+            self.at += len + 1;
+            if rest[len] == b'"' {
+                return Ok(escaped);
+            }
+            escaped = true;
+            self.escape()?;
+        }
+    }
+
+    /// What follows a backslash (serde_json skips `\uXXXX` without checking surrogates).
+    fn escape(&mut self) -> Result<(), &'static str> {
+        let Some(&b) = self.text.get(self.at) else { return Err("EOF while parsing a string") };
+        self.at += 1;
+        match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'u' => {
+                for _ in 0..4 {
+                    match self.text.get(self.at) {
+                        Some(h) if h.is_ascii_hexdigit() => self.at += 1,
+                        Some(_) => return Err("invalid escape"),
+                        None => return Err("EOF while parsing a string"),
+                    }
+                }
+                Ok(())
+            }
+            _ => Err("invalid escape"),
+        }
+    }
+
+    /// A number in JSON's grammar (its value is not needed).
+    fn number(&mut self) -> Result<(), &'static str> {
+        if self.text[self.at] == b'-' {
+            self.at += 1;
+        }
+        match self.text.get(self.at) {
+            Some(b'0') => {
+                self.at += 1;
+                if matches!(self.text.get(self.at), Some(b'0'..=b'9')) {
+                    return Err("invalid number");
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err("invalid number"),
+        }
+        if self.text.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            if !matches!(self.text.get(self.at), Some(b'0'..=b'9')) {
+                return Err("invalid number");
+            }
+            self.digits();
+        }
+        if matches!(self.text.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.text.get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if !matches!(self.text.get(self.at), Some(b'0'..=b'9')) {
+                return Err("invalid number");
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.text.get(self.at), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+    }
+
+    /// `true`, `false` or `null`.
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), &'static str> {
+        for &w in word {
+            match self.text.get(self.at) {
+                Some(&b) if b == w => self.at += 1,
+                Some(_) => return Err("expected ident"),
+                None => return Err("EOF while parsing a value"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether every byte is printable ASCII (0x20..=0x7F): 64 bytes a step, without an early
+/// exit inside a step, so the compiler turns each step into a few vector compares.
+fn all_printable_ascii(run: &[u8]) -> bool {
+    let mut steps = run.chunks_exact(64);
+    for step in &mut steps {
+        let mut bad = 0u8;
+        for &b in step {
+            bad |= ((b as i8) < 0x20) as u8;
+        }
+        if bad != 0 {
+            return false;
+        }
+    }
+    steps.remainder().iter().all(|&b| (b as i8) >= 0x20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Serde<'a> = indexmap::IndexMap<String, &'a serde_json::value::RawValue>;
+
+    /// The same verdict as serde_json, and on success the same members (last value wins).
+    fn same_as_serde(text: &str) {
+        let ours = JsonObject::parse(text.as_bytes());
+        let theirs: Result<Serde, _> = serde_json::from_str(text);
+        match (&ours, &theirs) {
+            (Ok(o), Ok(t)) => {
+                let keys: Vec<&str> = t.keys().map(String::as_str).collect();
+                let mut ours_keys: Vec<&str> = Vec::new();
+                for m in o.members() {
+                    if !ours_keys.contains(&&*m.key) {
+                        ours_keys.push(&m.key);
+                    }
+                }
+                assert_eq!(ours_keys, keys, "{text}");
+                for (k, v) in t {
+                    assert_eq!(o.get(k), Some(v.get().as_bytes()), "{text}");
+                }
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("{text:?}: ours {:?}, serde_json {:?}", ours.as_ref().map(|_| ()), theirs.as_ref().map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn accepts_and_refuses_what_serde_json_does() {
+        let cases = [
+            r#"{}"#, r#" { } "#, r#"{"a":1}"#, r#"{"a":[1,2,{"b":[true,false,null]}],"c":"d"}"#,
+            r#"{"a":-0.5e+10,"b":0,"c":1E3,"d":-1}"#, r#"{"a":01}"#, r#"{"a":1.}"#, r#"{"a":.5}"#, r#"{"a":1e}"#,
+            r#"{"a":-}"#, r#"{"a":+1}"#, r#"{"a":"\u00e9\n\"\\\/\b\f\r\t"}"#, r#"{"a":"\x"}"#, r#"{"a":"\u12G4"}"#,
+            r#"{"a":"\ud800"}"#, r#"{"\ud800":1}"#, r#"{"\u0061":1,"a":2}"#, r#"{"a":1,"b":2,"a":3}"#,
+            r#"{"a":1,}"#, r#"{,"a":1}"#, r#"{"a" 1}"#, r#"{"a":1 "b":2}"#, r#"{"a":[1,]}"#, r#"{"a":[,1]}"#,
+            r#"{"a":{"b":1,}}"#, r#"{"a":{"b"}}"#, r#"{"a":{1:2}}"#, r#"{"a":tru}"#, r#"{"a":nul}"#, r#"{"a":truex}"#,
+            r#"{"a":1}x"#, r#"{"a":1}{}"#, r#"[1]"#, r#""a""#, r#"1"#, r#""#, r#"{"#, r#"{"a""#, r#"{"a":"#,
+            r#"{"a":"b"#, r#"{"a":[1"#, r#"{"a":{"b":1"#, r#"{"a":"é日本"}"#, "{\"a\":\"\u{1}\"}", "{\"a\":\"\t\"}",
+            "{\"a\":\"\u{7f}\"}", "{\"a\"\n:\r\t1\n}", r#"{"a":[[[[[[[]]]]]]]}"#, r#"{"a":[[[[[[[]]]]]]}"#,
+            r#"{"a":{"b":{"c":{}}}}"#, r#"{"a":{"b":{"c":{}}}"#, r#"{"a":[{}]}"#, r#"{"a":[{"b":[]},{"c":{}}]}"#,
+            r#"{"a":[}"#, r#"{"a":{]}"#, r#"{"":""}"#,
+        ];
+        for case in cases {
+            same_as_serde(case);
+        }
+        // Invalid UTF-8 in a string and in a key.
+        for bytes in [&b"{\"a\":\"\xff\"}"[..], b"{\"\xc3\":1}", b"{\"a\":\"\xe6\x97\"}"] {
+            assert!(JsonObject::parse(bytes).is_err());
+            assert!(serde_json::from_slice::<Serde>(bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn long_strings_are_checked_on_both_sides_of_every_step() {
+        // A bad byte at each offset of a run longer than one 64-byte step is found.
+        for len in [63, 64, 65, 130] {
+            for at in 0..len {
+                let mut s = vec![b'x'; len];
+                s[at] = 0x01;
+                let text = [&b"{\"a\":\""[..], &s, b"\"}"].concat();
+                let err = JsonObject::parse(&text).unwrap_err();
+                assert_eq!(err.column, 7 + at, "len {len} at {at}");
+                s[at] = b'x';
+                let ok = [&b"{\"a\":\""[..], &s, b"\"}"].concat();
+                assert!(JsonObject::parse(&ok).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let err = JsonObject::parse(b"{\"a\":1,\n  \"b\":x}").unwrap_err();
+        assert_eq!((err.what, err.line, err.column), ("expected value", 2, 7));
+        assert_eq!(JsonObject::parse(b"[]").unwrap_err().to_string(), "expected a JSON object at line 1 column 1");
+    }
+
+    #[test]
+    fn rewrite_replaces_in_place_adds_at_the_end_and_collapses_repeats() {
+        let o = JsonObject::parse(br#" { "model" : "a", "messages": [ 1 ], "stream": true } "#).unwrap();
+        let out = o.rewrite(&[("model", br#""b""#), ("stream_options", br#"{"include_usage":true}"#)]);
+        assert_eq!(out, br#"{"model":"b","messages":[ 1 ],"stream":true,"stream_options":{"include_usage":true}}"#);
+        let o = JsonObject::parse(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(o.rewrite(&[]), br#"{"a":3,"b":2}"#);
+        assert_eq!(o.rewrite(&[("a", b"9")]), br#"{"a":9,"b":2}"#);
+        assert_eq!(o.get("a"), Some(&b"3"[..]));
+        let o = JsonObject::parse(b"{}").unwrap();
+        assert_eq!(o.rewrite(&[("model", br#""m""#)]), br#"{"model":"m"}"#);
+        // An escaped key is the same key.
+        let o = JsonObject::parse(br#"{"mod\u0065l":"a"}"#).unwrap();
+        assert_eq!(o.get("model"), Some(&br#""a""#[..]));
+        assert_eq!(o.rewrite(&[("model", br#""b""#)]), br#"{"mod\u0065l":"b"}"#);
+    }
+
+    #[test]
+    fn many_members_with_a_repeat_are_found() {
+        let mut text = String::from("{");
+        for i in 0..40 {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str("\"k3\":\"last\"}");
+        let o = JsonObject::parse(text.as_bytes()).unwrap();
+        assert!(o.has_repeated_keys());
+        let out: serde_json::Value = serde_json::from_slice(&o.rewrite(&[])).unwrap();
+        assert_eq!(out["k3"], "last");
+        assert_eq!(out.as_object().unwrap().len(), 40);
+    }
+
+    #[test]
+    fn deep_nesting_costs_no_stack() {
+        let depth = 200_000;
+        let text = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert!(JsonObject::parse(text.as_bytes()).is_ok());
+    }
+}
