@@ -2,20 +2,22 @@
 is answered 400 by the gateway itself, before any connection (or credential) goes upstream."""
 import json
 import socket
+import time
 
 import requests
 
 from conftest import serve_listeners
+from hostile import closed_by_peer
 
 
-def gateway(tollgate, llmock) -> str:
+def gateway(tollgate, llmock, **start) -> str:
     base = serve_listeners(tollgate, f"""\
   - routes:
     - policies:
         backendAuth: {{key: sk-provider-secret}}
       backends:
       - ai: {{name: l, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{model: pinned}}}}}}
-""")
+""", **start)
     return f"{base}/v1/chat/completions"
 
 
@@ -73,3 +75,67 @@ def test_expect_100_continue_is_answered_by_the_gateway(tollgate, llmock):
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(head)
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
+
+
+def completion_head(url, length, extra=""):
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n{extra}\r\n").encode()
+    return (host, int(port)), head
+
+
+def read_answers(s, count):
+    """`count` HTTP answers with Content-Length bodies, read off one connection."""
+    data, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, (answers, data[:200])
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+        while len(data) < length:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        answers.append((head.split(b" ")[1], json.loads(data[:length])))
+        data = data[length:]
+    return answers
+
+
+def test_a_body_in_slow_pieces_is_read_whole_each_pause_under_the_body_timeout(tollgate, llmock):
+    # The body timeout bounds each pause, not the whole body: five pieces 0.6 s apart (3 s in
+    # all) against a 1 s timeout arrive whole and are rewritten.
+    url = gateway(tollgate, llmock, args=["--body-timeout", "1s"])
+    body = json.dumps({"model": "client", "messages": [{"role": "user", "content": "y" * 200_000}]}).encode()
+    addr, head = completion_head(url, len(body), "Connection: close\r\n")
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(head + body[:10])
+        step = len(body) // 5 + 1
+        for i in range(10, len(body), step):
+            time.sleep(0.6)
+            s.sendall(body[i:i + step])
+        [(status, answer)] = read_answers(s, 1)
+    assert status == b"200", answer
+    seen = llmock.journal()[-1]
+    assert seen["model"] == "pinned" and seen["body"]["messages"][0]["content"] == "y" * 200_000
+
+
+def test_a_stalled_or_cut_body_reaches_no_provider(tollgate, llmock):
+    url = gateway(tollgate, llmock, args=["--body-timeout", "1s"])
+    before = len(llmock.journal())
+    addr, head = completion_head(url, 100_000)
+    # Stalled half way: the connection is cut by the body timeout.
+    with socket.create_connection(addr) as s:
+        s.sendall(head + b'{"model":"client","messages":[' + b" " * 40_000)
+        start = time.monotonic()
+        assert closed_by_peer(s, 4)
+        assert time.monotonic() - start < 3
+    # Closed half way: nothing goes upstream.
+    with socket.create_connection(addr) as s:
+        s.sendall(head + b'{"model":"client","messages":[' + b" " * 40_000)
+        s.shutdown(socket.SHUT_WR)
+        assert closed_by_peer(s, 4)
+    time.sleep(0.2)
+    assert len(llmock.journal()) == before, "a partial body reached the provider"
+

@@ -175,6 +175,16 @@ impl Session {
         }
     }
 
+    /// tollgate patch: the whole request body in one buffer, without copies, where the
+    /// protocol allows (an HTTP/1 Content-Length body not yet read from); `Ok(None)` otherwise,
+    /// to be read with [`Self::read_request_body`].
+    pub async fn read_request_body_whole(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            Self::H1(s) => s.read_body_whole().await,
+            _ => Ok(None),
+        }
+    }
+
     /// Discard the request body by reading it until completion.
     ///
     /// This is useful for making streams reusable (in particular for HTTP/1.1) after returning an

@@ -407,6 +407,66 @@ impl BodyReader {
         }
     }
 
+    /// tollgate: whether [`Self::read_whole_step`] can read this body: a downstream
+    /// Content-Length body of which nothing has been handed out yet.
+    pub fn can_read_whole(&self) -> bool {
+        !self.upstream && matches!(self.body_state, PS::Partial(0, _))
+    }
+
+    /// tollgate: one read toward a whole Content-Length request body kept in one buffer (room
+    /// for up to 1 MiB more than has arrived, so a slow client cannot make it reserve the
+    /// declared length up front): a large prompt is neither read 64 KiB at a time nor copied
+    /// out of the read buffer and gathered again. `Ok(None)` while more is to come, then the
+    /// whole body, once. Only where [`Self::can_read_whole`] said so, and not mixed with
+    /// [`Self::read_body`] for the same body.
+    pub async fn read_whole_step<S>(&mut self, stream: &mut S) -> Result<Option<Bytes>>
+    where
+        S: AsyncRead + Unpin + Send,
+    {
+        const AHEAD: usize = 1 << 20;
+        let PS::Partial(read, remaining) = self.body_state else {
+            panic!("wrong body state: {:?}", self.body_state)
+        };
+        let buf = self.body_buf.get_or_insert_default();
+        if self.rewind_buf_len > 0 {
+            // The body's start came with the head: it is already in the buffer, possibly
+            // followed by a pipelined request.
+            self.rewind_buf_len = 0;
+            let have = buf.len();
+            if have >= remaining {
+                let overread = buf.split_off(remaining);
+                self.body_buf_overread = (!overread.is_empty()).then_some(overread);
+                self.body_state = PS::Complete(remaining);
+                return Ok(Some(buf.split().freeze()));
+            }
+            self.body_state = PS::Partial(have, remaining - have);
+            return Ok(None);
+        }
+        let want = remaining.min(AHEAD);
+        if buf.capacity() - buf.len() < want {
+            // At least doubles: a body longer than `AHEAD` is copied a few times, not per read.
+            buf.reserve(want.max(buf.len()).min(remaining));
+        }
+        let n = stream
+            .take(remaining as u64)
+            .read_buf(buf)
+            .await
+            .or_err(ReadError, "when reading body")?;
+        if n == 0 {
+            self.body_state = PS::Done(read);
+            return Error::e_explain(
+                ConnectionClosed,
+                format!("Peer prematurely closed connection with {remaining} bytes of body remaining to read"),
+            );
+        }
+        if n < remaining {
+            self.body_state = PS::Partial(read + n, remaining - n);
+            return Ok(None);
+        }
+        self.body_state = PS::Complete(read + n);
+        Ok(Some(buf.split().freeze()))
+    }
+
     pub async fn do_read_body<S>(&mut self, stream: &mut S) -> Result<Option<BufRef>>
     where
         S: AsyncRead + Unpin + Send,
@@ -2082,6 +2142,51 @@ mod tests {
         let second = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
         assert_eq!(body_reader.get_body(&second), b"bc");
         assert!(body_reader.body_buf.as_ref().unwrap().capacity() < BODY_BUFFER_SIZE);
+    }
+
+    /// Steps until the whole body comes (tollgate's `read_whole_step`).
+    async fn read_whole<S: AsyncRead + Unpin + Send>(reader: &mut BodyReader, io: &mut S) -> Result<Bytes> {
+        assert!(reader.can_read_whole());
+        loop {
+            if let Some(body) = reader.read_whole_step(io).await? {
+                return Ok(body);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn whole_body_gathers_the_rewind_and_each_read_in_one_buffer() {
+        let mut mock_io = Builder::new().read(b"bc").read(b"defg").build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_content_length_owned(7, BytesMut::from(&b"a"[..]));
+        let body = read_whole(&mut body_reader, &mut mock_io).await.unwrap();
+        assert_eq!(body.as_ref(), b"abcdefg");
+        assert_eq!(body_reader.body_state, ParseState::Complete(7));
+        assert_eq!(body_reader.get_body_overread(), None);
+        assert!(!body_reader.can_read_whole());
+    }
+
+    #[tokio::test]
+    async fn whole_body_read_with_the_head_leaves_the_next_request_as_overread() {
+        let mut mock_io = Builder::new().build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_content_length_owned(3, BytesMut::from(&b"abcGET / HTTP/1.1\r\n"[..]));
+        let body = read_whole(&mut body_reader, &mut mock_io).await.unwrap();
+        assert_eq!(body.as_ref(), b"abc");
+        assert_eq!(body_reader.get_body_overread(), Some(&b"GET / HTTP/1.1\r\n"[..]));
+        assert_eq!(body_reader.body_state, ParseState::Complete(3));
+    }
+
+    #[tokio::test]
+    async fn whole_body_cut_short_is_an_error() {
+        let mut mock_io = Builder::new().read(b"ab").read(b"").build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_content_length(5, b"");
+        let err = read_whole(&mut body_reader, &mut mock_io).await.unwrap_err();
+        assert_eq!(&ConnectionClosed, err.etype());
+        assert_eq!(body_reader.body_state, ParseState::Done(2));
+        // Only a downstream body not yet read from is read whole.
+        assert!(!BodyReader::new(true).can_read_whole());
     }
 
     #[tokio::test]

@@ -609,6 +609,33 @@ impl HttpSession {
         }))
     }
 
+    /// tollgate: the whole request body in one buffer, read without copies, when it has a
+    /// Content-Length and none of it has been read; `Ok(None)` otherwise (read it with
+    /// [`Self::read_body_bytes`]). The read timeout applies to each read, as there.
+    pub async fn read_body_whole(&mut self) -> Result<Option<Bytes>> {
+        self.init_body_reader();
+        if !self.body_reader.can_read_whole() {
+            return Ok(None);
+        }
+        loop {
+            let step = self.body_reader.read_whole_step(&mut self.underlying_stream);
+            let read = match self.read_timeout {
+                Some(t) => match timeout(t, step).await {
+                    Ok(res) => res,
+                    Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
+                },
+                None => step.await,
+            }?;
+            if let Some(body) = read {
+                self.body_bytes_read += body.len();
+                if let Some(buffer) = self.retry_buffer.as_mut() {
+                    buffer.write_to_buffer(&body);
+                }
+                return Ok(Some(body));
+            }
+        }
+    }
+
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
         self.init_body_reader();
         self.body_reader
