@@ -10,14 +10,14 @@ from conftest import serve_listeners
 from hostile import closed_by_peer
 
 
-def gateway(tollgate, llmock, **start) -> str:
+def gateway(tollgate, llmock, settings="", **start) -> str:
     base = serve_listeners(tollgate, f"""\
   - routes:
     - policies:
         backendAuth: {{key: sk-provider-secret}}
       backends:
       - ai: {{name: l, hostOverride: "127.0.0.1:{llmock.port}", provider: {{openAI: {{model: pinned}}}}}}
-""", **start)
+""", settings, **start)
     return f"{base}/v1/chat/completions"
 
 
@@ -139,3 +139,43 @@ def test_a_stalled_or_cut_body_reaches_no_provider(tollgate, llmock):
     time.sleep(0.2)
     assert len(llmock.journal()) == before, "a partial body reached the provider"
 
+
+
+def test_a_large_streamed_body_goes_with_the_model_and_usage_request_in_place(tollgate, llmock):
+    # A body past 64 KiB goes upstream as slices of the client's bytes around the new values:
+    # the provider must still get one JSON document, its length declared, values intact.
+    url = gateway(tollgate, llmock)
+    content = "z\\u00e9\u65e5" * 15_000  # 195 KB as JSON: llmock journals bodies up to 256 KiB
+    body = {"model": "client", "messages": [{"role": "user", "content": content}], "stream": True, "temperature": 0.5}
+    r = requests.post(url, json=body, stream=True, timeout=20)
+    assert r.status_code == 200, r.text
+    text = r.text
+    assert text.rstrip().endswith("data: [DONE]"), text[-200:]
+    chunks = [json.loads(l[6:]) for l in text.splitlines() if l.startswith("data: {")]
+    assert chunks and all(c.get("usage") is None for c in chunks), "the usage chunk the gateway asked for reached the client"
+    seen = llmock.journal()[-1]["body"]
+    assert seen["model"] == "pinned"
+    assert seen["stream_options"] == {"include_usage": True}
+    assert seen["messages"][0]["content"] == content and seen["temperature"] == 0.5
+
+
+def test_a_large_body_is_logged_as_the_client_sent_it(tollgate, llmock):
+    url = gateway(tollgate, llmock, settings="""\
+config:
+  logging:
+    format: json
+    fields:
+      add:
+        request.body: request.body
+""")
+    body = {"model": "client", "messages": [{"role": "user", "content": "w" * 100_000}]}
+    r = requests.post(url, json=body, timeout=20)
+    assert r.status_code == 200, r.text
+    assert llmock.journal()[-1]["body"]["model"] == "pinned"
+    deadline = time.time() + 5
+    while True:
+        logged = [json.loads(l) for l in tollgate.procs[-1].output().splitlines() if l.startswith("{") and '"request.body"' in l]
+        if logged or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert json.loads(logged[-1]["request.body"]) == body

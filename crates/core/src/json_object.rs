@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 /// Why a text is not a JSON object, and where (1-based, as serde_json reports it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
@@ -49,14 +51,16 @@ pub struct Member<'a> {
 pub struct JsonObject<'a> {
     text: &'a [u8],
     members: Vec<Member<'a>>,
+    /// Where the closing `}` is.
+    close: usize,
 }
 
 impl<'a> JsonObject<'a> {
     /// Validates `text` as one JSON object (whitespace around it allowed) and lists its members.
     pub fn parse(text: &'a [u8]) -> Result<Self, JsonError> {
         let mut scan = Scanner { text, at: 0, stack: Vec::new() };
-        let members = scan.object().map_err(|what| scan.error(what))?;
-        Ok(JsonObject { text, members })
+        let (members, close) = scan.object().map_err(|what| scan.error(what))?;
+        Ok(JsonObject { text, members, close })
     }
 
     /// The value of `key` as written (the last one when the key repeats).
@@ -107,6 +111,61 @@ impl<'a> JsonObject<'a> {
         out
     }
 
+    /// The object as [`Self::rewrite`] would make it, but as pieces of `body` (the bytes this
+    /// object was parsed from) around the new values: each stretch of at least `lend_min`
+    /// bytes is an uncopied slice of `body`; the rest (the new values, the short stretches
+    /// between them) is copied into small pieces. Whitespace between members stays as
+    /// written. `None` when a key repeats (use [`Self::rewrite`]). For a large body with a
+    /// model name replaced, this is the difference between copying the prompt and not.
+    pub fn rewrite_parts(&self, body: &Bytes, replace: &[(&str, &[u8])], lend_min: usize) -> Option<Vec<Bytes>> {
+        if body.as_ref() != self.text || self.has_repeated_keys() {
+            return None;
+        }
+        // (where, what): a replaced value's span, or an insertion before the closing brace.
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+        let mut added = Vec::new();
+        for (key, value) in replace {
+            match self.members.iter().find(|m| m.key == *key) {
+                Some(m) => edits.push((m.value_span.clone(), value.to_vec())),
+                None => {
+                    if !self.members.is_empty() || !added.is_empty() {
+                        added.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut added, key);
+                    added.push(b':');
+                    added.extend_from_slice(value);
+                }
+            }
+        }
+        if !added.is_empty() {
+            edits.push((self.close..self.close, added));
+        }
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut parts = Vec::new();
+        let mut small = Vec::new();
+        let mut at = 0;
+        let keep = |range: Range<usize>, small: &mut Vec<u8>, parts: &mut Vec<Bytes>| {
+            if range.len() >= lend_min {
+                if !small.is_empty() {
+                    parts.push(Bytes::from(std::mem::take(small)));
+                }
+                parts.push(body.slice(range));
+            } else {
+                small.extend_from_slice(&body[range]);
+            }
+        };
+        for (range, value) in edits {
+            keep(at..range.start, &mut small, &mut parts);
+            small.extend_from_slice(&value);
+            at = range.end;
+        }
+        keep(at..body.len(), &mut small, &mut parts);
+        if !small.is_empty() {
+            parts.push(Bytes::from(small));
+        }
+        Some(parts)
+    }
+
     /// Whether any key appears twice (rare; quadratic only for small objects).
     fn has_repeated_keys(&self) -> bool {
         let n = self.members.len();
@@ -147,14 +206,16 @@ impl<'a> Scanner<'a> {
     }
 
     /// The whole text: one object, its members, then only whitespace.
-    fn object(&mut self) -> Result<Vec<Member<'a>>, &'static str> {
+    fn object(&mut self) -> Result<(Vec<Member<'a>>, usize), &'static str> {
         match self.peek() {
             Some(b'{') => self.at += 1,
             Some(_) => return Err("expected a JSON object"),
             None => return Err("EOF while parsing a value"),
         }
         let mut members = Vec::new();
+        let close;
         if self.peek() == Some(b'}') {
+            close = self.at;
             self.at += 1;
         } else {
             loop {
@@ -162,6 +223,7 @@ impl<'a> Scanner<'a> {
                 match self.peek() {
                     Some(b',') => self.at += 1,
                     Some(b'}') => {
+                        close = self.at;
                         self.at += 1;
                         break;
                     }
@@ -173,7 +235,7 @@ impl<'a> Scanner<'a> {
         if self.peek().is_some() {
             return Err("trailing characters");
         }
-        Ok(members)
+        Ok((members, close))
     }
 
     /// `"key": value` at the top level.
@@ -496,6 +558,34 @@ mod tests {
         let o = JsonObject::parse(br#"{"mod\u0065l":"a"}"#).unwrap();
         assert_eq!(o.get("model"), Some(&br#""a""#[..]));
         assert_eq!(o.rewrite(&[("model", br#""b""#)]), br#"{"mod\u0065l":"b"}"#);
+    }
+
+    #[test]
+    fn rewrite_parts_lend_the_long_stretches_and_read_back_as_the_rewrite() {
+        let prompt = "p".repeat(1000);
+        let text = format!(r#" {{"model": "a", "messages": [{{"content": "{prompt}"}}], "n": 1}} "#);
+        let body = Bytes::from(text.clone());
+        let o = JsonObject::parse(&body).unwrap();
+        let replace: [(&str, &[u8]); 2] = [("model", br#""longer-name""#), ("stream_options", br#"{"include_usage":true}"#)];
+        let parts = o.rewrite_parts(&body, &replace, 100).unwrap();
+        // Three pieces: the head with the new model, the prompt lent, the tail with the addition.
+        assert_eq!(parts.len(), 3);
+        let lent = body.as_ptr_range();
+        assert!(lent.contains(&parts[1].as_ptr()) && parts[1].len() > 1000);
+        assert!(!lent.contains(&parts[0].as_ptr()) && !lent.contains(&parts[2].as_ptr()));
+        let joined: serde_json::Value = serde_json::from_slice(&parts.concat()).unwrap();
+        let rewritten: serde_json::Value = serde_json::from_slice(&o.rewrite(&replace)).unwrap();
+        assert_eq!(joined, rewritten);
+        assert_eq!(joined["model"], "longer-name");
+        assert_eq!(joined["stream_options"]["include_usage"], true);
+        // Nothing long enough to lend: one copied piece; a repeated key: no pieces.
+        assert_eq!(o.rewrite_parts(&body, &replace, 10_000).unwrap().len(), 1);
+        let dup = Bytes::from_static(br#"{"a":1,"a":2}"#);
+        assert!(JsonObject::parse(&dup).unwrap().rewrite_parts(&dup, &[], 1).is_none());
+        // An empty object gets the added member without a comma.
+        let empty = Bytes::from_static(b"{ }");
+        let parts = JsonObject::parse(&empty).unwrap().rewrite_parts(&empty, &[("model", br#""m""#)], 1).unwrap();
+        assert_eq!(parts.concat(), br#"{ "model":"m"}"#);
     }
 
     #[test]

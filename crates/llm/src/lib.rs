@@ -160,11 +160,19 @@ impl AiPolicy {
     }
 }
 
+/// Below this many bytes a rewritten body is one copied buffer; from it on, the stretches of
+/// the client's body between replaced values are lent to Pingora uncopied
+/// ([`AiPolicy::lends_parts`]): one write more upstream, against a copy of the whole prompt.
+const LEND_MIN: usize = 64 * 1024;
+
 /// Per-request state of a chat completion.
 #[derive(Default, Clone)]
 struct CompletionState {
     /// The rewritten body, when the whole request was read before anything went upstream.
     prepared: Option<Bytes>,
+    /// The rewritten body's length when it was lent to Pingora in pieces instead (they pass
+    /// the body filter untouched).
+    lent: Option<usize>,
     injected_usage: bool,
     response: ResponseMode,
     response_body: Vec<u8>,
@@ -199,6 +207,33 @@ impl AiPolicy {
             rewritten.body = c.apply(llm.provider_api, llm.route, std::mem::take(&mut rewritten.body), bedrock_model);
         }
         Ok((rewritten, t))
+    }
+
+    /// Whether a body is rewritten as pieces lent to Pingora ([`Self::rewrite_parts`]): a large
+    /// Chat Completions body for an OpenAI-shaped provider, with nothing else that needs the
+    /// body whole (body rules, prompt caching, Vertex, failover) or the client's own bytes
+    /// replayed (request-body logging).
+    fn lends_parts(&self, ai: &AiTarget, raw: &Bytes, ctx: &RequestCtx) -> bool {
+        raw.len() >= LEND_MIN
+            && self.body.is_none()
+            && self.caching.is_none()
+            && ai.vertex.is_none()
+            && !ctx.needs.request_body
+            && ctx.extensions.get::<failover::Failover>().is_none()
+            && ctx.llm.as_ref().is_some_and(|l| l.provider_api == AiProvider::OpenAi && l.route == RouteType::Completions)
+    }
+
+    /// [`Self::rewrite`] for a body [`Self::lends_parts`] chose: the new body as pieces of
+    /// `raw` around the replaced values, the prompt itself uncopied.
+    fn rewrite_parts(&self, raw: &Bytes, ctx: &mut RequestCtx) -> std::result::Result<(request::RewrittenRequest, Vec<Bytes>), String> {
+        let want_prompt = ctx.needs.llm_prompt;
+        let Some(llm) = ctx.llm.as_mut() else { return Err("not an LLM call".into()) };
+        let (mut r, parts) = request::rewrite_completion_request_parts(raw, llm.override_model.as_deref(), want_prompt, LEND_MIN)?;
+        llm.request_model = r.request_model.take();
+        llm.streaming = r.streaming;
+        llm.params = std::mem::take(&mut r.params);
+        llm.prompt = r.prompt.take();
+        Ok((r, parts))
     }
 
     /// The body rules, then the translation for the provider.
@@ -442,7 +477,15 @@ impl AiPolicy {
                     llm.provider_api = vertex::family(&model);
                 }
             }
-            let rewritten = self.rewrite(&raw, ctx);
+            let mut lent = None;
+            let rewritten = if self.lends_parts(ai, &raw, ctx) {
+                self.rewrite_parts(&raw, ctx).map(|(r, parts)| {
+                    lent = Some(parts);
+                    (r, translation::Translation::None)
+                })
+            } else {
+                self.rewrite(&raw, ctx)
+            };
             if rewritten.is_ok() {
                 if let Err(resp) = admit::admit(&raw, ctx).await {
                     return Ok(FilterAction::Respond(resp));
@@ -471,7 +514,17 @@ impl AiPolicy {
                             Err(msg) => return Ok(FilterAction::Respond(json_error(ctx.error_format, 400, "invalid_request_error", &msg))),
                         }
                     }
-                    state.prepared = Some(Bytes::from(body));
+                    match lent {
+                        Some(parts) => {
+                            let len = parts.iter().map(Bytes::len).sum();
+                            match session.set_retry_body_parts(parts) {
+                                // Pingora sends the pieces as they are (the body filter lets them pass).
+                                Ok(()) => state.lent = Some(len),
+                                Err(parts) => state.prepared = Some(Bytes::from(parts.concat())),
+                            }
+                        }
+                        None => state.prepared = Some(Bytes::from(body)),
+                    }
                     state.answer.translation = t;
                     if let Some(f) = ctx.extensions.get_mut::<failover::Failover>() {
                         // Kept to translate again for another provider.
@@ -502,10 +555,11 @@ impl AiPolicy {
     fn upstream_request(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         if let Some(state) = ctx.extensions.get::<CompletionState>() {
             // The body is rewritten, so its length changes (it is known: the body was read whole).
-            match &state.prepared {
-                Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
-                None if state.detect.is_some() => {}
-                None => {
+            match (&state.prepared, state.lent) {
+                (Some(body), _) => req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?,
+                (None, Some(len)) => req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?,
+                (None, None) if state.detect.is_some() => {}
+                (None, None) => {
                     req.remove_header(&http::header::CONTENT_LENGTH);
                 }
             }

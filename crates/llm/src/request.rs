@@ -3,6 +3,8 @@
 //! values are lent from the request's bytes (`JsonObject`): a megabyte prompt costs one
 //! validation pass and one copy into the rewritten body, not a tree.
 
+use bytes::Bytes;
+
 use tollgate_core::json_object::JsonObject;
 use tollgate_core::llm::{LlmParams, PromptMessage};
 
@@ -30,6 +32,32 @@ pub fn rewrite_completion_request(
     model_override: Option<&str>,
     want_prompt: bool,
 ) -> Result<RewrittenRequest, String> {
+    let (mut rewritten, body) = rewrite_with(raw, model_override, want_prompt, |top, replace| top.rewrite(replace))?;
+    rewritten.body = body;
+    Ok(rewritten)
+}
+
+/// As [`rewrite_completion_request`], but the body comes back as pieces of `raw` around the
+/// replaced values (stretches of at least `lend_min` bytes uncopied), for Pingora to send one
+/// by one; `body` is left empty. A body whose keys repeat comes back as one copied piece.
+pub fn rewrite_completion_request_parts(
+    raw: &Bytes,
+    model_override: Option<&str>,
+    want_prompt: bool,
+    lend_min: usize,
+) -> Result<(RewrittenRequest, Vec<Bytes>), String> {
+    rewrite_with(raw, model_override, want_prompt, |top, replace| {
+        top.rewrite_parts(raw, replace, lend_min).unwrap_or_else(|| vec![Bytes::from(top.rewrite(replace))])
+    })
+}
+
+/// Reads the request and makes its new body with `write` (given the values to replace).
+fn rewrite_with<T>(
+    raw: &[u8],
+    model_override: Option<&str>,
+    want_prompt: bool,
+    write: impl FnOnce(&JsonObject, &[(&str, &[u8])]) -> T,
+) -> Result<(RewrittenRequest, T), String> {
     let top = JsonObject::parse(raw).map_err(|e| format!("request body is not a JSON object: {e}"))?;
     let request_model = field::<String>(&top, "model")?;
     let streaming = field::<bool>(&top, "stream")?.unwrap_or(false);
@@ -61,8 +89,8 @@ pub fn rewrite_completion_request(
         }
     }
     let prompt = if want_prompt { Some(prompt_messages(field(&top, "messages")?.unwrap_or_default())) } else { None };
-    let body = top.rewrite(&replaced);
-    Ok(RewrittenRequest { body, request_model, streaming, injected_usage, params, prompt })
+    let body = write(&top, &replaced);
+    Ok((RewrittenRequest { body: Vec::new(), request_model, streaming, injected_usage, params, prompt }, body))
 }
 
 /// A message as clients send it: `content` is a string or a list of typed parts.
@@ -133,6 +161,18 @@ mod tests {
         // Keys and values as written (an escaped key is the same key to any JSON reader).
         assert_eq!(std::str::from_utf8(&out.body).unwrap(), r#"{"model":"z","m\u0065ssages":[{"role":"user","content":"x\u00e9\n"}],"n":1.50}"#);
         assert_eq!(out.request_model.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_large_body_comes_back_as_pieces_that_read_as_the_rewrite() {
+        let raw = Bytes::from(format!(r#"{{"model":"any","messages":[{{"role":"user","content":"{}"}}],"stream":true}}"#, "x".repeat(100_000)));
+        let (out, parts) = rewrite_completion_request_parts(&raw, Some("pinned"), false, 64 * 1024).unwrap();
+        assert!(out.body.is_empty() && out.streaming && out.injected_usage);
+        assert_eq!(out.request_model.as_deref(), Some("any"));
+        assert!(parts.iter().any(|p| raw.as_ptr_range().contains(&p.as_ptr()) && p.len() > 100_000 - 10));
+        let joined: serde_json::Value = serde_json::from_slice(&parts.concat()).unwrap();
+        let whole: serde_json::Value = serde_json::from_slice(&rewrite_completion_request(&raw, Some("pinned"), false).unwrap().body).unwrap();
+        assert_eq!(joined, whole);
     }
 
     #[test]

@@ -123,7 +123,11 @@ where
 
         // tollgate patch: a body already read whole is sent first thing by the downstream half
         // below, so the head waits for it and both go out in one write.
-        if session.as_mut().is_body_done() && session.as_ref().get_retry_buffer().is_some() {
+        // (Pieces first: a body lent in pieces is not joined just to be asked about.)
+        if session.as_mut().is_body_done()
+            && (session.as_ref().get_retry_buffer_parts().is_some()
+                || session.as_ref().get_retry_buffer().is_some())
+        {
             client_session.hold_request_header();
         }
 
@@ -502,7 +506,21 @@ where
 
         let mut downstream_state = DownstreamStateMachine::new(session.as_mut().is_body_done());
 
-        let buffer = session.as_ref().get_retry_buffer();
+        // tollgate patch: a body lent in pieces (`set_retry_body_parts`) is sent piece by
+        // piece, each through the request body filter, the last one ending the body.
+        let mut parts = session.as_ref().get_retry_buffer_parts().unwrap_or_default();
+        let buffer = match parts.len() {
+            0 => session.as_ref().get_retry_buffer(),
+            _ => Some(parts.remove(parts.len() - 1)),
+        };
+        for part in parts {
+            let send_permit = tx
+                .reserve()
+                .await
+                .or_err(InternalError, "reserving body pipe")?;
+            self.send_body_to_pipe(session, Some(part), false, send_permit, ctx)
+                .await?;
+        }
 
         // retry, send buffer if it exists or body empty
         if buffer.is_some() || session.as_mut().is_body_empty() {

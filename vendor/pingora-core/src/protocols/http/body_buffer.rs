@@ -18,8 +18,9 @@ use bytes::{Bytes, BytesMut};
 /// all the data will be held in the buffer. Otherwise, the buffer will report to be truncated.
 pub struct FixedBuffer {
     buffer: BytesMut,
-    /// tollgate patch: a body handed over whole ([`Self::with_body`]), lent, not copied.
-    whole: Option<Bytes>,
+    /// tollgate patch: a body handed over whole ([`Self::with_body`]) or in pieces
+    /// ([`Self::with_parts`]), lent, not copied.
+    whole: Vec<Bytes>,
     capacity: usize,
     truncated: bool,
 }
@@ -28,7 +29,7 @@ impl FixedBuffer {
     pub fn new(capacity: usize) -> Self {
         FixedBuffer {
             buffer: BytesMut::new(),
-            whole: None,
+            whole: Vec::new(),
             capacity,
             truncated: false,
         }
@@ -37,10 +38,17 @@ impl FixedBuffer {
     /// tollgate patch: a buffer holding a body that was read whole elsewhere (the gateway
     /// reads it before choosing the upstream); it is replayed without being copied.
     pub fn with_body(body: Bytes) -> Self {
+        Self::with_parts(vec![body])
+    }
+
+    /// tollgate patch: a body made of pieces, replayed piece by piece ([`Self::get_parts`]):
+    /// a large body with a few values replaced is sent as slices of the body that was read,
+    /// around the new values, instead of being copied into one buffer.
+    pub fn with_parts(parts: Vec<Bytes>) -> Self {
         FixedBuffer {
             buffer: BytesMut::new(),
-            capacity: body.len(),
-            whole: Some(body),
+            capacity: parts.iter().map(Bytes::len).sum(),
+            whole: parts,
             truncated: false,
         }
     }
@@ -50,7 +58,7 @@ impl FixedBuffer {
         if self.truncated {
             return;
         }
-        if let Some(whole) = self.whole.take() {
+        for whole in std::mem::take(&mut self.whole) {
             // More body after a whole one: keep both (copied, as buffered bodies are).
             self.buffer.extend_from_slice(&whole);
         }
@@ -66,25 +74,35 @@ impl FixedBuffer {
 
     pub fn clear(&mut self) {
         self.truncated = false;
-        self.whole = None;
+        self.whole.clear();
         self.buffer.clear();
     }
     pub fn is_empty(&self) -> bool {
-        self.buffer.len() == 0 && self.whole.as_ref().is_none_or(|w| w.is_empty())
+        self.buffer.len() == 0 && self.whole.iter().all(|w| w.is_empty())
     }
     pub fn is_truncated(&self) -> bool {
         self.truncated
     }
     pub fn get_buffer(&self) -> Option<Bytes> {
         // TODO: return None if truncated?
-        if let Some(whole) = self.whole.as_ref().filter(|w| !w.is_empty()) {
-            return Some(whole.clone());
+        match self.whole.as_slice() {
+            [] => {}
+            [whole] if whole.is_empty() => {}
+            [whole] => return Some(whole.clone()),
+            // Pieces asked for as one buffer (an HTTP/2 upstream): joined, a copy.
+            parts => return Some(Bytes::from(parts.concat())),
         }
         if !self.is_empty() {
             Some(self.buffer.clone().freeze())
         } else {
             None
         }
+    }
+
+    /// tollgate patch: the lent body's pieces, to replay one by one (`None` when the body was
+    /// buffered here or is empty).
+    pub fn get_parts(&self) -> Option<Vec<Bytes>> {
+        (!self.whole.is_empty() && self.buffer.is_empty() && !self.is_empty()).then(|| self.whole.clone())
     }
 }
 
@@ -104,6 +122,17 @@ mod tests {
         buffer.capacity = 3;
         buffer.write_to_buffer(&Bytes::from_static(b"c"));
         assert_eq!(&buffer.get_buffer().unwrap()[..], b"abc");
+    }
+
+    #[test]
+    fn parts_are_lent_one_by_one_and_joined_when_asked_for_whole() {
+        let (a, b) = (Bytes::from(vec![1u8; 100]), Bytes::from_static(b"tail"));
+        let buffer = FixedBuffer::with_parts(vec![a.clone(), b.clone()]);
+        let parts = buffer.get_parts().unwrap();
+        assert_eq!((parts[0].as_ptr(), parts[1].as_ptr()), (a.as_ptr(), b.as_ptr()));
+        assert_eq!(buffer.get_buffer().unwrap(), [&a[..], &b[..]].concat());
+        assert!(FixedBuffer::new(10).get_parts().is_none());
+        assert!(FixedBuffer::with_parts(vec![Bytes::new()]).get_parts().is_none());
     }
 
     #[test]

@@ -715,6 +715,26 @@ impl Session {
         }
     }
 
+    /// tollgate patch: replay `parts` (a body read whole by the caller, cut around the values
+    /// it replaced) to the upstream piece by piece, without joining them. HTTP/1 only: the
+    /// parts come back elsewhere, and nothing is set.
+    pub fn set_retry_body_parts(&mut self, parts: Vec<Bytes>) -> std::result::Result<(), Vec<Bytes>> {
+        match self {
+            Self::H1(s) => s.set_retry_body_parts(parts),
+            _ => return Err(parts),
+        }
+        Ok(())
+    }
+
+    /// tollgate patch: the pieces of a lent body, to replay one by one without copying them
+    /// into one buffer (`None` for a buffered body and on HTTP/2).
+    pub fn get_retry_buffer_parts(&self) -> Option<Vec<Bytes>> {
+        match self {
+            Self::H1(s) => s.get_retry_buffer_parts(),
+            _ => None,
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         match self {
             Self::H1(s) => s.get_retry_buffer(),

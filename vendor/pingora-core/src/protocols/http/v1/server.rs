@@ -1221,6 +1221,18 @@ impl HttpSession {
         self.retry_buffer = Some(FixedBuffer::with_body(body));
     }
 
+    /// tollgate patch: as [`Self::set_retry_body`], for a body made of pieces (slices of the
+    /// body that was read, around values the gateway replaced), replayed piece by piece.
+    pub fn set_retry_body_parts(&mut self, parts: Vec<Bytes>) {
+        self.retry_buffer = Some(FixedBuffer::with_parts(parts));
+    }
+
+    /// tollgate patch: the pieces of a body lent with [`Self::set_retry_body`] or
+    /// [`Self::set_retry_body_parts`], uncopied (`None` for a buffered body).
+    pub fn get_retry_buffer_parts(&self) -> Option<Vec<Bytes>> {
+        self.retry_buffer.as_ref().and_then(|b| b.get_parts())
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         self.retry_buffer.as_ref().and_then(|b| {
             if b.is_truncated() {
