@@ -66,6 +66,17 @@ def test_completions_for_contrast_rewrites_the_model(tollgate, llmock):
     assert llmock.journal()[-1]["body"]["model"] == "backend-model"
 
 
+def test_a_streamed_answers_model_and_usage_are_logged(tollgate, llmock):
+    # The answer's model is read from the stream's first event, its usage from the last.
+    base = gateway(tollgate, llmock, kind="completions")
+    chunks = list(openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0).chat.completions.create(
+        model="client-model", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].model == "backend-model" and chunks[-1].usage
+    line = log_line(tollgate)[-1]
+    assert " gen_ai.response.model=backend-model " in line + " ", line
+    assert f"gen_ai.usage.output_tokens={chunks[-1].usage.completion_tokens}" in line, line
+
+
 def test_detect_stays_detect_when_it_fails_over(tollgate, llmock, backup):
     base = serve_listeners(tollgate, f"""  - routes:
     - backends:

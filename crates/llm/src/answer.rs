@@ -10,7 +10,7 @@ use std::time::Instant;
 use tollgate_core::filters::RequestCtx;
 use tollgate_core::llm::LlmExchange;
 
-use crate::usage::{event_data, has_usage_object, ChoicesView, ResponseView};
+use crate::usage::{event_data, has_usage_object, model_of, ChoicesView, ResponseView};
 use crate::translation::{self, MAX_RESPONSE_COPY};
 use crate::{AiPolicy, CompletionState, ResponseMode};
 
@@ -159,6 +159,11 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
     state.sse.each_event(&incoming, end, |event| {
         let data = event_data(event);
         let keep = match data {
+            // The first event, for its model alone (no usage in it, no text wanted).
+            Some(data) if llm.response_model.is_none() && !want_completion && &*data != b"[DONE]" && !has_usage_object(&data) => {
+                llm.response_model = model_of(&data);
+                true
+            }
             // Parse only the first event (for the model) and events that carry usage (with
             // the text in the same pass when it is wanted).
             Some(data) if &*data != b"[DONE]" && (llm.response_model.is_none() || has_usage_object(&data)) => {

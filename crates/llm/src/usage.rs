@@ -6,6 +6,7 @@ use memchr::memmem;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use tollgate_core::json_object::JsonObject;
 use tollgate_core::llm::Usage;
 
 /// The parts of a response or stream chunk the gateway records.
@@ -135,6 +136,12 @@ impl ResponseView {
     }
 }
 
+/// The `model` string of a JSON object, its other members checked as JSON but not built: the
+/// first event of a stream names the model, and its choices need no parse for that.
+pub fn model_of(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice(JsonObject::parse(bytes).ok()?.get("model")?).ok()
+}
+
 /// Whether a JSON document carries a non-null `usage` object: a cheap byte scan so that
 /// stream chunks without usage (all but the last, normally) are not parsed at all.
 pub fn has_usage_object(data: &[u8]) -> bool {
@@ -223,11 +230,14 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// The joined `data:` payload of one event, if any; lent from the event when it has one
 /// `data:` line (the usual case), joined with newlines when it has several.
 pub fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    // The usual event is one `data:` line and its terminator: one search finds it.
+    let first_end = memchr::memchr(b'\n', event).unwrap_or(event.len());
+    if matches!(&event[first_end..], b"" | b"\n" | b"\n\n" | b"\n\r\n") {
+        return data_line(&event[..first_end]).map(Cow::Borrowed);
+    }
     let mut data: Option<Cow<'_, [u8]>> = None;
     for line in lines(event) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(rest) = line.strip_prefix(b"data:") {
-            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        if let Some(rest) = data_line(line) {
             data = Some(match data {
                 None => Cow::Borrowed(rest),
                 Some(d) => {
@@ -242,9 +252,45 @@ pub fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     data
 }
 
+/// The value of one line (without its `\n`) when it is a `data:` field.
+fn data_line(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"data:")?;
+    Some(rest.strip_prefix(b" ").unwrap_or(rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_of_reads_the_model_string_only() {
+        assert_eq!(model_of(br#"{"id":"c","model":"gpt-4o","choices":[{"delta":{"content":"hi"}}]}"#).as_deref(), Some("gpt-4o"));
+        assert_eq!(model_of(br#"{"model":"m\u00e9"}"#).as_deref(), Some("m\u{e9}"));
+        assert_eq!(model_of(br#"{"model":5}"#), None);
+        assert_eq!(model_of(br#"{"choices":[]}"#), None);
+        assert_eq!(model_of(br#"{"model":"m","choices":[}"#), None, "not JSON");
+    }
+
+    #[test]
+    fn event_data_reads_one_line_events_and_joins_several() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"data: {\"a\":1}\n\n", Some(b"{\"a\":1}")),
+            (b"data:{\"a\":1}\r\n\r\n", Some(b"{\"a\":1}")),
+            (b"data: tail without end", Some(b"tail without end")),
+            (b"data: x\n", Some(b"x")),
+            (b"data:  two spaces\n\n", Some(b" two spaces")),
+            (b"event: ping\n\n", None),
+            (b": comment\n\n", None),
+            (b"event: delta\ndata: {}\n\n", Some(b"{}")),
+            (b"data: a\ndata: b\n\n", Some(b"a\nb")),
+            (b"data: a\r\nid: 7\r\ndata: b\r\n\r\n", Some(b"a\nb")),
+            (b"datum: no\n\n", None),
+        ];
+        for (event, want) in cases {
+            assert_eq!(event_data(event).as_deref(), *want, "{}", String::from_utf8_lossy(event));
+        }
+    }
 
     #[test]
     fn splits_events_across_chunks() {
