@@ -6,6 +6,8 @@
 //! - a new connection must send complete headers within `header_timeout`;
 //! - a kept-alive connection gets `http1IdleTimeout` until its next request starts, then
 //!   `header_timeout` to finish the head;
+//! - requests a client pipelines on one connection are answered one by one, in order,
+//!   each head read as above (RFC 9112 §9.3.2);
 //! - a request body may pause at most `body_timeout` between reads, a response write at
 //!   most [`WRITE_TIMEOUT`];
 //! - bytes that are not HTTP get a 400, an oversized head a 431, a late one a 408, each
@@ -286,6 +288,9 @@ impl Gate {
                     Some(s) => s.apply_to_session(&mut session),
                     None => session.set_keepalive(Some(idle.as_secs().max(1))),
                 }
+                // Requests sent back to back are answered in order (RFC 9112 §9.3.2), as
+                // agentgateway's HTTP stack does; Pingora closes the connection otherwise.
+                session.set_pipelining_enabled(true);
                 if *shutdown.borrow() {
                     session.set_keepalive(None);
                 }
@@ -297,10 +302,15 @@ impl Gate {
                 self.proxy.serve_http_request(session, shutdown)
             };
             let reused = request.await?;
-            let (stream, next) = reused.consume();
-            settings = next;
+            let (stream, mut next) = reused.consume();
             conn = *stream.into_any().downcast::<Prefixed>().ok()?;
             conn.deadline.set(None);
+            // Bytes of the next request that came with this one are read as its head, under
+            // the same deadlines as bytes still to come.
+            if let Some(pipelined) = next.as_mut().and_then(HttpPersistentSettings::take_pipelined_prefix) {
+                conn.put_back(pipelined);
+            }
+            settings = next;
             let deadlines = HeadDeadlines { first_byte: Instant::now() + idle, header_timeout: self.limits.header_timeout, cap: None };
             match self.wait_for_head(&mut conn, deadlines, permit, Some(shutdown)).await {
                 Head::Http1 => continue,

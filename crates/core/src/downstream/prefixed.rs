@@ -90,6 +90,15 @@ impl Prefixed {
         limited.read_buf(&mut self.prefix).await
     }
 
+    /// Puts bytes read earlier back in front of what the prefix still holds (a pipelined next
+    /// request that Pingora read past the end of the last one).
+    pub fn put_back(&mut self, mut earlier: BytesMut) {
+        if !self.prefix.is_empty() {
+            earlier.extend_from_slice(&self.prefix);
+        }
+        self.prefix = earlier;
+    }
+
     /// Reports `client` as the connection's peer (from a PROXY protocol header): the request's
     /// client address, `source.*` in CEL, the logs.
     pub fn set_peer(&mut self, client: std::net::SocketAddr) {
