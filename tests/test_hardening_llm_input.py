@@ -179,3 +179,28 @@ config:
             break
         time.sleep(0.05)
     assert json.loads(logged[-1]["request.body"]) == body
+
+
+def test_large_non_ascii_prompts_pass_whole_and_broken_utf8_inside_them_is_refused(tollgate, llmock):
+    # The body scan goes through multi-byte characters in vector steps and checks each string
+    # as UTF-8 once at its end: text in Chinese with quotes and newlines arrives as sent; a
+    # character cut deep inside such a string, or a stray byte, is a 400 before the provider.
+    url = gateway(tollgate, llmock)
+    line = '敏捷的棕色狐狸说"跳"，然后写下了笔记。\n'
+    text = line * 3000  # ~100 KB of UTF-8 (the provider's journal keeps bodies up to 256 KiB)
+    r = requests.post(url, data=json.dumps({"model": "client", "messages": [{"role": "user", "content": text}]}, ensure_ascii=False).encode(),
+                      headers={"content-type": "application/json"}, timeout=20)
+    assert r.status_code == 200, r.text
+    seen = llmock.journal()[-1]
+    assert seen["model"] == "pinned"
+    assert seen["body"]["messages"][0]["content"] == text
+    before = len(llmock.journal())
+    good = json.dumps({"model": "client", "messages": [{"role": "user", "content": text}]}, ensure_ascii=False).encode()
+    cut = good.index("笔记".encode()) + 1  # inside a three-byte character, ~40 bytes into the text
+    for broken in [good[:cut] + good[cut + 1:],                      # a character with a byte missing
+                   good[:len(good) // 2] + b"\xff" + good[len(good) // 2:],  # a stray byte mid-prompt
+                   good[:-40] + b"\xe6\x95" + good[-40:]]:         # a truncated one near the end
+        r = requests.post(url, data=broken, headers={"content-type": "application/json"}, timeout=20)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    assert len(llmock.journal()) == before, "a body with broken UTF-8 reached the provider"
