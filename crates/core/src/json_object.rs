@@ -4,8 +4,9 @@
 //! An LLM request is a small object around a large prompt: the gateway reads a few top-level
 //! fields (`model`, `stream`) and replaces one or two, but must still refuse a body that is not
 //! JSON. serde_json validates a skipped string eight bytes at a time (~46 µs for a 256 KiB
-//! prompt); here a string's extent is found with `memchr` and its bytes checked 64 at a time
-//! in code the compiler vectorises (~11 µs), and values are never built. What is accepted is
+//! prompt); here a string is scanned 64 bytes a step with vector compares that find its quotes,
+//! escapes and control characters at once, a string with multi-byte characters is checked as
+//! UTF-8 once, whole (see `scan`), and values are never built. What is accepted is
 //! what `serde_json::from_slice` accepts for a map of raw values (the `json_object` fuzz
 //! target compares the two), including its map semantics: a repeated key's last value wins, in
 //! the first one's place.
