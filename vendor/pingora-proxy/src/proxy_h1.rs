@@ -25,6 +25,17 @@ use pingora_core::protocols::http::{
     v1::common::is_upgrade_req as is_h1_upgrade_req,
 };
 
+/// tollgate patch: at most this many upstream tasks already read go out in one downstream
+/// write in the fused loop (the pipe's batches were at most its capacity plus one).
+const FUSED_BATCH: usize = 16;
+
+/// tollgate patch: what the downstream half hands to the fused loop (src/fuse.rs).
+pub(crate) struct FusedState {
+    response_state: ResponseStateMachine,
+    serve_from_cache: ServeFromCache,
+    range_body_filter: RangeBodyFilter,
+}
+
 impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
@@ -115,7 +126,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upgrade_req);
 
         session.upstream_compression.request_filter(&req);
 
@@ -160,6 +172,18 @@ where
         // closure (the downstream half finished and dropped rx) from an unexpected one.
         let pipe_state = Arc::new(AtomicU8::new(PipeState::Active as u8));
 
+        // tollgate patch: once the header is out and the request done, the body may go from
+        // the upstream to the client in one loop (src/fuse.rs). Only for a plain HTTP/1
+        // exchange: no cache, no upgrade, no custom messages.
+        let fuse = crate::fuse::Fuse::default();
+        let mut fused = None;
+        let fuse_eligible = !upgrade_req
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.downstream_session.as_http1().is_some()
+            && downstream_custom_message_writer.is_none()
+            && downstream_custom_message_reader.is_none();
+
         // start bi-directional streaming
         // tollgate patch: a half waking its partner is polled again in place (src/repoll.rs).
         let ret = crate::repoll::Repoll::new(async {
@@ -172,8 +196,9 @@ where
                     &mut downstream_custom_message_writer,
                     &mut downstream_custom_message_reader,
                     pipe_state.clone(),
+                    fuse_eligible.then_some((&fuse, &mut fused)),
                 ),
-                self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
+                self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state, &fuse),
             )
         })
         .await;
@@ -200,11 +225,105 @@ where
         }
 
         match ret {
+            Ok((_, upstream_can_reuse)) if fused.is_some() => {
+                let state = fused.take().expect("checked above");
+                self.proxy_fused_h1(session, client_session, ctx, state, upstream_can_reuse)
+                    .await
+            }
             Ok((downstream_can_reuse, upstream_can_reuse)) => {
                 (downstream_can_reuse, upstream_can_reuse, None)
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    /// tollgate patch (src/fuse.rs): the rest of a response whose header is out and whose
+    /// request is done, read from the upstream, filtered and written downstream in one loop,
+    /// as `process_upstream_tasks` does it for tasks from the pipe: what has already arrived
+    /// (up to `FUSED_BATCH` tasks) goes out in one write. The client is watched as the
+    /// downstream half does once the request is done (a close or stray bytes end it).
+    async fn proxy_fused_h1(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+        mut state: FusedState,
+        upstream_can_reuse: bool,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        while !state.response_state.is_done() {
+            let first = tokio::select! {
+                biased;
+                task = client_session.read_response_task() => task,
+                body = session.downstream_session.read_body_or_idle(true) => {
+                    // Once the request is done this only returns an error (a close, or data
+                    // after the body) or stays pending.
+                    match body {
+                        Err(e) => return (false, false, Some(e.into_down())),
+                        Ok(_) => continue,
+                    }
+                }
+            };
+            let mut batch = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut next = Some(first);
+            while let Some(read) = next.take() {
+                // As the upstream half does: a read error goes through the filters as a
+                // failed task, which the write returns as the error (`response_duplex`).
+                let task = read.unwrap_or_else(|e| HttpTask::Failed(e.into_up()));
+                let end = task.is_end();
+                match self.fused_filter(session, ctx, task, &mut state).await {
+                    Ok(task) => batch.push(task),
+                    Err(e) => return (false, false, Some(e)),
+                }
+                if !end && batch.len() < FUSED_BATCH {
+                    // Cancel-safe (the upstream half's `select!` relies on it too); outside
+                    // the cooperative budget, which would make a ready read look pending.
+                    next = tokio::task::unconstrained(client_session.read_response_task())
+                        .now_or_never();
+                }
+            }
+            match session.write_response_tasks(batch).await {
+                Ok(done) => state.response_state.maybe_set_upstream_done(done),
+                Err(e) => return (false, false, Some(e)),
+            }
+        }
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        (reuse_downstream, upstream_can_reuse, None)
+    }
+
+    /// One upstream task through the response filters, as `process_upstream_tasks` runs them.
+    async fn fused_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        mut task: HttpTask,
+        state: &mut FusedState,
+    ) -> Result<HttpTask>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        #[cfg(feature = "upstream_modules")]
+        session.upstream_modules_filter_task(&mut task).await?;
+        session.upstream_compression.response_filter(&mut task);
+        self.h1_response_filter(
+            session,
+            task,
+            ctx,
+            &mut state.serve_from_cache,
+            &mut state.range_body_filter,
+            false,
+        )
+        .await
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -267,6 +386,7 @@ where
         tx: crate::task_pipe::Sender<HttpTask>,
         mut rx: crate::task_pipe::Receiver<HttpTask>,
         pipe_state: Arc<AtomicU8>,
+        fuse: &crate::fuse::Fuse,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -365,6 +485,13 @@ where
                            continue
                         }
                     }
+                },
+
+                // tollgate patch: the downstream half will read the rest itself (src/fuse.rs).
+                // Between two reads, so nothing read is left behind; leaving drops `tx`.
+                _ = fuse.wait(), if request_done && !response_done && send_error.is_none() && !upgraded => {
+                    fuse.set_upstream_left();
+                    return Ok(upstream_can_reuse);
                 },
 
                 else => {
@@ -478,6 +605,7 @@ where
             Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>,
         >,
         pipe_state: Arc<AtomicU8>,
+        mut fuse: Option<(&crate::fuse::Fuse, &mut Option<FusedState>)>,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -569,6 +697,22 @@ where
             || downstream_custom_read && !downstream_state.is_errored()
             || downstream_custom_write
         {
+            // tollgate patch: the header is out and the request done, so the rest of the
+            // body can bypass the pipe (src/fuse.rs).
+            if let Some((f, _)) = &fuse {
+                if !f.is_requested()
+                    && downstream_state.is_done()
+                    && !downstream_state.is_errored()
+                    && !response_state.upstream_done()
+                    && next_upstream_task.is_none()
+                    && !serve_from_cache.is_on()
+                    && !session.was_upgraded()
+                    && session.downstream_session.response_written().is_some()
+                {
+                    f.request();
+                }
+            }
+
             // reserve tx capacity ahead to avoid deadlock, see below
 
             let send_permit = tx
@@ -708,6 +852,16 @@ where
                         // unsuccessful upgrade response (or end of upstream upgraded conn,
                         // which forces the body reader to complete) may force the request done
                         downstream_state.maybe_finished(session.is_body_done());
+                    } else if fuse.as_ref().is_some_and(|(f, _)| f.upstream_left()) {
+                        // tollgate patch: the upstream half left for the fused loop, which
+                        // takes this half's response state (src/fuse.rs).
+                        let (_, slot) = fuse.take().expect("checked above");
+                        *slot = Some(FusedState {
+                            response_state,
+                            serve_from_cache,
+                            range_body_filter,
+                        });
+                        return Ok(true);
                     } else {
                         debug!("empty upstream event");
                         response_state.maybe_set_upstream_done(true);
