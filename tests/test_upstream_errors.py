@@ -1,4 +1,6 @@
 """Upstream failures become JSON errors with the right status, quickly, and never crash tollgate."""
+import json
+import socket
 import time
 
 import requests
@@ -32,6 +34,30 @@ def test_upstream_down_gets_502_json(tollgate):
     r = requests.post(url, json=BODY, timeout=10)
     assert r.status_code == 502
     assert r.json()["error"]["type"] == "upstream_unreachable"
+
+
+def test_upstream_down_after_100_continue_still_gets_502_json(tollgate):
+    # The `100 Continue` the gateway sends before reading the body is not the answer: the
+    # client must still get the error response, not a connection closed on it.
+    url = serve_llm(tollgate, f"127.0.0.1:{free_port()}")
+    port = int(url.split(":")[2].split("/")[0])
+    body = json.dumps(BODY).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100"), answer
+    s.sendall(body)
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    final = answer.split(b"\r\n\r\n", 1)[1]
+    assert final.startswith(b"HTTP/1.1 502"), answer
+    assert json.loads(final.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "upstream_unreachable"
 
 
 @needs_netns

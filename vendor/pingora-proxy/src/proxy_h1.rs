@@ -28,6 +28,9 @@ use pingora_core::protocols::http::{
 /// tollgate patch: at most this many upstream tasks already read go out in one downstream
 /// write in the fused loop (the pipe's batches were at most its capacity plus one).
 const FUSED_BATCH: usize = 16;
+/// tollgate patch: nor more than this many body bytes (the pipe's batches could reach
+/// five 64 KiB reads).
+const FUSED_BATCH_BYTES: usize = 256 * 1024;
 
 /// tollgate patch: what the downstream half hands to the fused loop (src/fuse.rs).
 pub(crate) struct FusedState {
@@ -267,18 +270,22 @@ where
                     }
                 }
             };
-            let mut batch = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut batch = Vec::with_capacity(FUSED_BATCH);
+            let mut batch_bytes = 0;
             let mut next = Some(first);
             while let Some(read) = next.take() {
                 // As the upstream half does: a read error goes through the filters as a
                 // failed task, which the write returns as the error (`response_duplex`).
                 let task = read.unwrap_or_else(|e| HttpTask::Failed(e.into_up()));
                 let end = task.is_end();
+                if let HttpTask::Body(Some(data), _) = &task {
+                    batch_bytes += data.len();
+                }
                 match self.fused_filter(session, ctx, task, &mut state).await {
                     Ok(task) => batch.push(task),
                     Err(e) => return (false, false, Some(e)),
                 }
-                if !end && batch.len() < FUSED_BATCH {
+                if !end && batch.len() < FUSED_BATCH && batch_bytes < FUSED_BATCH_BYTES {
                     // Cancel-safe (the upstream half's `select!` relies on it too); outside
                     // the cooperative budget, which would make a ready read look pending.
                     next = tokio::task::unconstrained(client_session.read_response_task())
@@ -297,7 +304,10 @@ where
                 false
             }
         };
-        (reuse_downstream, upstream_can_reuse, None)
+        // As the upstream half would: reusable only once the response was read to its end
+        // (the client's framing can end first).
+        let upstream_done = client_session.is_body_done();
+        (reuse_downstream, upstream_can_reuse && upstream_done, None)
     }
 
     /// One upstream task through the response filters, as `process_upstream_tasks` runs them.
@@ -707,7 +717,12 @@ where
                     && next_upstream_task.is_none()
                     && !serve_from_cache.is_on()
                     && !session.was_upgraded()
-                    && session.downstream_session.response_written().is_some()
+                    // The final header: a 100 Continue (or 103) is recorded as written too,
+                    // and the final one may still be held (`response_header_hold`).
+                    && session
+                        .downstream_session
+                        .response_written()
+                        .is_some_and(|h| !h.status.is_informational())
                 {
                     f.request();
                 }

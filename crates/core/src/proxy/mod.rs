@@ -147,11 +147,18 @@ fn sanitize_request(req: &mut RequestHeader) -> std::result::Result<(), String> 
     crate::filters::set_request_path(req, &normalized).map_err(|e| e.to_string())
 }
 
+/// The answer's header, if it has reached the client. A `100 Continue` (sent before the
+/// request body is read) or a `103` is recorded as written too, but after one the answer's
+/// status is still to come: it can be retried elsewhere or replaced by an error response.
+fn final_header_sent(session: &Session) -> Option<&ResponseHeader> {
+    session.response_written().filter(|h| !h.status.is_informational())
+}
+
 /// Asks the request's filters whether one readied another attempt after `e` (see
 /// [`crate::filters::Filter::on_upstream_error`]); only when nothing reached the client and
 /// the body Pingora kept can be sent again (its retry buffer holds the first 64 KiB).
 fn retry_elsewhere(session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> bool {
-    let replayable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated() && !ctx.deadline_passed();
+    let replayable = final_header_sent(session).is_none() && !session.as_ref().retry_buffer_truncated() && !ctx.deadline_passed();
     let mut again = false;
     for filter in chain_owned(ctx).filters.iter() {
         again |= filter.on_upstream_error(e, replayable, ctx);
@@ -321,7 +328,7 @@ impl ProxyHttp for TollgateProxy {
         end: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
-        if ctx.hold_response_header.is_some() && session.response_written().is_some() {
+        if ctx.hold_response_header.is_some() && final_header_sent(session).is_some() {
             // The hold ran out and the header went out: the answer can no longer be retried.
             ctx.hold_response_header = None;
         }
@@ -380,7 +387,7 @@ impl ProxyHttp for TollgateProxy {
         if status == 0 {
             return FailToProxy { error_code: 0, can_reuse_downstream: false };
         }
-        if let Some(sent) = session.response_written() {
+        if let Some(sent) = final_header_sent(session) {
             // Mid-response: the status is gone. End an event stream with an error event and a
             // proper terminator so clients see a clean end rather than a broken connection.
             let is_sse = sent
