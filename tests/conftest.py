@@ -276,6 +276,28 @@ def serve_listeners(tollgate: "Tollgate", listeners: str, settings: str = "", **
     return f"http://127.0.0.1:{port}"
 
 
+def post_expecting_continue(port: int, path: str, body: bytes) -> bytes:
+    """POSTs `body` as curl does a large one: `Expect: 100-continue`, the body only after the
+    gateway's `100 Continue` (asserted). Returns the final answer, read until the connection
+    closes (`Connection: close`)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body)))
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        chunk = s.recv(4096)
+        assert chunk, interim
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100"), interim
+    s.sendall(body)
+    answer = interim.split(b"\r\n\r\n", 1)[1]
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    return answer
+
+
 IN_NETNS = os.environ.get("TOLLGATE_TEST_NETNS") == "1"
 needs_netns = pytest.mark.skipif(not IN_NETNS, reason="resolves or dials non-loopback names: private network namespace only")
 

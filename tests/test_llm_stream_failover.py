@@ -5,7 +5,6 @@ While another provider is left, tollgate holds the `200` back until the first by
 the client (the official SDKs) sees only the next provider's answer. Faults come from llmock's
 stream faults, and from a small upstream that opens its stream with an error event."""
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import free_port, serve_listeners
+from conftest import free_port, post_expecting_continue, serve_listeners
 from fake_http import end_chunked, read_body, start_chunked
 from test_llm_failover import ask, backup, groups_config, log_lines, models_sent  # noqa: F401 (backup: the fixture)
 
@@ -136,22 +135,8 @@ def test_a_client_that_sends_expect_100_continue_still_gets_failover_unseen(toll
     # before reading the body is not the answer's header, so the `200` is still held back.
     base = serve_listeners(tollgate, groups_config(llmock.port, backup.port))
     llmock.scenario([{"type": "stream_fault", "kind": "disconnect", "after_chunks": 0}])
-    port = int(base.rsplit(":", 1)[1])
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
-    interim = b""
-    while b"\r\n\r\n" not in interim:
-        chunk = s.recv(4096)
-        assert chunk, interim
-        interim += chunk
-    assert interim.startswith(b"HTTP/1.1 100"), interim
-    s.sendall(body)
-    answer = interim.split(b"\r\n\r\n", 1)[1]
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
+    answer = post_expecting_continue(int(base.rsplit(":", 1)[1]), "/v1/chat/completions", body)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert b"data: [DONE]" in answer and b'"content"' in answer, answer[-300:]
     assert len(llmock.journal()) == 1 and models_sent(backup) == ["secondary-model"], (llmock.journal(), backup.journal())

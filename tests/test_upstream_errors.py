@@ -1,11 +1,10 @@
 """Upstream failures become JSON errors with the right status, quickly, and never crash tollgate."""
 import json
-import socket
 import time
 
 import requests
 
-from conftest import free_port, needs_netns, serve_listeners
+from conftest import free_port, needs_netns, post_expecting_continue, serve_listeners
 
 
 def serve_llm(tollgate, upstream: str, timeout: str = "2s") -> str:
@@ -41,22 +40,8 @@ def test_upstream_down_after_100_continue_still_gets_502_json(tollgate):
     # client must still get the error response, not a connection closed on it.
     url = serve_llm(tollgate, f"127.0.0.1:{free_port()}")
     port = int(url.split(":")[2].split("/")[0])
-    body = json.dumps(BODY).encode()
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = s.recv(4096)
-        assert chunk, answer
-        answer += chunk
-    assert answer.startswith(b"HTTP/1.1 100"), answer
-    s.sendall(body)
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
-    final = answer.split(b"\r\n\r\n", 1)[1]
-    assert final.startswith(b"HTTP/1.1 502"), answer
+    final = post_expecting_continue(port, "/v1/chat/completions", json.dumps(BODY).encode())
+    assert final.startswith(b"HTTP/1.1 502"), final
     assert json.loads(final.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "upstream_unreachable"
 
 
