@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from conftest import serve_listeners
 from fake_http import end_chunked, read_body, start_chunked
+from test_upstream_errors import serve_llm
 
 
 class PacedSse:
@@ -83,18 +83,8 @@ class PacedSse:
 
 
 def serve(tollgate, upstream: PacedSse) -> str:
-    base = serve_listeners(tollgate, f"""\
-  - routes:
-    - backends:
-      - ai:
-          name: paced
-          hostOverride: 127.0.0.1:{upstream.port}
-          provider: {{openAI: {{model: mock-model}}}}
-          policies:
-            ai:
-              routes: {{/v1/chat/completions: completions}}
-""")
-    return f"{base}/v1/chat/completions"
+    # A request deadline far past every stream here: only the client's leaving ends one early.
+    return serve_llm(tollgate, f"127.0.0.1:{upstream.port}", timeout="60s")
 
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}

@@ -13,10 +13,10 @@
 // done, final header written, no cache, no upgrade, no custom messages). The upstream half
 // answers by leaving its loop between two reads, which drops its pipe sender; the downstream
 // half, still draining the pipe meanwhile, sees the pipe end without the response's end and
-// leaves its loop too, handing its state over (`FusedState`, in proxy_h1.rs). `proxy_1to1` then runs
-// `proxy_fused_h1` with both sessions. A half that never sees or never honours the request
-// (an upstream half that already read the response's end, or one with a failed request body
-// write) simply finishes as before.
+// leaves its loop too, handing its state over (`FusedState`). `proxy_1to1` then runs
+// `proxy_fused_h1` (src/proxy_fused_h1.rs) with both sessions. A half that never sees or
+// never honours the request (an upstream half that already read the response's end, or one
+// with a failed request body write) simply finishes as before.
 //
 // Only std, futures and tokio here, so that crates/core/tests/vendored_pingora_units.rs can
 // compile this file and test the hand-over the way proxy_h1.rs uses it.

@@ -91,6 +91,7 @@ mod header_hold;
 mod proxy_cache;
 mod proxy_common;
 mod proxy_custom;
+mod proxy_fused_h1;
 mod proxy_h1;
 mod proxy_h2;
 mod proxy_purge;

@@ -25,20 +25,6 @@ use pingora_core::protocols::http::{
     v1::common::is_upgrade_req as is_h1_upgrade_req,
 };
 
-/// tollgate patch: at most this many upstream tasks already read go out in one downstream
-/// write in the fused loop (the pipe's batches were at most its capacity plus one).
-const FUSED_BATCH: usize = 16;
-/// tollgate patch: nor more than this many body bytes (the pipe's batches could reach
-/// five 64 KiB reads).
-const FUSED_BATCH_BYTES: usize = 256 * 1024;
-
-/// tollgate patch: what the downstream half hands to the fused loop (src/fuse.rs).
-pub(crate) struct FusedState {
-    response_state: ResponseStateMachine,
-    serve_from_cache: ServeFromCache,
-    range_body_filter: RangeBodyFilter,
-}
-
 impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
@@ -238,102 +224,6 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
-    }
-
-    /// tollgate patch (src/fuse.rs): the rest of a response whose header is out and whose
-    /// request is done, read from the upstream, filtered and written downstream in one loop,
-    /// as `process_upstream_tasks` does it for tasks from the pipe: what has already arrived
-    /// (up to `FUSED_BATCH` tasks) goes out in one write. The client is watched as the
-    /// downstream half does once the request is done (a close or stray bytes end it).
-    async fn proxy_fused_h1(
-        &self,
-        session: &mut Session,
-        client_session: &mut HttpSessionV1,
-        ctx: &mut SV::CTX,
-        mut state: FusedState,
-        upstream_can_reuse: bool,
-    ) -> (bool, bool, Option<Box<Error>>)
-    where
-        SV: ProxyHttp + Send + Sync,
-        SV::CTX: Send + Sync,
-    {
-        while !state.response_state.is_done() {
-            let first = tokio::select! {
-                biased;
-                task = client_session.read_response_task() => task,
-                body = session.downstream_session.read_body_or_idle(true) => {
-                    // Once the request is done this only returns an error (a close, or data
-                    // after the body) or stays pending.
-                    match body {
-                        Err(e) => return (false, false, Some(e.into_down())),
-                        Ok(_) => continue,
-                    }
-                }
-            };
-            let mut batch = Vec::with_capacity(FUSED_BATCH);
-            let mut batch_bytes = 0;
-            let mut next = Some(first);
-            while let Some(read) = next.take() {
-                // As the upstream half does: a read error goes through the filters as a
-                // failed task, which the write returns as the error (`response_duplex`).
-                let task = read.unwrap_or_else(|e| HttpTask::Failed(e.into_up()));
-                let end = task.is_end();
-                if let HttpTask::Body(Some(data), _) = &task {
-                    batch_bytes += data.len();
-                }
-                match self.fused_filter(session, ctx, task, &mut state).await {
-                    Ok(task) => batch.push(task),
-                    Err(e) => return (false, false, Some(e)),
-                }
-                if !end && batch.len() < FUSED_BATCH && batch_bytes < FUSED_BATCH_BYTES {
-                    // Cancel-safe (the upstream half's `select!` relies on it too); outside
-                    // the cooperative budget, which would make a ready read look pending.
-                    next = tokio::task::unconstrained(client_session.read_response_task())
-                        .now_or_never();
-                }
-            }
-            match session.write_response_tasks(batch).await {
-                Ok(done) => state.response_state.maybe_set_upstream_done(done),
-                Err(e) => return (false, false, Some(e)),
-            }
-        }
-        let reuse_downstream = match session.as_mut().finish_body().await {
-            Ok(_) => true,
-            Err(e) => {
-                error!("Error finish sending body to downstream: {}", e);
-                false
-            }
-        };
-        // As the upstream half would: reusable only once the response was read to its end
-        // (the client's framing can end first).
-        let upstream_done = client_session.is_body_done();
-        (reuse_downstream, upstream_can_reuse && upstream_done, None)
-    }
-
-    /// One upstream task through the response filters, as `process_upstream_tasks` runs them.
-    async fn fused_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut SV::CTX,
-        mut task: HttpTask,
-        state: &mut FusedState,
-    ) -> Result<HttpTask>
-    where
-        SV: ProxyHttp + Send + Sync,
-        SV::CTX: Send + Sync,
-    {
-        #[cfg(feature = "upstream_modules")]
-        session.upstream_modules_filter_task(&mut task).await?;
-        session.upstream_compression.response_filter(&mut task);
-        self.h1_response_filter(
-            session,
-            task,
-            ctx,
-            &mut state.serve_from_cache,
-            &mut state.range_body_filter,
-            false,
-        )
-        .await
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -615,7 +505,7 @@ where
             Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>,
         >,
         pipe_state: Arc<AtomicU8>,
-        mut fuse: Option<(&crate::fuse::Fuse, &mut Option<FusedState>)>,
+        mut fuse: Option<(&crate::fuse::Fuse, &mut Option<crate::proxy_fused_h1::FusedState>)>,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -871,11 +761,11 @@ where
                         // tollgate patch: the upstream half left for the fused loop, which
                         // takes this half's response state (src/fuse.rs).
                         let (_, slot) = fuse.take().expect("checked above");
-                        *slot = Some(FusedState {
+                        *slot = Some(crate::proxy_fused_h1::FusedState::new(
                             response_state,
                             serve_from_cache,
                             range_body_filter,
-                        });
+                        ));
                         return Ok(true);
                     } else {
                         debug!("empty upstream event");
@@ -1060,7 +950,8 @@ where
         Ok(reuse_downstream)
     }
 
-    async fn h1_response_filter(
+    // tollgate patch: `pub(crate)` for the fused loop (src/proxy_fused_h1.rs).
+    pub(crate) async fn h1_response_filter(
         &self,
         session: &mut Session,
         mut task: HttpTask,
