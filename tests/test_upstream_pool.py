@@ -185,3 +185,47 @@ def test_a_head_response_ends_at_its_header_and_the_connection_is_reused(tollgat
         assert len(connections) == 1, f"the connection after HEAD was not reused: {connections}"
     finally:
         upstream.shutdown()
+
+
+def test_an_idle_connection_the_upstream_closed_is_closed_at_once_and_not_reused(tollgate):
+    """An upstream that closes kept-alive connections after 0.3 s idle (as many servers do, with
+    shorter timeouts than the gateway's pool): the gateway closes its end too (no socket left in
+    CLOSE-WAIT holding a file descriptor) within a second, and the next request goes over a new
+    connection instead of failing on the closed one."""
+    connections = []
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 0.3  # the server's keep-alive timeout: it closes an idle connection
+
+        def setup(self):
+            connections.append(self.client_address)
+            super().setup()
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = upstream.server_address[1]
+
+    def gateway_sockets():
+        out = subprocess.run(["ss", "-tn", f"( dport = :{port} )"], capture_output=True, text=True, timeout=10).stdout
+        return [line for line in out.splitlines()[1:] if line.strip() and not line.startswith("TIME-WAIT")]
+
+    try:
+        base = start(tollgate, port)
+        assert requests.get(f"{base}/a", timeout=5).text == "ok"
+        assert len(gateway_sockets()) == 1, "the connection is pooled"
+        time.sleep(1.0)
+        assert gateway_sockets() == [], f"the gateway kept the connection the upstream closed: {gateway_sockets()}"
+        assert requests.get(f"{base}/b", timeout=5).text == "ok"
+        assert len(connections) == 2
+    finally:
+        upstream.shutdown()

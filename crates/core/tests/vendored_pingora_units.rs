@@ -3,7 +3,7 @@
 //! `vendor/` is outside the workspace, so `cargo test --workspace` would never run them. The
 //! additions below depend only on `std`, `futures` and `tokio`, so they are compiled here by
 //! path, their `#[cfg(test)]` modules included (`task_pipe`, `repoll`, `fuse`,
-//! `lazy_buf_writer`, `head_first`), and the first three are exercised together the way the
+//! `lazy_buf_writer`, `head_first`, `idle_pool`), and the first three are exercised together the way the
 //! proxy uses them: a `task_pipe` between the two halves of a request, joined under `Repoll`,
 //! and the hand-over of the rest of a response to one loop (`fuse`).
 
@@ -26,6 +26,10 @@ mod lazy_buf_writer;
 #[allow(dead_code)]
 #[path = "../../../vendor/pingora-core/src/protocols/http/v1/head_first.rs"]
 mod head_first;
+
+#[allow(dead_code)]
+#[path = "../../../vendor/pingora-core/src/connectors/idle_pool.rs"]
+mod idle_pool;
 
 use repoll::Repoll;
 
