@@ -9,6 +9,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
 use crate::ctx::RequestCtx;
 use crate::label::LabelText;
 use crate::llm::RouteType;
@@ -107,6 +110,30 @@ pub struct Metrics {
     limits: super::limit_metrics::LimitMetrics,
     /// The empty label value, made once.
     empty: LabelText,
+    /// Each request label set's handles, found with one lookup (see [`RequestSeries`]).
+    request_series: RwLock<HashMap<RequestLabels, RequestSeries, foldhash::fast::RandomState>>,
+    /// Each GenAI label set's handles (see [`GenAiSeries`]).
+    gen_ai_series: RwLock<HashMap<GenAiLabels, Arc<GenAiSeries>, foldhash::fast::RandomState>>,
+}
+
+/// The count and duration series of one request label set. A request used to find each in its
+/// family's map (a lock, a hash and a compare apiece); cached together, one lookup finds both
+/// (issue 14: the GenAI metrics took six lookups per LLM call).
+struct RequestSeries {
+    count: Counter,
+    duration: Histogram,
+}
+
+/// The GenAI series of one label set, each made on its first observation, so that a metric a
+/// call never observes (a cost without prices, tokens without usage) still has no series.
+#[derive(Default)]
+struct GenAiSeries {
+    duration: OnceLock<Histogram>,
+    cost: OnceLock<Counter<f64, std::sync::atomic::AtomicU64>>,
+    time_to_first_token: OnceLock<Histogram>,
+    time_per_output_token: OnceLock<Histogram>,
+    input_tokens: OnceLock<Histogram>,
+    output_tokens: OnceLock<Histogram>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,7 +238,7 @@ impl Metrics {
         let body_captured = Family::<CaptureLabels, Counter>::default();
         register!("tollgate_body_bytes_captured", true, "Body bytes copied for log and trace fields that read request.body or response.body, by direction (no series: no body was copied)", body_captured.clone());
         let limits = super::limit_metrics::LimitMetrics::new(&mut registry, |name, counter| !removed(name, counter));
-        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured, limits, empty: LabelText::default() }
+        Metrics { registry, requests, request_duration, token_usage, llm_duration, time_to_first_token, time_per_output_token, mcp_requests, mcp_sessions, provider_evictions, cost, body_captured, limits, empty: LabelText::default(), request_series: Default::default(), gen_ai_series: Default::default() }
     }
 }
 
@@ -225,14 +252,16 @@ impl Metrics {
             status: ctx.status.unwrap_or(0),
             custom: custom.clone(),
         };
-        self.requests.get_or_create(&labels).inc();
+        self.with_request_series(labels, |series| {
+            series.count.inc();
+            series.duration.observe(elapsed.as_secs_f64());
+        });
         // What telemetry made the request copy: nothing unless a field reads a body.
         for (direction, body) in [("request", &ctx.captured.request_body), ("response", &ctx.captured.response_body)] {
             if let Some(b) = body {
                 self.body_captured.get_or_create(&CaptureLabels { direction }).inc_by(b.len() as u64);
             }
         }
-        self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         self.limits.record(ctx);
         if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
             // Label values come from the client: only known methods, and names only of items
@@ -273,30 +302,56 @@ impl Metrics {
             gen_ai_response_model: response_model,
             custom: custom.clone(),
         };
-        self.llm_duration.get_or_create(&gen).observe(elapsed.as_secs_f64());
+        let series = self.gen_ai_series(&gen);
+        series.duration.get_or_init(|| self.llm_duration.get_or_create(&gen).clone()).observe(elapsed.as_secs_f64());
         if let Some(c) = llm.cost {
-            self.cost.get_or_create(&gen).inc_by(c.total);
+            series.cost.get_or_init(|| self.cost.get_or_create(&gen).clone()).inc_by(c.total);
         }
         if let Some(ttft) = llm.time_to_first_byte {
-            self.time_to_first_token.get_or_create(&gen).observe(ttft.as_secs_f64());
+            series.time_to_first_token.get_or_init(|| self.time_to_first_token.get_or_create(&gen).clone()).observe(ttft.as_secs_f64());
             if let Some(u) = llm.usage.filter(|u| u.output_tokens > 1) {
                 let after_first = elapsed.saturating_sub(ttft).as_secs_f64();
-                self.time_per_output_token.get_or_create(&gen).observe(after_first / (u.output_tokens - 1) as f64);
+                let per_token = series.time_per_output_token.get_or_init(|| self.time_per_output_token.get_or_create(&gen).clone());
+                per_token.observe(after_first / (u.output_tokens - 1) as f64);
             }
         }
         if let Some(u) = llm.usage {
-            for (kind, n) in [("input", u.input_tokens), ("output", u.output_tokens)] {
-                let labels = TokenLabels {
-                    gen_ai_token_type: kind,
-                    gen_ai_operation_name: gen.gen_ai_operation_name,
-                    gen_ai_system: gen.gen_ai_system,
-                    gen_ai_request_model: gen.gen_ai_request_model.clone(),
-                    gen_ai_response_model: gen.gen_ai_response_model.clone(),
-                    custom: custom.clone(),
-                };
-                self.token_usage.get_or_create(&labels).observe(n as f64);
+            for (kind, n, handle) in [("input", u.input_tokens, &series.input_tokens), ("output", u.output_tokens, &series.output_tokens)] {
+                let histogram = handle.get_or_init(|| {
+                    let labels = TokenLabels {
+                        gen_ai_token_type: kind,
+                        gen_ai_operation_name: gen.gen_ai_operation_name,
+                        gen_ai_system: gen.gen_ai_system,
+                        gen_ai_request_model: gen.gen_ai_request_model.clone(),
+                        gen_ai_response_model: gen.gen_ai_response_model.clone(),
+                        custom: gen.custom.clone(),
+                    };
+                    self.token_usage.get_or_create(&labels).clone()
+                });
+                histogram.observe(n as f64);
             }
         }
+    }
+
+    /// Runs `f` on the count and duration series of `labels`, made on first use.
+    fn with_request_series(&self, labels: RequestLabels, f: impl FnOnce(&RequestSeries)) {
+        if let Some(series) = self.request_series.read().unwrap_or_else(|e| e.into_inner()).get(&labels) {
+            return f(series);
+        }
+        let mut all = self.request_series.write().unwrap_or_else(|e| e.into_inner());
+        let series = all.entry(labels).or_insert_with_key(|labels| RequestSeries {
+            count: self.requests.get_or_create(labels).clone(),
+            duration: self.request_duration.get_or_create(labels).clone(),
+        });
+        f(series)
+    }
+
+    /// The GenAI series of `labels`, made on first use.
+    fn gen_ai_series(&self, labels: &GenAiLabels) -> Arc<GenAiSeries> {
+        if let Some(series) = self.gen_ai_series.read().unwrap_or_else(|e| e.into_inner()).get(labels) {
+            return series.clone();
+        }
+        self.gen_ai_series.write().unwrap_or_else(|e| e.into_inner()).entry(labels.clone()).or_default().clone()
     }
 
     /// A model's label (empty when there is none).
