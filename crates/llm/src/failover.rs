@@ -184,7 +184,8 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
 /// while the client has received nothing (the header was held for it, see
 /// `on_upstream_request`) and another provider is left.
 pub fn on_first_chunk(chunk: &[u8], end: bool, ctx: &mut RequestCtx) -> Result<()> {
-    let deadline_passed = ctx.deadline_passed();
+    // Read before the borrow below; the clock only when the first event failed.
+    let deadline = ctx.deadline;
     let Some(f) = ctx.extensions.get_mut::<Failover>() else { return Ok(()) };
     let Some(kind) = f.first_chunk else { return Ok(()) };
     if chunk.is_empty() && !end {
@@ -196,6 +197,7 @@ pub fn on_first_chunk(chunk: &[u8], end: bool, ctx: &mut RequestCtx) -> Result<(
         return Ok(());
     };
     let replayable = f.raw.is_some() || f.body_seen <= REPLAYABLE_BODY;
+    let deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
     if ctx.hold_response_header.is_some() && replayable && !deadline_passed && f.groups.next(&f.tried, Instant::now()).is_some() {
         return Err(retry_error(status, &why));
     }

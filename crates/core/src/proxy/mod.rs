@@ -176,6 +176,11 @@ impl ProxyHttp for TollgateProxy {
         Box::default()
     }
 
+    /// None: Pingora's default is its response compression module, switched off, and tollgate
+    /// never switches it on; it still cost an allocation per request and a call per body chunk
+    /// (issue 14).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         if let Err(why) = sanitize_request(session.req_header_mut()) {
             return Err(ctx.reject(400, why));
