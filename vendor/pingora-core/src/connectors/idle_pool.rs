@@ -17,7 +17,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock (the same as std's unless a test pauses it), so the tests can step time.
+use tokio::time::Instant;
 
 /// How often idle streams are checked for an expired idle timeout or a peer that closed.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -36,12 +38,15 @@ pub struct IdlePool<S> {
 struct Streams<S> {
     by_key: HashMap<u64, VecDeque<Idle<S>>>,
     count: usize,
+    /// Order of return (eviction takes the lowest: clocks can tie).
+    next_seq: u64,
     /// A sweeper task is running (it stops when the pool empties).
     sweeping: bool,
 }
 
 struct Idle<S> {
     stream: S,
+    seq: u64,
     since: Instant,
     /// When it leaves the pool unused (`None`: only when evicted or closed).
     expires: Option<Instant>,
@@ -56,11 +61,12 @@ impl<S> Idle<S> {
 impl<S: Send + 'static> IdlePool<S> {
     /// An empty pool of at most `capacity` streams; `usable` probes a stream without blocking.
     pub fn new(capacity: usize, usable: Usable<S>) -> Self {
-        IdlePool { streams: Mutex::new(Streams { by_key: HashMap::new(), count: 0, sweeping: false }), capacity, usable }
+        IdlePool { streams: Mutex::new(Streams { by_key: HashMap::new(), count: 0, next_seq: 0, sweeping: false }), capacity, usable }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Streams<S>> {
-        // A panic under the lock leaves the lists consistent (each step is one push or pop).
+        // Nothing that can panic runs under the lock (probes run outside it); a poisoned lock
+        // still holds consistent lists, and `sweep` recounts `count`.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -92,9 +98,11 @@ impl<S: Send + 'static> IdlePool<S> {
     /// it is evicted; returns how long the evicted stream (if the pool was full) had been idle.
     pub fn put(self: &Arc<Self>, key: u64, stream: S, idle_timeout: Option<Duration>) -> Option<Duration> {
         let now = Instant::now();
-        let idle = Idle { stream, since: now, expires: idle_timeout.and_then(|t| now.checked_add(t)) };
         let (evicted, start_sweeper) = {
             let mut streams = self.lock();
+            let seq = streams.next_seq;
+            streams.next_seq += 1;
+            let idle = Idle { stream, seq, since: now, expires: idle_timeout.and_then(|t| now.checked_add(t)) };
             streams.by_key.entry(key).or_default().push_back(idle);
             streams.count += 1;
             let evicted = if streams.count > self.capacity { streams.evict_oldest() } else { None };
@@ -136,29 +144,40 @@ impl<S: Send + 'static> IdlePool<S> {
     }
 
     /// Closes expired and unusable streams; `true` (and no longer sweeping) once none is left.
+    /// Each key's streams are probed with the lock released (a probe reads, and on a large
+    /// machine the pool holds thousands of streams): its list is taken out, probed, and what
+    /// is still usable goes back in front of any stream returned meanwhile. A request for that
+    /// key in between opens a new connection.
     fn sweep(&self) -> bool {
         let now = Instant::now();
-        let mut dead = Vec::new();
-        let stop = {
-            let mut streams = self.lock();
-            let Streams { by_key, count, sweeping } = &mut *streams;
-            by_key.retain(|_, list| {
-                for _ in 0..list.len() {
-                    let mut idle = list.pop_front().expect("counted");
-                    if idle.expired(now) || !(self.usable)(&mut idle.stream) {
-                        dead.push(idle.stream);
-                    } else {
-                        list.push_back(idle);
-                    }
+        let keys: Vec<u64> = self.lock().by_key.keys().copied().collect();
+        for key in keys {
+            let Some(list) = self.lock().by_key.get_mut(&key).map(std::mem::take) else { continue };
+            let mut usable = VecDeque::with_capacity(list.len());
+            let mut dead = Vec::new();
+            for mut idle in list {
+                if idle.expired(now) || !(self.usable)(&mut idle.stream) {
+                    dead.push(idle.stream);
+                } else {
+                    usable.push_back(idle);
                 }
-                !list.is_empty()
-            });
-            *count -= dead.len();
-            let stop = *count == 0;
-            *sweeping = !stop;
-            stop
-        };
-        drop(dead); // closed outside the lock
+            }
+            {
+                let mut streams = self.lock();
+                let list = streams.by_key.entry(key).or_default();
+                for idle in usable.into_iter().rev() {
+                    list.push_front(idle);
+                }
+                streams.count -= dead.len();
+            }
+            drop(dead); // closed outside the lock
+        }
+        let mut streams = self.lock();
+        streams.by_key.retain(|_, list| !list.is_empty());
+        // Recounted: right even after a probe panicked in an earlier sweep (its list was lost).
+        streams.count = streams.by_key.values().map(VecDeque::len).sum();
+        let stop = streams.count == 0;
+        streams.sweeping = !stop;
         stop
     }
 }
@@ -166,7 +185,7 @@ impl<S: Send + 'static> IdlePool<S> {
 impl<S> Streams<S> {
     /// Removes the stream idle longest (the front of some key's list).
     fn evict_oldest(&mut self) -> Option<Idle<S>> {
-        let key = *self.by_key.iter().filter_map(|(k, l)| l.front().map(|i| (k, i.since))).min_by_key(|(_, since)| *since)?.0;
+        let key = *self.by_key.iter().filter_map(|(k, l)| l.front().map(|i| (k, i.seq))).min_by_key(|(_, seq)| *seq)?.0;
         let idle = self.by_key.get_mut(&key)?.pop_front()?;
         self.count -= 1;
         Some(idle)
@@ -233,6 +252,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sweep_keeps_the_usable_streams_in_their_order_and_recounts() {
+        let p = pool(8);
+        let (b, b_closed, _) = fake(2);
+        p.put(7, fake(1).0, None);
+        p.put(7, b, None);
+        p.put(7, fake(3).0, None);
+        p.put(9, fake(4).0, Some(Duration::ZERO));
+        b_closed.store(true, Ordering::SeqCst);
+        assert!(!p.sweep(), "streams are left: the sweeper goes on");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.take(7).map(|s| s.id), Some(3));
+        assert_eq!(p.take(7).map(|s| s.id), Some(1));
+        assert!(p.lock().by_key.get(&9).is_none(), "an emptied key is dropped");
+        assert!(p.sweep(), "an empty pool stops its sweeper");
+    }
+
+    #[test]
     fn a_full_pool_evicts_the_stream_idle_longest_whatever_its_key() {
         let p = pool(2);
         let (a, _, a_dropped) = fake(1);
@@ -254,7 +290,7 @@ mod tests {
         assert_eq!(p.len(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_sweeper_closes_expired_and_closed_streams_and_stops_when_empty() {
         let p = pool(8);
         let (a, _, a_dropped) = fake(1);

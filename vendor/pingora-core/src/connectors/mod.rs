@@ -202,19 +202,20 @@ impl TransportConnector {
         let keepalive_pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
-        let unexpected_data_conn_count = Arc::new(AtomicU64::new(0));
-        let unexpected = unexpected_data_conn_count.clone();
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
+            // tollgate: the idle pool's sweeper probes as Pingora's idle watcher did: bytes on
+            // an idle stream close it with a warning but are not counted (that counter is for
+            // streams found so when released or reused).
             connection_pool: Arc::new(idle_pool::IdlePool::new(
                 pool_size,
-                Box::new(move |s: &mut Stream| test_reusable_stream(s, &unexpected)),
+                Box::new(|s: &mut Stream| test_reusable_stream(s, &AtomicU64::new(0))),
             )),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
             preferred_http_version: PreferredHttpVersion::new(),
-            unexpected_data_conn_count,
+            unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
             keepalive_pool_callback,
         }
     }
