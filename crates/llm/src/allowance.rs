@@ -13,7 +13,7 @@ use tollgate_core::llm::LlmExchange;
 use tollgate_core::json_pointer::Pointer as _;
 
 use crate::answer::record;
-use crate::usage::{event_data, has_usage_object, ChoicesView, ResponseView};
+use crate::usage::{has_usage_object, ChoicesView, ResponseView};
 use crate::CompletionState;
 
 const BYTES_PER_TOKEN: usize = 4;
@@ -33,8 +33,7 @@ pub(crate) fn scan_sse_within(
     let mut cut = state.cut;
     let mut counted = llm.counted_output_tokens.unwrap_or(0);
     let mut out = Vec::with_capacity(incoming.len());
-    state.sse.each_event(&incoming, end, |event| {
-        let data = event_data(event);
+    state.sse.each_event_data(&incoming, end, |event, data| {
         let Some(data) = data else {
             if !cut {
                 out.extend_from_slice(event);

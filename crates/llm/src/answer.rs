@@ -10,7 +10,7 @@ use std::time::Instant;
 use tollgate_core::filters::RequestCtx;
 use tollgate_core::llm::LlmExchange;
 
-use crate::usage::{event_data, has_usage_object, model_of, ChoicesView, ResponseView};
+use crate::usage::{has_usage_object, model_of, ChoicesView, ResponseView};
 use crate::translation::{self, MAX_RESPONSE_COPY};
 use crate::{AiPolicy, CompletionState, ResponseMode};
 
@@ -156,8 +156,7 @@ fn scan_sse(state: &mut CompletionState, llm: &mut LlmExchange, body: &mut Optio
     // Only when the gateway injected `include_usage` are events rewritten (one dropped), and
     // even then a chunk of whole, kept events is passed on as it came, not copied.
     let mut out = PassedEvents::new();
-    state.sse.each_event(&incoming, end, |event| {
-        let data = event_data(event);
+    state.sse.each_event_data(&incoming, end, |event, data| {
         let keep = match data {
             // The first event, for its model alone (no usage in it, no text wanted).
             Some(data) if llm.response_model.is_none() && !want_completion && &*data != b"[DONE]" && !has_usage_object(&data) => {

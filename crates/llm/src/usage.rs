@@ -147,10 +147,16 @@ pub fn model_of(bytes: &[u8]) -> Option<String> {
 pub fn has_usage_object(data: &[u8]) -> bool {
     const KEY: &[u8] = b"\"usage\"";
     static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
-    FINDER.find_iter(data).any(|i| {
-        let after = &data[i + KEY.len()..];
-        after.iter().find(|b| !(b.is_ascii_whitespace() || **b == b':')) == Some(&b'{')
-    })
+    // One `find` per occurrence: an iterator's set-up cost more than the search of a
+    // one-chunk event (issue 14).
+    let mut from = 0;
+    while let Some(i) = FINDER.find(&data[from..]) {
+        from += i + KEY.len();
+        if data[from..].iter().find(|b| !(b.is_ascii_whitespace() || **b == b':')) == Some(&b'{') {
+            return true;
+        }
+    }
+    false
 }
 
 /// Largest SSE event held back while waiting for its end.
@@ -168,6 +174,25 @@ impl SseSplitter {
     /// an event split across reads is held. An unterminated event larger than [`MAX_EVENT`] is
     /// given as it is, so a misbehaving upstream cannot make the gateway buffer without bound.
     pub fn each_event(&mut self, bytes: &[u8], end: bool, mut f: impl FnMut(&[u8])) {
+        self.each_split(bytes, end, |event, _| f(event));
+    }
+
+    /// As [`Self::each_event`], with each event's [`event_data`] (found without searching the
+    /// event again when it is one `data:` line: the splitter saw where that line ends).
+    pub fn each_event_data(&mut self, bytes: &[u8], end: bool, mut f: impl FnMut(&[u8], Option<Cow<'_, [u8]>>)) {
+        self.each_split(bytes, end, |event, first_newline| {
+            let data = match first_newline {
+                // The first line ends where the terminator (`\n\n`, `\n\r\n`) starts.
+                Some(nl) if nl + 2 == event.len() || (nl + 3 == event.len() && event[nl + 1] == b'\r') => data_line(&event[..nl]).map(Cow::Borrowed),
+                _ => event_data(event),
+            };
+            f(event, data)
+        });
+    }
+
+    /// Calls `f` with each event and where its first line ends (`None` for an unterminated
+    /// event given at the end or over [`MAX_EVENT`]).
+    fn each_split(&mut self, bytes: &[u8], end: bool, mut f: impl FnMut(&[u8], Option<usize>)) {
         if self.pending.is_empty() {
             let used = split_events(bytes, &mut f);
             self.pending.extend_from_slice(&bytes[used..]);
@@ -177,7 +202,7 @@ impl SseSplitter {
             self.pending.drain(..used);
         }
         if self.pending.len() > MAX_EVENT || (end && !self.pending.is_empty()) {
-            f(&std::mem::take(&mut self.pending));
+            f(&std::mem::take(&mut self.pending), None);
         }
     }
 
@@ -194,23 +219,27 @@ impl SseSplitter {
     }
 }
 
-/// Calls `f` with each complete event in `buf`; returns how many bytes they took.
-fn split_events(buf: &[u8], f: &mut impl FnMut(&[u8])) -> usize {
+/// Calls `f` with each complete event in `buf` and where its first line ends; returns how many
+/// bytes they took.
+fn split_events(buf: &[u8], f: &mut impl FnMut(&[u8], Option<usize>)) -> usize {
     let mut start = 0;
-    while let Some(len) = event_end(&buf[start..]) {
-        f(&buf[start..start + len]);
+    while let Some((len, first_newline)) = event_end(&buf[start..]) {
+        f(&buf[start..start + len], Some(first_newline));
         start += len;
     }
     start
 }
 
-/// Index just past the first blank-line terminator (`\n\n` or `\r\n\r\n`).
-fn event_end(buf: &[u8]) -> Option<usize> {
+/// Index just past the first blank-line terminator (`\n\n` or `\r\n\r\n`), and the index of
+/// the first `\n`.
+fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
+    let mut first = None;
     while let Some(i) = memchr::memchr(b'\n', &buf[from..]).map(|i| from + i) {
+        let first = *first.get_or_insert(i);
         match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => return Some(i + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+            (Some(b'\n'), _) => return Some((i + 2, first)),
+            (Some(b'\r'), Some(b'\n')) => return Some((i + 3, first)),
             _ => from = i + 1,
         }
     }
@@ -289,6 +318,28 @@ mod tests {
         ];
         for (event, want) in cases {
             assert_eq!(event_data(event).as_deref(), *want, "{}", String::from_utf8_lossy(event));
+        }
+    }
+
+    #[test]
+    fn each_event_data_gives_what_event_data_reads_however_the_events_are_framed() {
+        let stream: &[u8] = b"data: {\"a\":1}\n\ndata:{\"b\":2}\r\n\r\ndata: c\n\r\nevent: delta\ndata: {}\n\n\
+data: x\ndata: y\n\n: comment\n\ndata: [DONE]\r\n\r\ndata: tail";
+        // Every split of the stream into two reads, the tail given at the end.
+        for cut in 0..=stream.len() {
+            let mut splitter = SseSplitter::default();
+            let mut seen = Vec::new();
+            for (part, end) in [(&stream[..cut], false), (&stream[cut..], true)] {
+                splitter.each_event_data(part, end, |event, data| {
+                    assert_eq!(data.as_deref(), event_data(event).as_deref(), "cut {cut}: {}", String::from_utf8_lossy(event));
+                    seen.push(data.map(|d| d.into_owned()));
+                });
+            }
+            let want: Vec<Option<Vec<u8>>> = [Some(&b"{\"a\":1}"[..]), Some(b"{\"b\":2}"), Some(b"c"), Some(b"{}"), Some(b"x\ny"), None, Some(b"[DONE]"), Some(b"tail")]
+                .iter()
+                .map(|d| d.map(<[u8]>::to_vec))
+                .collect();
+            assert_eq!(seen, want, "cut {cut}");
         }
     }
 
