@@ -244,8 +244,12 @@ impl Metrics {
 
 impl Metrics {
     /// Records a finished request; `custom` are the `config.metrics.fields.add` labels.
+    /// The request's own count goes last: a scrape that sees a request counted sees everything
+    /// else it recorded (its tokens, its MCP call), even while the first request of a new label
+    /// set waits for a family a scrape is reading.
     pub fn record(&self, ctx: &RequestCtx, custom: &CustomLabels) {
         let elapsed = ctx.started.elapsed();
+        self.record_parts(ctx, custom, elapsed);
         let labels = RequestLabels {
             route: ctx.route.as_ref().map(|r| r.label.clone()).unwrap_or_else(|| self.empty.clone()),
             backend: ctx.backend.as_ref().map(|b| b.label.clone()).unwrap_or_else(|| self.empty.clone()),
@@ -256,6 +260,10 @@ impl Metrics {
             series.count.inc();
             series.duration.observe(elapsed.as_secs_f64());
         });
+    }
+
+    /// What a request recorded besides its count: copied bytes, limits, MCP, GenAI.
+    fn record_parts(&self, ctx: &RequestCtx, custom: &CustomLabels, elapsed: std::time::Duration) {
         // What telemetry made the request copy: nothing unless a field reads a body.
         for (direction, body) in [("request", &ctx.captured.request_body), ("response", &ctx.captured.response_body)] {
             if let Some(b) = body {
