@@ -272,26 +272,38 @@ impl Metrics {
         }
         self.limits.record(ctx);
         if let Some(m) = ctx.mcp.as_ref().filter(|m| !m.method.is_empty()) {
-            // Label values come from the client: only known methods, and names only of items
-            // that were served (a client inventing tool names must not invent series).
-            const METHODS: &[&str] = &[
-                "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
-                "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
-                "completion/complete", "logging/setLevel", "server/discover", "stream", "delete",
-            ];
-            let method = if METHODS.contains(&m.method.as_str()) || m.method.starts_with("notifications/") { m.method.clone() } else { "other".into() };
-            let served = m.error.is_none();
-            let labels = McpLabels {
-                method,
-                server: if served { m.target.clone().unwrap_or_default() } else { String::new() },
-                resource_type: m.resource_type.unwrap_or(""),
-                resource: if served { m.resource.clone().unwrap_or_default() } else { String::new() },
-                error: !served,
-                custom: custom.clone(),
-            };
-            self.mcp_requests.get_or_create(&labels).inc();
+            self.record_mcp(m, custom);
         }
-        let Some(llm) = &ctx.llm else { return };
+        if let Some(llm) = &ctx.llm {
+            self.record_llm(llm, custom, elapsed);
+        }
+    }
+
+    /// An MCP message, by method, target and tool/prompt/resource.
+    fn record_mcp(&self, m: &crate::ctx::McpExchange, custom: &CustomLabels) {
+        // Label values come from the client: only known methods, and names only of items
+        // that were served (a client inventing tool names must not invent series).
+        const METHODS: &[&str] = &[
+            "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
+            "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
+            "completion/complete", "logging/setLevel", "server/discover", "stream", "delete",
+        ];
+        let method = if METHODS.contains(&m.method.as_str()) || m.method.starts_with("notifications/") { m.method.clone() } else { "other".into() };
+        let served = m.error.is_none();
+        let labels = McpLabels {
+            method,
+            server: if served { m.target.clone().unwrap_or_default() } else { String::new() },
+            resource_type: m.resource_type.unwrap_or(""),
+            resource: if served { m.resource.clone().unwrap_or_default() } else { String::new() },
+            error: !served,
+            custom: custom.clone(),
+        };
+        self.mcp_requests.get_or_create(&labels).inc();
+    }
+
+    /// An LLM call: failed providers, then the GenAI duration, cost, time to first token, time
+    /// per output token and token usage of its label set.
+    fn record_llm(&self, llm: &crate::llm::LlmExchange, custom: &CustomLabels, elapsed: std::time::Duration) {
         for failed in &llm.failed_attempts {
             self.provider_evictions.get_or_create(&EvictionLabels { backend: failed.backend.clone(), reason: failed.reason.clone() }).inc();
         }
