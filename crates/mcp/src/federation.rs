@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::answer::Answer;
 use super::client::CallCtx;
 use super::error::McpError;
 use super::uri_template;
@@ -218,23 +219,23 @@ impl McpSession {
     /// Answers one client request; target messages that belong to it go to `tx`. Failures
     /// are JSON-RPC error responses with the request's id, except a target that lost its
     /// session ([`McpError::SessionGone`]): the client must then start a new session.
-    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Answer, McpError> {
         self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _done = Busy(self);
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let method = jsonrpc::method(&msg).to_string();
         let outcome = match method.as_str() {
-            "ping" => Ok(jsonrpc::result(&id, json!({}))),
-            "logging/setLevel" => self.broadcast_request(&msg, cc, tx).await,
+            "ping" => Ok(Answer::Message(jsonrpc::result(&id, json!({})))),
+            "logging/setLevel" => self.broadcast_request(&msg, cc, tx).await.map(Answer::Message),
             m => match LISTS.iter().find(|(lm, _, _)| *lm == m) {
-                Some(&(_, key, field)) => self.list(&msg, key, field, cc, tx).await.map(|r| jsonrpc::result(&id, r)),
+                Some(&(_, key, field)) => self.list(&msg, key, field, cc, tx).await.map(|r| Answer::Message(jsonrpc::result(&id, r))),
                 None => self.route(msg, cc, tx).await,
             },
         };
         match outcome {
             Err(McpError::SessionGone) => Err(McpError::SessionGone),
-            Err(e) => Ok(e.to_response(&id)),
-            Ok(v) => Ok(v),
+            Err(e) => Ok(Answer::Message(e.to_response(&id))),
+            Ok(a) => Ok(a),
         }
     }
 
@@ -415,7 +416,7 @@ impl McpSession {
     }
 
     /// Sends a request to the one target it names.
-    async fn route(&self, mut msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Value, McpError> {
+    async fn route(&self, mut msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Answer, McpError> {
         let method = jsonrpc::method(&msg).to_string();
         let (pointer, list_key, is_uri) = match method.as_str() {
             "tools/call" => ("/params/name", "tools", false),
@@ -448,15 +449,20 @@ impl McpSession {
         let up = self.upstreams.get(target).and_then(Option::as_ref).ok_or_else(|| McpError::Upstream(format!("target `{}` is unavailable", self.fed.targets[target].name)))?;
         // Boxed: the upstream call's future (~4.6 KiB) would otherwise be part of every future
         // above it (handle_request, answer, post, on_request), each copied as it is created.
-        let mut resp = Box::pin(up.request(cc, msg, &self.relay(target, tx))).await.map_err(|e| e.at(&self.fed.targets[target].name))?;
-        if let (Some(prefix), Some(Value::Array(contents))) = (self.fed.uri_prefix(target), resp.at_mut("/result/contents")) {
+        let relay = self.relay(target, tx);
+        let named = |e: McpError| e.at(&self.fed.targets[target].name);
+        let Some(prefix) = self.fed.uri_prefix(target) else {
+            return Box::pin(up.call(cc, msg, &relay)).await.map_err(named);
+        };
+        let mut resp = Box::pin(up.request(cc, msg, &relay)).await.map_err(named)?;
+        if let Some(Value::Array(contents)) = resp.at_mut("/result/contents") {
             for c in contents {
                 if let Some(u) = c.get("uri").and_then(Value::as_str).map(|u| format!("{prefix}{u}")) {
                     c["uri"] = json!(u);
                 }
             }
         }
-        Ok(resp)
+        Ok(Answer::Message(resp))
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
+use super::answer::Answer;
 use super::replay::Replay;
 use super::sse;
 use tollgate_core::ctx::RequestCtx;
@@ -71,7 +72,13 @@ fn header(status: u16, content_type: Option<&str>, session_id: Option<&str>, ctx
 
 /// Records a JSON-RPC error answer on the request, for telemetry.
 pub fn note_error(ctx: &mut RequestCtx, response: &Value) {
-    if let (Some(m), Some(e)) = (ctx.mcp.as_mut(), response.get("error")) {
+    if let Some(e) = response.get("error") {
+        note_error_of(ctx, e);
+    }
+}
+
+fn note_error_of(ctx: &mut RequestCtx, e: &Value) {
+    if let Some(m) = ctx.mcp.as_mut() {
         let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
         m.error = Some((code, e.get("message").and_then(Value::as_str).unwrap_or("").to_string()));
     }
@@ -96,6 +103,18 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body
     note_error(ctx, body);
     // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~5k a message).
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    json_bytes(session, ctx, status, bytes, session_id).await
+}
+
+/// The answer to a client's request as a complete JSON response.
+pub async fn answer(session: &mut Session, ctx: &mut RequestCtx, status: u16, answer: &Answer, session_id: Option<&str>) -> Result<()> {
+    if let Some(e) = answer.error() {
+        note_error_of(ctx, e);
+    }
+    json_bytes(session, ctx, status, answer.to_bytes(), session_id).await
+}
+
+async fn json_bytes(session: &mut Session, ctx: &mut RequestCtx, status: u16, bytes: Bytes, session_id: Option<&str>) -> Result<()> {
     let mut h = header(status, Some("application/json"), session_id, ctx)?;
     h.insert_header(http::header::CONTENT_LENGTH, bytes.len().to_string())?;
     session.write_response_header(Box::new(h), false).await?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::answer::Answer;
 use super::client::CallCtx;
 use super::error::McpError;
 use super::federation::{connect_all, Federation};
@@ -95,7 +96,7 @@ impl LegacyClient {
         s.touch(&cc);
         match kind {
             Kind::Request => {
-                let answer = s.handle_request(msg, &cc, &self.tx).await.unwrap_or_else(|e| e.to_response(&req_id));
+                let answer = s.handle_request(msg, &cc, &self.tx).await.map_or_else(|e| e.to_response(&req_id), Answer::into_value);
                 self.send(answer).await;
             }
             Kind::Notification => s.handle_notification(msg, &cc).await,

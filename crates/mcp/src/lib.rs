@@ -4,6 +4,7 @@
 //! policies apply: request filters shape the headers every target sees, response filters
 //! (CORS) the headers the client sees.
 
+pub mod answer;
 pub mod checks;
 pub mod client;
 pub mod credentials;

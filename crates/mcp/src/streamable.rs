@@ -10,6 +10,7 @@ use pingora::Result;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::answer::Answer;
 use super::client::CallCtx;
 use super::error::McpError;
 use super::federation::{connect_all, connect_some, request_queue};
@@ -156,7 +157,7 @@ impl McpProxy {
             stream.message(session, ctx, &m, sid).await?;
         }
         let id = msg_id;
-        let (status, response) = match response {
+        let (status, answer) = match response {
             Ok(r) => (200, r),
             Err(e) => {
                 // A target lost its session: this session is over; the client re-initializes.
@@ -166,13 +167,14 @@ impl McpProxy {
                     tokio::spawn(async move { s.close(&cc).await });
                 }
                 // A one-request session has no id for the client to drop: a plain JSON-RPC error.
-                (if s.id.is_empty() { 200 } else { 404 }, e.to_response(&id))
+                (if s.id.is_empty() { 200 } else { 404 }, Answer::Message(e.to_response(&id)))
             }
         };
-        front::note_error(ctx, &response);
         if !stream.started() {
-            return front::json(session, ctx, status, &response, sid).await;
+            return front::answer(session, ctx, status, &answer, sid).await;
         }
+        let response = answer.into_value();
+        front::note_error(ctx, &response);
         stream.message(session, ctx, &response, sid).await?;
         stream.finish(session).await
     }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::Relay;
+use crate::answer::Answer;
 use crate::client::{left, CallCtx, Origin, Request, Response};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Kind};
@@ -91,6 +92,12 @@ impl HttpUpstream {
 
     /// Sends a request; relays what the target sends before the response.
     pub async fn request(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Value, McpError> {
+        self.call(cc, msg, relay, false).await.map(Answer::into_value)
+    }
+
+    /// [`request`](Self::request), keeping a plain JSON success response as the target sent
+    /// it when `verbatim` (the caller changes nothing in it).
+    pub async fn call(&self, cc: &CallCtx, msg: Value, relay: &Relay, verbatim: bool) -> Result<Answer, McpError> {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let mut resp = self.post(cc, &msg).await?;
         if let Some(s) = resp.header("mcp-session-id") {
@@ -100,11 +107,14 @@ impl HttpUpstream {
             }
         }
         if resp.is_sse() {
-            return self.read_stream_until(resp, &id, relay, cc).await;
+            return self.read_stream_until(resp, &id, relay, cc).await.map(Answer::Message);
         }
         let body = resp.body(cc.until(), MAX_RESPONSE).await?;
+        if let Some(kept) = verbatim.then(|| Answer::verbatim(&body)).flatten() {
+            return Ok(kept);
+        }
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if jsonrpc::kind(&v) == Kind::Response => Ok(v),
+            Ok(v) if jsonrpc::kind(&v) == Kind::Response => Ok(Answer::Message(v)),
             _ if resp.status >= 400 => Err(McpError::Upstream(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&body[..body.len().min(200)])))),
             _ => Err(McpError::Upstream(format!("HTTP {}: not a JSON-RPC response", resp.status))),
         }

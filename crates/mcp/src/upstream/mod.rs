@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::answer::Answer;
 use super::client::CallCtx;
 use super::error::McpError;
 use super::jsonrpc::{self, Kind as MessageKind};
@@ -176,6 +177,15 @@ impl Upstream {
             Kind::Sse(s) => s.request(cc, msg, relay).await,
             Kind::Stdio(s) => s.request(cc, msg, relay).await,
             Kind::OpenApi(api) => api.request(cc, msg).await,
+        }
+    }
+
+    /// [`request`](Self::request) for an answer the caller passes on unchanged: a Streamable
+    /// HTTP target's plain JSON success response stays the bytes it sent.
+    pub async fn call(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Answer, McpError> {
+        match &self.kind {
+            Kind::Http(h) => h.call(&self.transport.apply(cc), msg, relay, true).await,
+            _ => self.request(cc, msg, relay).await.map(Answer::Message),
         }
     }
 

@@ -1,0 +1,134 @@
+"""A Streamable HTTP target's answer reaches the client as the target wrote it: the gateway
+routes the request but does not rebuild a tool's result (key order, number text, escapes and
+whitespace stay, megabytes included). Answers it must look into keep their old handling: an
+error is still recorded in the access log, and a body that is not one plain JSON-RPC response
+(duplicate keys, an array, a null result) is read the way the rest of the gateway reads it.
+
+The target is a few lines of standard library, not an SDK server: the test needs to choose the
+exact bytes of each answer, which no SDK lets a tool do."""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conftest import free_port
+from fake_http import read_body
+from mcp_helpers import RawSession
+
+BIG = "x" * (4 * 1024 * 1024)
+
+# What each tool answers, `%s` standing for the request's id, exactly as sent.
+ANSWERS = {
+    "layout": '{"result": {"zeta": 1, "alpha": "\\u00e9\\n", "n": 1.50, "big": 123456789012345678901234567890},\n  "jsonrpc": "2.0", "id": %s}\n',
+    "big": '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"' + BIG + '"}]}}',
+    "failing": '{"jsonrpc": "2.0", "id": %s, "error": {"code": -32042, "message": "quota used up"}}',
+    "twice": '{"jsonrpc": "2.0", "id": %s, "result": {"first": true}, "result": {"second": true}}',
+    "array": '[{"jsonrpc": "2.0", "id": %s, "result": {}}]',
+    "null": '{"jsonrpc": "2.0", "id": %s, "result": null}',
+    "smuggle": '{"jsonrpc": "2.0", "id": %s, "result": {}}\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{"x": 1}',
+}
+
+
+class Target(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body: bytes, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        msg = json.loads(read_body(self))
+        if "id" not in msg:
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        rid = json.dumps(msg["id"])
+        if msg["method"] == "initialize":
+            result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "bytes", "version": "1"}}
+            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode(), [("Mcp-Session-Id", "target-session")])
+        elif msg["method"] == "tools/call":
+            self.reply(200, (ANSWERS[msg["params"]["name"]] % rid).encode())
+        else:
+            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}}).encode())
+
+
+def start(tollgate):
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    port = free_port()
+    proc = tollgate.start(f"""binds:
+- port: {port}
+  listeners:
+  - routes:
+    - backends: [{{mcp: {{targets: [{{name: bytes, mcp: {{host: "http://127.0.0.1:{target.server_port}/mcp"}}}}]}}}}]
+""", ports=[port])
+    session = RawSession(f"http://127.0.0.1:{port}/mcp", timeout=30)
+    session.initialize()
+    return target, proc, session
+
+
+def call(session, name):
+    rid = session.next_id
+    r = session.request("tools/call", {"name": name, "arguments": {}})
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    return rid, r
+
+
+def test_a_tool_result_reaches_the_client_byte_for_byte(tollgate):
+    target, _, session = start(tollgate)
+    try:
+        for name in ("layout", "big"):
+            rid, r = call(session, name)
+            assert r.headers["content-type"] == "application/json"
+            assert r.content == (ANSWERS[name] % rid).encode(), r.content[:200]
+            assert int(r.headers["content-length"]) == len(r.content)
+        # The session goes on as before.
+        rid, r = call(session, "layout")
+        assert r.json()["id"] == rid and r.json()["result"]["alpha"] == "\u00e9\n"
+    finally:
+        target.shutdown()
+
+
+def test_answers_that_are_not_plain_results_keep_their_handling(tollgate):
+    target, proc, session = start(tollgate)
+    try:
+        _, r = call(session, "failing")
+        assert r.json()["error"] == {"code": -32042, "message": "quota used up"}
+        deadline = time.time() + 5
+        while time.time() < deadline and "mcp.error.code=-32042" not in proc.output():
+            time.sleep(0.1)
+        line = [l for l in proc.output().splitlines() if "gen_ai.tool.name=failing" in l]
+        assert line and "mcp.error.code=-32042" in line[-1], line
+
+        # The gateway reads a duplicated key as its last occurrence, and says so to the client.
+        rid, r = call(session, "twice")
+        assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": {"second": True}}, r.text
+        assert r.text.count('"result"') == 1
+
+        _, r = call(session, "array")
+        err = r.json()["error"]
+        assert "not a JSON-RPC response" in err["message"], err
+
+        rid, r = call(session, "null")
+        assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": None}, r.text
+    finally:
+        target.shutdown()
+
+
+def test_a_target_answer_cannot_smuggle_a_second_response(tollgate):
+    """Whatever the target writes after its JSON is not passed on: the body must be one value."""
+    target, _, session = start(tollgate)
+    try:
+        _, r = call(session, "smuggle")
+        assert "error" in r.json() and "HTTP/1.1" not in r.text, r.text
+        rid, r = call(session, "layout")
+        assert r.content == (ANSWERS["layout"] % rid).encode()
+    finally:
+        target.shutdown()
