@@ -1,5 +1,6 @@
 """OTLP traces from the seed config: the span reaches a real receiver over gRPC and HTTP with
 the seed's attributes, continues the client's trace, and a dead collector costs nothing."""
+import json
 import sys
 import time
 
@@ -42,6 +43,9 @@ def test_span_has_seed_attributes(tollgate, provider_front, llmock, otlp_receive
     assert a["gen_ai.response.model"] == "qwen-plus"
     assert a["gen_ai.usage.output_tokens"] == r.usage.completion_tokens
     assert a["gen_ai.operation.name"] == "chat"
+    # A structured field (the header map) is its JSON text, secrets redacted.
+    headers = json.loads(a["request.headers"])
+    assert headers["content-type"] == "application/json" and headers["authorization"] == "<redacted>", headers
     assert "sk-abc" not in str(spans)
 
 

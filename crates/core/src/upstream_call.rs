@@ -164,14 +164,25 @@ impl Response {
 
     /// The whole body, up to `limit` bytes, by `until`.
     pub async fn body(&mut self, until: Instant, limit: usize) -> Result<Bytes, CallError> {
+        // A body that arrives in one piece (most answers) is that piece, not a copy of it.
+        let mut first: Option<Bytes> = None;
         let mut all = BytesMut::new();
         while let Some(b) = self.chunk(Some(until.saturating_duration_since(Instant::now()))).await? {
-            if all.len() + b.len() > limit {
+            let had = first.as_ref().map_or(0, Bytes::len) + all.len();
+            if had + b.len() > limit {
                 return Err(CallError::Upstream(format!("response larger than {limit} bytes")));
             }
-            all.extend_from_slice(&b);
+            match first.take() {
+                None if all.is_empty() => first = Some(b),
+                None => all.extend_from_slice(&b),
+                Some(f) => {
+                    all.reserve(f.len() + b.len());
+                    all.extend_from_slice(&f);
+                    all.extend_from_slice(&b);
+                }
+            }
         }
-        Ok(all.freeze())
+        Ok(first.unwrap_or_else(|| all.freeze()))
     }
 
     async fn release(&mut self) {

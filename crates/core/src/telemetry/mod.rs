@@ -341,6 +341,7 @@ fn to_attribute(v: Json) -> opentelemetry::Value {
             _ => n.to_string().into(),
         },
         Json::String(s) => s.into(),
-        other => other.to_string().into(),
+        // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~3k a header map).
+        other => String::from_utf8(serde_json::to_vec(&other).unwrap_or_default()).unwrap_or_default().into(),
     }
 }
