@@ -257,6 +257,10 @@ fn set_keepalive(fd: RawFd, ka: &TcpKeepalive) -> io::Result<()> {
     set_so_keepalive_idle(fd, ka.idle)?;
     set_so_keepalive_interval(fd, ka.interval)?;
     set_so_keepalive_count(fd, ka.count)?;
+    // tollgate: zero is the kernel's default on a new socket; setting it is a wasted system call.
+    if ka.user_timeout.is_zero() {
+        return Ok(());
+    }
     set_so_keepalive_user_timeout(fd, ka.user_timeout)
 }
 
