@@ -25,6 +25,7 @@ ANSWERS = {
     "twice": '{"jsonrpc": "2.0", "id": %s, "result": {"first": true}, "result": {"second": true}}',
     "array": '[{"jsonrpc": "2.0", "id": %s, "result": {}}]',
     "null": '{"jsonrpc": "2.0", "id": %s, "result": null}',
+    "not-utf8": b'{"jsonrpc": "2.0", "id": %s, "result": {"content": [{"type": "text", "text": "\xff\xfe"}]}}',
     "smuggle": '{"jsonrpc": "2.0", "id": %s, "result": {}}\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{"x": 1}',
 }
 
@@ -54,7 +55,8 @@ class Target(BaseHTTPRequestHandler):
             result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "bytes", "version": "1"}}
             self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode(), [("Mcp-Session-Id", "target-session")])
         elif msg["method"] == "tools/call":
-            self.reply(200, (ANSWERS[msg["params"]["name"]] % rid).encode())
+            answer = ANSWERS[msg["params"]["name"]]
+            self.reply(200, answer.replace(b"%s", rid.encode()) if isinstance(answer, bytes) else (answer % rid).encode())
         else:
             self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}}).encode())
 
@@ -112,9 +114,10 @@ def test_answers_that_are_not_plain_results_keep_their_handling(tollgate):
         assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": {"second": True}}, r.text
         assert r.text.count('"result"') == 1
 
-        _, r = call(session, "array")
-        err = r.json()["error"]
-        assert "not a JSON-RPC response" in err["message"], err
+        for name in ("array", "not-utf8"):
+            _, r = call(session, name)
+            err = r.json()["error"]
+            assert "not a JSON-RPC response" in err["message"], (name, err)
 
         rid, r = call(session, "null")
         assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": None}, r.text

@@ -42,6 +42,8 @@ impl Answer {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return None;
         }
+        // Skipped strings are not checked for UTF-8 by the parser: JSON text must be UTF-8.
+        std::str::from_utf8(body).ok()?;
         let shape: Shape = serde_json::from_slice(body).ok()?;
         let plain = shape.method.is_none() && shape.error.is_none() && shape.id.is_some() && shape.result.is_some();
         plain.then(|| Answer::Verbatim(body.clone()))
@@ -100,6 +102,8 @@ mod tests {
         ] {
             assert!(!kept(s), "{s}");
         }
+        let bad_utf8 = Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"t\":\"\xff\xfe\"}}");
+        assert!(Answer::verbatim(&bad_utf8).is_none());
     }
 
     #[test]
