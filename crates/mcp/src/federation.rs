@@ -438,7 +438,8 @@ impl McpSession {
             self.owner(list_key, &public, is_uri, cc, tx).await?
         };
         if !pointer.is_empty() {
-            if let Some(v) = msg.at_mut(pointer) {
+            // The target's own name (unprefixed); most often the same string.
+            if let Some(v) = msg.at_mut(pointer).filter(|v| v.as_str() != Some(inner.as_str())) {
                 *v = json!(inner);
             }
         }

@@ -151,7 +151,10 @@ pub struct SessionStore {
     ttl: Duration,
     /// The connector every MCP exchange uses.
     pub client: Arc<HttpClient>,
-    live: Mutex<HashMap<String, Arc<McpSession>>>,
+    /// Keyed by the sealed session id: a fast hash (randomly seeded), since SipHash over a
+    /// ~100-byte id was ~0.9k instructions of every MCP request; a client can only look up,
+    /// and every key inserted is an id the gateway made.
+    live: Mutex<HashMap<String, Arc<McpSession>, foldhash::fast::RandomState>>,
     ended: Mutex<HashMap<u64, Instant>>,
     /// Legacy SSE clients by the id in their message URL.
     pub legacy: Mutex<HashMap<String, Arc<super::legacy::LegacyClient>>>,
@@ -170,7 +173,7 @@ impl SessionStore {
             codec: Codec::new(key)?,
             ttl: ttl.unwrap_or(DEFAULT_TTL),
             client: Arc::new(HttpClient::default()),
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::default()),
             ended: Mutex::new(HashMap::new()),
             legacy: Mutex::new(HashMap::new()),
         })
