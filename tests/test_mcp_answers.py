@@ -6,6 +6,7 @@ error is still recorded in the access log, and a body that is not one plain JSON
 
 The target is a few lines of standard library, not an SDK server: the test needs to choose the
 exact bytes of each answer, which no SDK lets a tool do."""
+import http.client
 import json
 import threading
 import time
@@ -30,6 +31,10 @@ ANSWERS = {
 }
 
 
+# (method, headers) of every message the target got.
+SEEN = []
+
+
 class Target(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -45,6 +50,7 @@ class Target(BaseHTTPRequestHandler):
 
     def do_POST(self):
         msg = json.loads(read_body(self))
+        SEEN.append((msg.get("method"), self.headers))
         if "id" not in msg:
             self.send_response(202)
             self.send_header("Content-Length", "0")
@@ -133,5 +139,30 @@ def test_a_target_answer_cannot_smuggle_a_second_response(tollgate):
         assert "error" in r.json() and "HTTP/1.1" not in r.text, r.text
         rid, r = call(session, "layout")
         assert r.content == (ANSWERS["layout"] % rid).encode()
+    finally:
+        target.shutdown()
+
+
+def test_client_headers_reach_the_target_but_not_its_hop_and_transport_headers(tollgate):
+    target, _, session = start(tollgate)
+    try:
+        extra = [("X-Tenant", "t1"), ("X-Multi", "one"), ("X-Multi", "two"), ("TE", "trailers"),
+                 ("Upgrade", "h2c"), ("Connection", "keep-alive, Upgrade"), ("Origin", "http://127.0.0.1"),
+                 ("Last-Event-ID", "7"), ("Accept-Encoding", "gzip")]
+        conn = http.client.HTTPConnection("127.0.0.1", int(session.url.split(":")[2].split("/")[0]), timeout=10)
+        body = json.dumps({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "layout", "arguments": {}}})
+        conn.putrequest("POST", "/mcp", skip_accept_encoding=True)
+        for k, v in list(session.headers().items()) + extra + [("Content-Length", str(len(body)))]:
+            conn.putheader(k, v)
+        conn.endheaders(body.encode())
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["id"] == 99
+        method, seen = SEEN[-1]
+        assert method == "tools/call"
+        assert seen["x-tenant"] == "t1" and seen.get_all("x-multi") == ["one", "two"], dict(seen)
+        for hop in ("te", "upgrade", "origin", "last-event-id", "accept-encoding"):
+            assert hop not in seen, (hop, dict(seen))
+        assert seen.get_all("content-type") == ["application/json"] and len(seen.get_all("host")) == 1, dict(seen)
+        assert seen["mcp-session-id"] == "target-session", "the target gets its own session id, not the client's"
     finally:
         target.shutdown()

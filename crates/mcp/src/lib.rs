@@ -89,13 +89,21 @@ impl McpProxy {
 
     /// What every target exchange of this request carries.
     fn call_ctx(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CallCtx> {
-        let mut req: RequestHeader = session.req_header().clone();
-        // One pass over the client's names finds the few to drop: removing each of the
-        // nineteen by its text parsed and hashed every one of them (~5k instructions a request).
-        let hop: Vec<http::HeaderName> = req.headers.keys().filter(|n| HOP_HEADERS.contains(&n.as_str())).cloned().collect();
-        for name in &hop {
-            req.remove_header(name);
+        // The client's head without the hop and MCP transport headers, built in one pass over
+        // its names: cloning the whole head and then removing those cost ~3k a request (and
+        // removing each of the nineteen by its text ~5k before that).
+        let client = session.req_header();
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = client.method.clone();
+        parts.uri = client.uri.clone();
+        parts.version = client.version;
+        parts.headers.reserve(client.headers.len());
+        for (name, value) in client.headers.iter() {
+            if !HOP_HEADERS.contains(&name.as_str()) {
+                parts.headers.append(name.clone(), value.clone());
+            }
         }
+        let mut req = RequestHeader::from(parts);
         credentials::strip_client_credentials(&mut req, ctx);
         if let Some(chain) = ctx.chain.clone() {
             for f in chain.filters.iter() {
@@ -105,7 +113,7 @@ impl McpProxy {
         let wait = ctx.upstream.io_timeout.unwrap_or(DEFAULT_WAIT);
         Ok(CallCtx {
             deadline: ctx.deadline,
-            headers: req.headers.clone(),
+            headers: http::request::Parts::from(req).headers,
             tls: ctx.upstream.tls.clone(),
             connect_timeout: ctx.upstream.connect_timeout,
             connect: ctx.upstream.connect,
