@@ -278,14 +278,15 @@ fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result
     for (name, value) in cc.headers.iter() {
         h.append_header(name.clone(), value.clone()).map_err(bad)?;
     }
-    h.insert_header(http::header::HOST, authority).map_err(bad)?;
+    // Lowercase static names: Pingora parses a `HeaderName` again from its title-case text.
+    h.insert_header("host", authority).map_err(bad)?;
     for (name, value) in &req.headers {
         let v = HeaderValue::from_str(value).map_err(|e| CallError::Internal(format!("header {name}: {e}")))?;
         h.insert_header(*name, v).map_err(bad)?;
     }
     let len = req.body.as_ref().map_or(0, Bytes::len);
     if req.body.is_some() || req.method == Method::POST {
-        h.insert_header(http::header::CONTENT_LENGTH, len.to_string()).map_err(bad)?;
+        h.insert_header("content-length", HeaderValue::from(len)).map_err(bad)?;
     }
     Ok(h)
 }
