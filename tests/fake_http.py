@@ -21,9 +21,13 @@ def read_body(handler):
 
 def send_json(handler, status, value, headers=()):
     """A whole JSON answer."""
-    data = json.dumps(value).encode()
+    send_bytes(handler, status, json.dumps(value).encode(), headers)
+
+
+def send_bytes(handler, status, data: bytes, headers=(), content_type="application/json"):
+    """A whole answer of exactly these bytes."""
     handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Type", content_type)
     for name, v in headers:
         handler.send_header(name, v)
     handler.send_header("Content-Length", str(len(data)))

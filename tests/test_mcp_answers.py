@@ -12,8 +12,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from conftest import free_port
-from fake_http import read_body
+from fake_http import read_body, send_bytes
 from mcp_helpers import RawSession
 
 BIG = "x" * (4 * 1024 * 1024)
@@ -39,15 +41,6 @@ class Target(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status, body: bytes, headers=()):
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):
         msg = json.loads(read_body(self))
         SEEN.append((msg.get("method"), self.headers))
@@ -59,15 +52,17 @@ class Target(BaseHTTPRequestHandler):
         rid = json.dumps(msg["id"])
         if msg["method"] == "initialize":
             result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "bytes", "version": "1"}}
-            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode(), [("Mcp-Session-Id", "target-session")])
+            send_bytes(self, 200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode(), [("Mcp-Session-Id", "target-session")])
         elif msg["method"] == "tools/call":
             answer = ANSWERS[msg["params"]["name"]]
-            self.reply(200, answer.replace(b"%s", rid.encode()) if isinstance(answer, bytes) else (answer % rid).encode())
+            send_bytes(self, 200, answer.replace(b"%s", rid.encode()) if isinstance(answer, bytes) else (answer % rid).encode())
         else:
-            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}}).encode())
+            send_bytes(self, 200, json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}}).encode())
 
 
-def start(tollgate):
+@pytest.fixture
+def bytes_target(tollgate):
+    """(gateway process, an initialized session) in front of a `Target`."""
     target = ThreadingHTTPServer(("127.0.0.1", 0), Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     port = free_port()
@@ -79,7 +74,8 @@ def start(tollgate):
 """, ports=[port])
     session = RawSession(f"http://127.0.0.1:{port}/mcp", timeout=30)
     session.initialize()
-    return target, proc, session
+    yield proc, session
+    target.shutdown()
 
 
 def call(session, name):
@@ -89,80 +85,68 @@ def call(session, name):
     return rid, r
 
 
-def test_a_tool_result_reaches_the_client_byte_for_byte(tollgate):
-    target, _, session = start(tollgate)
-    try:
-        for name in ("layout", "big"):
-            rid, r = call(session, name)
-            assert r.headers["content-type"] == "application/json"
-            assert r.content == (ANSWERS[name] % rid).encode(), r.content[:200]
-            assert int(r.headers["content-length"]) == len(r.content)
-        # The session goes on as before.
-        rid, r = call(session, "layout")
-        assert r.json()["id"] == rid and r.json()["result"]["alpha"] == "\u00e9\n"
-    finally:
-        target.shutdown()
+def test_a_tool_result_reaches_the_client_byte_for_byte(bytes_target):
+    _, session = bytes_target
+    for name in ("layout", "big"):
+        rid, r = call(session, name)
+        assert r.headers["content-type"] == "application/json"
+        assert r.content == (ANSWERS[name] % rid).encode(), r.content[:200]
+        assert int(r.headers["content-length"]) == len(r.content)
+    # The session goes on as before.
+    rid, r = call(session, "layout")
+    assert r.json()["id"] == rid and r.json()["result"]["alpha"] == "\u00e9\n"
 
 
-def test_answers_that_are_not_plain_results_keep_their_handling(tollgate):
-    target, proc, session = start(tollgate)
-    try:
-        _, r = call(session, "failing")
-        assert r.json()["error"] == {"code": -32042, "message": "quota used up"}
-        deadline = time.time() + 5
-        while time.time() < deadline and "mcp.error.code=-32042" not in proc.output():
-            time.sleep(0.1)
-        line = [l for l in proc.output().splitlines() if "gen_ai.tool.name=failing" in l]
-        assert line and "mcp.error.code=-32042" in line[-1], line
+def test_answers_that_are_not_plain_results_keep_their_handling(bytes_target):
+    proc, session = bytes_target
+    _, r = call(session, "failing")
+    assert r.json()["error"] == {"code": -32042, "message": "quota used up"}
+    deadline = time.time() + 5
+    while time.time() < deadline and "mcp.error.code=-32042" not in proc.output():
+        time.sleep(0.1)
+    line = [l for l in proc.output().splitlines() if "gen_ai.tool.name=failing" in l]
+    assert line and "mcp.error.code=-32042" in line[-1], line
 
-        # The gateway reads a duplicated key as its last occurrence, and says so to the client.
-        rid, r = call(session, "twice")
-        assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": {"second": True}}, r.text
-        assert r.text.count('"result"') == 1
+    # The gateway reads a duplicated key as its last occurrence, and says so to the client.
+    rid, r = call(session, "twice")
+    assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": {"second": True}}, r.text
+    assert r.text.count('"result"') == 1
 
-        for name in ("array", "not-utf8"):
-            _, r = call(session, name)
-            err = r.json()["error"]
-            assert "not a JSON-RPC response" in err["message"], (name, err)
+    for name in ("array", "not-utf8"):
+        _, r = call(session, name)
+        err = r.json()["error"]
+        assert "not a JSON-RPC response" in err["message"], (name, err)
 
-        rid, r = call(session, "null")
-        assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": None}, r.text
-    finally:
-        target.shutdown()
+    rid, r = call(session, "null")
+    assert r.json() == {"jsonrpc": "2.0", "id": rid, "result": None}, r.text
 
 
-def test_a_target_answer_cannot_smuggle_a_second_response(tollgate):
+def test_a_target_answer_cannot_smuggle_a_second_response(bytes_target):
     """Whatever the target writes after its JSON is not passed on: the body must be one value."""
-    target, _, session = start(tollgate)
-    try:
-        _, r = call(session, "smuggle")
-        assert "error" in r.json() and "HTTP/1.1" not in r.text, r.text
-        rid, r = call(session, "layout")
-        assert r.content == (ANSWERS["layout"] % rid).encode()
-    finally:
-        target.shutdown()
+    _, session = bytes_target
+    _, r = call(session, "smuggle")
+    assert "error" in r.json() and "HTTP/1.1" not in r.text, r.text
+    rid, r = call(session, "layout")
+    assert r.content == (ANSWERS["layout"] % rid).encode()
 
 
-def test_client_headers_reach_the_target_but_not_its_hop_and_transport_headers(tollgate):
-    target, _, session = start(tollgate)
-    try:
-        extra = [("X-Tenant", "t1"), ("X-Multi", "one"), ("X-Multi", "two"), ("TE", "trailers"),
-                 ("Upgrade", "h2c"), ("Connection", "keep-alive, Upgrade"), ("Origin", "http://127.0.0.1"),
-                 ("Last-Event-ID", "7"), ("Accept-Encoding", "gzip")]
-        conn = http.client.HTTPConnection("127.0.0.1", int(session.url.split(":")[2].split("/")[0]), timeout=10)
-        body = json.dumps({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "layout", "arguments": {}}})
-        conn.putrequest("POST", "/mcp", skip_accept_encoding=True)
-        for k, v in list(session.headers().items()) + extra + [("Content-Length", str(len(body)))]:
-            conn.putheader(k, v)
-        conn.endheaders(body.encode())
-        r = conn.getresponse()
-        assert r.status == 200 and json.loads(r.read())["id"] == 99
-        method, seen = SEEN[-1]
-        assert method == "tools/call"
-        assert seen["x-tenant"] == "t1" and seen.get_all("x-multi") == ["one", "two"], dict(seen)
-        for hop in ("te", "upgrade", "origin", "last-event-id", "accept-encoding"):
-            assert hop not in seen, (hop, dict(seen))
-        assert seen.get_all("content-type") == ["application/json"] and len(seen.get_all("host")) == 1, dict(seen)
-        assert seen["mcp-session-id"] == "target-session", "the target gets its own session id, not the client's"
-    finally:
-        target.shutdown()
+def test_client_headers_reach_the_target_but_not_its_hop_and_transport_headers(bytes_target):
+    _, session = bytes_target
+    extra = [("X-Tenant", "t1"), ("X-Multi", "one"), ("X-Multi", "two"), ("TE", "trailers"),
+             ("Upgrade", "h2c"), ("Connection", "keep-alive, Upgrade"), ("Origin", "http://127.0.0.1"),
+             ("Last-Event-ID", "7"), ("Accept-Encoding", "gzip")]
+    conn = http.client.HTTPConnection("127.0.0.1", int(session.url.split(":")[2].split("/")[0]), timeout=10)
+    body = json.dumps({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "layout", "arguments": {}}})
+    conn.putrequest("POST", "/mcp", skip_accept_encoding=True)
+    for k, v in list(session.headers().items()) + extra + [("Content-Length", str(len(body)))]:
+        conn.putheader(k, v)
+    conn.endheaders(body.encode())
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["id"] == 99
+    method, seen = SEEN[-1]
+    assert method == "tools/call"
+    assert seen["x-tenant"] == "t1" and seen.get_all("x-multi") == ["one", "two"], dict(seen)
+    for hop in ("te", "upgrade", "origin", "last-event-id", "accept-encoding"):
+        assert hop not in seen, (hop, dict(seen))
+    assert seen.get_all("content-type") == ["application/json"] and len(seen.get_all("host")) == 1, dict(seen)
+    assert seen["mcp-session-id"] == "target-session", "the target gets its own session id, not the client's"
