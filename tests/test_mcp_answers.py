@@ -6,6 +6,7 @@ error is still recorded in the access log, and a body that is not one plain JSON
 
 The target is a few lines of standard library, not an SDK server: the test needs to choose the
 exact bytes of each answer, which no SDK lets a tool do."""
+import asyncio
 import http.client
 import json
 import threading
@@ -13,6 +14,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from mcp import Client, MCPError
+from mcp.client.sse import sse_client
 
 from conftest import free_port
 from fake_http import read_body, send_bytes
@@ -29,6 +32,9 @@ ANSWERS = {
     "array": '[{"jsonrpc": "2.0", "id": %s, "result": {}}]',
     "null": '{"jsonrpc": "2.0", "id": %s, "result": null}',
     "not-utf8": b'{"jsonrpc": "2.0", "id": %s, "result": {"content": [{"type": "text", "text": "\xff\xfe"}]}}',
+    # Kept as sent by the check, refused by a full parse (a lone surrogate escape).
+    "surrogate": '{"jsonrpc": "2.0", "id": %s, "result": {"content": [{"type": "text", "text": "\\ud800"}]}}',
+    "hello": '{"jsonrpc": "2.0", "id": %s, "result": {"content": [{"type": "text", "text": "hi"}]}}',
     "smuggle": '{"jsonrpc": "2.0", "id": %s, "result": {}}\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{"x": 1}',
 }
 
@@ -150,3 +156,20 @@ def test_client_headers_reach_the_target_but_not_its_hop_and_transport_headers(b
         assert hop not in seen, (hop, dict(seen))
     assert seen.get_all("content-type") == ["application/json"] and len(seen.get_all("host")) == 1, dict(seen)
     assert seen["mcp-session-id"] == "target-session", "the target gets its own session id, not the client's"
+
+
+def test_a_legacy_sse_client_gets_an_answer_it_can_match_whatever_the_target_sent(bytes_target):
+    """The legacy SSE front parses every answer to send it as an event: one the quick check let
+    through but a full parse refuses still answers the client's request (an error with its id),
+    and the session goes on."""
+    _, session = bytes_target
+    url = session.url.rsplit("/", 1)[0] + "/sse"
+
+    async def use():
+        async with Client(sse_client(url)) as c:
+            with pytest.raises(MCPError) as err:
+                await asyncio.wait_for(c.call_tool("surrogate", {}), 15)
+            assert "not a JSON-RPC response" in err.value.error.message, err.value.error
+            return await asyncio.wait_for(c.call_tool("hello", {}), 15)
+
+    assert asyncio.run(use()).content[0].text == "hi"

@@ -49,11 +49,13 @@ impl Answer {
         plain.then(|| Answer::Verbatim(body.clone()))
     }
 
-    /// The answer as a message (a verbatim body is parsed: it was checked to be JSON).
-    pub fn into_value(self) -> Value {
+    /// The answer to request `id` as a message. A verbatim body is parsed here; the check let
+    /// through what a full parse refuses (a lone surrogate escape, nesting past 128 levels),
+    /// and such a body becomes an error that still answers `id`, as it did before.
+    pub fn into_message(self, id: &Value) -> Value {
         match self {
             Answer::Message(v) => v,
-            Answer::Verbatim(b) => serde_json::from_slice(&b).unwrap_or_else(|e| jsonrpc::error(&Value::Null, jsonrpc::INTERNAL_ERROR, format!("target answer: {e}"))),
+            Answer::Verbatim(b) => serde_json::from_slice(&b).unwrap_or_else(|e| jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, format!("the target's answer is not a JSON-RPC response: {e}"))),
         }
     }
 
@@ -112,6 +114,17 @@ mod tests {
         let a = Answer::verbatim(&Bytes::from(body)).unwrap();
         assert_eq!(&a.to_bytes()[..], body.as_bytes());
         assert_eq!(a.error(), None);
-        assert_eq!(a.into_value(), serde_json::from_str::<Value>(body).unwrap());
+        assert_eq!(a.into_message(&Value::Null), serde_json::from_str::<Value>(body).unwrap());
+    }
+
+    #[test]
+    fn a_kept_answer_a_full_parse_refuses_still_answers_its_request() {
+        let deep = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"x":{}{}}}}}"#, "[".repeat(200), "]".repeat(200));
+        for body in [r#"{"jsonrpc":"2.0","id":1,"result":{"t":"\ud800"}}"#, deep.as_str()] {
+            let a = Answer::verbatim(&Bytes::from(body.to_string())).expect("kept as sent");
+            let m = a.into_message(&serde_json::json!(7));
+            assert_eq!(m["id"], 7, "{m}");
+            assert_eq!(m["error"]["code"], jsonrpc::INTERNAL_ERROR, "{m}");
+        }
     }
 }

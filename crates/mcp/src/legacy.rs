@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::answer::Answer;
 use super::client::CallCtx;
 use super::error::McpError;
 use super::federation::{connect_all, Federation};
@@ -96,7 +95,7 @@ impl LegacyClient {
         s.touch(&cc);
         match kind {
             Kind::Request => {
-                let answer = s.handle_request(msg, &cc, &self.tx).await.map_or_else(|e| e.to_response(&req_id), Answer::into_value);
+                let answer = s.handle_request(msg, &cc, &self.tx).await.map_or_else(|e| e.to_response(&req_id), |a| a.into_message(&req_id));
                 self.send(answer).await;
             }
             Kind::Notification => s.handle_notification(msg, &cc).await,

@@ -173,7 +173,7 @@ impl McpProxy {
         if !stream.started() {
             return front::answer(session, ctx, status, &answer, sid).await;
         }
-        let response = answer.into_value();
+        let response = answer.into_message(&id);
         front::note_error(ctx, &response);
         stream.message(session, ctx, &response, sid).await?;
         stream.finish(session).await

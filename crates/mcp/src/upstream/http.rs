@@ -92,7 +92,8 @@ impl HttpUpstream {
 
     /// Sends a request; relays what the target sends before the response.
     pub async fn request(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Value, McpError> {
-        self.call(cc, msg, relay, false).await.map(Answer::into_value)
+        // Never verbatim here (`false`): the id only names a parse failure that cannot happen.
+        self.call(cc, msg, relay, false).await.map(|a| a.into_message(&Value::Null))
     }
 
     /// [`request`](Self::request), keeping a plain JSON success response as the target sent
