@@ -159,9 +159,9 @@ def test_client_headers_reach_the_target_but_not_its_hop_and_transport_headers(b
 
 
 def test_a_legacy_sse_client_gets_an_answer_it_can_match_whatever_the_target_sent(bytes_target):
-    """The legacy SSE front parses every answer to send it as an event: one the quick check let
-    through but a full parse refuses still answers the client's request (an error with its id),
-    and the session goes on."""
+    """The legacy SSE front parses every answer to send it as an event (it asks for no verbatim
+    answers): one a full parse refuses (a lone surrogate escape) still answers the client's
+    request with an error carrying its id, and the session goes on."""
     _, session = bytes_target
     url = session.url.rsplit("/", 1)[0] + "/sse"
 

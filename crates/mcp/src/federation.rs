@@ -219,7 +219,9 @@ impl McpSession {
     /// Answers one client request; target messages that belong to it go to `tx`. Failures
     /// are JSON-RPC error responses with the request's id, except a target that lost its
     /// session ([`McpError::SessionGone`]): the client must then start a new session.
-    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Answer, McpError> {
+    /// `verbatim`: the caller can write a target's answer as the bytes it sent (a front that
+    /// must parse every answer anyway says no, so a body is not checked and then parsed).
+    pub async fn handle_request(&self, msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>, verbatim: bool) -> Result<Answer, McpError> {
         self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _done = Busy(self);
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
@@ -229,7 +231,7 @@ impl McpSession {
             "logging/setLevel" => self.broadcast_request(&msg, cc, tx).await.map(Answer::Message),
             m => match LISTS.iter().find(|(lm, _, _)| *lm == m) {
                 Some(&(_, key, field)) => self.list(&msg, key, field, cc, tx).await.map(|r| Answer::Message(jsonrpc::result(&id, r))),
-                None => self.route(msg, cc, tx).await,
+                None => self.route(msg, cc, tx, verbatim).await,
             },
         };
         match outcome {
@@ -416,7 +418,7 @@ impl McpSession {
     }
 
     /// Sends a request to the one target it names.
-    async fn route(&self, mut msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>) -> Result<Answer, McpError> {
+    async fn route(&self, mut msg: Value, cc: &CallCtx, tx: &mpsc::Sender<Value>, verbatim: bool) -> Result<Answer, McpError> {
         let method = jsonrpc::method(&msg).to_string();
         let (pointer, list_key, is_uri) = match method.as_str() {
             "tools/call" => ("/params/name", "tools", false),
@@ -453,7 +455,7 @@ impl McpSession {
         let relay = self.relay(target, tx);
         let named = |e: McpError| e.at(&self.fed.targets[target].name);
         let Some(prefix) = self.fed.uri_prefix(target) else {
-            return Box::pin(up.call(cc, msg, &relay)).await.map_err(named);
+            return Box::pin(up.call(cc, msg, &relay, verbatim)).await.map_err(named);
         };
         let mut resp = Box::pin(up.request(cc, msg, &relay)).await.map_err(named)?;
         if let Some(Value::Array(contents)) = resp.at_mut("/result/contents") {

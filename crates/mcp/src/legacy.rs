@@ -95,7 +95,7 @@ impl LegacyClient {
         s.touch(&cc);
         match kind {
             Kind::Request => {
-                let answer = s.handle_request(msg, &cc, &self.tx).await.map_or_else(|e| e.to_response(&req_id), |a| a.into_message(&req_id));
+                let answer = s.handle_request(msg, &cc, &self.tx, false).await.map_or_else(|e| e.to_response(&req_id), |a| a.into_message(&req_id));
                 self.send(answer).await;
             }
             Kind::Notification => s.handle_notification(msg, &cc).await,

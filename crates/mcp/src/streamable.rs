@@ -141,7 +141,7 @@ impl McpProxy {
     async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, s: &Arc<McpSession>, msg: Value, cc: &CallCtx, sid: Option<&str>) -> Result<()> {
         let (tx, mut rx) = request_queue();
         let msg_id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let handling = s.handle_request(msg, cc, &tx);
+        let handling = s.handle_request(msg, cc, &tx, true);
         tokio::pin!(handling);
         // A kept session's streams can be resumed: a client that drops this one still gets
         // the answer by GET with Last-Event-ID, so the call runs on without it.

@@ -341,7 +341,7 @@ fn to_attribute(v: Json) -> opentelemetry::Value {
             _ => n.to_string().into(),
         },
         Json::String(s) => s.into(),
-        // `to_vec`, not `to_string`: `Value`'s `Display` writes through `fmt` (~3k a header map).
-        other => String::from_utf8(serde_json::to_vec(&other).unwrap_or_default()).unwrap_or_default().into(),
+        // `serde_json::to_string`, not `Value`'s `Display`, which writes through `fmt` (~3k a header map).
+        other => serde_json::to_string(&other).unwrap_or_default().into(),
     }
 }

@@ -180,11 +180,11 @@ impl Upstream {
         }
     }
 
-    /// [`request`](Self::request) for an answer the caller passes on unchanged: a Streamable
-    /// HTTP target's plain JSON success response stays the bytes it sent.
-    pub async fn call(&self, cc: &CallCtx, msg: Value, relay: &Relay) -> Result<Answer, McpError> {
+    /// [`request`](Self::request) for an answer the caller passes on unchanged: when
+    /// `verbatim`, a Streamable HTTP target's plain JSON success response stays the bytes it sent.
+    pub async fn call(&self, cc: &CallCtx, msg: Value, relay: &Relay, verbatim: bool) -> Result<Answer, McpError> {
         match &self.kind {
-            Kind::Http(h) => h.call(&self.transport.apply(cc), msg, relay, true).await,
+            Kind::Http(h) => h.call(&self.transport.apply(cc), msg, relay, verbatim).await,
             _ => self.request(cc, msg, relay).await.map(Answer::Message),
         }
     }
