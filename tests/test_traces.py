@@ -1,6 +1,7 @@
 """OTLP traces from the seed config: the span reaches a real receiver over gRPC and HTTP with
 the seed's attributes, continues the client's trace, and a dead collector costs nothing."""
 import json
+import socket
 import sys
 import time
 
@@ -133,6 +134,42 @@ def test_spans_queued_at_shutdown_reach_the_collector(tollgate, provider_front, 
     # The process is gone: whatever the receiver has now is all it will ever get.
     spans = otlp_receiver.spans(count=3, timeout=2)
     assert len(spans) == 3 and all(s["name"] == "openai.chat" for s in spans), spans
+
+
+def test_a_full_batch_goes_out_before_the_interval(tollgate, provider_front, llmock, otlp_receiver):
+    """Spans wait for the 5 s interval unless a batch fills (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+    as the SDK's processors read it): then the exporter is woken at once, not span by span."""
+    nginx, ca = provider_front
+    cfg = seed_with_local_hosts(nginx.port, ca, otlp_port=otlp_receiver.grpc_port)
+    tollgate.start(cfg, ports=[3100], extra_env={"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "3"})
+    started = time.monotonic()
+    for _ in range(2):
+        ask()
+    time.sleep(0.5)
+    assert otlp_receiver.spans(timeout=0) == [], "two spans of a batch of three went out early"
+    ask()
+    spans = otlp_receiver.spans(count=3, timeout=3)
+    took = time.monotonic() - started
+    assert len(spans) == 3 and took < 4.5, f"{len(spans)} spans after {took:.1f}s: the full batch waited for the timer"
+
+
+def test_spans_past_the_queue_limit_are_dropped_not_held(tollgate, provider_front, llmock):
+    """`OTEL_BSP_MAX_QUEUE_SIZE` bounds the spans held while an export hangs (a collector that
+    takes the connection and never answers): past it spans are dropped and that is said once,
+    so a stuck collector grows neither the gateway's memory nor its log."""
+    nginx, ca = provider_front
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)  # never accepted: the export waits for its timeout
+        cfg = seed_with_local_hosts(nginx.port, ca, otlp_port=hole.getsockname()[1])
+        proc = tollgate.start(cfg, ports=[3100], extra_env={"OTEL_BSP_MAX_QUEUE_SIZE": "2"})
+        for _ in range(8):
+            ask()
+        deadline = time.monotonic() + 5
+        while "dropping spans" not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = proc.output()
+        assert log.count("dropping spans") == 1, log[-2000:]
 
 
 def test_a_dead_collector_does_not_hold_the_exit(tollgate, provider_front, llmock):

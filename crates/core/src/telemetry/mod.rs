@@ -6,6 +6,7 @@ pub mod cel;
 pub mod limit_metrics;
 pub mod metrics;
 pub mod request_vars;
+pub mod span_batch;
 pub mod traces;
 pub mod vars;
 

@@ -13,9 +13,10 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{span_processor_with_async_runtime::BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 
 use super::cel::Expression;
+use super::span_batch::{BatchSettings, SpanBatcher};
 use crate::config::settings::{OtlpProtocol, TracingSettings};
 
 /// The request's span, started when the request arrived.
@@ -152,7 +153,8 @@ impl TraceConfig {
             .map_err(|e| format!("cannot start the trace exporter: {e}"))?;
         let provider = runtime.block_on(async {
             let exporter = self.exporter()?;
-            let processor = BatchSpanProcessor::builder(QuietExporter::new(exporter, self.endpoint.clone()), opentelemetry_sdk::runtime::Tokio).build();
+            let quiet = QuietExporter::new(exporter, self.endpoint.clone());
+            let processor = SpanBatcher::start(quiet, BatchSettings::from_env(), &tokio::runtime::Handle::current());
             Ok::<_, String>(
                 SdkTracerProvider::builder()
                     .with_sampler(self.sampler.clone())
@@ -331,7 +333,7 @@ impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -355,7 +357,8 @@ mod tests {
         }
     }
 
-    fn span() -> SpanData {
+    /// An ended span with nothing in it.
+    pub(crate) fn span() -> SpanData {
         SpanData {
             span_context: SpanContext::empty_context(),
             parent_span_id: SpanId::INVALID,
