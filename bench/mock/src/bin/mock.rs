@@ -1,6 +1,7 @@
 //! A fast mock upstream for benchmarks: Anthropic `/v1/messages` (JSON), OpenAI chat completions (JSON, or SSE with
 //! `MOCK_CHUNKS` chunks every `MOCK_CHUNK_DELAY_MS`), `/v1/models`, and a tiny MCP
-//! server (`tools/list`, `tools/call`) on POST /mcp. HTTP/1.1 with keep-alive; request
+//! server (`tools/list`, `tools/call`) on POST /mcp, and an OTLP/HTTP collector that discards
+//! what it gets (POST /v1/traces). HTTP/1.1 with keep-alive; request
 //! bodies may be Content-Length or chunked (tollgate sends rewritten bodies chunked).
 //! `MOCK_RESET_EVERY=N` drops every Nth request's connection without an answer.
 //! `MOCK_CLOSE=1` answers `connection: close` and closes, so every request needs a new connection.
@@ -122,6 +123,8 @@ async fn serve(stream: TcpStream, s: &Settings) -> std::io::Result<()> {
             ("POST", p) if p.ends_with("/messages") => respond(&mut write, s, "application/json", MESSAGE).await?,
             ("GET", p) if p.ends_with("/models") => respond(&mut write, s, "application/json", MODELS).await?,
             ("POST", "/mcp") => respond(&mut write, s, "application/json", &mcp(&body)).await?,
+            // An OTLP/HTTP collector that takes every span (an empty ExportTraceServiceResponse).
+            ("POST", "/v1/traces") => respond(&mut write, s, "application/x-protobuf", "").await?,
             _ => write.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await?,
         }
         if req.close || s.close_each {

@@ -69,9 +69,11 @@ enum Control {
 }
 
 /// The span processor: queues ended spans for the exporter task running on the tracing runtime.
-#[derive(Debug)]
 pub struct SpanBatcher {
     queue: Arc<Queue>,
+    /// While true, ended spans are dropped here, on the request's thread, not queued (the
+    /// exporter would drop them unsent: a collector backing off after failures).
+    refuse: Box<dyn Fn() -> bool + Send + Sync>,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
     settings: BatchSettings,
 }
@@ -86,9 +88,21 @@ impl std::fmt::Debug for Control {
     }
 }
 
+impl std::fmt::Debug for SpanBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanBatcher").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
 impl SpanBatcher {
-    /// Starts the exporter task on `runtime` and returns the processor feeding it.
-    pub fn start<E: SpanExporter + 'static>(exporter: E, settings: BatchSettings, runtime: &tokio::runtime::Handle) -> SpanBatcher {
+    /// Starts the exporter task on `runtime` and returns the processor feeding it; spans that
+    /// end while `refuse()` holds are dropped at once.
+    pub fn start<E: SpanExporter + 'static>(
+        exporter: E,
+        settings: BatchSettings,
+        runtime: &tokio::runtime::Handle,
+        refuse: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> SpanBatcher {
         let queue = Arc::new(Queue {
             spans: Mutex::new(Vec::with_capacity(settings.batch)),
             full: tokio::sync::Notify::new(),
@@ -96,7 +110,7 @@ impl SpanBatcher {
         });
         let (control, commands) = tokio::sync::mpsc::unbounded_channel();
         runtime.spawn(export_loop(exporter, queue.clone(), commands, settings));
-        SpanBatcher { queue, control, settings }
+        SpanBatcher { queue, refuse: Box::new(refuse), control, settings }
     }
 
     /// Asks the task for `make(reply)` and waits for its answer, at most `wait`.
@@ -115,6 +129,9 @@ impl SpanProcessor for SpanBatcher {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
+        if (self.refuse)() {
+            return;
+        }
         let Ok(mut spans) = self.queue.spans.lock() else { return };
         if spans.len() >= self.settings.max_queue {
             drop(spans);
@@ -250,10 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn spans_ended_while_refused_are_not_queued() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let got = Collector::default();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = down.clone();
+        let p = SpanBatcher::start(got.clone(), settings(512, 2048), rt.handle(), move || flag.load(Ordering::Relaxed));
+        p.on_end(span());
+        p.on_end(span());
+        down.store(false, Ordering::Relaxed);
+        p.on_end(span());
+        p.force_flush().unwrap();
+        assert_eq!(*got.0.lock().unwrap(), vec![1], "only the span ended after the refusal was exported");
+    }
+
+    #[test]
     fn a_full_batch_is_sent_at_once_and_the_rest_waits_for_a_flush() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let got = Collector::default();
-        let p = SpanBatcher::start(got.clone(), settings(4, 10), rt.handle());
+        let p = SpanBatcher::start(got.clone(), settings(4, 10), rt.handle(), || false);
         for _ in 0..3 {
             p.on_end(span());
         }

@@ -4,6 +4,7 @@
 //! collector is reported once (and once more when it recovers), not once per batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
@@ -47,6 +48,7 @@ impl std::fmt::Debug for RequestSpan {
 pub struct Tracing {
     tracer: SdkTracer,
     provider: SdkTracerProvider,
+    health: Arc<CollectorHealth>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -151,10 +153,12 @@ impl TraceConfig {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the trace exporter: {e}"))?;
+        let health = Arc::new(CollectorHealth::default());
         let provider = runtime.block_on(async {
             let exporter = self.exporter()?;
-            let quiet = QuietExporter::new(exporter, self.endpoint.clone());
-            let processor = SpanBatcher::start(quiet, BatchSettings::from_env(), &tokio::runtime::Handle::current());
+            let quiet = QuietExporter::new(exporter, self.endpoint.clone(), health.clone());
+            let skip = health.clone();
+            let processor = SpanBatcher::start(quiet, BatchSettings::from_env(), &tokio::runtime::Handle::current(), move || skip.backing_off());
             Ok::<_, String>(
                 SdkTracerProvider::builder()
                     .with_sampler(self.sampler.clone())
@@ -164,7 +168,7 @@ impl TraceConfig {
             )
         })?;
         let tracer = provider.tracer("tollgate");
-        Ok(Tracing { tracer, provider, _runtime: runtime })
+        Ok(Tracing { tracer, provider, health, _runtime: runtime })
     }
 
     fn exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, String> {
@@ -205,6 +209,12 @@ impl Tracing {
             .with_start_time(SystemTime::now())
             .start_with_context(&self.tracer, &parent);
         RequestSpan { span }
+    }
+
+    /// Whether the collector failed and is not yet due for another try: every span ended now
+    /// would be dropped unsent, so none is built (the request pays nothing for a down collector).
+    pub fn collector_backing_off(&self) -> bool {
+        self.health.backing_off()
     }
 
     /// Ends a span with its name, attributes and status.
@@ -255,26 +265,24 @@ const FIRST_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a recovered collector waits for spans.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Reports the first failed export and the first success after failures; silent otherwise.
-/// While the collector is failing, probes it with backing off intervals.
-#[derive(Debug)]
-struct QuietExporter<E> {
-    inner: E,
-    endpoint: String,
+/// What the exporter knows of the collector, shared with the request side: while it is
+/// failing and not due for a probe, spans are neither built nor queued.
+#[derive(Debug, Default)]
+pub struct CollectorHealth {
     failing: AtomicBool,
     /// When a failing collector is next offered a batch, and the interval that led there.
     next_probe: std::sync::Mutex<Option<(std::time::Instant, Duration)>>,
 }
 
-impl<E> QuietExporter<E> {
-    fn new(inner: E, endpoint: String) -> Self {
-        QuietExporter { inner, endpoint, failing: AtomicBool::new(false), next_probe: std::sync::Mutex::new(None) }
-    }
-
-    /// Whether a batch should be dropped unsent: the collector failed less than an interval ago.
-    fn backing_off(&self) -> bool {
+impl CollectorHealth {
+    /// Whether a batch should be dropped unsent: the collector failed less than an interval
+    /// ago. (One relaxed load while the collector is healthy.)
+    pub fn backing_off(&self) -> bool {
+        if !self.failing.load(Ordering::Relaxed) {
+            return false;
+        }
         let next = self.next_probe.lock().map(|n| *n).unwrap_or(None);
-        self.failing.load(Ordering::Relaxed) && next.is_some_and(|(at, _)| std::time::Instant::now() < at)
+        next.is_some_and(|(at, _)| std::time::Instant::now() < at)
     }
 
     /// After an export: a failure schedules the next probe (each interval twice the last), a
@@ -289,13 +297,28 @@ impl<E> QuietExporter<E> {
     }
 }
 
+/// Reports the first failed export and the first success after failures; silent otherwise.
+/// While the collector is failing, probes it with backing off intervals.
+#[derive(Debug)]
+struct QuietExporter<E> {
+    inner: E,
+    endpoint: String,
+    health: Arc<CollectorHealth>,
+}
+
+impl<E> QuietExporter<E> {
+    fn new(inner: E, endpoint: String, health: Arc<CollectorHealth>) -> Self {
+        QuietExporter { inner, endpoint, health }
+    }
+}
+
 impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if self.backing_off() {
+        if self.health.backing_off() {
             return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("collector failing; batch dropped".into()));
         }
         let mut batch = batch;
-        if self.failing.load(Ordering::Relaxed) {
+        if self.health.failing.load(Ordering::Relaxed) {
             // A probe of a failing collector carries one span: encoding the whole batch only to
             // fail again is most of the cost of a down collector. The rest are dropped, as they
             // would be if the probe fails.
@@ -303,15 +326,15 @@ impl<E: SpanExporter> SpanExporter for QuietExporter<E> {
         }
         let n = batch.len();
         let result = self.inner.export(batch).await;
-        self.after_export(result.is_err());
+        self.health.after_export(result.is_err());
         match &result {
-            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+            Err(e) if !self.health.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
                 target: "tollgate",
                 endpoint = %self.endpoint,
                 error = %e,
                 "trace export failed; dropping spans until the collector answers (reported once)"
             ),
-            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+            Ok(()) if self.health.failing.swap(false, Ordering::Relaxed) => {
                 tracing::info!(target: "tollgate", endpoint = %self.endpoint, spans = n, "trace export recovered")
             }
             _ => {}
@@ -378,17 +401,17 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn a_failing_collector_is_probed_not_hammered() {
-        let e = QuietExporter::new(DownCollector::default(), "http://127.0.0.1:9".into());
+        let e = QuietExporter::new(DownCollector::default(), "http://127.0.0.1:9".into(), Arc::default());
         for _ in 0..5 {
             assert!(e.export(Vec::new()).await.is_err());
         }
         assert_eq!(e.inner.0.load(Ordering::Relaxed), 1, "batches within the first second are dropped unsent");
         // Due for a probe: one span of the batch goes to the collector, and the next interval doubles.
-        e.next_probe.lock().unwrap().as_mut().unwrap().0 = std::time::Instant::now();
+        e.health.next_probe.lock().unwrap().as_mut().unwrap().0 = std::time::Instant::now();
         assert!(e.export(vec![span(), span(), span()]).await.is_err());
         assert_eq!(e.inner.0.load(Ordering::Relaxed), 2);
         assert_eq!(e.inner.1.load(Ordering::Relaxed), 1, "a probe carries one span");
-        assert_eq!(e.next_probe.lock().unwrap().unwrap().1, FIRST_PROBE_INTERVAL * 2);
+        assert_eq!(e.health.next_probe.lock().unwrap().unwrap().1, FIRST_PROBE_INTERVAL * 2);
     }
 
     #[test]
