@@ -166,10 +166,26 @@ def test_spans_past_the_queue_limit_are_dropped_not_held(tollgate, provider_fron
         for _ in range(8):
             ask()
         deadline = time.monotonic() + 5
-        while "dropping spans" not in proc.output() and time.monotonic() < deadline:
+        while "span export queue full" not in proc.output() and time.monotonic() < deadline:
             time.sleep(0.1)
         log = proc.output()
-        assert log.count("dropping spans") == 1, log[-2000:]
+        assert log.count("span export queue full") == 1, log[-2000:]
+
+
+def test_spans_dropped_while_the_collector_backs_off_are_reported_at_exit(tollgate, provider_front, llmock):
+    """While a failed collector is backing off, spans are not built; a SIGTERM then must still say
+    that the last spans did not reach the collector (the queue it flushes is empty)."""
+    nginx, ca = provider_front
+    proc = tollgate.start(seed_with_local_hosts(nginx.port, ca, otlp_port=free_port()), ports=[3100],
+                          extra_env={"OTEL_BSP_SCHEDULE_DELAY": "200"})
+    ask()
+    deadline = time.monotonic() + 10
+    while "trace export failed" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "trace export failed" in proc.output()
+    ask()  # backing off: this request's span is dropped unbuilt
+    proc.terminate()
+    assert "the last spans did not reach the collector" in proc.output()
 
 
 def test_a_dead_collector_does_not_hold_the_exit(tollgate, provider_front, llmock):

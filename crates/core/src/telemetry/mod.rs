@@ -170,10 +170,15 @@ impl Telemetry {
     /// Called when a request has ended: metrics, the access-log line and the span.
     pub fn finish(&self, source: Option<std::net::SocketAddr>, error: Option<&Error>, ctx: &mut RequestCtx) {
         let log = self.access_log.enabled();
-        let span = ctx.span.take().filter(|s| s.is_recording()).map(|s| *s);
-        // A collector backing off after failures would drop the span unsent: it is not built
-        // (dropped here, ended without attributes, and not queued).
-        let tracer = self.tracer().filter(|t| !t.collector_backing_off());
+        let mut span = ctx.span.take().filter(|s| s.is_recording()).map(|s| *s);
+        let tracer = self.tracer();
+        // A collector backing off after failures would drop the span unsent: it is not built,
+        // and dropped here without being queued (decided once, so no bare span is exported).
+        if let Some(t) = tracer.filter(|t| t.collector_backing_off()) {
+            if let Some(unsent) = span.take() {
+                t.discard(unsent);
+            }
+        }
         let tracing = tracer.zip(self.trace_config.as_ref()).zip(span);
         let log_cel = log && self.access_log.expressions().next().is_some();
         let trace_cel = tracing.as_ref().is_some_and(|((_, c), _)| !c.fields.is_empty());

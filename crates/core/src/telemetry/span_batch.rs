@@ -40,15 +40,31 @@ impl BatchSettings {
     }
 
     fn from_lookup(var: impl Fn(&str) -> Option<String>) -> BatchSettings {
-        let number = |name: &str, default: u64| var(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| var(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default);
         let max_queue = (number("OTEL_BSP_MAX_QUEUE_SIZE", 2048) as usize).max(1);
         BatchSettings {
             delay: Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 5000)),
             max_queue,
+            // At least one: a batch of none would never end the export loop.
             batch: (number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512) as usize).clamp(1, max_queue),
             export_timeout: Duration::from_millis(number("OTEL_BSP_EXPORT_TIMEOUT", 30_000)),
         }
     }
+}
+
+thread_local! {
+    /// Set while [`discarding`] runs: spans ending then are dropped, not queued.
+    static DISCARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (which drops or ends spans) with every span ending on this thread in it dropped
+/// instead of queued: for spans the caller already knows the exporter would drop unsent. The
+/// SDK ends a span when it is dropped, so dropping one cannot skip the processor by itself.
+pub fn discarding<T>(f: impl FnOnce() -> T) -> T {
+    DISCARDING.set(true);
+    let out = f();
+    DISCARDING.set(false);
+    out
 }
 
 /// What the request threads share with the exporter task.
@@ -71,9 +87,6 @@ enum Control {
 /// The span processor: queues ended spans for the exporter task running on the tracing runtime.
 pub struct SpanBatcher {
     queue: Arc<Queue>,
-    /// While true, ended spans are dropped here, on the request's thread, not queued (the
-    /// exporter would drop them unsent: a collector backing off after failures).
-    refuse: Box<dyn Fn() -> bool + Send + Sync>,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
     settings: BatchSettings,
 }
@@ -95,14 +108,8 @@ impl std::fmt::Debug for SpanBatcher {
 }
 
 impl SpanBatcher {
-    /// Starts the exporter task on `runtime` and returns the processor feeding it; spans that
-    /// end while `refuse()` holds are dropped at once.
-    pub fn start<E: SpanExporter + 'static>(
-        exporter: E,
-        settings: BatchSettings,
-        runtime: &tokio::runtime::Handle,
-        refuse: impl Fn() -> bool + Send + Sync + 'static,
-    ) -> SpanBatcher {
+    /// Starts the exporter task on `runtime` and returns the processor feeding it.
+    pub fn start<E: SpanExporter + 'static>(exporter: E, settings: BatchSettings, runtime: &tokio::runtime::Handle) -> SpanBatcher {
         let queue = Arc::new(Queue {
             spans: Mutex::new(Vec::with_capacity(settings.batch)),
             full: tokio::sync::Notify::new(),
@@ -110,7 +117,7 @@ impl SpanBatcher {
         });
         let (control, commands) = tokio::sync::mpsc::unbounded_channel();
         runtime.spawn(export_loop(exporter, queue.clone(), commands, settings));
-        SpanBatcher { queue, refuse: Box::new(refuse), control, settings }
+        SpanBatcher { queue, control, settings }
     }
 
     /// Asks the task for `make(reply)` and waits for its answer, at most `wait`.
@@ -129,7 +136,8 @@ impl SpanProcessor for SpanBatcher {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if (self.refuse)() {
+        // As the SDK's processors: a span recorded but not sampled is not exported.
+        if DISCARDING.get() || !span.span_context.is_sampled() {
             return;
         }
         let Ok(mut spans) = self.queue.spans.lock() else { return };
@@ -152,8 +160,8 @@ impl SpanProcessor for SpanBatcher {
         }
     }
 
-    /// Exports everything queued and waits for the collector's answer (each export call is
-    /// bounded by the export timeout; callers that must not wait that long bound it themselves).
+    /// Exports everything queued and waits for the collector's answer, at most twice the export
+    /// timeout (callers that must not wait that long bound it themselves).
     fn force_flush(&self) -> OTelSdkResult {
         let wait = self.settings.export_timeout.saturating_mul(2);
         self.ask(Control::Flush, wait)
@@ -175,7 +183,9 @@ async fn export_loop<E: SpanExporter>(
     mut commands: tokio::sync::mpsc::UnboundedReceiver<Control>,
     settings: BatchSettings,
 ) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + settings.delay, settings.delay);
+    // A zero delay (allowed by the SDK: export continuously) would make the interval panic.
+    let delay = settings.delay.max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let command = tokio::select! {
@@ -245,8 +255,12 @@ mod tests {
         }
     }
 
+    /// An ended, sampled span.
     fn span() -> SpanData {
-        super::super::traces::tests::span()
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let mut s = super::super::traces::tests::span();
+        s.span_context = SpanContext::new(TraceId::from(7u128), SpanId::from(7u64), TraceFlags::SAMPLED, false, TraceState::default());
+        s
     }
 
     fn settings(batch: usize, max_queue: usize) -> BatchSettings {
@@ -267,25 +281,38 @@ mod tests {
     }
 
     #[test]
-    fn spans_ended_while_refused_are_not_queued() {
+    fn discarded_and_unsampled_spans_are_not_queued() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let got = Collector::default();
-        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = down.clone();
-        let p = SpanBatcher::start(got.clone(), settings(512, 2048), rt.handle(), move || flag.load(Ordering::Relaxed));
-        p.on_end(span());
-        p.on_end(span());
-        down.store(false, Ordering::Relaxed);
+        let p = SpanBatcher::start(got.clone(), settings(512, 2048), rt.handle());
+        discarding(|| {
+            p.on_end(span());
+            p.on_end(span());
+        });
+        p.on_end(super::super::traces::tests::span()); // not sampled
         p.on_end(span());
         p.force_flush().unwrap();
-        assert_eq!(*got.0.lock().unwrap(), vec![1], "only the span ended after the refusal was exported");
+        assert_eq!(*got.0.lock().unwrap(), vec![1], "only the sampled span ended outside `discarding` was exported");
+    }
+
+    #[test]
+    fn a_zero_delay_exports_continuously() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let got = Collector::default();
+        let p = SpanBatcher::start(got.clone(), BatchSettings { delay: Duration::ZERO, ..settings(512, 2048) }, rt.handle());
+        p.on_end(span());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.0.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*got.0.lock().unwrap(), vec![1]);
     }
 
     #[test]
     fn a_full_batch_is_sent_at_once_and_the_rest_waits_for_a_flush() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let got = Collector::default();
-        let p = SpanBatcher::start(got.clone(), settings(4, 10), rt.handle(), || false);
+        let p = SpanBatcher::start(got.clone(), settings(4, 10), rt.handle());
         for _ in 0..3 {
             p.on_end(span());
         }

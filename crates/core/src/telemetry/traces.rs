@@ -157,8 +157,7 @@ impl TraceConfig {
         let provider = runtime.block_on(async {
             let exporter = self.exporter()?;
             let quiet = QuietExporter::new(exporter, self.endpoint.clone(), health.clone());
-            let skip = health.clone();
-            let processor = SpanBatcher::start(quiet, BatchSettings::from_env(), &tokio::runtime::Handle::current(), move || skip.backing_off());
+            let processor = SpanBatcher::start(quiet, BatchSettings::from_env(), &tokio::runtime::Handle::current());
             Ok::<_, String>(
                 SdkTracerProvider::builder()
                     .with_sampler(self.sampler.clone())
@@ -233,9 +232,21 @@ impl Tracing {
     }
 
     /// Exports the spans still queued (the batch processor sends every few seconds), waiting
-    /// for the collector's answer. Blocks the calling thread.
+    /// for the collector's answer. Blocks the calling thread. An error too while the collector
+    /// is backing off: the spans ended meanwhile were dropped unsent.
     pub fn flush(&self) -> OTelSdkResult {
-        self.provider.force_flush()
+        self.provider.force_flush()?;
+        if self.health.lost.load(Ordering::Relaxed) {
+            return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("spans dropped while the collector was failing".into()));
+        }
+        Ok(())
+    }
+
+    /// Drops a span without exporting it (the SDK would end and queue it on drop), remembering
+    /// that spans were lost until the collector next takes a batch.
+    pub fn discard(&self, span: RequestSpan) {
+        self.health.lost.store(true, Ordering::Relaxed);
+        super::span_batch::discarding(|| drop(span));
     }
 }
 
@@ -272,6 +283,8 @@ pub struct CollectorHealth {
     failing: AtomicBool,
     /// When a failing collector is next offered a batch, and the interval that led there.
     next_probe: std::sync::Mutex<Option<(std::time::Instant, Duration)>>,
+    /// Spans were dropped unbuilt since the collector last took a batch.
+    lost: AtomicBool,
 }
 
 impl CollectorHealth {
@@ -288,6 +301,9 @@ impl CollectorHealth {
     /// After an export: a failure schedules the next probe (each interval twice the last), a
     /// success clears the schedule.
     fn after_export(&self, failed: bool) {
+        if !failed {
+            self.lost.store(false, Ordering::Relaxed);
+        }
         if let Ok(mut n) = self.next_probe.lock() {
             *n = failed.then(|| {
                 let interval = n.map_or(FIRST_PROBE_INTERVAL, |(_, last)| (last * 2).min(MAX_PROBE_INTERVAL));
