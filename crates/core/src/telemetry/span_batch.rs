@@ -61,10 +61,16 @@ thread_local! {
 /// instead of queued: for spans the caller already knows the exporter would drop unsent. The
 /// SDK ends a span when it is dropped, so dropping one cannot skip the processor by itself.
 pub fn discarding<T>(f: impl FnOnce() -> T) -> T {
+    /// Clears the flag however `f` ends (a panic included), so later spans are queued again.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DISCARDING.set(false);
+        }
+    }
     DISCARDING.set(true);
-    let out = f();
-    DISCARDING.set(false);
-    out
+    let _reset = Reset;
+    f()
 }
 
 /// What the request threads share with the exporter task.
@@ -293,6 +299,28 @@ mod tests {
         p.on_end(span());
         p.force_flush().unwrap();
         assert_eq!(*got.0.lock().unwrap(), vec![1], "only the sampled span ended outside `discarding` was exported");
+    }
+
+    /// Never answers.
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl SpanExporter for Stuck {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            std::future::pending().await
+        }
+    }
+
+    #[test]
+    fn an_export_is_cut_off_at_the_export_timeout() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let short = BatchSettings { export_timeout: Duration::from_millis(200), ..settings(512, 2048) };
+        let p = SpanBatcher::start(Stuck, short, rt.handle());
+        p.on_end(span());
+        let started = std::time::Instant::now();
+        let result = p.force_flush();
+        assert!(matches!(result, Err(OTelSdkError::Timeout(t)) if t == Duration::from_millis(200)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
     }
 
     #[test]

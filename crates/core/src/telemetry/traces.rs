@@ -232,8 +232,8 @@ impl Tracing {
     }
 
     /// Exports the spans still queued (the batch processor sends every few seconds), waiting
-    /// for the collector's answer. Blocks the calling thread. An error too while the collector
-    /// is backing off: the spans ended meanwhile were dropped unsent.
+    /// for the collector's answer. Blocks the calling thread. An error too when spans were
+    /// dropped unbuilt (see [`Self::discard`]) since the collector last took a batch.
     pub fn flush(&self) -> OTelSdkResult {
         self.provider.force_flush()?;
         if self.health.lost.load(Ordering::Relaxed) {
@@ -279,7 +279,7 @@ const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// What the exporter knows of the collector, shared with the request side: while it is
 /// failing and not due for a probe, spans are neither built nor queued.
 #[derive(Debug, Default)]
-pub struct CollectorHealth {
+struct CollectorHealth {
     failing: AtomicBool,
     /// When a failing collector is next offered a batch, and the interval that led there.
     next_probe: std::sync::Mutex<Option<(std::time::Instant, Duration)>>,
@@ -290,7 +290,7 @@ pub struct CollectorHealth {
 impl CollectorHealth {
     /// Whether a batch should be dropped unsent: the collector failed less than an interval
     /// ago. (One relaxed load while the collector is healthy.)
-    pub fn backing_off(&self) -> bool {
+    fn backing_off(&self) -> bool {
         if !self.failing.load(Ordering::Relaxed) {
             return false;
         }
