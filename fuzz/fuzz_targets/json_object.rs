@@ -1,6 +1,7 @@
 //! The validating top-level scan of JSON request bodies against serde_json: the same verdict on
 //! every input, and on success the same members (a repeated key's last value) and a rewrite
-//! that serde_json reads back as the same object with the replacement in it.
+//! that serde_json reads back as the same object with the replacement in it. Also: any UTF-8
+//! input escaped as a JSON string (the access log's bodies) gives serde_json's bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
@@ -9,6 +10,11 @@ use tollgate::json_object::JsonObject;
 type Serde<'a> = indexmap::IndexMap<String, &'a RawValue>;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let mut escaped = Vec::new();
+        tollgate::json_object::write_json_string(&mut escaped, text);
+        assert_eq!(escaped, serde_json::to_vec(text).unwrap(), "escaping differs");
+    }
     let ours = JsonObject::parse(data);
     let theirs: Result<Serde, _> = serde_json::from_slice(data);
     match (ours, theirs) {

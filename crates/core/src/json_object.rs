@@ -22,6 +22,7 @@ mod scan;
 mod tests;
 
 use scan::plain_run;
+pub use scan::write_json_string;
 
 /// Why a text is not a JSON object, and where (1-based, as serde_json reports it).
 #[derive(Debug, Clone, PartialEq, Eq)]

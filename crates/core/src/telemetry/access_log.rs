@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 use super::cel::{as_flatten, Evaluator, Expression, FieldValue};
 use crate::config::settings::{LogFormat, LoggingSettings};
 use crate::ctx::RequestCtx;
+use crate::json_object::write_json_string;
 
 /// The compiled access-log configuration.
 #[derive(Debug, Default)]
@@ -61,11 +62,30 @@ impl AccessLog {
             .map(|(k, v)| (*k, v))
             .chain(custom.fields.iter().map(|(k, v)| (k.as_str(), v)))
             .filter(|(k, _)| !self.remove.iter().any(|r| r == k));
-        let line = if self.json { json_line(fields) } else { text_line(fields) };
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&line);
+        // The line is built in this thread's buffer, kept from the last line: a line carrying
+        // bodies and headers grows to several KiB, and a fresh buffer is copied each time it
+        // doubles (~5k instructions a line on the seed config).
+        let mut line = LINE.take();
+        line.clear();
+        if self.json {
+            json_line(&mut line, fields);
+        } else {
+            text_line(&mut line, fields);
+        }
+        let _ = std::io::stdout().lock().write_all(&line);
+        if line.capacity() <= KEPT_LINE {
+            LINE.set(line);
+        }
     }
 }
+
+thread_local! {
+    /// This thread's access-log line buffer (see [`AccessLog::write`]).
+    static LINE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest line buffer a thread keeps (one with a large body in it is freed).
+const KEPT_LINE: usize = 64 * 1024;
 
 /// Configured CEL fields of one request, evaluated, `flatten` results expanded to dotted keys.
 #[derive(Debug, Default)]
@@ -269,34 +289,39 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn json_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
+fn json_line<'a>(line: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'a Json)>) {
     let (time, level, target) = (Json::String(timestamp()), Json::from("info"), Json::from("access"));
     let mut all: Vec<(&str, &Json)> = vec![("time", &time), ("level", &level), ("target", &target)];
     all.extend(fields.map(|(k, v)| -> (&str, &Json) { (k, v) }));
     // Keys in order, and a later field replaces an earlier one of the same name: the line a JSON
     // map of the fields would print, written straight from the values (no copies of them).
     all.sort_by(|a, b| a.0.cmp(b.0));
-    let mut line = Vec::with_capacity(512);
+    line.reserve(512);
+    let start = line.len();
     line.push(b'{');
     for (i, (key, value)) in all.iter().enumerate() {
         if all.get(i + 1).is_some_and(|(next, _)| next == key) {
             continue;
         }
-        if line.len() > 1 {
+        if line.len() > start + 1 {
             line.push(b',');
         }
-        let _ = serde_json::to_writer(&mut line, key);
+        write_json_string(line, key);
         line.push(b':');
-        let _ = serde_json::to_writer(&mut line, value);
+        match value {
+            Json::String(text) => write_json_string(line, text),
+            structured => {
+                let _ = serde_json::to_writer(&mut *line, structured);
+            }
+        }
     }
     line.extend_from_slice(b"}\n");
-    line
 }
 
 /// `time info access request k=v ...`: a value with a space, quote or `=` (or an empty one)
 /// is written as a JSON string; a structured value is its JSON text, quoted that way.
-fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
-    let mut line = Vec::with_capacity(1024);
+fn text_line<'a>(line: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'a Json)>) {
+    line.reserve(1024);
     line.extend_from_slice(timestamp().as_bytes());
     line.extend_from_slice(b" info access request");
     for (k, v) in fields {
@@ -305,23 +330,22 @@ fn text_line<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
         line.push(b'=');
         match v {
             Json::String(text) if text.is_empty() || memchr::memchr3(b' ', b'"', b'=', text.as_bytes()).is_some() => {
-                let _ = serde_json::to_writer(&mut line, text);
+                write_json_string(line, text);
             }
             Json::String(text) => line.extend_from_slice(text.as_bytes()),
             structured if has_quote(structured) => {
                 line.push(b'"');
-                let mut quoted = serde_json::Serializer::with_formatter(&mut line, QuotedJson);
+                let mut quoted = serde_json::Serializer::with_formatter(&mut *line, QuotedJson);
                 let _ = serde::Serialize::serialize(structured, &mut quoted);
                 line.push(b'"');
             }
             // A number, boolean, `{}` or an array of those: no space, quote or `=` in its text.
             plain => {
-                let _ = serde_json::to_writer(&mut line, plain);
+                let _ = serde_json::to_writer(&mut *line, plain);
             }
         }
     }
     line.push(b'\n');
-    line
 }
 
 /// Whether `v`'s JSON text has a quote: it holds a string or a non-empty object (its keys are
@@ -375,6 +399,12 @@ impl serde_json::ser::Formatter for QuotedJson {
 mod tests {
     use super::*;
 
+    fn text_line_of<'a>(fields: impl Iterator<Item = (&'a str, &'a Json)>) -> Vec<u8> {
+        let mut line = Vec::new();
+        text_line(&mut line, fields);
+        line
+    }
+
     #[test]
     fn flattens_recursively_with_dotted_keys() {
         let mut f = Vec::new();
@@ -401,7 +431,8 @@ mod tests {
     #[test]
     fn a_json_line_is_the_fields_map_in_key_order_last_one_winning() {
         let (a, b, c, d) = (Json::from("x\"y"), serde_json::json!({"k": [1, 2.5]}), Json::from(1), Json::from(2));
-        let line = json_line([("zeta", &a), ("alpha", &b), ("level", &c), ("alpha", &d)].into_iter());
+        let mut line = Vec::new();
+        json_line(&mut line, [("zeta", &a), ("alpha", &b), ("level", &c), ("alpha", &d)].into_iter());
         let text = String::from_utf8(line).unwrap();
         let parsed: serde_json::Map<String, Json> = serde_json::from_str(&text).unwrap();
         let mut expected = parsed.clone();
@@ -424,7 +455,7 @@ mod tests {
     #[test]
     fn a_text_line_quotes_what_needs_it() {
         let (a, b, c, d) = (Json::from("plain"), Json::from("two words"), serde_json::json!({"k": "v w"}), Json::from(""));
-        let line = String::from_utf8(text_line([("a", &a), ("b", &b), ("c", &c), ("d", &d), ("n", &Json::from(1.5))].into_iter())).unwrap();
+        let line = String::from_utf8(text_line_of([("a", &a), ("b", &b), ("c", &c), ("d", &d), ("n", &Json::from(1.5))].into_iter())).unwrap();
         let (_, rest) = line.split_once(" info access request").unwrap();
         assert_eq!(rest, " a=plain b=\"two words\" c=\"{\\\"k\\\":\\\"v w\\\"}\" d=\"\" n=1.5\n");
     }
@@ -445,7 +476,7 @@ mod tests {
         for v in &values {
             let text = serde_json::to_string(v).unwrap();
             let expected = if text.contains([' ', '"', '=']) { serde_json::to_string(&text).unwrap() } else { text };
-            let line = String::from_utf8(text_line([("f", v)].into_iter())).unwrap();
+            let line = String::from_utf8(text_line_of([("f", v)].into_iter())).unwrap();
             let (_, rest) = line.split_once(" info access request f=").unwrap();
             assert_eq!(rest, format!("{expected}\n"), "{v}");
         }
