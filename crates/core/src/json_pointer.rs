@@ -17,11 +17,8 @@ pub trait Pointer {
 
 impl Pointer for Value {
     fn at(&self, pointer: &str) -> Option<&Value> {
-        if pointer.is_empty() || pointer.contains('~') {
-            return self.pointer(pointer);
-        }
-        let tokens = pointer.strip_prefix('/')?;
-        tokens.split('/').try_fold(self, |v, token| match v {
+        let Some(tokens) = plain_tokens(pointer) else { return self.pointer(pointer) };
+        tokens?.try_fold(self, |v, token| match v {
             Value::Object(map) => map.get(token),
             Value::Array(items) => index(token).and_then(|i| items.get(i)),
             _ => None,
@@ -29,15 +26,43 @@ impl Pointer for Value {
     }
 
     fn at_mut(&mut self, pointer: &str) -> Option<&mut Value> {
-        if pointer.is_empty() || pointer.contains('~') {
-            return self.pointer_mut(pointer);
-        }
-        let tokens = pointer.strip_prefix('/')?;
-        tokens.split('/').try_fold(self, |v, token| match v {
+        let Some(tokens) = plain_tokens(pointer) else { return self.pointer_mut(pointer) };
+        tokens?.try_fold(self, |v, token| match v {
             Value::Object(map) => map.get_mut(token),
             Value::Array(items) => index(token).and_then(move |i| items.get_mut(i)),
             _ => None,
         })
+    }
+}
+
+/// The tokens of a pointer without escapes (`None`: serde_json's look-up must read it; the
+/// inner `None`: it has no leading `/`, so it finds nothing). Split by hand: `str::split` and
+/// `contains` with a `char` build a searcher each time (~300 instructions for `/params/name`).
+fn plain_tokens(pointer: &str) -> Option<Option<Tokens<'_>>> {
+    if pointer.is_empty() || pointer.as_bytes().contains(&b'~') {
+        return None;
+    }
+    Some(pointer.strip_prefix('/').map(|rest| Tokens(Some(rest))))
+}
+
+/// The `/`-separated tokens of a pointer's text after its leading `/`.
+struct Tokens<'a>(Option<&'a str>);
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0?;
+        match rest.bytes().position(|b| b == b'/') {
+            Some(i) => {
+                self.0 = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
     }
 }
 

@@ -108,7 +108,10 @@ impl HttpUpstream {
             }
         }
         if resp.is_sse() {
-            return self.read_stream_until(resp, &id, relay, cc).await.map(Answer::Message);
+            // Boxed: reading a stream (and resuming it) is a ~3.5 KiB future; inline, it would
+            // make every call's future that large, and the common JSON answer pays for
+            // allocating and copying it.
+            return Box::pin(self.read_stream_until(resp, &id, relay, cc)).await.map(Answer::Message);
         }
         let body = resp.body(cc.until(), MAX_RESPONSE).await?;
         if let Some(kept) = verbatim.then(|| Answer::verbatim(&body)).flatten() {
