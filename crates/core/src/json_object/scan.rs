@@ -168,12 +168,10 @@ mod simd {
     use super::{escape_with, plain_run_with, PlainRun};
     use std::arch::x86_64::*;
 
-    /// Two 32-byte compares a step. Bytes that are not ASCII are gathered in one register
-    /// (their top bits OR-ed) and looked at once, after the run: a byte past the run's end in
-    /// its last step may set it, which only asks for a UTF-8 check that finds nothing wrong.
-    /// The AVX2 step: a closure taking 64 bytes to their stops as bits, OR-ing the bytes
-    /// into `$high` (its lanes' top bits say some byte was not ASCII). A macro, so that the
-    /// closure is defined inside each `avx2` function and compiled with its instructions.
+    /// The AVX2 step (two 32-byte compares): a closure taking 64 bytes to their stops as
+    /// bits, OR-ing the bytes into `$high` (its lanes' top bits say some byte was not ASCII).
+    /// A macro, so that the closure is defined inside each `avx2` function and compiled with
+    /// its instructions.
     macro_rules! avx2_step {
         ($high:ident) => {
             |block: &[u8; 64]| {
@@ -211,6 +209,9 @@ mod simd {
         };
     }
 
+    /// [`plain_run`](super::plain_run) with AVX2. Bytes that are not ASCII are gathered in one
+    /// register and looked at once, after the run: a byte past the run's end in its last step
+    /// may set it, which only asks for a UTF-8 check that finds nothing wrong.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn plain_run_avx2(s: &[u8]) -> PlainRun {
         let mut high = _mm256_setzero_si256();
@@ -219,12 +220,15 @@ mod simd {
         run
     }
 
+    /// [`write_json_string`](super::write_json_string)'s body with AVX2 (the step's non-ASCII
+    /// register is not needed here; the optimiser drops it).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn escape_avx2(out: &mut Vec<u8>, s: &[u8]) {
         let mut high = _mm256_setzero_si256();
         escape_with(out, s, avx2_step!(high));
     }
 
+    /// The same with SSE2.
     #[target_feature(enable = "sse2")]
     pub(super) unsafe fn escape_sse2(out: &mut Vec<u8>, s: &[u8]) {
         let mut high = _mm_setzero_si128();

@@ -65,7 +65,8 @@ impl AccessLog {
         // The line is built in this thread's buffer, kept from the last line: a line carrying
         // bodies and headers grows to several KiB, and a fresh buffer is copied each time it
         // doubles (~5k instructions a line on the seed config).
-        let mut line = LINE.take();
+        // `try_with`: a thread whose locals are being torn down gets a fresh buffer.
+        let mut line = LINE.try_with(std::cell::Cell::take).unwrap_or_default();
         line.clear();
         if self.json {
             json_line(&mut line, fields);
@@ -74,7 +75,7 @@ impl AccessLog {
         }
         let _ = std::io::stdout().lock().write_all(&line);
         if line.capacity() <= KEPT_LINE {
-            LINE.set(line);
+            let _ = LINE.try_with(|kept| kept.set(line));
         }
     }
 }
