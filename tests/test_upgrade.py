@@ -6,6 +6,7 @@ import sys
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import BIN, ROOT, VENV_BIN, Proc, free_port, wait_port
@@ -54,10 +55,11 @@ binds:
             new.stop()
 
 
-def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstreams):
+@pytest.mark.parametrize("threads", ["default", 1])
+def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstreams, threads):
     """15 s of load (new and keep-alive connections) with a binary upgrade midway, and a 10 s
     streaming completion started before it: nothing fails, both processes serve, the stream ends
-    intact on the old process."""
+    intact on the old process. Also with one worker thread (a single-threaded runtime)."""
     import threading
 
     echo, _ = echo_upstreams
@@ -65,9 +67,10 @@ def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstrea
     slow = Proc([str(VENV_BIN / "llmock"), "serve", "--host", "127.0.0.1", "--port", str(llm), "--log-level", "warning",
                  "--response-style", "echo", "--stream-chunk-delay-ms", "500"], workdir / "llmock.log")
     port = free_port()
+    workers = "" if threads == "default" else f"\n  workerThreads: {threads}"
     args, old = start_old(workdir, f"""
 config:
-  connectionTerminationDeadline: 10s
+  connectionTerminationDeadline: 10s{workers}
   adminAddr: "off"
   statsAddr: "off"
   readinessAddr: "off"

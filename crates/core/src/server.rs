@@ -77,8 +77,14 @@ pub fn load(cli: &Cli) -> Result<Loaded, String> {
 pub fn server_conf(config: &LocalConfig, runtime_dir: &Path) -> Result<ServerConf, String> {
     let grace = config.config.connection_termination_deadline.map(|d| d.0.as_secs()).unwrap_or(DEFAULT_GRACE_SECONDS);
     std::fs::create_dir_all(runtime_dir).map_err(|e| format!("cannot create runtime dir {}: {e}", runtime_dir.display()))?;
+    let threads = worker_threads(config)?;
     Ok(ServerConf {
-        threads: worker_threads(config)?,
+        threads,
+        // One worker has nothing to steal from: Pingora's no-steal flavour runs it on a
+        // single-threaded tokio runtime, without the work-stealing scheduler's bookkeeping
+        // (~20% of a completion's CPU at 32 connections; bench/README). More workers keep
+        // stealing, which balances connections between them.
+        work_stealing: threads > 1,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
         pid_file: runtime_dir.join("tollgate.pid").display().to_string(),
