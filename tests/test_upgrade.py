@@ -55,8 +55,8 @@ binds:
             new.stop()
 
 
-@pytest.mark.parametrize("threads", ["default", 1])
-def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstreams, threads):
+@pytest.mark.parametrize("worker_threads", ["default", 1])
+def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstreams, worker_threads):
     """15 s of load (new and keep-alive connections) with a binary upgrade midway, and a 10 s
     streaming completion started before it: nothing fails, both processes serve, the stream ends
     intact on the old process. Also with one worker thread (a single-threaded runtime)."""
@@ -67,7 +67,7 @@ def test_upgrade_under_load_keeps_every_request_and_stream(workdir, echo_upstrea
     slow = Proc([str(VENV_BIN / "llmock"), "serve", "--host", "127.0.0.1", "--port", str(llm), "--log-level", "warning",
                  "--response-style", "echo", "--stream-chunk-delay-ms", "500"], workdir / "llmock.log")
     port = free_port()
-    workers = "" if threads == "default" else f"\n  workerThreads: {threads}"
+    workers = "" if worker_threads == "default" else f"\n  workerThreads: {worker_threads}"
     args, old = start_old(workdir, f"""
 config:
   connectionTerminationDeadline: 10s{workers}

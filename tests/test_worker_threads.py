@@ -1,15 +1,18 @@
 """`config.workerThreads`: the number of threads serving a bind. With one, tollgate runs the bind
 on a single-threaded runtime (Pingora's no-steal flavour: nothing to steal from, and the
-work-stealing scheduler's bookkeeping costs ~20% of a completion's CPU at 32 connections, see
-bench/README). These tests see the thread count and drive the one-thread runtime as a user
-would: concurrent SDK streams, an MCP session to server-everything, a reload mid-way."""
+work-stealing scheduler's bookkeeping costs ~24% of a completion's CPU at 32 connections, see
+bench/README). These tests see the thread count, see which runtime serves (its blocking pool's
+threads are named differently), and drive the one-thread runtime as a user would: concurrent
+SDK streams and an MCP session to server-everything that goes on across a reload."""
 import asyncio
 import os
 import threading
 import time
 
+import bcrypt
 import openai
 import pytest
+import requests
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -47,6 +50,16 @@ binds:
 """
 
 
+def wait_for_added(port):
+    """Waits until the route the reload adds answers; returns its last answer."""
+    deadline = time.time() + 10
+    while True:
+        r = requests.get(f"http://127.0.0.1:{port}/added", timeout=5)
+        if r.status_code == 200 or time.time() > deadline:
+            return r
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_worker_threads_sets_the_binds_thread_count(tollgate, llmock, everything_server, threads):
     port = free_port()
@@ -58,6 +71,37 @@ def test_worker_threads_sets_the_binds_thread_count(tollgate, llmock, everything
     # The steal flavour's blocking pool shares its workers' name; nothing here blocks, so the
     # count is the workers alone in both flavours.
     assert bind_threads(p.proc.pid, port) == threads
+
+
+@pytest.mark.parametrize("threads, named_after_the_bind", [(1, 1), (2, 3)])
+def test_one_worker_runs_the_single_threaded_runtime(tollgate, workdir, threads, named_after_the_bind):
+    """A bcrypt check runs on the runtime's blocking pool. The work-stealing runtime names those
+    threads after the service (`bind PORT`, like its workers); the single-threaded runtime's
+    keep tokio's default name. So after one such check, one worker still shows one `bind`
+    thread, and two workers show three."""
+    users = workdir / "users.htpasswd"
+    users.write_text("bob:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode().replace("$2b$", "$2y$", 1) + "\n")
+    port = free_port()
+    p = tollgate.start(f"""
+config:
+  workerThreads: {threads}
+  adminAddr: "off"
+  statsAddr: "off"
+  readinessAddr: "off"
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - policies:
+        basicAuth: {{htpasswd: {{file: '{users}'}}, mode: strict}}
+        directResponse: {{status: 200, body: in}}
+""", ports=[port])
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
+    assert bind_threads(p.proc.pid, port) == threads
+    r = requests.get(f"http://127.0.0.1:{port}/", auth=("bob", "pw"), timeout=10)
+    assert r.status_code == 200 and r.text == "in"
+    # tokio keeps an idle blocking thread for 10 s: it is still there to be counted.
+    assert bind_threads(p.proc.pid, port) == named_after_the_bind
 
 
 def test_one_worker_thread_serves_streams_mcp_and_a_reload_at_once(tollgate, llmock, everything_server, workdir):
@@ -80,39 +124,38 @@ def test_one_worker_thread_serves_streams_mcp_and_a_reload_at_once(tollgate, llm
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
-    async def mcp_session():
-        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp")) as c:
-            names = {t.name for t in (await c.list_tools()).tools}
-            echoes = [texts(await c.call_tool("echo", {"message": f"m{i}"})) for i in range(10)]
-            return names, echoes
-
-    streams = [threading.Thread(target=stream, args=(i,)) for i in range(24)]
-    for t in streams:
-        t.start()
-    # While the streams run (llmock paces its chunks 20 ms apart), the config changes: a new
-    # route answers, and the MCP session keeps working on the same single thread. (The route
-    # goes last: an MCP session belongs to its backend's place in the config.)
-    time.sleep(0.2)
-    tmp = workdir / "config.yaml.tmp"
-    tmp.write_text(config(port, llmock.port, everything_server, 1, extra_route="""
+    def publish_added_route():
+        # A new route, last (an MCP session belongs to its backend's place in the config),
+        # written as an editor or config manager publishes a file.
+        tmp = workdir / "config.yaml.tmp"
+        tmp.write_text(config(port, llmock.port, everything_server, 1, extra_route="""
     - name: added
       matches: [{path: {exact: /added}}]
       policies: {directResponse: {status: 200, body: reloaded}}"""))
-    os.replace(tmp, workdir / "config.yaml")  # as an editor or config manager publishes it
-    names, echoes = asyncio.run(mcp_session())
+        os.replace(tmp, workdir / "config.yaml")
+
+    streams = [threading.Thread(target=stream, args=(i,)) for i in range(24)]
+
+    async def mcp_session():
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp")) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            echoes = [texts(await c.call_tool("echo", {"message": f"m{i}"})) for i in range(5)]
+            # Mid-session: 24 streams start (llmock paces their chunks 20 ms apart) and the
+            # config changes; the session goes on across the reload, on the same one thread.
+            for t in streams:
+                t.start()
+            publish_added_route()
+            added = await asyncio.to_thread(wait_for_added, port)
+            echoes += [texts(await c.call_tool("echo", {"message": f"m{i}"})) for i in range(5, 10)]
+            return names, echoes, added
+
+    names, echoes, added = asyncio.run(mcp_session())
     for t in streams:
         t.join(timeout=60)
     assert errors == [], errors[:3]
     assert len(results) == 24
     assert all(text and models == {"rewritten-model"} for text, models in results), results[:3]
     assert "echo" in names and echoes == [f"Echo: m{i}" for i in range(10)]
-    import requests
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        r = requests.get(f"http://127.0.0.1:{port}/added", timeout=5)
-        if r.status_code == 200:
-            break
-        time.sleep(0.1)
-    assert r.status_code == 200 and r.text == "reloaded", (r.status_code, r.text)
+    assert added.status_code == 200 and added.text == "reloaded", (added.status_code, added.text)
     assert bind_threads(p.proc.pid, port) == 1, "a reload must not add workers"
     assert p.proc.poll() is None

@@ -82,7 +82,7 @@ pub fn server_conf(config: &LocalConfig, runtime_dir: &Path) -> Result<ServerCon
         threads,
         // One worker has nothing to steal from: Pingora's no-steal flavour runs it on a
         // single-threaded tokio runtime, without the work-stealing scheduler's bookkeeping
-        // (~20% of a completion's CPU at 32 connections; bench/README). More workers keep
+        // (~24% of a completion's CPU at 32 connections; bench/README). More workers keep
         // stealing, which balances connections between them.
         work_stealing: threads > 1,
         grace_period_seconds: Some(grace),
