@@ -31,7 +31,8 @@ def bind_threads(pid: int, port: int) -> int:
     return names.count(f"bind {port}")
 
 
-def config(port, llm, mcp, threads, extra_route=""):
+def with_workers(threads, port, routes):
+    """A config of one bind on `port` with `threads` workers (operator endpoints off)."""
     return f"""
 config:
   workerThreads: {threads}
@@ -42,12 +43,17 @@ binds:
 - port: {port}
   listeners:
   - routes:
+{routes}"""
+
+
+def config(port, llm, mcp, threads, extra_route=""):
+    return with_workers(threads, port, f"""\
     - name: mcp
       matches: [{{path: {{exact: /mcp}}}}]
       backends: [{{mcp: {{targets: [{{name: everything, mcp: {{host: "http://127.0.0.1:{mcp}/mcp"}}}}]}}}}]
     - name: llm
       backends: [{{ai: {{name: mock, hostOverride: "127.0.0.1:{llm}", provider: {{openAI: {{model: rewritten-model}}}}}}}}]{extra_route}
-"""
+""")
 
 
 def wait_for_added(port):
@@ -82,20 +88,11 @@ def test_one_worker_runs_the_single_threaded_runtime(tollgate, workdir, threads,
     users = workdir / "users.htpasswd"
     users.write_text("bob:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode().replace("$2b$", "$2y$", 1) + "\n")
     port = free_port()
-    p = tollgate.start(f"""
-config:
-  workerThreads: {threads}
-  adminAddr: "off"
-  statsAddr: "off"
-  readinessAddr: "off"
-binds:
-- port: {port}
-  listeners:
-  - routes:
+    p = tollgate.start(with_workers(threads, port, f"""\
     - policies:
         basicAuth: {{htpasswd: {{file: '{users}'}}, mode: strict}}
         directResponse: {{status: 200, body: in}}
-""", ports=[port])
+"""), ports=[port])
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
     assert bind_threads(p.proc.pid, port) == threads
     r = requests.get(f"http://127.0.0.1:{port}/", auth=("bob", "pw"), timeout=10)
