@@ -8,8 +8,10 @@ use crate::proxy_cache::{range_filter::RangeBodyFilter, ServeFromCache};
 use crate::proxy_common::ResponseStateMachine;
 
 /// At most this many upstream tasks already read go out in one downstream write (the pipe's
-/// batches were at most its capacity plus one).
-const FUSED_BATCH: usize = 16;
+/// batches were at most its capacity plus one). An LLM answer that arrives whole is one task
+/// per event (20–60 of them), so a small bound split it into several writes; the bytes bound
+/// below is what limits memory.
+const FUSED_BATCH: usize = 64;
 /// Nor more than this many body bytes (the pipe's batches could reach five 64 KiB reads).
 const FUSED_BATCH_BYTES: usize = 256 * 1024;
 

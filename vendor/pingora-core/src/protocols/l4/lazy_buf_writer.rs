@@ -75,6 +75,53 @@ impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
         Poll::Ready(ret)
     }
 
+    /// Writes out what is buffered together with `bufs`, in vectored writes, until the
+    /// buffered bytes are out. `Some(n)`: `n > 0` bytes of `bufs` went with them. `None`: the
+    /// buffer went out alone (or held nothing), and `bufs` are still to write.
+    /// Why: a response head or a chunk's size line, buffered, went out as a write of its own
+    /// when the data behind it was too large to buffer.
+    fn flush_with(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<Option<usize>>> {
+        const SLICES: usize = 16;
+        while self.written < self.buf.len() {
+            let pending = self.buf.len() - self.written;
+            let mut iov = [IoSlice::new(&[]); SLICES];
+            iov[0] = IoSlice::new(&self.buf[self.written..]);
+            let mut k = 1;
+            for b in bufs.iter().filter(|b| !b.is_empty()).take(SLICES - 1) {
+                iov[k] = IoSlice::new(b);
+                k += 1;
+            }
+            match ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &iov[..k])) {
+                Ok(0) => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write the buffered data")));
+                }
+                Ok(n) if n < pending => self.written += n,
+                Ok(n) => {
+                    self.buf = Vec::new();
+                    self.written = 0;
+                    return Poll::Ready(Ok((n > pending).then_some(n - pending)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(None))
+    }
+
+    /// Makes room for a write of `len` bytes: what is buffered goes out first, with the
+    /// write's own bytes when these are too large to buffer and the inner writer takes
+    /// vectored writes (`Some(n)`: `n` of them went).
+    fn make_room(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>], len: usize) -> Poll<io::Result<Option<usize>>> {
+        if len <= self.room() {
+            return Poll::Ready(Ok(None));
+        }
+        if len >= self.capacity && self.inner.is_write_vectored() {
+            return self.flush_with(cx, bufs);
+        }
+        ready!(self.flush_buf(cx))?;
+        Poll::Ready(Ok(None))
+    }
+
     /// Appends to the buffer, allocating it at its full capacity the first time (not for an
     /// empty write: that would hold a buffer with nothing to flush).
     fn buffer(&mut self, bytes: &[u8]) {
@@ -91,8 +138,8 @@ impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
 impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let me = &mut *self;
-        if buf.len() > me.room() {
-            ready!(me.flush_buf(cx))?;
+        if let Some(n) = ready!(me.make_room(cx, &[IoSlice::new(buf)], buf.len()))? {
+            return Poll::Ready(Ok(n));
         }
         if buf.len() >= me.capacity {
             Pin::new(&mut me.inner).poll_write(cx, buf)
@@ -105,8 +152,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let me = &mut *self;
         let total = bufs.iter().fold(0usize, |acc, b| acc.saturating_add(b.len()));
-        if total > me.room() {
-            ready!(me.flush_buf(cx))?;
+        if let Some(n) = ready!(me.make_room(cx, bufs, total))? {
+            return Poll::Ready(Ok(n));
         }
         if total >= me.capacity {
             if me.inner.is_write_vectored() {
@@ -209,10 +256,66 @@ mod tests {
         assert_eq!(n, 4);
         let n = w.write_vectored(&[IoSlice::new(b"0123"), IoSlice::new(b"45678")]).await.unwrap();
         assert_eq!(n, 9);
-        assert_eq!(w.get_ref().writes, vec![b"abcd".to_vec(), b"012345678".to_vec()]);
+        // What was buffered goes out in the same vectored write as the large write.
+        assert_eq!(w.get_ref().writes, vec![b"abcd012345678".to_vec()]);
+        assert_eq!(w.buf.capacity(), 0);
+        let n = w.write(b"0123456789").await.unwrap();
+        assert_eq!(n, 10);
+        assert_eq!(w.get_ref().writes.len(), 2, "nothing buffered: straight through");
         let mut plain = LazyBufWriter::with_capacity(4, Recorder::default());
         let n = plain.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"01234"), IoSlice::new(b"5")]).await.unwrap();
         assert_eq!((n, plain.get_ref().writes.clone()), (5, vec![b"01234".to_vec()]));
+    }
+
+    /// Takes at most `limit` bytes a write.
+    struct Trickle {
+        limit: usize,
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.limit);
+            self.got.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(mut self: Pin<&mut Self>, _: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+            let mut left = self.limit;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.got.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            self.calls += 1;
+            Poll::Ready(Ok(self.limit - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_writes_of_the_buffer_and_a_large_write_lose_nothing() {
+        for limit in [1, 3, 4, 5, 6, 20] {
+            let mut w = LazyBufWriter::with_capacity(8, Trickle { limit, got: Vec::new(), calls: 0 });
+            w.write_all(b"abcd").await.unwrap();
+            w.write_all(b"0123456789").await.unwrap();
+            w.write_all(b"xy").await.unwrap();
+            w.flush().await.unwrap();
+            assert_eq!(w.get_ref().got, b"abcd0123456789xy", "limit {limit}");
+        }
+        let mut w = LazyBufWriter::with_capacity(8, Trickle { limit: 100, got: Vec::new(), calls: 0 });
+        w.write_all(b"abcd").await.unwrap();
+        w.write_all(b"0123456789").await.unwrap();
+        assert_eq!(w.get_ref().calls, 1);
     }
 
     #[tokio::test]

@@ -1415,6 +1415,28 @@ impl BodyWriter {
         }
     }
 
+    /// tollgate: the last data of a response: for chunked encoding, the data's chunk and the
+    /// last chunk in one write, left in the stream's write buffer for the caller's flush
+    /// (`finish` then has nothing left to write). Other modes write as [`Self::write_body`].
+    /// Why: the end of a stream went out as two writes, the data and then `0\r\n\r\n`.
+    pub async fn write_last_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        let BM::ChunkedEncoding(written) = self.body_mode else {
+            return self.write_body(stream, buf).await;
+        };
+        let chunk_size = buf.len();
+        let size_line = Bytes::from(format!("{:X}\r\n", chunk_size));
+        let mut output_buf = size_line.chain(buf).chain(&b"\r\n0\r\n\r\n"[..]);
+        stream
+            .write_all_buf(&mut output_buf)
+            .await
+            .or_err(WriteError, "while writing body")?;
+        self.body_mode = BM::Complete(written + chunk_size);
+        Ok(Some(chunk_size))
+    }
+
     pub fn finished(&self) -> bool {
         match self.body_mode {
             BM::Complete(_) => true,

@@ -695,12 +695,25 @@ impl HttpSession {
 
     /// Write the response header to the client.
     /// This function can be called more than once to send 1xx informational headers excluding 101.
-    pub async fn write_response_header(&mut self, mut header: Box<ResponseHeader>) -> Result<()> {
+    pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
+        self.write_response_header_before(header, false).await
+    }
+
+    /// tollgate: [`Self::write_response_header`] for a header whose body data is already at
+    /// hand (`body_follows`): a final header is then left in the stream's write buffer instead
+    /// of flushed on its own, and goes out in the same write as that data (whose write
+    /// flushes). A `1xx` header is flushed as before.
+    async fn write_response_header_before(
+        &mut self,
+        mut header: Box<ResponseHeader>,
+        body_follows: bool,
+    ) -> Result<()> {
         // Prepare header (handle upgrades, set headers, initialize body writer, serialize to bytes)
-        let Some((write_buf, flush)) = self.prepare_response_header(&mut header)? else {
+        let Some((write_buf, should_flush)) = self.prepare_response_header(&mut header)? else {
             // Header already sent or should be ignored
             return Ok(());
         };
+        let flush = should_flush && (header.status.is_informational() || !body_follows);
 
         match self.underlying_stream.write_all(&write_buf).await {
             Ok(()) => {
@@ -1081,16 +1094,21 @@ impl HttpSession {
         self.body_reader.take_body_overread()
     }
 
-    async fn do_write_body_buf(&mut self) -> Result<Option<usize>> {
+    async fn do_write_body_buf(&mut self, last: bool) -> Result<Option<usize>> {
         // Don't flush empty chunks, they are considered end of body for chunks
         if self.body_write_buf.is_empty() {
             return Ok(None);
         }
 
-        let written = self
-            .body_writer
-            .write_body(&mut self.underlying_stream, &self.body_write_buf)
-            .await;
+        let written = if last {
+            self.body_writer
+                .write_last_body(&mut self.underlying_stream, &self.body_write_buf)
+                .await
+        } else {
+            self.body_writer
+                .write_body(&mut self.underlying_stream, &self.body_write_buf)
+                .await
+        };
 
         if let Ok(Some(num_bytes)) = written {
             self.body_bytes_sent += num_bytes;
@@ -1103,12 +1121,18 @@ impl HttpSession {
     }
 
     async fn write_body_buf(&mut self) -> Result<Option<usize>> {
+        self.write_body_buf_then(false).await
+    }
+
+    /// tollgate: [`Self::write_body_buf`]; when `last`, the response's last data, written
+    /// with its last chunk and left for the caller's flush (`BodyWriter::write_last_body`).
+    async fn write_body_buf_then(&mut self, last: bool) -> Result<Option<usize>> {
         match self.write_timeout(self.body_write_buf.len()) {
-            Some(t) => match timeout(t, self.do_write_body_buf()).await {
+            Some(t) => match timeout(t, self.do_write_body_buf(last)).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
             },
-            None => self.do_write_body_buf().await,
+            None => self.do_write_body_buf(last).await,
         }
     }
 
@@ -1626,11 +1650,17 @@ impl HttpSession {
             return self.response_duplex(tasks.pop().unwrap()).await;
         }
 
+        // tollgate: where the last body data of the batch is; a header before it is not
+        // flushed on its own.
+        let last_body = tasks
+            .iter()
+            .rposition(|t| matches!(t, HttpTask::Body(Some(d), _) if !d.is_empty()));
         let mut end_stream = false;
-        for task in tasks.into_iter() {
+        for (i, task) in tasks.into_iter().enumerate() {
             end_stream = match task {
                 HttpTask::Header(header, end_stream) => {
-                    self.write_response_header(header)
+                    let body_follows = last_body.is_some_and(|b| b > i);
+                    self.write_response_header_before(header, body_follows)
                         .await
                         .map_err(|e| e.into_down())?;
                     end_stream
@@ -1656,7 +1686,10 @@ impl HttpSession {
                 }
             }
         }
-        self.write_body_buf().await.map_err(|e| e.into_down())?;
+        // tollgate: the last data goes out with the last chunk (`finish_body` flushes both).
+        self.write_body_buf_then(end_stream)
+            .await
+            .map_err(|e| e.into_down())?;
         if end_stream {
             // no-op if body wasn't initialized or is finished already
             self.finish_body().await.map_err(|e| e.into_down())?;
@@ -3673,6 +3706,54 @@ mod test_proxy_tasks {
     }
 
     use crate::protocols::http::v1::test_util::FlushTrackingMock;
+
+    /// tollgate: a chunked response written as one batch of tasks.
+    async fn chunked_batch_flushes(tasks_after_header: Vec<HttpTask>, wire_after_header: &[u8]) -> usize {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut wire = head.to_vec();
+        wire.extend_from_slice(wire_after_header);
+        let mock_io = Builder::new()
+            .read(b"GET / HTTP/1.1\r\n\r\n")
+            .write(&wire)
+            .build();
+        let (flush_mock, flush_count) = FlushTrackingMock::new(mock_io);
+        let mut http_stream = HttpSession::new(Box::new(flush_mock));
+        http_stream.update_resp_headers = false;
+        http_stream.read_request().await.unwrap();
+        let mut header = ResponseHeader::build(StatusCode::OK, None).unwrap();
+        header.insert_header("Transfer-Encoding", "chunked").unwrap();
+        let mut tasks = vec![HttpTask::Header(Box::new(header), false)];
+        tasks.extend(tasks_after_header);
+        http_stream.response_duplex_vec(tasks).await.unwrap();
+        FlushTrackingMock::flush_count(&flush_count)
+    }
+
+    // tollgate: head, body and last chunk that are at hand together go out in one flush.
+    #[tokio::test]
+    async fn duplex_vec_flushes_head_body_and_last_chunk_once() {
+        let tasks = vec![
+            HttpTask::Body(Some(Bytes::from_static(b"hello")), false),
+            HttpTask::Body(Some(Bytes::from_static(b"world")), true),
+        ];
+        let flushes = chunked_batch_flushes(tasks, b"A\r\nhelloworld\r\n0\r\n\r\n").await;
+        assert_eq!(flushes, 1);
+    }
+
+    // tollgate: a streamed head with data behind it is flushed once, with that data.
+    #[tokio::test]
+    async fn duplex_vec_flushes_head_with_its_first_data() {
+        let tasks = vec![HttpTask::Body(Some(Bytes::from_static(b"hello")), false)];
+        let flushes = chunked_batch_flushes(tasks, b"5\r\nhello\r\n").await;
+        assert_eq!(flushes, 1);
+    }
+
+    // tollgate: a streamed head alone (or before empty data) still goes out at once.
+    #[tokio::test]
+    async fn duplex_vec_flushes_a_head_without_data() {
+        assert_eq!(chunked_batch_flushes(vec![], b"").await, 1);
+        let empty = vec![HttpTask::Body(Some(Bytes::new()), false)];
+        assert_eq!(chunked_batch_flushes(empty, b"").await, 1);
+    }
 
     // Test that write_continue_response can be called before write_proxy_tasks
     // and both work correctly together.
