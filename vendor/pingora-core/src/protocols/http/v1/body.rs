@@ -1416,13 +1416,19 @@ impl BodyWriter {
     }
 
     /// tollgate: the last data of a response: for chunked encoding, the data's chunk and the
-    /// last chunk in one write, left in the stream's write buffer for the caller's flush
-    /// (`finish` then has nothing left to write). Other modes write as [`Self::write_body`].
-    /// Why: the end of a stream went out as two writes, the data and then `0\r\n\r\n`.
+    /// last chunk in one write, not flushed (the caller flushes; `finish` then has nothing
+    /// left to write). Other modes write as [`Self::write_body`]; no data at all is
+    /// [`Self::finish`]. Why: the end of a stream went out as two writes, the data and then
+    /// `0\r\n\r\n`.
     pub async fn write_last_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
     where
         S: AsyncWrite + Unpin + Send,
     {
+        if buf.is_empty() {
+            // An empty chunk would itself end the body, before a second last chunk.
+            self.finish(stream).await?;
+            return Ok(None);
+        }
         let BM::ChunkedEncoding(written) = self.body_mode else {
             return self.write_body(stream, buf).await;
         };

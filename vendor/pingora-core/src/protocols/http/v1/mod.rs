@@ -39,6 +39,8 @@ pub(crate) mod test_util {
     pub(crate) struct FlushTrackingMock {
         inner: Mock,
         flush_count: Arc<AtomicUsize>,
+        /// tollgate: every flush stays pending, as with a client that stopped reading.
+        stuck: bool,
     }
 
     impl FlushTrackingMock {
@@ -48,9 +50,17 @@ pub(crate) mod test_util {
                 FlushTrackingMock {
                     inner: mock,
                     flush_count: flush_count.clone(),
+                    stuck: false,
                 },
                 flush_count,
             )
+        }
+
+        /// tollgate: a mock whose flushes never complete.
+        pub(crate) fn stuck(mock: Mock) -> Self {
+            let (mut m, _) = Self::new(mock);
+            m.stuck = true;
+            m
         }
 
         pub(crate) fn flush_count(counter: &Arc<AtomicUsize>) -> usize {
@@ -79,6 +89,9 @@ pub(crate) mod test_util {
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             let this = self.get_mut();
+            if this.stuck {
+                return Poll::Pending;
+            }
             let result = Pin::new(&mut this.inner).poll_flush(cx);
             if let Poll::Ready(Ok(())) = &result {
                 this.flush_count.fetch_add(1, Ordering::Relaxed);

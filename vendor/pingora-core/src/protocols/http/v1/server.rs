@@ -1101,9 +1101,20 @@ impl HttpSession {
         }
 
         let written = if last {
-            self.body_writer
+            // Flushed here, inside the caller's write timeout (`finish_body`'s flush has none).
+            match self
+                .body_writer
                 .write_last_body(&mut self.underlying_stream, &self.body_write_buf)
                 .await
+            {
+                Ok(n) => self
+                    .underlying_stream
+                    .flush()
+                    .await
+                    .or_err(WriteError, "flushing body")
+                    .map(|()| n),
+                Err(e) => Err(e),
+            }
         } else {
             self.body_writer
                 .write_body(&mut self.underlying_stream, &self.body_write_buf)
@@ -1125,7 +1136,7 @@ impl HttpSession {
     }
 
     /// tollgate: [`Self::write_body_buf`]; when `last`, the response's last data, written
-    /// with its last chunk and left for the caller's flush (`BodyWriter::write_last_body`).
+    /// with its last chunk and flushed in one write (`BodyWriter::write_last_body`).
     async fn write_body_buf_then(&mut self, last: bool) -> Result<Option<usize>> {
         match self.write_timeout(self.body_write_buf.len()) {
             Some(t) => match timeout(t, self.do_write_body_buf(last)).await {
@@ -1686,7 +1697,7 @@ impl HttpSession {
                 }
             }
         }
-        // tollgate: the last data goes out with the last chunk (`finish_body` flushes both).
+        // tollgate: the last data goes out with the last chunk, in one write.
         self.write_body_buf_then(end_stream)
             .await
             .map_err(|e| e.into_down())?;
@@ -3728,7 +3739,8 @@ mod test_proxy_tasks {
         FlushTrackingMock::flush_count(&flush_count)
     }
 
-    // tollgate: head, body and last chunk that are at hand together go out in one flush.
+    // tollgate: head, body and last chunk that are at hand together go out in one flush (the
+    // second is `finish_body`'s, with nothing left to write; before: head, data, last chunk).
     #[tokio::test]
     async fn duplex_vec_flushes_head_body_and_last_chunk_once() {
         let tasks = vec![
@@ -3736,7 +3748,42 @@ mod test_proxy_tasks {
             HttpTask::Body(Some(Bytes::from_static(b"world")), true),
         ];
         let flushes = chunked_batch_flushes(tasks, b"A\r\nhelloworld\r\n0\r\n\r\n").await;
-        assert_eq!(flushes, 1);
+        assert_eq!(flushes, 2);
+    }
+
+    // tollgate: the last chunk's write is flushed inside the write timeout: a client that
+    // stops reading cannot hold the response's end past it.
+    #[tokio::test]
+    async fn last_chunk_flush_is_under_the_write_timeout() {
+        // Writes are taken (the kernel's buffer has room) but nothing drains.
+        let mock_io = Builder::new()
+            .read(b"GET / HTTP/1.1\r\n\r\n")
+            .write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            .build();
+        let mut http_stream = HttpSession::new(Box::new(FlushTrackingMock::stuck(mock_io)));
+        http_stream.update_resp_headers = false;
+        http_stream.read_request().await.unwrap();
+        http_stream.write_timeout = Some(Duration::from_millis(100));
+        let mut header = ResponseHeader::build(StatusCode::OK, None).unwrap();
+        header.insert_header("Transfer-Encoding", "chunked").unwrap();
+        let tasks = vec![
+            HttpTask::Header(Box::new(header), false),
+            HttpTask::Body(Some(Bytes::from_static(b"abc")), true),
+        ];
+        let res = tokio::time::timeout(Duration::from_secs(2), http_stream.response_duplex_vec(tasks)).await;
+        let err = res.expect("the write timeout ends it").unwrap_err();
+        assert_eq!(err.etype(), &WriteTimedout);
+    }
+
+    // tollgate: an empty last write ends a chunked body with one last chunk, not two.
+    #[tokio::test]
+    async fn write_last_body_with_no_data_only_finishes() {
+        use crate::protocols::http::v1::body::BodyWriter;
+        let mut out = Builder::new().write(b"0\r\n\r\n").build();
+        let mut writer = BodyWriter::new();
+        writer.init_chunked();
+        assert_eq!(writer.write_last_body(&mut out, b"").await.unwrap(), None);
+        assert!(writer.finished());
     }
 
     // tollgate: a streamed head with data behind it is flushed once, with that data.
