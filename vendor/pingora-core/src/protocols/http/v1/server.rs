@@ -3739,10 +3739,11 @@ mod test_proxy_tasks {
         FlushTrackingMock::flush_count(&flush_count)
     }
 
-    // tollgate: head, body and last chunk that are at hand together go out in one flush (the
-    // second is `finish_body`'s, with nothing left to write; before: head, data, last chunk).
+    // tollgate: head, body and last chunk that are at hand together go out before one flush
+    // (the second is `finish_body`'s, with nothing left to write); before, each of the three
+    // was flushed on its own.
     #[tokio::test]
-    async fn duplex_vec_flushes_head_body_and_last_chunk_once() {
+    async fn duplex_vec_sends_head_body_and_last_chunk_before_one_flush() {
         let tasks = vec![
             HttpTask::Body(Some(Bytes::from_static(b"hello")), false),
             HttpTask::Body(Some(Bytes::from_static(b"world")), true),
