@@ -7,14 +7,17 @@ use clap::Parser;
 use tollgate_core::cli::Cli;
 use tollgate_core::{logging, server};
 
+mod alloc;
+
 /// mimalloc instead of glibc's allocator. Why: a proxied request allocates and frees a few
 /// hundred small objects (header maps, body chunks, futures); glibc's malloc/free cost ~50k of
 /// a streamed completion's 272k instructions (issue 14, bench/README.md). Transparent huge pages
 /// are off for the process (`disable_transparent_huge_pages`; the `no_thp` feature only stops
 /// mimalloc asking for them): with them its arenas made an idle gateway 8 MiB larger and each
-/// open stream 10 KiB larger.
+/// open stream 10 KiB larger. Plain blocks are asked for with `mi_malloc`, not
+/// `mi_malloc_aligned` (src/alloc.rs says why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
 
 /// Turns transparent huge pages off for this process, as mimalloc's own default build does
 /// (`MI_DEFAULT_ALLOW_THP=0`): on a host whose THP mode is `always`, the kernel would otherwise
