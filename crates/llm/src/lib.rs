@@ -17,6 +17,7 @@ pub mod gemini;
 pub mod generate;
 mod body;
 mod headers;
+mod members;
 mod observe;
 mod paths;
 pub mod messages;

@@ -6,18 +6,19 @@ use memchr::memmem;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use tollgate_core::json_object::JsonObject;
+use crate::members::top_level;
 use tollgate_core::llm::Usage;
 
 /// The parts of a response or stream chunk the gateway records.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct ResponseView {
     /// Model that answered.
     pub model: Option<String>,
     /// Usage, if in this object.
     pub usage: Option<UsageView>,
-    /// Choices; an empty list plus usage marks the final usage-only stream chunk.
-    pub choices: Option<Vec<serde::de::IgnoredAny>>,
+    /// Whether `choices` is an empty list (`None`: no list); an empty list plus usage marks
+    /// the final usage-only stream chunk.
+    pub choices_empty: Option<bool>,
 }
 
 /// The text of each choice: `message.content` (whole responses) or `delta.content` (chunks).
@@ -99,47 +100,58 @@ impl UsageView {
     }
 }
 
-/// A response read once for both the recorded parts and the choices' text.
-#[derive(Deserialize)]
-struct ResponseWithText {
-    model: Option<String>,
-    usage: Option<UsageView>,
-    choices: Option<Vec<ChoiceView>>,
-}
-
 impl ResponseView {
-    /// Parses a JSON object; anything unparsable yields an empty view.
+    /// Reads a JSON object's `model`, `usage` and whether its `choices` are empty; anything
+    /// not shaped as a JSON object yields an empty view. The members are found by stepping
+    /// over the rest ([`top_level`]) and only `model` and `usage` are parsed (issue 14: serde
+    /// read a whole completion, keys and text, for these two). A member of an unexpected type
+    /// is left out, the others still read.
     pub fn parse(bytes: &[u8]) -> ResponseView {
-        serde_json::from_slice(bytes).unwrap_or_default()
+        match top_level(bytes, ["model", "usage", "choices"]) {
+            Some([model, usage, choices]) => ResponseView::of(model, usage, choices),
+            None => ResponseView::default(),
+        }
     }
 
-    /// [`Self::parse`] and [`ChoicesView::append_to`] in one pass. A document whose choices
-    /// the text reader cannot read (an unusual `content`) is read by the two apart, so its
-    /// usage is never lost to its text.
+    fn of(model: Option<&[u8]>, usage: Option<&[u8]>, choices: Option<&[u8]>) -> ResponseView {
+        ResponseView {
+            model: model.and_then(|v| serde_json::from_slice::<Option<String>>(v).ok().flatten()),
+            usage: usage.and_then(|v| serde_json::from_slice::<Option<UsageView>>(v).ok().flatten()),
+            choices_empty: choices.and_then(array_is_empty),
+        }
+    }
+
+    /// [`Self::parse`] and [`ChoicesView::append_to`] in one pass over the document; only
+    /// the `choices` member is read for text. Choices the text reader cannot read (an unusual
+    /// `content`) add no text, and never lose the usage.
     pub fn parse_with_text(bytes: &[u8], out: &mut Vec<String>) -> ResponseView {
-        let Ok(whole) = serde_json::from_slice::<ResponseWithText>(bytes) else {
-            ChoicesView::append_to(bytes, out);
-            return ResponseView::parse(bytes);
+        let Some([model, usage, choices]) = top_level(bytes, ["model", "usage", "choices"]) else {
+            return ResponseView::default();
         };
-        let choices = whole.choices.map(|choices| {
-            let count = choices.len();
-            ChoicesView { choices }.append(out);
-            // `IgnoredAny` takes no room: this allocates nothing.
-            vec![serde::de::IgnoredAny; count]
-        });
-        ResponseView { model: whole.model, usage: whole.usage, choices }
+        if let Some(Ok(Some(list))) = choices.map(serde_json::from_slice::<Option<Vec<ChoiceView>>>) {
+            ChoicesView { choices: list }.append(out);
+        }
+        ResponseView::of(model, usage, choices)
     }
 
     /// A chunk that only carries usage (what `include_usage` adds at the end of a stream).
     pub fn is_usage_only(&self) -> bool {
-        self.usage.is_some() && self.choices.as_ref().is_some_and(|c| c.is_empty())
+        self.usage.is_some() && self.choices_empty == Some(true)
     }
 }
 
-/// The `model` string of a JSON object, its other members checked as JSON but not built: the
+/// The `model` string of a JSON object, its other members stepped over ([`top_level`]): the
 /// first event of a stream names the model, and its choices need no parse for that.
 pub fn model_of(bytes: &[u8]) -> Option<String> {
-    serde_json::from_slice(JsonObject::parse(bytes).ok()?.get("model")?).ok()
+    let [model] = top_level(bytes, ["model"])?;
+    serde_json::from_slice(model?).ok()
+}
+
+/// Whether a JSON value (as [`top_level`] found it: no whitespace around it) is an array, and
+/// if so whether it is empty.
+fn array_is_empty(value: &[u8]) -> Option<bool> {
+    let rest = value.strip_prefix(b"[")?;
+    Some(rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b']'))
 }
 
 /// Whether a JSON document carries a non-null `usage` object: a cheap byte scan so that
@@ -414,8 +426,23 @@ data: x\ndata: y\n\n: comment\n\ndata: [DONE]\r\n\r\ndata: tail";
             assert_eq!(one, two, "{}", String::from_utf8_lossy(doc));
             assert_eq!(a.model, b.model);
             assert_eq!(a.usage.map(|u| u.to_usage()), b.usage.map(|u| u.to_usage()));
-            assert_eq!(a.choices.map(|c| c.len()), b.choices.map(|c| c.len()));
+            assert_eq!(a.choices_empty, b.choices_empty);
         }
+    }
+
+    #[test]
+    fn reads_only_what_it_records() {
+        // A model of another type is left out; the usage is still read.
+        let v = ResponseView::parse(br#"{"model":7,"choices":[ ],"usage":{"total_tokens":4}}"#);
+        assert_eq!(v.model, None);
+        assert_eq!(v.usage.map(|u| u.to_usage().total_tokens), Some(4));
+        assert_eq!(v.choices_empty, Some(true));
+        let v = ResponseView::parse(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#);
+        assert_eq!((v.choices_empty, v.usage.is_none(), v.is_usage_only()), (Some(false), true, false));
+        // Not JSON (a truncated answer): nothing recorded, nothing appended.
+        let mut text = Vec::new();
+        let v = ResponseView::parse_with_text(br#"{"model":"m","usage":{"total_tokens":4}"#, &mut text);
+        assert!(v.model.is_none() && v.usage.is_none() && text.is_empty());
     }
 
     #[test]
