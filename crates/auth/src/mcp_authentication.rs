@@ -201,7 +201,7 @@ impl McpAuthentication {
             let headers = HeaderMap::new();
             let until = Instant::now() + AS_FETCH_TIMEOUT;
             let opts = CallOpts { headers: &headers, tls: None, connect_timeout: Some(AS_FETCH_TIMEOUT), connect: Default::default(), wait: AS_FETCH_TIMEOUT, deadline: Some(until) };
-            let req = Request { method: Method::GET, path: &path, headers: vec![("accept", "application/json".into())], body: None };
+            let req = Request { method: Method::GET, path: &path, headers: vec![(http::header::ACCEPT, "application/json".into())], body: None };
             let mut resp = self.client.send(&opts, &origin, &req).await.map_err(|e| e.to_string())?;
             let body = resp.body(until, AS_MAX_BYTES).await.map_err(|e| e.to_string())?;
             Ok::<_, String>((resp.status, body))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -202,8 +202,9 @@ pub struct Request<'a> {
     pub method: Method,
     /// Path and query.
     pub path: &'a str,
-    /// Headers beyond the forwarded ones (these win).
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers beyond the forwarded ones (these win). Names, not their text: a name given as
+    /// text is parsed and checked again for each call.
+    pub headers: Vec<(HeaderName, String)>,
     /// Body.
     pub body: Option<Bytes>,
 }
@@ -272,28 +273,62 @@ fn stale_connection(e: &pingora::Error) -> bool {
         || matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::WriteError)
 }
 
+/// The request head. Names go into the header map as names: Pingora's `insert_header` takes a
+/// name's text and parses it again. The head keeps no case map, so its parts are all of it;
+/// the target is origin-form (a path), which the parts' URI writes as given.
 fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result<RequestHeader, CallError> {
     let bad = |e: pingora::BError| CallError::Internal(format!("building an upstream request: {e}"));
-    let mut h = RequestHeader::build_no_case(req.method.clone(), req.path.as_bytes(), Some(cc.headers.len() + req.headers.len() + 2)).map_err(bad)?;
+    let value = |name: &HeaderName, text: &str| HeaderValue::from_str(text).map_err(|e| CallError::Internal(format!("header {name}: {e}")));
+    let head = RequestHeader::build_no_case(req.method.clone(), req.path.as_bytes(), None).map_err(bad)?;
+    let mut parts = http::request::Parts::from(head);
+    let map = &mut parts.headers;
+    map.reserve(cc.headers.len() + req.headers.len() + 2);
     for (name, value) in cc.headers.iter() {
-        h.append_header(name.clone(), value.clone()).map_err(bad)?;
+        map.append(name.clone(), value.clone());
     }
-    // Lowercase static names: Pingora parses a `HeaderName` again from its title-case text.
-    h.insert_header("host", authority).map_err(bad)?;
-    for (name, value) in &req.headers {
-        let v = HeaderValue::from_str(value).map_err(|e| CallError::Internal(format!("header {name}: {e}")))?;
-        h.insert_header(*name, v).map_err(bad)?;
+    map.insert(header::HOST, value(&header::HOST, authority)?);
+    for (name, text) in &req.headers {
+        map.insert(name.clone(), value(name, text)?);
     }
     let len = req.body.as_ref().map_or(0, Bytes::len);
     if req.body.is_some() || req.method == Method::POST {
-        h.insert_header("content-length", HeaderValue::from(len)).map_err(bad)?;
+        map.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    Ok(h)
+    Ok(RequestHeader::from(parts))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Origin;
+    use super::*;
+
+    /// The head as it goes on the wire: the target as given, the call's own headers over the
+    /// configured ones, a length for a POST.
+    #[test]
+    fn the_head_carries_the_target_and_the_calls_headers() {
+        let mut configured = HeaderMap::new();
+        configured.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        configured.insert(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        let cc = CallOpts { headers: &configured, tls: None, connect_timeout: None, connect: ConnectPolicy::default(), wait: Duration::from_secs(1), deadline: None };
+        let mcp_session = HeaderName::from_static("mcp-session-id");
+        let req = Request {
+            method: Method::POST,
+            path: "/mcp/a%20b?x=1&y=%2F",
+            headers: vec![(header::ACCEPT, "application/json, text/event-stream".into()), (mcp_session.clone(), "s-1".into())],
+            body: Some(Bytes::from_static(b"{}")),
+        };
+        let head = build_header(&cc, "127.0.0.1:9", &req).unwrap();
+        assert_eq!(head.raw_path(), b"/mcp/a%20b?x=1&y=%2F");
+        assert_eq!(head.method, Method::POST);
+        let h = &head.headers;
+        assert_eq!(h.get(header::HOST).unwrap(), "127.0.0.1:9");
+        assert_eq!(h.get_all(header::ACCEPT).iter().collect::<Vec<_>>(), ["application/json, text/event-stream"]);
+        assert_eq!(h.get(header::AUTHORIZATION).unwrap(), "Bearer t");
+        assert_eq!(h.get(mcp_session).unwrap(), "s-1");
+        assert_eq!(h.get(header::CONTENT_LENGTH).unwrap(), "2");
+        // A value that cannot be a header value is an error naming the header, not a panic.
+        let bad = Request { method: Method::GET, path: "/", headers: vec![(header::ACCEPT, "a\nb".to_string())], body: None };
+        assert!(matches!(build_header(&cc, "h", &bad), Err(CallError::Internal(m)) if m.contains("accept")));
+    }
 
     #[test]
     fn authority_names_the_port_only_when_not_the_schemes_default() {

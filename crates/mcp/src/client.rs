@@ -75,7 +75,7 @@ pub fn fetch_for_load(url: &str) -> Result<Bytes, String> {
                 client: Arc::new(HttpClient::default()),
                 access: None,
             };
-            let req = Request { method: Method::GET, path: &path, headers: vec![("accept", "application/json, application/yaml, */*".into())], body: None };
+            let req = Request { method: Method::GET, path: &path, headers: vec![(http::header::ACCEPT, "application/json, application/yaml, */*".into())], body: None };
             let mut resp = cc.send(&origin, &req).await.map_err(|e| e.to_string())?;
             if !(200..300).contains(&resp.status) {
                 return Err(format!("answered HTTP {}", resp.status));

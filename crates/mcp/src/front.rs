@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{OrErr, Result};
 use serde_json::Value;
 
 use std::sync::Arc;
@@ -57,13 +57,18 @@ pub async fn read_body(session: &mut Session, deadline: Option<std::time::Instan
 // a `HeaderName` back into text (title case, or a copy for a non-standard name) and parses it
 // again, and a `&str` value is checked and copied (~900 instructions a header).
 fn header(status: u16, content_type: Option<&'static str>, session_id: Option<&str>, ctx: &mut RequestCtx) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build_no_case(status, Some(4))?;
+    // Into the map as names: Pingora's `insert_header` parses a name's text again (and copies
+    // one it does not know, as `mcp-session-id`). The head keeps no case map or reason phrase
+    // yet, so its parts are all of it.
+    let mut parts = http::response::Parts::from(ResponseHeader::build_no_case(status, Some(4))?);
     if let Some(ct) = content_type {
-        h.insert_header("content-type", HeaderValue::from_static(ct))?;
+        parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     if let Some(id) = session_id {
-        h.insert_header("mcp-session-id", id)?;
+        let id = HeaderValue::from_str(id).or_err(pingora::ErrorType::InvalidHTTPHeader, "invalid session id")?;
+        parts.headers.insert(crate::names::MCP_SESSION_ID, id);
     }
+    let mut h = ResponseHeader::from(parts);
     if let Some(chain) = ctx.chain.clone() {
         for f in chain.filters.iter() {
             f.on_response(&mut h, ctx)?;

@@ -61,6 +61,10 @@ pub(crate) mod names {
     pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
     /// `Last-Event-ID`.
     pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+    /// `Mcp-Method` (the 2026-07-28 revision's routing header).
+    pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+    /// `Mcp-Name` (the 2026-07-28 revision's routing header).
+    pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 }
 
 /// Longest wait for a target when the route sets no timeout.

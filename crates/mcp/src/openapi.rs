@@ -161,9 +161,9 @@ impl OpenApiTarget {
             full = format!("{full}?{}", query.join("&"));
         }
         let body = args.get("body").map(|b| Bytes::from(b.to_string()));
-        let mut req_headers = vec![("accept", "application/json".to_string())];
+        let mut req_headers = vec![(http::header::ACCEPT, "application/json".to_string())];
         if body.is_some() {
-            req_headers.push(("content-type", "application/json".into()));
+            req_headers.push((http::header::CONTENT_TYPE, "application/json".into()));
         }
         let mut cc = cc.clone();
         for (name, value) in headers {

@@ -297,7 +297,7 @@ impl RemoteJwks {
             wait: FETCH_TIMEOUT,
             deadline: Some(until),
         };
-        let req = Request { method: Method::GET, path: &self.path, headers: vec![("accept", "application/json".into())], body: None };
+        let req = Request { method: Method::GET, path: &self.path, headers: vec![(http::header::ACCEPT, "application/json".into())], body: None };
         let mut resp = self.client.send(&opts, &self.origin, &req).await.map_err(|e| e.to_string())?;
         if resp.status != 200 {
             return Err(format!("status {}", resp.status));

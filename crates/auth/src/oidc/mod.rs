@@ -336,11 +336,11 @@ impl Oidc {
     /// `POST token_endpoint` with the code and the PKCE verifier; the ID token.
     async fn exchange(&self, code: &str, verifier: &str, resolved: &Resolved) -> std::result::Result<String, String> {
         let mut form = format!("grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}", enc(code), enc(&self.redirect_uri), enc(verifier));
-        let mut headers = vec![("content-type", "application/x-www-form-urlencoded".to_string()), ("accept", "application/json".to_string())];
+        let mut headers = vec![(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded".to_string()), (http::header::ACCEPT, "application/json".to_string())];
         match resolved.token_auth {
             TokenAuth::Basic => {
                 let pair = format!("{}:{}", enc(&self.client_id), enc(&self.client_secret));
-                headers.push(("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))));
+                headers.push((http::header::AUTHORIZATION, format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))));
             }
             TokenAuth::Post => form.push_str(&format!("&client_id={}&client_secret={}", enc(&self.client_id), enc(&self.client_secret))),
         }

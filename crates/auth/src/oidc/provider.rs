@@ -65,7 +65,7 @@ pub fn split_url(url: &str) -> Result<(Origin, String), String> {
 }
 
 /// Sends one request to the provider; the status and body.
-pub async fn call(client: &Arc<HttpClient>, url: &str, method: Method, headers: Vec<(&'static str, String)>, body: Option<Bytes>) -> Result<(u16, Bytes), String> {
+pub async fn call(client: &Arc<HttpClient>, url: &str, method: Method, headers: Vec<(http::HeaderName, String)>, body: Option<Bytes>) -> Result<(u16, Bytes), String> {
     let (origin, path) = split_url(url)?;
     let none = HeaderMap::new();
     let until = Instant::now() + PROVIDER_TIMEOUT;
@@ -87,7 +87,7 @@ pub async fn discover(client: &Arc<HttpClient>, issuer: &str, client_id: &str, s
     let text = match source {
         DiscoverySource::Text(t) => t.clone(),
         DiscoverySource::Url(url) => {
-            let (status, body) = call(client, url, Method::GET, vec![("accept", "application/json".into())], None).await?;
+            let (status, body) = call(client, url, Method::GET, vec![(http::header::ACCEPT, "application/json".into())], None).await?;
             if status != 200 {
                 return Err(format!("discovery answered {status}"));
             }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Method;
+use http::{header, HeaderName, Method};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -15,6 +15,7 @@ use crate::answer::Answer;
 use crate::client::{left, CallCtx, Origin, Request, Response};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Kind};
+use crate::names;
 use crate::sse;
 
 /// Largest JSON response read from a target.
@@ -51,24 +52,24 @@ impl HttpUpstream {
         self.version.lock().unwrap().clone()
     }
 
-    fn headers(&self, msg: Option<&Value>, accept: &str) -> Vec<(&'static str, String)> {
-        let mut h = vec![("accept", accept.to_string())];
+    fn headers(&self, msg: Option<&Value>, accept: &str) -> Vec<(HeaderName, String)> {
+        let mut h = vec![(header::ACCEPT, accept.to_string())];
         if msg.is_some() {
-            h.push(("content-type", "application/json".into()));
+            h.push((header::CONTENT_TYPE, "application/json".into()));
         }
         if let Some(s) = self.session() {
-            h.push(("mcp-session-id", s));
+            h.push((names::MCP_SESSION_ID, s));
         }
         let version = self.version();
         if let Some(v) = &version {
-            h.push(("mcp-protocol-version", v.clone()));
+            h.push((names::MCP_PROTOCOL_VERSION, v.clone()));
         }
         if let (Some(m), Some(v)) = (msg, &version) {
             // The 2026-07-28 revision routes on these headers.
             if v.as_str() >= MODERN_VERSION && !jsonrpc::method(m).is_empty() {
-                h.push(("mcp-method", jsonrpc::method(m).to_string()));
+                h.push((names::MCP_METHOD, jsonrpc::method(m).to_string()));
                 if let Some(name) = jsonrpc::param_str(m, "name").or_else(|| jsonrpc::param_str(m, "uri")) {
-                    h.push(("mcp-name", name.to_string()));
+                    h.push((names::MCP_NAME, name.to_string()));
                 }
             }
         }
@@ -242,7 +243,7 @@ impl HttpUpstream {
             }
             tokio::time::sleep(retry).await;
             let mut headers = self.headers(None, "text/event-stream");
-            headers.push(("last-event-id", resume_from));
+            headers.push((names::LAST_EVENT_ID, resume_from));
             let req = Request { method: Method::GET, path: &self.path, headers, body: None };
             resp = cc.send(&self.origin, &req).await?;
             if resp.status != 200 || !resp.is_sse() {

@@ -41,7 +41,7 @@ pub fn resolve_endpoint(stream_path: &str, data: &str) -> String {
 impl SseUpstream {
     /// Opens the stream and waits for the `endpoint` event.
     pub async fn open(cc: &CallCtx, origin: &Origin, path: &str, relay: &Relay) -> Result<SseUpstream, McpError> {
-        let req = Request { method: Method::GET, path, headers: vec![("accept", "text/event-stream".into())], body: None };
+        let req = Request { method: Method::GET, path, headers: vec![(http::header::ACCEPT, "text/event-stream".into())], body: None };
         let mut resp = cc.send(origin, &req).await?;
         if resp.status != 200 || !resp.is_sse() {
             return Err(McpError::Upstream(format!("GET {path}: HTTP {} without an event stream", resp.status)));
@@ -93,7 +93,7 @@ impl SseUpstream {
         let req = Request {
             method: Method::POST,
             path: &self.endpoint,
-            headers: vec![("content-type", "application/json".into())],
+            headers: vec![(http::header::CONTENT_TYPE, "application/json".into())],
             body: Some(Bytes::from(serde_json::to_vec(msg).unwrap_or_default())),
         };
         let mut resp = cc.send(&self.origin, &req).await?;

@@ -252,7 +252,7 @@ impl AzureTokenSource {
         let req = Request {
             method: Method::POST,
             path: &path,
-            headers: vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            headers: vec![(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded".into()), (http::header::ACCEPT, "application/json".into())],
             body: Some(Bytes::from(form)),
         };
         let authority = self.authority.authority();
