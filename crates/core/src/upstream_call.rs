@@ -274,8 +274,9 @@ fn stale_connection(e: &pingora::Error) -> bool {
 }
 
 /// The request head. Names go into the header map as names: Pingora's `insert_header` takes a
-/// name's text and parses it again. The head keeps no case map, so its parts are all of it;
-/// the target is origin-form (a path), which the parts' URI writes as given.
+/// name's text and parses it again. The head keeps no case map, so its parts are all of it
+/// but the target: an origin-form one (a path) is written from the parts' URI as given; any
+/// other is set again, so that it goes out as configured rather than as `/`.
 fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result<RequestHeader, CallError> {
     let bad = |e: pingora::BError| CallError::Internal(format!("building an upstream request: {e}"));
     let value = |name: &HeaderName, text: &str| HeaderValue::from_str(text).map_err(|e| CallError::Internal(format!("header {name}: {e}")));
@@ -294,7 +295,11 @@ fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result
     if req.body.is_some() || req.method == Method::POST {
         map.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    Ok(RequestHeader::from(parts))
+    let mut head = RequestHeader::from(parts);
+    if !req.path.starts_with('/') {
+        head.set_raw_path(req.path.as_bytes()).map_err(bad)?;
+    }
+    Ok(head)
 }
 
 #[cfg(test)]
@@ -325,6 +330,12 @@ mod tests {
         assert_eq!(h.get(header::AUTHORIZATION).unwrap(), "Bearer t");
         assert_eq!(h.get(mcp_session).unwrap(), "s-1");
         assert_eq!(h.get(header::CONTENT_LENGTH).unwrap(), "2");
+        // A target that is not a path goes out as given, not as `/`.
+        for target in ["mcp", "*", "http://127.0.0.1:9/mcp"] {
+            let req = Request { method: Method::GET, path: target, headers: Vec::new(), body: None };
+            let old = RequestHeader::build_no_case(Method::GET, target.as_bytes(), None).unwrap();
+            assert_eq!(build_header(&cc, "h", &req).unwrap().raw_path(), old.raw_path(), "{target}");
+        }
         // A value that cannot be a header value is an error naming the header, not a panic.
         let bad = Request { method: Method::GET, path: "/", headers: vec![(header::ACCEPT, "a\nb".to_string())], body: None };
         assert!(matches!(build_header(&cc, "h", &bad), Err(CallError::Internal(m)) if m.contains("accept")));

@@ -69,8 +69,8 @@ impl AiPolicy {
             ResponseMode::Untouched => {}
             ResponseMode::Json => {
                 if let Some(b) = body.as_ref() {
-                    if state.response_body.len() + b.len() <= MAX_RESPONSE_COPY {
-                        state.response_body.extend_from_slice(b);
+                    if !hold_json(state, b) {
+                        return Ok(());
                     }
                 }
                 if end {
@@ -88,6 +88,18 @@ impl AiPolicy {
         }
         Ok(())
     }
+}
+
+/// Holds a JSON answer's bytes to be read at its end. One too large to hold is not read at all
+/// (nor held any longer), rather than read with a hole where a piece did not fit.
+fn hold_json(state: &mut CompletionState, bytes: &[u8]) -> bool {
+    if state.response_body.len() + bytes.len() <= MAX_RESPONSE_COPY {
+        state.response_body.extend_from_slice(bytes);
+        return true;
+    }
+    state.response = ResponseMode::Untouched;
+    state.response_body = Vec::new();
+    false
 }
 
 pub(crate) fn record(llm: &mut LlmExchange, view: &ResponseView) {
@@ -217,6 +229,17 @@ mod tests {
                 (body.to_vec(), same)
             })
             .collect()
+    }
+
+    #[test]
+    fn an_answer_too_large_to_hold_is_not_read_with_a_hole() {
+        let mut state = CompletionState { response: ResponseMode::Json, ..Default::default() };
+        let half = vec![b' '; MAX_RESPONSE_COPY / 2 + 1];
+        assert!(hold_json(&mut state, b"{\"a\":\""));
+        assert!(hold_json(&mut state, &half));
+        assert!(!hold_json(&mut state, &half), "the piece that does not fit");
+        assert!(matches!(state.response, ResponseMode::Untouched));
+        assert!(state.response_body.is_empty() && state.response_body.capacity() == 0);
     }
 
     #[test]

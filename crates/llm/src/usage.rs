@@ -50,6 +50,10 @@ impl ChoicesView {
 
     fn append(self, out: &mut Vec<String>) {
         for c in self.choices {
+            // The index comes from the upstream: one far out must not size the list.
+            if c.index >= MAX_CHOICES {
+                continue;
+            }
             let text = c.message.or(c.delta).and_then(|m| m.content);
             if let Some(text) = text {
                 if out.len() <= c.index {
@@ -60,6 +64,9 @@ impl ChoicesView {
         }
     }
 }
+
+/// Choices whose text is kept: OpenAI's `n` is at most 128.
+const MAX_CHOICES: usize = 128;
 
 /// OpenAI's usage object.
 #[derive(Debug, Default, Deserialize)]
@@ -439,6 +446,10 @@ data: x\ndata: y\n\n: comment\n\ndata: [DONE]\r\n\r\ndata: tail";
         assert_eq!(v.choices_empty, Some(true));
         let v = ResponseView::parse(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#);
         assert_eq!((v.choices_empty, v.usage.is_none(), v.is_usage_only()), (Some(false), true, false));
+        // A choice index far out is not a list length.
+        let mut text = Vec::new();
+        let v = ResponseView::parse_with_text(br#"{"choices":[{"index":18446744073709551615,"message":{"content":"x"}},{"index":1,"message":{"content":"y"}}],"usage":{"total_tokens":1}}"#, &mut text);
+        assert_eq!((text, v.usage.is_some()), (vec![String::new(), "y".to_string()], true));
         // Not JSON (a truncated answer): nothing recorded, nothing appended.
         let mut text = Vec::new();
         let v = ResponseView::parse_with_text(br#"{"model":"m","usage":{"total_tokens":4}"#, &mut text);
