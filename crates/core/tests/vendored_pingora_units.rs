@@ -3,7 +3,7 @@
 //! `vendor/` is outside the workspace, so `cargo test --workspace` would never run them. The
 //! additions below depend only on `std`, `futures` and `tokio`, so they are compiled here by
 //! path, their `#[cfg(test)]` modules included (`task_pipe`, `repoll`, `fuse`,
-//! `lazy_buf_writer`, `head_first`, `idle_pool`), and the first three are exercised together the way the
+//! `lazy_buf_writer`, `head_first`, `idle_pool`, `joined_body`), and the first three are exercised together the way the
 //! proxy uses them: a `task_pipe` between the two halves of a request, joined under `Repoll`,
 //! and the hand-over of the rest of a response to one loop (`fuse`).
 
@@ -30,6 +30,12 @@ mod head_first;
 #[allow(dead_code)]
 #[path = "../../../vendor/pingora-core/src/connectors/idle_pool.rs"]
 mod idle_pool;
+
+use pingora::protocols::http::HttpTask;
+
+#[allow(dead_code)]
+#[path = "../../../vendor/pingora-proxy/src/joined_body.rs"]
+mod joined_body;
 
 use repoll::Repoll;
 

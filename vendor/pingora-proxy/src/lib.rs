@@ -88,6 +88,7 @@ type DownstreamCustomMessageReader =
 
 mod fuse;
 mod header_hold;
+mod joined_body;
 mod proxy_cache;
 mod proxy_common;
 mod proxy_custom;

@@ -6,6 +6,7 @@
 use super::*;
 use crate::proxy_cache::{range_filter::RangeBodyFilter, ServeFromCache};
 use crate::proxy_common::ResponseStateMachine;
+use crate::joined_body::JoinedBody;
 
 /// At most this many upstream tasks already read go out in one downstream write (the pipe's
 /// batches were at most its capacity plus one). An LLM answer that arrives whole is one task
@@ -68,24 +69,49 @@ where
             };
             let mut batch = Vec::with_capacity(FUSED_BATCH);
             let mut batch_bytes = 0;
+            let mut read_tasks = 0;
+            let mut joined = JoinedBody::default();
             let mut next = Some(first);
             while let Some(read) = next.take() {
                 // As the upstream half does: a read error goes through the filters as a
                 // failed task, which the write returns as the error (`response_duplex`).
                 let task = read.unwrap_or_else(|e| HttpTask::Failed(e.into_up()));
                 let end = task.is_end();
+                read_tasks += 1;
                 if let HttpTask::Body(Some(data), _) = &task {
                     batch_bytes += data.len();
                 }
-                match self.fused_filter(session, ctx, task, &mut state).await {
-                    Ok(task) => batch.push(task),
-                    Err(e) => return (false, false, Some(e)),
+                // Small body pieces already read (an LLM stream's events, one HTTP chunk
+                // each) go through the filters as one piece.
+                let task = match joined.take(task) {
+                    None => None,
+                    Some((pending, task)) => {
+                        if let Some(pending) = pending {
+                            match self.fused_filter(session, ctx, pending, &mut state).await {
+                                Ok(t) => batch.push(t),
+                                Err(e) => return (false, false, Some(e)),
+                            }
+                        }
+                        task
+                    }
+                };
+                if let Some(task) = task {
+                    match self.fused_filter(session, ctx, task, &mut state).await {
+                        Ok(task) => batch.push(task),
+                        Err(e) => return (false, false, Some(e)),
+                    }
                 }
-                if !end && batch.len() < FUSED_BATCH && batch_bytes < FUSED_BATCH_BYTES {
+                if !end && read_tasks < FUSED_BATCH && batch_bytes < FUSED_BATCH_BYTES {
                     // Cancel-safe (the upstream half's `select!` relies on it too); outside
                     // the cooperative budget, which would make a ready read look pending.
                     next = tokio::task::unconstrained(client_session.read_response_task())
                         .now_or_never();
+                }
+            }
+            if let Some(pending) = joined.finish() {
+                match self.fused_filter(session, ctx, pending, &mut state).await {
+                    Ok(t) => batch.push(t),
+                    Err(e) => return (false, false, Some(e)),
                 }
             }
             match session.write_response_tasks(batch).await {
