@@ -282,18 +282,21 @@ fn build_header(cc: &CallOpts<'_>, authority: &str, req: &Request<'_>) -> Result
     let value = |name: &HeaderName, text: &str| HeaderValue::from_str(text).map_err(|e| CallError::Internal(format!("header {name}: {e}")));
     let head = RequestHeader::build_no_case(req.method.clone(), req.path.as_bytes(), None).map_err(bad)?;
     let mut parts = http::request::Parts::from(head);
+    // The `try_` forms: a map past its size limit is an error, as Pingora's methods made it,
+    // not a panic.
+    let full = |_| CallError::Internal("building an upstream request: too many headers".into());
     let map = &mut parts.headers;
-    map.reserve(cc.headers.len() + req.headers.len() + 2);
+    map.try_reserve(cc.headers.len() + req.headers.len() + 2).map_err(full)?;
     for (name, value) in cc.headers.iter() {
-        map.append(name.clone(), value.clone());
+        map.try_append(name.clone(), value.clone()).map_err(full)?;
     }
-    map.insert(header::HOST, value(&header::HOST, authority)?);
+    map.try_insert(header::HOST, value(&header::HOST, authority)?).map_err(full)?;
     for (name, text) in &req.headers {
-        map.insert(name.clone(), value(name, text)?);
+        map.try_insert(name.clone(), value(name, text)?).map_err(full)?;
     }
     let len = req.body.as_ref().map_or(0, Bytes::len);
     if req.body.is_some() || req.method == Method::POST {
-        map.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        map.try_insert(header::CONTENT_LENGTH, HeaderValue::from(len)).map_err(full)?;
     }
     let mut head = RequestHeader::from(parts);
     if !req.path.starts_with('/') {
@@ -339,6 +342,10 @@ mod tests {
         // A value that cannot be a header value is an error naming the header, not a panic.
         let bad = Request { method: Method::GET, path: "/", headers: vec![(header::ACCEPT, "a\nb".to_string())], body: None };
         assert!(matches!(build_header(&cc, "h", &bad), Err(CallError::Internal(m)) if m.contains("accept")));
+        // More headers than a header map holds: an error, not a panic.
+        let many = (0..40_000).map(|i| (HeaderName::try_from(format!("x-h{i}")).unwrap(), "v".to_string())).collect();
+        let huge = Request { method: Method::GET, path: "/", headers: many, body: None };
+        assert!(matches!(build_header(&cc, "h", &huge), Err(CallError::Internal(m)) if m.contains("too many headers")));
     }
 
     #[test]

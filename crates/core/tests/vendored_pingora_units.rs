@@ -2,11 +2,11 @@
 //!
 //! `vendor/` is outside the workspace, so `cargo test --workspace` would never run them. The
 //! additions below depend only on `std`, `futures`, `tokio`, `bytes` and Pingora's public
-//! `HttpTask`, so they are compiled here by
-//! path, their `#[cfg(test)]` modules included (`task_pipe`, `repoll`, `fuse`,
-//! `lazy_buf_writer`, `head_first`, `idle_pool`, `joined_body`), and the first three are exercised together the way the
-//! proxy uses them: a `task_pipe` between the two halves of a request, joined under `Repoll`,
-//! and the hand-over of the rest of a response to one loop (`fuse`).
+//! `HttpTask`, so they are compiled here by path, their `#[cfg(test)]` modules included
+//! (`task_pipe`, `repoll`, `fuse`, `lazy_buf_writer`, `head_first`, `idle_pool`,
+//! `joined_body`), and the first three are exercised together the way the proxy uses them: a
+//! `task_pipe` between the two halves of a request, joined under `Repoll`, and the hand-over
+//! of the rest of a response to one loop (`fuse`).
 
 #[allow(dead_code)]
 #[path = "../../../vendor/pingora-proxy/src/task_pipe.rs"]
